@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Refinery",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "refinery", targets: ["refinery"]),
+        .library(name: "RefineryModel", targets: ["RefineryModel"]),
+        .library(name: "RefineryText", targets: ["RefineryText"]),
+        .library(name: "RefineryTensor", targets: ["RefineryTensor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(
+            name: "RefineryTensor",
+            dependencies: ["COpenBLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .target(name: "RefineryText"),
+        .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText"]),
+        .executableTarget(
+            name: "refinery",
+            dependencies: [
+                "RefineryModel", "RefineryText", "RefineryTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
+        .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
+        .testTarget(
+            name: "RefineryTextTests",
+            dependencies: ["RefineryText"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "RefineryModelTests",
+            dependencies: ["RefineryModel", "RefineryText", "RefineryTensor"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

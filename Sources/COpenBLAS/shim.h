@@ -1,0 +1,4 @@
+#ifndef REFINERY_COPENBLAS_SHIM_H
+#define REFINERY_COPENBLAS_SHIM_H
+#include <cblas.h>
+#endif

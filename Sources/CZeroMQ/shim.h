@@ -1,0 +1,4 @@
+#ifndef REFINERY_CZEROMQ_SHIM_H
+#define REFINERY_CZEROMQ_SHIM_H
+#include <zmq.h>
+#endif

@@ -1,0 +1,110 @@
+import Foundation
+
+/// Vectorisable kernels for the Llama-family forward pass. All operate in place or into caller
+/// buffers, row-major, Float32, and match PyTorch's float32 results up to rounding.
+public enum Kernels {
+    /// RMSNorm as `LlamaRMSNorm`: `y = w ⊙ x / sqrt(mean(x²) + eps)` for each of `rows` rows of `dim`.
+    public static func rmsNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        let xs = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let ys = SendablePointer(y)
+        let ws = SendablePointer(UnsafeMutablePointer(mutating: weight))
+        Parallel.forEach(rows, costPerItem: dim * 3) { range in
+            for row in range {
+                let input = xs.pointer + row * dim
+                let output = ys.pointer + row * dim
+                var sum: Float = 0
+                for i in 0..<dim { sum += input[i] * input[i] }
+                let scale = 1 / (sum / Float(dim) + eps).squareRoot()
+                for i in 0..<dim { output[i] = ws.pointer[i] * (input[i] * scale) }
+            }
+        }
+    }
+
+    /// Rotary embedding as Hugging Face's `rotate_half` form, in place.
+    ///
+    /// `x` holds `rows` rows of `heads × headDim` values; row `r` uses the table row `positions[r]`
+    /// of `cos`/`sin` (each `[maxPosition, headDim / 2]`).
+    public static func applyRotary(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+        positions: [Int], cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
+    ) {
+        let half = headDim / 2
+        let xs = SendablePointer(x)
+        let cs = SendablePointer(UnsafeMutablePointer(mutating: cos))
+        let ss = SendablePointer(UnsafeMutablePointer(mutating: sin))
+        positions.withUnsafeBufferPointer { positionBuffer in
+            let ps = SendablePointer(UnsafeMutablePointer(mutating: positionBuffer.baseAddress!))
+            Parallel.forEach(rows, costPerItem: heads * headDim * 3) { range in
+                for row in range {
+                    let c = cs.pointer + ps.pointer[row] * half
+                    let s = ss.pointer + ps.pointer[row] * half
+                    for head in 0..<heads {
+                        let v = xs.pointer + row * rowStride + head * headDim
+                        for i in 0..<half {
+                            let a = v[i], b = v[i + half]
+                            v[i] = a * c[i] - b * s[i]
+                            v[i + half] = b * c[i] + a * s[i]
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `gate[i] = silu(gate[i]) * up[i]` for `count` elements, in place in `gate`.
+    public static func siluGate(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        let gs = SendablePointer(gate)
+        let us = SendablePointer(UnsafeMutablePointer(mutating: up))
+        Parallel.forEach(count, costPerItem: 20) { range in
+            for i in range {
+                let g = gs.pointer[i]
+                gs.pointer[i] = g / (1 + Foundation.exp(-g)) * us.pointer[i]
+            }
+        }
+    }
+
+    /// Adds `bias[cols]` to each of `rows` rows.
+    public static func addBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for row in 0..<rows {
+            let r = x + row * cols
+            for i in 0..<cols { r[i] += bias[i] }
+        }
+    }
+
+    /// `x += y` for `count` elements.
+    public static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] += y[i] }
+    }
+
+    /// Softmax of `x[0..<count]` in place (max-subtracted).
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        if count == 0 { return }
+        var maxValue = -Float.infinity
+        for i in 0..<count { maxValue = Swift.max(maxValue, x[i]) }
+        var sum: Float = 0
+        for i in 0..<count {
+            let e = Foundation.exp(x[i] - maxValue)
+            x[i] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for i in 0..<count { x[i] *= inverse }
+    }
+
+    /// Natural log of Σ exp(x) over `count` elements, stable.
+    public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var maxValue = -Float.infinity
+        for i in 0..<count { maxValue = Swift.max(maxValue, x[i]) }
+        var sum: Double = 0
+        for i in 0..<count { sum += Double(Foundation.exp(x[i] - maxValue)) }
+        return Double(maxValue) + Foundation.log(sum)
+    }
+
+    /// Cross-entropy `logsumexp(logits) − logits[target]` of one row.
+    public static func crossEntropy(_ logits: UnsafePointer<Float>, vocab: Int, target: Int) -> Double {
+        logSumExp(logits, count: vocab) - Double(logits[target])
+    }
+}

@@ -1,0 +1,68 @@
+/// A dense, row-major Float32 tensor over one contiguous, owned buffer.
+///
+/// `Tensor` is a reference to its storage: copying the struct shares the buffer. Kernels read and
+/// write through `pointer`; nothing here tracks gradients (backward passes are explicit).
+public struct Tensor: @unchecked Sendable {
+    /// The dimensions, outermost first.
+    public let shape: [Int]
+    /// The storage that owns the elements.
+    public let storage: FloatStorage
+
+    /// Allocates a zero-filled tensor of `shape`.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        self.storage = FloatStorage(count: shape.reduce(1, *))
+    }
+
+    /// Wraps `values` (which must hold exactly `shape.reduce(1, *)` elements).
+    public init(shape: [Int], values: [Float]) {
+        precondition(values.count == shape.reduce(1, *), "Tensor: \(values.count) values for shape \(shape)")
+        self.shape = shape
+        self.storage = FloatStorage(count: values.count)
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { storage.pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    /// Shares `storage` under a new shape with the same element count.
+    public init(shape: [Int], storage: FloatStorage) {
+        precondition(storage.count == shape.reduce(1, *), "Tensor: storage of \(storage.count) for shape \(shape)")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// Number of elements.
+    public var count: Int { storage.count }
+    /// Mutable pointer to the first element.
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer }
+    /// The elements copied into an array (for tests and small outputs).
+    public var array: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: storage.count)) }
+
+    /// A view with a different shape over the same storage.
+    public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }
+
+    /// A deep copy.
+    public func copy() -> Tensor {
+        let result = Tensor(zeros: shape)
+        result.pointer.update(from: pointer, count: count)
+        return result
+    }
+}
+
+/// Owned, 64-byte-aligned storage for `count` floats.
+public final class FloatStorage: @unchecked Sendable {
+    /// Number of elements.
+    public let count: Int
+    /// The first element.
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// Allocates zero-filled storage.
+    public init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
