@@ -40,15 +40,11 @@ let package = Package(
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
-        .testTarget(
-            name: "RefineryTextTests",
-            dependencies: ["RefineryText"],
-            resources: [.copy("Fixtures")]
-        ),
+        .testTarget(name: "RefineryTextTests", dependencies: ["RefineryText"], exclude: ["Fixtures"]),
         .testTarget(
             name: "RefineryModelTests",
             dependencies: ["RefineryModel", "RefineryText", "RefineryTensor"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,121 @@
+import Foundation
+
+/// The `decoder` section of `tokenizer.json`: turns token strings back into text.
+indirect enum TokenDecoder: Sendable {
+    case sequence([TokenDecoder])
+    case byteLevel
+    case metaspace(replacement: Unicode.Scalar, prependScheme: PreTokenizer.PrependScheme)
+    case replace(pattern: String, content: String)
+    case byteFallback
+    case fuse
+    case strip(content: Character, start: Int, stop: Int)
+
+    static func parse(_ json: JSONValue?) throws -> TokenDecoder? {
+        guard let json, !json.isNull else { return nil }
+        guard let type = json["type"]?.stringValue else { throw TextError("tokenizer.json: decoder without a \"type\"") }
+        switch type {
+        case "Sequence": return .sequence(try (json["decoders"]?.arrayValue ?? []).compactMap { try parse($0) })
+        case "ByteLevel": return .byteLevel
+        case "Metaspace":
+            let replacement = json["replacement"]?.stringValue?.unicodeScalars.first ?? "\u{2581}"
+            var scheme = PreTokenizer.PrependScheme(rawValue: json["prepend_scheme"]?.stringValue ?? "always") ?? .always
+            if json["prepend_scheme"] == nil, let add = json["add_prefix_space"]?.boolValue, !add { scheme = .never }
+            return .metaspace(replacement: replacement, prependScheme: scheme)
+        case "Replace":
+            guard let pattern = json["pattern"]?["String"]?.stringValue else {
+                throw TextError("tokenizer.json: Replace decoder supports only a String pattern")
+            }
+            return .replace(pattern: pattern, content: json["content"]?.stringValue ?? "")
+        case "ByteFallback": return .byteFallback
+        case "Fuse": return .fuse
+        case "Strip":
+            return .strip(content: json["content"]?.stringValue?.first ?? " ",
+                          start: json["start"]?.intValue ?? 0, stop: json["stop"]?.intValue ?? 0)
+        default:
+            throw TextError("tokenizer.json: unsupported decoder type \"\(type)\" (supported: Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip)")
+        }
+    }
+
+    func decode(_ tokens: [String]) -> [String] {
+        switch self {
+        case let .sequence(items):
+            var current = tokens
+            for item in items { current = item.decode(current) }
+            return current
+        case .byteLevel:
+            var bytes: [UInt8] = []
+            for token in tokens {
+                var mapped: [UInt8] = []
+                var ok = true
+                for scalar in token.unicodeScalars {
+                    guard let byte = ByteLevelMap.scalarToByte[scalar] else { ok = false; break }
+                    mapped.append(byte)
+                }
+                bytes.append(contentsOf: ok ? mapped : Array(token.utf8))
+            }
+            return [String(decoding: bytes, as: UTF8.self)]
+        case let .metaspace(replacement, scheme):
+            return tokens.enumerated().map { index, token in
+                var text = String(String.UnicodeScalarView(token.unicodeScalars.map { $0 == replacement ? " " : $0 }))
+                if index == 0 && scheme != .never && text.hasPrefix(" ") { text.removeFirst() }
+                return text
+            }
+        case let .replace(pattern, content):
+            return tokens.map { $0.replacingAll(pattern, with: content) }
+        case .byteFallback:
+            var result: [String] = []
+            var pending: [UInt8] = []
+            func flush() {
+                if pending.isEmpty { return }
+                if let text = String(validating: pending, as: UTF8.self) {
+                    result.append(text)
+                } else {
+                    result.append(contentsOf: Array(repeating: "\u{FFFD}", count: pending.count))
+                }
+                pending = []
+            }
+            for token in tokens {
+                if let byte = Self.byteToken(token) { pending.append(byte) } else { flush(); result.append(token) }
+            }
+            flush()
+            return result
+        case .fuse:
+            return [tokens.joined()]
+        case let .strip(content, start, stop):
+            return tokens.map { token in
+                var chars = Array(token)
+                var s = 0
+                while s < start && s < chars.count && chars[s] == content { s += 1 }
+                var e = chars.count
+                var removed = 0
+                while removed < stop && e > s && chars[e - 1] == content { e -= 1; removed += 1 }
+                chars = Array(chars[s..<e])
+                return String(chars)
+            }
+        }
+    }
+
+    /// `<0xAB>` → 0xAB.
+    static func byteToken(_ token: String) -> UInt8? {
+        let utf8 = Array(token.utf8)
+        guard utf8.count == 6, utf8[0] == UInt8(ascii: "<"), utf8[1] == UInt8(ascii: "0"), utf8[2] == UInt8(ascii: "x"),
+              utf8[5] == UInt8(ascii: ">") else { return nil }
+        return UInt8(String(decoding: utf8[3..<5], as: UTF8.self), radix: 16)
+    }
+}
+
+extension String {
+    /// Replaces every occurrence of `pattern` (literal) with `replacement`.
+    func replacingAll(_ pattern: String, with replacement: String) -> String {
+        guard !pattern.isEmpty else { return self }
+        var result = ""
+        var rest = Substring(self)
+        while let range = rest.range(of: pattern) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        result += rest
+        return result
+    }
+}
