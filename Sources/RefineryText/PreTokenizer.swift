@@ -1,7 +1,7 @@
 import Foundation
 
 /// The `pre_tokenizer` section of `tokenizer.json`: splits normalized text into words.
-indirect enum PreTokenizer: @unchecked Sendable {
+indirect enum PreTokenizer: Sendable {
     case sequence([PreTokenizer])
     case split(regex: NSRegularExpression, behavior: SplitBehavior, invert: Bool)
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
@@ -149,10 +149,10 @@ indirect enum PreTokenizer: @unchecked Sendable {
         }
     }
 
-    nonisolated(unsafe) static let gpt2Regex: NSRegularExpression = {
+    static let gpt2Regex: NSRegularExpression = {
         do { return try compile(gpt2Pattern) } catch { fatalError("GPT-2 pattern must compile: \(error)") }
     }()
-    nonisolated(unsafe) static let whitespaceRegex: NSRegularExpression = {
+    static let whitespaceRegex: NSRegularExpression = {
         do { return try compile(#"\w+|[^\w\s]+"#) } catch { fatalError("whitespace pattern must compile: \(error)") }
     }()
 
