@@ -1,0 +1,85 @@
+import Foundation
+import RefineryTensor
+import RefineryText
+
+/// The weights of a Hugging Face model folder: `model.safetensors`, or shards listed in
+/// `model.safetensors.index.json`.
+public final class Checkpoint: @unchecked Sendable {
+    /// The folder.
+    public let directory: URL
+    private let files: [String: SafetensorsFile]
+    private let location: [String: String]
+
+    /// Opens the safetensors files of `directory` and validates all their headers.
+    public init(directory: URL) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        let index = directory.appendingPathComponent("model.safetensors.index.json")
+        var location: [String: String] = [:]
+        var fileNames: [String] = []
+        if fm.fileExists(atPath: index.path) {
+            let json: JSONValue
+            do { json = try JSONValue.parse(bytes: Array(try Data(contentsOf: index))) } catch {
+                throw ModelError("\(index.path) is not valid JSON: \(error)")
+            }
+            guard let map = json["weight_map"]?.objectValue else {
+                throw ModelError("\(index.path) has no \"weight_map\" object")
+            }
+            for (name, file) in map {
+                guard let fileName = file.stringValue, !fileName.contains("/") else {
+                    throw ModelError("\(index.path): weight_map entry \"\(name)\" does not name a file in the folder")
+                }
+                location[name] = fileName
+            }
+            fileNames = Array(Set(location.values)).sorted()
+        } else if fm.fileExists(atPath: directory.appendingPathComponent("model.safetensors").path) {
+            fileNames = ["model.safetensors"]
+        } else {
+            let all = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
+            fileNames = all.filter { $0.hasSuffix(".safetensors") }.sorted()
+            if fileNames.isEmpty {
+                throw ModelError("no safetensors weights in \(directory.path): expected model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not supported; convert with save_pretrained(safe_serialization=True))")
+            }
+        }
+        var files: [String: SafetensorsFile] = [:]
+        for fileName in fileNames {
+            let path = directory.appendingPathComponent(fileName).path
+            guard fm.fileExists(atPath: path) else {
+                throw ModelError("\(path) is listed in model.safetensors.index.json but missing; re-download the checkpoint")
+            }
+            let file = try SafetensorsFile(path: path)
+            files[fileName] = file
+        }
+        if !fm.fileExists(atPath: index.path) {
+            for (fileName, file) in files { for name in file.entries.keys { location[name] = fileName } }
+        }
+        self.files = files
+        self.location = location
+    }
+
+    /// All tensor names.
+    public var names: [String] { location.keys.sorted() }
+
+    /// True when the checkpoint holds `name`.
+    public func contains(_ name: String) -> Bool { location[name] != nil }
+
+    /// The stored dtype of the first tensor (what an export should write back).
+    public var storedDType: SafetensorsDType {
+        for name in names { if let fileName = location[name], let dtype = files[fileName]?.dtype(of: name) { return dtype } }
+        return .f32
+    }
+
+    /// Reads `name` as Float32, checking its shape.
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        guard let fileName = location[name], let file = files[fileName] else {
+            throw ModelError("checkpoint \(directory.path) lacks tensor \"\(name)\" (expected shape \(shape)); is config.json from the same model?")
+        }
+        guard let entry = file.entries[name] else {
+            throw ModelError("model.safetensors.index.json maps \"\(name)\" to \(fileName), but that file does not hold it")
+        }
+        guard entry.shape == shape else {
+            throw ModelError("tensor \"\(name)\" has shape \(entry.shape) but config.json implies \(shape); the weights and config.json do not belong together")
+        }
+        return try file.tensor(name)
+    }
+}

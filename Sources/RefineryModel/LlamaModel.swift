@@ -1,0 +1,208 @@
+import Foundation
+import RefineryTensor
+
+/// The weights of one decoder layer.
+public struct DecoderLayerWeights: Sendable {
+    public var inputNorm: Tensor
+    public var qProj: Tensor, kProj: Tensor, vProj: Tensor, oProj: Tensor
+    public var qBias: Tensor?, kBias: Tensor?, vBias: Tensor?, oBias: Tensor?
+    public var postAttentionNorm: Tensor
+    public var gateProj: Tensor, upProj: Tensor, downProj: Tensor
+    public var gateBias: Tensor?, upBias: Tensor?, downBias: Tensor?
+}
+
+/// A Llama-family decoder (Llama, Mistral, Qwen2, SmolLM, TinyLlama) in Float32, computing what
+/// transformers computes.
+public final class LlamaModel: @unchecked Sendable {
+    /// The architecture.
+    public let config: ModelConfig
+    /// `model.embed_tokens.weight` `[vocab, hidden]`.
+    public let embedTokens: Tensor
+    /// The decoder layers.
+    public let layers: [DecoderLayerWeights]
+    /// `model.norm.weight`.
+    public let finalNorm: Tensor
+    /// `lm_head.weight` (the embedding matrix when tied).
+    public let lmHead: Tensor
+    private let inverseFrequencies: [Float]
+
+    /// Loads `config.json` and the safetensors weights of `directory`.
+    public convenience init(directory: URL) throws {
+        let config = try ModelConfig.load(directory: directory)
+        let checkpoint = try Checkpoint(directory: directory)
+        try self.init(config: config, checkpoint: checkpoint)
+    }
+
+    /// Builds the model from an opened checkpoint, checking every tensor's shape against `config`.
+    public init(config: ModelConfig, checkpoint: Checkpoint) throws {
+        self.config = config
+        let h = config.hiddenSize, i = config.intermediateSize
+        embedTokens = try checkpoint.tensor("model.embed_tokens.weight", shape: [config.vocabSize, h])
+        var layers: [DecoderLayerWeights] = []
+        for l in 0..<config.layerCount {
+            let p = "model.layers.\(l)."
+            func bias(_ name: String, _ size: Int, _ present: Bool) throws -> Tensor? {
+                present ? try checkpoint.tensor(p + name, shape: [size]) : nil
+            }
+            layers.append(DecoderLayerWeights(
+                inputNorm: try checkpoint.tensor(p + "input_layernorm.weight", shape: [h]),
+                qProj: try checkpoint.tensor(p + "self_attn.q_proj.weight", shape: [config.qDim, h]),
+                kProj: try checkpoint.tensor(p + "self_attn.k_proj.weight", shape: [config.kvDim, h]),
+                vProj: try checkpoint.tensor(p + "self_attn.v_proj.weight", shape: [config.kvDim, h]),
+                oProj: try checkpoint.tensor(p + "self_attn.o_proj.weight", shape: [h, config.qDim]),
+                qBias: try bias("self_attn.q_proj.bias", config.qDim, config.qkvBias),
+                kBias: try bias("self_attn.k_proj.bias", config.kvDim, config.qkvBias),
+                vBias: try bias("self_attn.v_proj.bias", config.kvDim, config.qkvBias),
+                oBias: try bias("self_attn.o_proj.bias", h, config.outputBias),
+                postAttentionNorm: try checkpoint.tensor(p + "post_attention_layernorm.weight", shape: [h]),
+                gateProj: try checkpoint.tensor(p + "mlp.gate_proj.weight", shape: [i, h]),
+                upProj: try checkpoint.tensor(p + "mlp.up_proj.weight", shape: [i, h]),
+                downProj: try checkpoint.tensor(p + "mlp.down_proj.weight", shape: [h, i]),
+                gateBias: try bias("mlp.gate_proj.bias", i, config.mlpBias),
+                upBias: try bias("mlp.up_proj.bias", i, config.mlpBias),
+                downBias: try bias("mlp.down_proj.bias", h, config.mlpBias)))
+        }
+        self.layers = layers
+        finalNorm = try checkpoint.tensor("model.norm.weight", shape: [h])
+        if config.tieWordEmbeddings {
+            lmHead = embedTokens
+        } else {
+            lmHead = try checkpoint.tensor("lm_head.weight", shape: [config.vocabSize, h])
+        }
+        inverseFrequencies = config.inverseFrequencies
+    }
+
+    /// Creates a KV cache for up to `capacity` positions.
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layers: config.layerCount, capacity: capacity, width: config.kvDim)
+    }
+
+    /// Runs the decoder over `tokens` and returns the final-norm hidden states `[T, hidden]`.
+    ///
+    /// - `positions`: rotary positions (default: `cache.length + t`); packed rows restart them per sample.
+    /// - `cache`: when given, keys/values are appended and attention covers the cached prefix.
+    /// - `keyStart`: for packed rows, the first key each query may attend to (block-diagonal mask).
+    public func hiddenStates(tokens: [Int], positions: [Int]? = nil, cache: KVCache? = nil, keyStart: [Int]? = nil) throws -> Tensor {
+        let t = tokens.count
+        let c = config
+        let h = c.hiddenSize
+        let past = cache?.length ?? 0
+        if let cache, past + t > cache.capacity {
+            throw ModelError("sequence of \(past + t) tokens exceeds the KV cache capacity \(cache.capacity)")
+        }
+        for token in tokens where token < 0 || token >= c.vocabSize {
+            throw ModelError("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let positions = positions ?? Array(past..<(past + t))
+        let x = Tensor(zeros: [t, h])
+        for (row, token) in tokens.enumerated() {
+            (x.pointer + row * h).update(from: embedTokens.pointer + token * h, count: h)
+        }
+        // Rotary tables for exactly these positions.
+        let half = c.headDim / 2
+        let cosTable = Tensor(zeros: [t, half]), sinTable = Tensor(zeros: [t, half])
+        for (row, position) in positions.enumerated() {
+            for i in 0..<half {
+                let angle = Float(position) * inverseFrequencies[i]
+                cosTable.pointer[row * half + i] = Foundation.cos(angle)
+                sinTable.pointer[row * half + i] = Foundation.sin(angle)
+            }
+        }
+        let rows = Array(0..<t)
+        let normed = Tensor(zeros: [t, h])
+        let q = Tensor(zeros: [t, c.qDim])
+        let newK = Tensor(zeros: [t, c.kvDim]), newV = Tensor(zeros: [t, c.kvDim])
+        let attention = Tensor(zeros: [t, c.qDim])
+        let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
+        let keyCount = past + t
+        let scores = Tensor(zeros: [t * keyCount])
+
+        for (index, layer) in layers.enumerated() {
+            Kernels.rmsNorm(x.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
+            project(normed, layer.qProj, layer.qBias, into: q)
+            project(normed, layer.kProj, layer.kBias, into: newK)
+            project(normed, layer.vProj, layer.vBias, into: newV)
+            Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
+                                positions: rows, cos: cosTable.pointer, sin: sinTable.pointer)
+            Kernels.applyRotary(newK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,
+                                positions: rows, cos: cosTable.pointer, sin: sinTable.pointer)
+            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
+            if let cache {
+                let k = cache.keys[index], v = cache.values[index]
+                (k.pointer + past * c.kvDim).update(from: newK.pointer, count: t * c.kvDim)
+                (v.pointer + past * c.kvDim).update(from: newV.pointer, count: t * c.kvDim)
+                keys = UnsafePointer(k.pointer)
+                values = UnsafePointer(v.pointer)
+            } else {
+                keys = UnsafePointer(newK.pointer)
+                values = UnsafePointer(newV.pointer)
+            }
+            Attention.causal(q: q.pointer, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
+                             out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: keyCount,
+                             heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
+                             keyStart: keyStart, scratch: scores.pointer)
+            // x += attention · Woᵀ (+ bias)
+            BLAS.linear(attention.pointer, rows: t, inFeatures: c.qDim, weight: layer.oProj.pointer, outFeatures: h,
+                        into: x.pointer, accumulate: true)
+            if let b = layer.oBias { Kernels.addBias(x.pointer, bias: b.pointer, rows: t, cols: h) }
+
+            Kernels.rmsNorm(x.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
+            project(normed, layer.gateProj, layer.gateBias, into: gate)
+            project(normed, layer.upProj, layer.upBias, into: up)
+            Kernels.siluGate(gate.pointer, up: up.pointer, count: gate.count)
+            BLAS.linear(gate.pointer, rows: t, inFeatures: c.intermediateSize, weight: layer.downProj.pointer, outFeatures: h,
+                        into: x.pointer, accumulate: true)
+            if let b = layer.downBias { Kernels.addBias(x.pointer, bias: b.pointer, rows: t, cols: h) }
+        }
+        cache?.length = keyCount
+        let output = Tensor(zeros: [t, h])
+        Kernels.rmsNorm(x.pointer, weight: finalNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: output.pointer)
+        return output
+    }
+
+    /// Logits `[rows.count, vocab]` for the given rows of `hidden`.
+    public func logits(hidden: Tensor, rows: [Int]? = nil) -> Tensor {
+        let h = config.hiddenSize
+        let selected: Tensor
+        if let rows {
+            selected = Tensor(zeros: [rows.count, h])
+            for (i, row) in rows.enumerated() { (selected.pointer + i * h).update(from: hidden.pointer + row * h, count: h) }
+        } else {
+            selected = hidden
+        }
+        let count = selected.count / h
+        let result = Tensor(zeros: [count, config.vocabSize])
+        BLAS.linear(selected.pointer, rows: count, inFeatures: h, weight: lmHead.pointer, outFeatures: config.vocabSize, into: result.pointer)
+        return result
+    }
+
+    /// Logits `[T, vocab]` for every position of `tokens`.
+    public func forward(tokens: [Int], positions: [Int]? = nil, cache: KVCache? = nil, keyStart: [Int]? = nil) throws -> Tensor {
+        logits(hidden: try hiddenStates(tokens: tokens, positions: positions, cache: cache, keyStart: keyStart))
+    }
+
+    private func project(_ input: Tensor, _ weight: Tensor, _ bias: Tensor?, into output: Tensor) {
+        let rows = input.shape[0]
+        let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
+        BLAS.linear(input.pointer, rows: rows, inFeatures: inFeatures, weight: weight.pointer, outFeatures: outFeatures, into: output.pointer)
+        if let bias { Kernels.addBias(output.pointer, bias: bias.pointer, rows: rows, cols: outFeatures) }
+    }
+}
+
+/// Keys and values of past positions, per layer, already rotated.
+public final class KVCache: @unchecked Sendable {
+    /// Per-layer keys `[capacity, kvHeads × headDim]`.
+    public let keys: [Tensor]
+    /// Per-layer values.
+    public let values: [Tensor]
+    /// Maximum positions.
+    public let capacity: Int
+    /// Positions filled so far.
+    public internal(set) var length = 0
+
+    init(layers: Int, capacity: Int, width: Int) {
+        self.capacity = capacity
+        keys = (0..<layers).map { _ in Tensor(zeros: [capacity, width]) }
+        values = (0..<layers).map { _ in Tensor(zeros: [capacity, width]) }
+    }
+}
