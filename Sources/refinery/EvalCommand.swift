@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import RefineryModel
+import RefineryText
+
+/// `refinery eval`: the masked, token-weighted loss of a dataset.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Masked mean loss of a JSONL dataset (assistant tokens only by default).")
+
+    @Option(name: .long, help: "Model folder.")
+    var model: String
+
+    @Option(name: .long, help: "JSONL dataset.")
+    var data: String
+
+    @Option(name: .long, help: "Dataset format: auto, openai, sharegpt, alpaca, oasst, text.")
+    var format: String = "auto"
+
+    @Option(name: .long, help: "Built-in template instead of the model's.")
+    var template: String?
+
+    @Option(name: .long, help: "Truncate samples to this many tokens.")
+    var maxLength: Int?
+
+    @Option(name: .long, help: "Tokens that carry loss: assistant or all.")
+    var trainOn: String = "assistant"
+
+    func run() throws {
+        try reportingErrors {
+            let datasetFormat: DatasetFormat?
+            if format == "auto" { datasetFormat = nil } else {
+                guard let parsed = DatasetFormat(rawValue: format) else {
+                    throw CommandError("unknown --format \(format); use auto, \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                datasetFormat = parsed
+            }
+            guard let trainOnValue = TrainOn(rawValue: trainOn) else { throw CommandError("--train-on must be assistant or all") }
+            if let maxLength, maxLength < 2 { throw CommandError("--max-length must be at least 2") }
+            let directory = URL(fileURLWithPath: model)
+            let chat = try ChatTokenizer(directory: directory, templateName: template)
+            let encoder = SampleEncoder(chat: chat, trainOn: trainOnValue, maxLength: maxLength)
+            var encoded: [EncodedSample] = []
+            try DatasetReader(format: datasetFormat).read(path: data) { sample, line in
+                do { encoded.append(try encoder.encode(sample)) } catch let error as TextError {
+                    throw CommandError("\(data):\(line): \(error.message)")
+                }
+            }
+            guard !encoded.isEmpty else { throw CommandError("\(data) holds no samples") }
+            let llama = try LlamaModel(directory: directory)
+            let start = Date()
+            let result = try Evaluator(model: llama).evaluate(encoded) { done, total in
+                Output.progress("\r[eval] \(done)/\(total) samples, \(String(format: "%.1f", Date().timeIntervalSince(start)))s")
+            }
+            Output.progress("\n")
+            if result.tokens == 0 { throw CommandError("no token of \(data) carries loss (check --train-on and the template)") }
+            var fields: [(String, JSONValue)] = [("loss", .double(result.loss)), ("tokens", .int(result.tokens)), ("samples", .int(result.samples))]
+            if result.truncated > 0 { fields.append(("truncated", .int(result.truncated))) }
+            Output.line(JSONValue.object(fields).compactText)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import RefineryModel
+import RefineryText
+
+/// `refinery generate`: continue a raw prompt.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate", abstract: "Continue a raw text prompt (temperature 0 = greedy).")
+
+    @Option(name: .long, help: "Model folder.")
+    var model: String
+
+    @Option(name: .long, help: "The prompt text (tokenized with the tokenizer's special tokens, e.g. BOS).")
+    var prompt: String
+
+    @Option(name: .long, help: "Maximum new tokens.")
+    var maxNewTokens: Int = 64
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Nucleus sampling mass.")
+    var topP: Float = 1
+
+    @Option(name: .long, help: "Keep only the k most likely tokens (0: all).")
+    var topK: Int = 0
+
+    @Option(name: .long, help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Flag(name: .long, help: "Print one JSON object {\"ids\": […], \"text\": …} instead of streaming text.")
+    var json = false
+
+    func validate() throws {
+        if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
+        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if topK < 0 { throw ValidationError("--top-k must be ≥ 0") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let directory = URL(fileURLWithPath: model)
+            let chat = try ChatTokenizer(directory: directory)
+            let llama = try LlamaModel(directory: directory)
+            let promptIDs = chat.tokenizer.encode(prompt, addSpecialTokens: true).ids
+            var stops = chat.stopTokenIDs
+            stops.formUnion(llama.config.eosTokenIDs)
+            let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topP: topP, topK: topK,
+                                          seed: seed, stopTokens: stops)
+            var printed = ""
+            var generated: [Int] = []
+            let ids = try llama.generate(prompt: promptIDs, options: options) { id in
+                generated.append(id)
+                if !json {
+                    let text = chat.tokenizer.decode(generated, skipSpecialTokens: true)
+                    if !text.hasSuffix("\u{FFFD}") && text.hasPrefix(printed) {
+                        Output.write(String(text.dropFirst(printed.count)))
+                        printed = text
+                    }
+                }
+                return true
+            }
+            let text = chat.tokenizer.decode(ids, skipSpecialTokens: true)
+            if json {
+                Output.line(JSONValue.object([("ids", .array(ids.map { .int($0) })), ("text", .string(text))]).compactText)
+            } else {
+                if text.hasPrefix(printed) { Output.write(String(text.dropFirst(printed.count))) }
+                Output.write("\n")
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Foundation
+import RefineryTensor
+
+/// The `refinery` command line (DESIGN §5): thin commands that parse, call a module, print.
+@main
+struct Refinery: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "refinery",
+        abstract: "Turn raw text into instruction data and fine-tune Llama-family models on it.",
+        discussion: "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).",
+        subcommands: [TokenizeCommand.self, RenderCommand.self, EvalCommand.self, GenerateCommand.self]
+    )
+}
+
+/// Errors that reach the user: printed as `Error: …` with exit code 1.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`, turning library errors into one clear line for the user.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as CustomStringConvertible & Error {
+        throw CommandError(error.description)
+    }
+}
