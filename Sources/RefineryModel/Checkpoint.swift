@@ -36,7 +36,8 @@ public final class Checkpoint: @unchecked Sendable {
             fileNames = ["model.safetensors"]
         } else {
             let all = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
-            fileNames = all.filter { $0.hasSuffix(".safetensors") }.sorted()
+            // Shards without an index: model-00001-of-00002.safetensors … (never adapters or other files).
+            fileNames = all.filter { $0.hasPrefix("model-") && $0.hasSuffix(".safetensors") }.sorted()
             if fileNames.isEmpty {
                 throw ModelError("no safetensors weights in \(directory.path): expected model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints are not supported; convert with save_pretrained(safe_serialization=True))")
             }
