@@ -25,8 +25,12 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]
         ),
         .target(
+            name: "CRefineryKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
+        .target(
             name: "RefineryTensor",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CRefineryKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .target(name: "RefineryText"),
@@ -37,6 +41,11 @@ let package = Package(
                 "RefineryModel", "RefineryText", "RefineryTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "refinery-bench",
+            dependencies: ["RefineryModel", "RefineryTensor"],
+            path: "Sources/refinery-bench"
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),

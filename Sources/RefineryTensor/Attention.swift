@@ -1,13 +1,26 @@
+import COpenBLAS
+
 /// Scaled dot-product attention with a causal mask and grouped-query heads.
 public enum Attention {
-    /// Computes attention for `queryCount` new positions against `keyCount` cached keys
-    /// (the new positions are the last `queryCount` of them).
+    /// Query rows handled per block: keys after a block's last query are never computed.
+    static let blockRows = 128
+
+    /// Floats of scratch `causal` needs.
+    public static func scratchCount(queryCount: Int, keyCount: Int, heads: Int) -> Int {
+        heads * Swift.min(queryCount, blockRows) * keyCount
+    }
+
+    /// Computes attention for `queryCount` new positions against `keyCount` keys (the new
+    /// positions are the last `queryCount` of them).
     ///
     /// - `q`: `[queryCount, heads × headDim]`; `k`, `v`: `[keyCount, kvHeads × headDim]` (row strides given).
     /// - `out`: `[queryCount, heads × headDim]`.
     /// - `keyStart`: for packed rows, the first key each query may see (block-diagonal masks);
-    ///   `nil` means 0 for all.
-    /// - `scratch`: at least `queryCount × keyCount` floats.
+    ///   `nil` means 0 for all. Must be non-decreasing.
+    /// - `scratch`: at least `scratchCount(...)` floats.
+    ///
+    /// Heads run in parallel on `Parallel.threadCount` threads with single-threaded BLAS inside,
+    /// so BLAS and the softmax never compete for cores.
     public static func causal(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
@@ -18,27 +31,52 @@ public enum Attention {
         let groups = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
         let past = keyCount - queryCount
+        let block = Swift.min(queryCount, blockRows)
+        let qs = SendablePointer(UnsafeMutablePointer(mutating: q))
+        let ks = SendablePointer(UnsafeMutablePointer(mutating: k))
+        let vs = SendablePointer(UnsafeMutablePointer(mutating: v))
+        let os = SendablePointer(out)
         let scores = SendablePointer(scratch)
-        for head in 0..<heads {
-            let kvHead = head / groups
-            BLAS.gemm(
-                transA: false, transB: true, m: queryCount, n: keyCount, k: headDim, alpha: scale,
-                a: q + head * headDim, lda: qStride, b: k + kvHead * headDim, ldb: kvStride,
-                c: scratch, ldc: keyCount)
-            Parallel.forEach(queryCount, costPerItem: keyCount * 4) { range in
-                for row in range {
-                    let r = scores.pointer + row * keyCount
-                    let last = past + row
-                    let first = keyStart?[row] ?? 0
-                    if first > 0 { for j in 0..<first { r[j] = 0 } }
-                    Kernels.softmax(r + first, count: last - first + 1)
-                    if last + 1 < keyCount { for j in (last + 1)..<keyCount { r[j] = 0 } }
+        let starts = keyStart
+        let blasThreads = Int(openblas_get_num_threads())
+        let parallelHeads = Parallel.threadCount > 1 && heads > 1
+        if parallelHeads { openblas_set_num_threads(1) }
+        defer { if parallelHeads { openblas_set_num_threads(Int32(blasThreads)) } }
+        let body: @Sendable (Range<Int>) -> Void = { headRange in
+            for head in headRange {
+                let kvHead = head / groups
+                let headScratch = scores.pointer + head * block * keyCount
+                var r0 = 0
+                while r0 < queryCount {
+                    let r1 = Swift.min(queryCount, r0 + block)
+                    let keyLow = starts?[r0] ?? 0
+                    let keyHigh = past + r1
+                    let width = keyHigh - keyLow
+                    BLAS.gemm(
+                        transA: false, transB: true, m: r1 - r0, n: width, k: headDim, alpha: scale,
+                        a: qs.pointer + r0 * qStride + head * headDim, lda: qStride,
+                        b: ks.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
+                        c: headScratch, ldc: width)
+                    for row in r0..<r1 {
+                        let r = headScratch + (row - r0) * width
+                        let first = (starts?[row] ?? 0) - keyLow
+                        let last = past + row - keyLow
+                        if first > 0 { r.update(repeating: 0, count: first) }
+                        Kernels.softmax(r + first, count: last - first + 1)
+                        if last + 1 < width { (r + last + 1).update(repeating: 0, count: width - last - 1) }
+                    }
+                    BLAS.gemm(
+                        transA: false, transB: false, m: r1 - r0, n: headDim, k: width,
+                        a: headScratch, lda: width, b: vs.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
+                        c: os.pointer + r0 * outStride + head * headDim, ldc: outStride)
+                    r0 = r1
                 }
             }
-            BLAS.gemm(
-                transA: false, transB: false, m: queryCount, n: headDim, k: keyCount,
-                a: scratch, lda: keyCount, b: v + kvHead * headDim, ldb: kvStride,
-                c: out + head * headDim, ldc: outStride)
+        }
+        if parallelHeads {
+            Parallel.forEach(heads, costPerItem: 1 << 20, body)
+        } else {
+            body(0..<heads)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CRefineryKernels
 import Foundation
 
 /// Vectorisable kernels for the Llama-family forward pass. All operate in place or into caller
@@ -58,11 +59,10 @@ public enum Kernels {
     public static func siluGate(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         let gs = SendablePointer(gate)
         let us = SendablePointer(UnsafeMutablePointer(mutating: up))
-        Parallel.forEach(count, costPerItem: 20) { range in
-            for i in range {
-                let g = gs.pointer[i]
-                gs.pointer[i] = g / (1 + Foundation.exp(-g)) * us.pointer[i]
-            }
+        Parallel.forEach((count + 1023) / 1024, costPerItem: 4096) { blocks in
+            let start = blocks.lowerBound * 1024
+            let end = Swift.min(count, blocks.upperBound * 1024)
+            rk_silu_gate(gs.pointer + start, us.pointer + start, end - start)
         }
     }
 
@@ -81,26 +81,12 @@ public enum Kernels {
 
     /// Softmax of `x[0..<count]` in place (max-subtracted).
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        if count == 0 { return }
-        var maxValue = -Float.infinity
-        for i in 0..<count { maxValue = Swift.max(maxValue, x[i]) }
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = Foundation.exp(x[i] - maxValue)
-            x[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<count { x[i] *= inverse }
+        rk_softmax(x, count)
     }
 
     /// Natural log of Σ exp(x) over `count` elements, stable.
     public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
-        var maxValue = -Float.infinity
-        for i in 0..<count { maxValue = Swift.max(maxValue, x[i]) }
-        var sum: Double = 0
-        for i in 0..<count { sum += Double(Foundation.exp(x[i] - maxValue)) }
-        return Double(maxValue) + Foundation.log(sum)
+        rk_logsumexp(x, count)
     }
 
     /// Cross-entropy `logsumexp(logits) − logits[target]` of one row.

@@ -1,0 +1,114 @@
+// Elementwise kernels whose inner loops need exp: written in C so that clang vectorises them
+// (AVX2/FMA or AVX-512 when the CPU has them, chosen at run time; plain SSE2 otherwise).
+#include "refinery_kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RK_EXP_BODY                                                                       \
+    do {                                                                                  \
+        float cx = x < -87.336544f ? -87.336544f : (x > 88.72284f ? 88.72284f : x);       \
+        float t = cx * 1.44269504f + 12582912.0f;                                         \
+        float fn = t - 12582912.0f;                                                       \
+        int32_t bits_t;                                                                   \
+        memcpy(&bits_t, &t, 4);                                                           \
+        int32_t n = bits_t - 0x4B400000;                                                  \
+        float r = cx - fn * 0.693359375f;                                                 \
+        r = r + fn * 2.12194440e-4f;                                                      \
+        float p = 1.9875691500e-4f;                                                       \
+        p = p * r + 1.3981999507e-3f;                                                     \
+        p = p * r + 8.3334519073e-3f;                                                     \
+        p = p * r + 4.1665795894e-2f;                                                     \
+        p = p * r + 1.6666665459e-1f;                                                     \
+        p = p * r + 5.0000001201e-1f;                                                     \
+        float e = p * r * r + r + 1.0f;                                                   \
+        int32_t sbits = (n + 127) << 23;                                                  \
+        float s;                                                                          \
+        memcpy(&s, &sbits, 4);                                                            \
+        result = x < -87.336544f ? 0.0f : e * s;                                          \
+    } while (0)
+
+static inline float rk_expf(float x) {
+    float result;
+    RK_EXP_BODY;
+    return result;
+}
+
+#define RK_DEFINE_KERNELS(SUFFIX, ATTR)                                                   \
+    ATTR static void softmax_##SUFFIX(float *restrict v, size_t n) {                      \
+        float m = -INFINITY;                                                              \
+        for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;                           \
+        float sum = 0.0f;                                                                 \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            float x = v[i] - m, result;                                                   \
+            RK_EXP_BODY;                                                                  \
+            v[i] = result;                                                                \
+            sum += result;                                                                \
+        }                                                                                 \
+        float inv = 1.0f / sum;                                                           \
+        for (size_t i = 0; i < n; i++) v[i] *= inv;                                       \
+    }                                                                                     \
+    ATTR static void silu_gate_##SUFFIX(float *restrict g, const float *restrict u, size_t n) { \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            float x = -g[i], result;                                                      \
+            RK_EXP_BODY;                                                                  \
+            g[i] = g[i] / (1.0f + result) * u[i];                                         \
+        }                                                                                 \
+    }
+
+#pragma clang fp reassociate(on)
+RK_DEFINE_KERNELS(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+typedef enum { RK_GENERIC, RK_AVX2, RK_AVX512 } rk_level;
+
+static rk_level rk_detect(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return RK_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return RK_AVX2;
+#endif
+    return RK_GENERIC;
+}
+
+static rk_level rk_level_cached = (rk_level)-1;
+
+static inline rk_level rk_current(void) {
+    if ((int)rk_level_cached < 0) rk_level_cached = rk_detect();
+    return rk_level_cached;
+}
+
+void rk_softmax(float *x, size_t n) {
+    if (n == 0) return;
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: softmax_avx512(x, n); return;
+    case RK_AVX2: softmax_avx2(x, n); return;
+    default: break;
+    }
+#endif
+    softmax_generic(x, n);
+}
+
+void rk_silu_gate(float *gate, const float *up, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: silu_gate_avx512(gate, up, n); return;
+    case RK_AVX2: silu_gate_avx2(gate, up, n); return;
+    default: break;
+    }
+#endif
+    silu_gate_generic(gate, up, n);
+}
+
+double rk_logsumexp(const float *x, size_t n) {
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += (double)rk_expf(x[i] - m);
+    return (double)m + log(sum);
+}
