@@ -47,6 +47,7 @@ let package = Package(
             dependencies: ["RefineryModel", "RefineryTensor"],
             path: "Sources/refinery-bench"
         ),
+        .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
         .testTarget(name: "RefineryTextTests", dependencies: ["RefineryText"], exclude: ["Fixtures"]),

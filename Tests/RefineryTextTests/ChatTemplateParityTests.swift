@@ -60,3 +60,51 @@ import Testing
         }
     }
 }
+
+/// Where a model's template comes from.
+@Suite struct TemplateSourceTests {
+    func folder(tokenizerConfig: String, jinja: String? = nil) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("refinery-tpl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: FixtureFiles.root.appendingPathComponent("tokenizers/qwen2-bytelevel/tokenizer.json"),
+                                         to: url.appendingPathComponent("tokenizer.json"))
+        try tokenizerConfig.write(to: url.appendingPathComponent("tokenizer_config.json"), atomically: true, encoding: .utf8)
+        if let jinja { try jinja.write(to: url.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8) }
+        return url
+    }
+
+    let messages = [ChatMessage(role: "user", content: "Hi")]
+
+    @Test func stringTemplateInTokenizerConfig() throws {
+        let chat = try ChatTokenizer(directory: try folder(tokenizerConfig: #"{"eos_token": {"content": "<|im_end|>"}, "chat_template": "{% for m in messages %}[{{ m.content }}]{% endfor %}{{ eos_token }}"}"#))
+        #expect(try chat.render(messages) == "[Hi]<|im_end|>")
+    }
+
+    @Test func namedTemplateListPicksDefault() throws {
+        let config = #"{"chat_template": [{"name": "tool_use", "template": "TOOLS"}, {"name": "default", "template": "DEFAULT {{ messages | length }}"}]}"#
+        #expect(try ChatTokenizer(directory: try folder(tokenizerConfig: config)).render(messages) == "DEFAULT 1")
+    }
+
+    @Test func jinjaFileWinsAndBuiltinOverrides() throws {
+        let directory = try folder(tokenizerConfig: #"{"chat_template": "CONFIG"}"#, jinja: "FILE")
+        #expect(try ChatTokenizer(directory: directory).render(messages) == "FILE")
+        let builtin = try ChatTokenizer(directory: directory, templateName: "chatml")
+        #expect(try builtin.render(messages) == "<|im_start|>user\nHi<|im_end|>\n")
+    }
+
+    @Test func noTemplateFallsBackToAlpacaWithEOS() throws {
+        let chat = try ChatTokenizer(directory: try folder(tokenizerConfig: #"{"eos_token": "</s>"}"#))
+        let text = try chat.render([ChatMessage(role: "user", content: "Say hi"), ChatMessage(role: "assistant", content: "hi")])
+        #expect(text.hasSuffix("### Response:\nhi</s>\n\n"))
+    }
+
+    @Test func brokenTemplateNamesItsLine() throws {
+        let config = #"{"chat_template": "line one\n{% if %}"}"#
+        do {
+            _ = try ChatTokenizer(directory: try folder(tokenizerConfig: config))
+            Issue.record("a broken template must be refused")
+        } catch let error as TextError {
+            #expect(error.message.contains("line 2") && error.message.contains("--template"), "\(error.message)")
+        }
+    }
+}

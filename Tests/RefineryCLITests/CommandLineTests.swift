@@ -1,0 +1,101 @@
+import Foundation
+import RefineryText
+import Testing
+
+/// Runs the real `refinery` executable (built next to the test bundle) as a subprocess.
+@Suite struct CommandLineTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let llama = packageRoot.appendingPathComponent("Tests/RefineryModelTests/Fixtures/llama-gqa").path
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func executable() throws -> URL {
+        // The test bundle lives in .build/<config>/; the executable is built beside it.
+        var directory = Bundle.main.bundleURL
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("refinery")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        let fallback = packageRoot.appendingPathComponent(".build/debug/refinery")
+        guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+            throw TextError("refinery executable not found next to \(Bundle.main.bundleURL.path); run `swift build` first")
+        }
+        return fallback
+    }
+
+    static func run(_ arguments: [String], stdin: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    @Test func tokenizeMatchesTheLibrary() throws {
+        let result = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"Hello world\"}\n{\"text\": \"数据 🙂\"}\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: Self.llama).appendingPathComponent("tokenizer.json"))
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2)
+        let expected = ["Hello world", "数据 🙂"].map { text in
+            JSONValue.object([("ids", .array(tokenizer.encode(text).ids.map { .int($0) }))]).compactText
+        }
+        #expect(lines == expected)
+    }
+
+    @Test func renderUsesTheModelTemplate() throws {
+        let result = try Self.run(["render", "--model", Self.llama, "--add-generation-prompt"],
+                                  stdin: "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n")
+        #expect(result.status == 0)
+        let text = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))["text"]?.stringValue
+        #expect(text == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    }
+
+    @Test func evalPrintsTheReferenceLoss() throws {
+        let result = try Self.run(["eval", "--model", Self.llama, "--data", Self.llama + "/eval.jsonl"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
+        let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
+        let loss = try #require(json["loss"]?.doubleValue)
+        let want = try #require(expected["eval"]?["loss"]?.doubleValue)
+        #expect(abs(loss - want) / want <= 1e-5)
+        #expect(json["tokens"]?.intValue == expected["eval"]?["tokens"]?.intValue)
+        #expect(result.stderr.contains("3/3 samples"), "progress is shown on stderr")
+    }
+
+    @Test func generateJSONIsTheGreedyReference() throws {
+        let result = try Self.run(["generate", "--model", Self.llama, "--prompt", "The assistant answers", "--max-new-tokens", "16", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
+        let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
+        #expect(json["ids"] == expected["greedy"]?["ids"])
+    }
+
+    @Test func badInputFailsWithAClearMessage() throws {
+        let missing = try Self.run(["eval", "--model", "/nonexistent/model", "--data", Self.llama + "/eval.jsonl"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("tokenizer.json") && missing.stderr.contains("/nonexistent/model"), "\(missing.stderr)")
+        let badLine = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"ok\"}\n{\"text\": 3}\n")
+        #expect(badLine.status != 0)
+        #expect(badLine.stderr.contains("<stdin>:2"), "\(badLine.stderr)")
+        let badTemplate = try Self.run(["render", "--model", Self.llama, "--template", "nope"], stdin: "{\"messages\": []}\n")
+        #expect(badTemplate.status != 0 && badTemplate.stderr.contains("chatml"))
+        let badFlag = try Self.run(["generate", "--model", Self.llama, "--prompt", "x", "--top-p", "0"])
+        #expect(badFlag.status != 0 && badFlag.stderr.contains("--top-p"))
+    }
+}
