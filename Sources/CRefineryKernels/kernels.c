@@ -112,3 +112,34 @@ double rk_logsumexp(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) sum += (double)rk_expf(x[i] - m);
     return (double)m + log(sum);
 }
+
+#define RK_DEFINE_SILU_BACKWARD(SUFFIX, ATTR)                                              \
+    ATTR static void silu_backward_##SUFFIX(const float *restrict g, const float *restrict u, \
+                                            const float *restrict d, float *restrict dg,   \
+                                            float *restrict du, size_t n) {                \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            float x = -g[i], result;                                                      \
+            RK_EXP_BODY;                                                                  \
+            float sig = 1.0f / (1.0f + result);                                           \
+            float silu = g[i] * sig;                                                      \
+            dg[i] = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));                     \
+            du[i] = d[i] * silu;                                                          \
+        }                                                                                 \
+    }
+
+RK_DEFINE_SILU_BACKWARD(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_SILU_BACKWARD(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_SILU_BACKWARD(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+void rk_silu_gate_backward(const float *gate, const float *up, const float *d_act, float *d_gate, float *d_up, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: silu_backward_avx512(gate, up, d_act, d_gate, d_up, n); return;
+    case RK_AVX2: silu_backward_avx2(gate, up, d_act, d_gate, d_up, n); return;
+    default: break;
+    }
+#endif
+    silu_backward_generic(gate, up, d_act, d_gate, d_up, n);
+}

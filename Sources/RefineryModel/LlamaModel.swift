@@ -98,16 +98,7 @@ public final class LlamaModel: @unchecked Sendable {
         for (row, token) in tokens.enumerated() {
             (x.pointer + row * h).update(from: embedTokens.pointer + token * h, count: h)
         }
-        // Rotary tables for exactly these positions.
-        let half = c.headDim / 2
-        let cosTable = Tensor(zeros: [t, half]), sinTable = Tensor(zeros: [t, half])
-        for (row, position) in positions.enumerated() {
-            for i in 0..<half {
-                let angle = Float(position) * inverseFrequencies[i]
-                cosTable.pointer[row * half + i] = Foundation.cos(angle)
-                sinTable.pointer[row * half + i] = Foundation.sin(angle)
-            }
-        }
+        let (cosTable, sinTable) = rotaryTables(positions: positions)
         let rows = Array(0..<t)
         let normed = Tensor(zeros: [t, h])
         let q = Tensor(zeros: [t, c.qDim])
@@ -179,6 +170,20 @@ public final class LlamaModel: @unchecked Sendable {
     /// Logits `[T, vocab]` for every position of `tokens`.
     public func forward(tokens: [Int], positions: [Int]? = nil, cache: KVCache? = nil, keyStart: [Int]? = nil) throws -> Tensor {
         logits(hidden: try hiddenStates(tokens: tokens, positions: positions, cache: cache, keyStart: keyStart))
+    }
+
+    /// Rotary `cos`/`sin` tables `[positions.count, headDim / 2]` for exactly these positions.
+    func rotaryTables(positions: [Int]) -> (Tensor, Tensor) {
+        let half = config.headDim / 2
+        let cosTable = Tensor(zeros: [positions.count, half]), sinTable = Tensor(zeros: [positions.count, half])
+        for (row, position) in positions.enumerated() {
+            for i in 0..<half {
+                let angle = Float(position) * inverseFrequencies[i]
+                cosTable.pointer[row * half + i] = Foundation.cos(angle)
+                sinTable.pointer[row * half + i] = Foundation.sin(angle)
+            }
+        }
+        return (cosTable, sinTable)
     }
 
     private func project(_ input: Tensor, _ weight: Tensor, _ bias: Tensor?, into output: Tensor) {

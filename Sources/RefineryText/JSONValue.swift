@@ -77,6 +77,13 @@ public enum JSONValue: Sendable, Equatable {
         try parse(bytes: Array(buffer))
     }
 
+    /// Serialises with `indent` spaces per level (as Python's `json.dumps(indent=…)`).
+    public func prettyText(indent: Int = 2) -> String {
+        var out = ""
+        JSONWriter.write(self, into: &out, pythonStyle: true, indent: indent, level: 0)
+        return out
+    }
+
     /// Serialises compactly (`{"a":1}`) with keys in stored order; strings escaped as JSON requires,
     /// non-ASCII kept as is.
     public var compactText: String {

@@ -1,0 +1,304 @@
+import Foundation
+import RefineryTensor
+
+/// Activations of one decoder layer kept for its backward pass.
+struct LayerActivations {
+    var xIn: Tensor
+    var normed1: Tensor, inverseRMS1: Tensor
+    var q: Tensor, k: Tensor, v: Tensor
+    var attention: Tensor
+    var xMid: Tensor
+    var normed2: Tensor, inverseRMS2: Tensor
+    var gate: Tensor, up: Tensor, act: Tensor
+    /// `x·Aᵀ` of each adapted projection.
+    var loraU: [LinearSlot: Tensor]
+}
+
+/// Computes gradients of the summed token cross-entropy of sequences with respect to the
+/// trainable parameters (LoRA A/B, or every weight for full fine-tuning). Explicit forward and
+/// backward per layer; frozen weights' gradients are never computed.
+public final class GradientEngine: @unchecked Sendable {
+    public let model: LlamaModel
+    public let adapter: LoRAAdapter?
+    /// Full fine-tuning: every base tensor trains.
+    public let trainsBase: Bool
+    /// Keep only each layer's input and recompute the layer in the backward pass.
+    public let checkpointing: Bool
+    /// Trainable parameters, sorted by name.
+    public let parameters: [TrainableParameter]
+    private let gradients: [String: Tensor]
+
+    public init(model: LlamaModel, adapter: LoRAAdapter?, trainsBase: Bool, checkpointing: Bool = false) throws {
+        guard adapter != nil || trainsBase else { throw ModelError("nothing to train: give a LoRA adapter or full fine-tuning") }
+        self.model = model
+        self.adapter = adapter
+        self.trainsBase = trainsBase
+        self.checkpointing = checkpointing
+        var parameters: [TrainableParameter] = []
+        if let adapter {
+            for (name, pair) in adapter.pairs {
+                parameters.append(TrainableParameter(name: LoRAAdapter.peftPrefix + name + ".lora_A.weight", value: pair.a))
+                parameters.append(TrainableParameter(name: LoRAAdapter.peftPrefix + name + ".lora_B.weight", value: pair.b))
+            }
+        }
+        if trainsBase {
+            for (name, tensor) in model.namedWeights() { parameters.append(TrainableParameter(name: name, value: tensor)) }
+        }
+        parameters.sort { $0.name < $1.name }
+        self.parameters = parameters
+        gradients = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.gradient) })
+    }
+
+    /// Sets every gradient to zero.
+    public func zeroGradients() {
+        for parameter in parameters { parameter.gradient.pointer.update(repeating: 0, count: parameter.gradient.count) }
+    }
+
+    private func grad(_ name: String) -> Tensor? { gradients[name] }
+
+    private func loraGrads(layer: Int, slot: LinearSlot) -> (Tensor, Tensor)? {
+        let base = LoRAAdapter.peftPrefix + LoRAAdapter.moduleName(layer: layer, slot: slot)
+        guard let a = gradients[base + ".lora_A.weight"], let b = gradients[base + ".lora_B.weight"] else { return nil }
+        return (a, b)
+    }
+
+    // MARK: Forward
+
+    private func weight(_ layer: DecoderLayerWeights, _ slot: LinearSlot) -> (Tensor, Tensor?) {
+        switch slot {
+        case .q: return (layer.qProj, layer.qBias)
+        case .k: return (layer.kProj, layer.kBias)
+        case .v: return (layer.vProj, layer.vBias)
+        case .o: return (layer.oProj, layer.oBias)
+        case .gate: return (layer.gateProj, layer.gateBias)
+        case .up: return (layer.upProj, layer.upBias)
+        case .down: return (layer.downProj, layer.downBias)
+        }
+    }
+
+    /// `out (+)= x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ`; returns `x·Aᵀ` when the slot is adapted.
+    private func linear(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) -> Tensor? {
+        let (w, b) = weight(model.layers[layer], slot)
+        let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
+        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: w.pointer, outFeatures: outFeatures,
+                    into: out.pointer, accumulate: accumulate)
+        if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: outFeatures) }
+        guard let pair = adapter?.pair(layer: layer, slot: slot) else { return nil }
+        let r = pair.a.shape[0]
+        let u = Tensor(zeros: [rows, r])
+        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: pair.a.pointer, outFeatures: r, into: u.pointer)
+        BLAS.gemm(transA: false, transB: true, m: rows, n: outFeatures, k: r, alpha: adapter?.config.scaling ?? 1,
+                  a: u.pointer, lda: r, b: pair.b.pointer, ldb: r, beta: 1, c: out.pointer, ldc: outFeatures)
+        return u
+    }
+
+    private func forwardLayer(_ index: Int, x xIn: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?) -> (Tensor, LayerActivations) {
+        let c = model.config
+        let t = xIn.shape[0], h = c.hiddenSize
+        let layer = model.layers[index]
+        var loraU: [LinearSlot: Tensor] = [:]
+        let normed1 = Tensor(zeros: [t, h]), inv1 = Tensor(zeros: [t])
+        Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
+        BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
+        let q = Tensor(zeros: [t, c.qDim]), k = Tensor(zeros: [t, c.kvDim]), v = Tensor(zeros: [t, c.kvDim])
+        loraU[.q] = linear(normed1, rows: t, layer: index, slot: .q, into: q, accumulate: false)
+        loraU[.k] = linear(normed1, rows: t, layer: index, slot: .k, into: k, accumulate: false)
+        loraU[.v] = linear(normed1, rows: t, layer: index, slot: .v, into: v, accumulate: false)
+        let rows = Array(0..<t)
+        Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
+        Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
+        let attention = Tensor(zeros: [t, c.qDim])
+        let scratch = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: t, heads: c.headCount)])
+        Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
+                         out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
+                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
+        let xMid = xIn.copy()
+        loraU[.o] = linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true)
+        let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
+        Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
+        BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
+        let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
+        loraU[.gate] = linear(normed2, rows: t, layer: index, slot: .gate, into: gate, accumulate: false)
+        loraU[.up] = linear(normed2, rows: t, layer: index, slot: .up, into: up, accumulate: false)
+        let act = gate.copy()
+        Kernels.siluGate(act.pointer, up: up.pointer, count: act.count)
+        let xOut = xMid.copy()
+        loraU[.down] = linear(act, rows: t, layer: index, slot: .down, into: xOut, accumulate: true)
+        let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention,
+                                     xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU)
+        return (xOut, saved)
+    }
+
+    // MARK: Backward
+
+    /// Given `dy` of a projection's output, writes or adds `dx`, and accumulates weight, bias and LoRA gradients.
+    private func linearBackward(_ dy: Tensor, x: Tensor, u: Tensor?, rows: Int, layer index: Int, slot: LinearSlot,
+                                dx: Tensor, accumulate: Bool) {
+        let (w, b) = weight(model.layers[index], slot)
+        let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
+        BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
+                  a: dy.pointer, lda: outFeatures, b: w.pointer, ldb: inFeatures,
+                  beta: accumulate ? 1 : 0, c: dx.pointer, ldc: inFeatures)
+        if trainsBase {
+            let prefix = "model.layers.\(index).\(slot.rawValue)"
+            if let dW = grad(prefix + ".weight") {
+                BLAS.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
+                          a: dy.pointer, lda: outFeatures, b: x.pointer, ldb: inFeatures, beta: 1, c: dW.pointer, ldc: inFeatures)
+            }
+            if b != nil, let dB = grad(prefix + ".bias") {
+                BackwardKernels.addColumnSums(dy.pointer, rows: rows, cols: outFeatures, into: dB.pointer)
+            }
+        }
+        if let pair = adapter?.pair(layer: index, slot: slot), let u, let (dA, dB) = loraGrads(layer: index, slot: slot) {
+            let r = pair.a.shape[0]
+            let s = adapter?.config.scaling ?? 1
+            // v = s·dy·B  [rows, r]
+            let v = Tensor(zeros: [rows, r])
+            BLAS.gemm(transA: false, transB: false, m: rows, n: r, k: outFeatures, alpha: s,
+                      a: dy.pointer, lda: outFeatures, b: pair.b.pointer, ldb: r, c: v.pointer, ldc: r)
+            // dx += v·A ; dA += vᵀ·x ; dB += s·dyᵀ·u
+            BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
+                      a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: dx.pointer, ldc: inFeatures)
+            BLAS.gemm(transA: true, transB: false, m: r, n: inFeatures, k: rows,
+                      a: v.pointer, lda: r, b: x.pointer, ldb: inFeatures, beta: 1, c: dA.pointer, ldc: inFeatures)
+            BLAS.gemm(transA: true, transB: false, m: outFeatures, n: r, k: rows, alpha: s,
+                      a: dy.pointer, lda: outFeatures, b: u.pointer, ldb: r, beta: 1, c: dB.pointer, ldc: r)
+        }
+    }
+
+    /// Backward of one layer: `dOut` is the gradient of the layer's output; returns that of its input.
+    private func backwardLayer(_ index: Int, _ a: LayerActivations, dOut: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?) -> Tensor {
+        let c = model.config
+        let t = dOut.shape[0], h = c.hiddenSize
+        let layer = model.layers[index]
+        let prefix = "model.layers.\(index)."
+        // MLP
+        let dAct = Tensor(zeros: [t, c.intermediateSize])
+        linearBackward(dOut, x: a.act, u: a.loraU[.down], rows: t, layer: index, slot: .down, dx: dAct, accumulate: false)
+        let dGate = Tensor(zeros: [t, c.intermediateSize]), dUp = Tensor(zeros: [t, c.intermediateSize])
+        BackwardKernels.siluGate(gate: a.gate.pointer, up: a.up.pointer, dAct: dAct.pointer, count: dAct.count,
+                                 dGate: dGate.pointer, dUp: dUp.pointer)
+        let dNormed2 = Tensor(zeros: [t, h])
+        linearBackward(dGate, x: a.normed2, u: a.loraU[.gate], rows: t, layer: index, slot: .gate, dx: dNormed2, accumulate: false)
+        linearBackward(dUp, x: a.normed2, u: a.loraU[.up], rows: t, layer: index, slot: .up, dx: dNormed2, accumulate: true)
+        let dXMid = Tensor(zeros: [t, h])
+        BackwardKernels.rmsNorm(x: a.xMid.pointer, weight: layer.postAttentionNorm.pointer, inverseRMS: a.inverseRMS2.pointer,
+                                dy: dNormed2.pointer, rows: t, dim: h, dx: dXMid.pointer,
+                                dWeight: trainsBase ? grad(prefix + "post_attention_layernorm.weight")?.pointer : nil)
+        Kernels.add(dXMid.pointer, dOut.pointer, count: dXMid.count)
+        // Attention
+        let dAttention = Tensor(zeros: [t, c.qDim])
+        linearBackward(dXMid, x: a.attention, u: a.loraU[.o], rows: t, layer: index, slot: .o, dx: dAttention, accumulate: false)
+        let dQ = Tensor(zeros: [t, c.qDim]), dK = Tensor(zeros: [t, c.kvDim]), dV = Tensor(zeros: [t, c.kvDim])
+        let scratch = Tensor(zeros: [Attention.backwardScratchCount(queryCount: t, heads: c.headCount, headDim: c.headDim)])
+        Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
+                           dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, count: t, heads: c.headCount,
+                           kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
+        BackwardKernels.applyRotaryBackward(dQ.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
+                                            cos: cos.pointer, sin: sin.pointer)
+        BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,
+                                            cos: cos.pointer, sin: sin.pointer)
+        let dNormed1 = Tensor(zeros: [t, h])
+        linearBackward(dQ, x: a.normed1, u: a.loraU[.q], rows: t, layer: index, slot: .q, dx: dNormed1, accumulate: false)
+        linearBackward(dK, x: a.normed1, u: a.loraU[.k], rows: t, layer: index, slot: .k, dx: dNormed1, accumulate: true)
+        linearBackward(dV, x: a.normed1, u: a.loraU[.v], rows: t, layer: index, slot: .v, dx: dNormed1, accumulate: true)
+        let dXIn = Tensor(zeros: [t, h])
+        BackwardKernels.rmsNorm(x: a.xIn.pointer, weight: layer.inputNorm.pointer, inverseRMS: a.inverseRMS1.pointer,
+                                dy: dNormed1.pointer, rows: t, dim: h, dx: dXIn.pointer,
+                                dWeight: trainsBase ? grad(prefix + "input_layernorm.weight")?.pointer : nil)
+        Kernels.add(dXIn.pointer, dXMid.pointer, count: dXIn.count)
+        return dXIn
+    }
+
+    // MARK: Whole sequence
+
+    /// Adds `scale · ∂(Σ CE over the trained tokens of sequence)/∂θ` to the gradients and returns
+    /// the summed cross-entropy and the number of trained tokens.
+    @discardableResult
+    public func accumulate(_ sequence: TrainingSequence, scale: Float) throws -> (lossSum: Double, tokens: Int) {
+        let c = model.config
+        let t = sequence.ids.count, h = c.hiddenSize
+        guard t == sequence.trained.count else { throw ModelError("sequence has \(t) ids but \(sequence.trained.count) mask entries") }
+        for token in sequence.ids where token < 0 || token >= c.vocabSize {
+            throw ModelError("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        let targets = (1..<max(t, 1)).filter { sequence.trained[$0] }
+        if targets.isEmpty { return (0, 0) }
+        let (cos, sin) = model.rotaryTables(positions: sequence.positions ?? Array(0..<t))
+        var x = Tensor(zeros: [t, h])
+        for (row, token) in sequence.ids.enumerated() {
+            (x.pointer + row * h).update(from: model.embedTokens.pointer + token * h, count: h)
+        }
+        var saved: [LayerActivations] = []
+        var inputs: [Tensor] = []
+        for index in 0..<model.layers.count {
+            let (next, activations) = forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: sequence.keyStart)
+            if checkpointing { inputs.append(x) } else { saved.append(activations) }
+            x = next
+        }
+        // Final norm, logits of the rows that predict trained tokens, cross-entropy and its gradient.
+        let normed = Tensor(zeros: [t, h]), inverse = Tensor(zeros: [t])
+        Kernels.rmsNorm(x.pointer, weight: model.finalNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
+        BackwardKernels.inverseRMS(x.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inverse.pointer)
+        let rows = targets.map { $0 - 1 }
+        let logits = model.logits(hidden: normed, rows: rows)
+        let vocab = c.vocabSize
+        var lossSum = 0.0
+        for (i, target) in targets.enumerated() {
+            lossSum += BackwardKernels.crossEntropy(logits.pointer + i * vocab, vocab: vocab, target: sequence.ids[target], scale: scale)
+        }
+        let selected = Tensor(zeros: [rows.count, h])
+        for (i, row) in rows.enumerated() { (selected.pointer + i * h).update(from: normed.pointer + row * h, count: h) }
+        let dSelected = Tensor(zeros: [rows.count, h])
+        BLAS.gemm(transA: false, transB: false, m: rows.count, n: h, k: vocab, a: logits.pointer, lda: vocab,
+                  b: model.lmHead.pointer, ldb: h, c: dSelected.pointer, ldc: h)
+        if trainsBase, let dHead = grad(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight") {
+            BLAS.gemm(transA: true, transB: false, m: vocab, n: h, k: rows.count, a: logits.pointer, lda: vocab,
+                      b: selected.pointer, ldb: h, beta: 1, c: dHead.pointer, ldc: h)
+        }
+        let dNormed = Tensor(zeros: [t, h])
+        for (i, row) in rows.enumerated() { (dNormed.pointer + row * h).update(from: dSelected.pointer + i * h, count: h) }
+        var dX = Tensor(zeros: [t, h])
+        BackwardKernels.rmsNorm(x: x.pointer, weight: model.finalNorm.pointer, inverseRMS: inverse.pointer, dy: dNormed.pointer,
+                                rows: t, dim: h, dx: dX.pointer, dWeight: trainsBase ? grad("model.norm.weight")?.pointer : nil)
+        for index in stride(from: model.layers.count - 1, through: 0, by: -1) {
+            let activations: LayerActivations
+            if checkpointing {
+                activations = forwardLayer(index, x: inputs[index], cos: cos, sin: sin, keyStart: sequence.keyStart).1
+            } else {
+                activations = saved[index]
+                saved.removeLast()
+            }
+            dX = backwardLayer(index, activations, dOut: dX, cos: cos, sin: sin, keyStart: sequence.keyStart)
+        }
+        if trainsBase, let dEmbed = grad("model.embed_tokens.weight") {
+            for (row, token) in sequence.ids.enumerated() {
+                Kernels.add(dEmbed.pointer + token * h, dX.pointer + row * h, count: h)
+            }
+        }
+        return (lossSum, targets.count)
+    }
+}
+
+extension LlamaModel {
+    /// Every weight tensor by its Hugging Face name (the lm head only when untied).
+    public func namedWeights() -> [(String, Tensor)] {
+        var result: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens), ("model.norm.weight", finalNorm)]
+        if !config.tieWordEmbeddings { result.append(("lm_head.weight", lmHead)) }
+        for (index, layer) in layers.enumerated() {
+            let p = "model.layers.\(index)."
+            result.append((p + "input_layernorm.weight", layer.inputNorm))
+            result.append((p + "post_attention_layernorm.weight", layer.postAttentionNorm))
+            let projections: [(LinearSlot, Tensor, Tensor?)] = [
+                (.q, layer.qProj, layer.qBias), (.k, layer.kProj, layer.kBias), (.v, layer.vProj, layer.vBias),
+                (.o, layer.oProj, layer.oBias), (.gate, layer.gateProj, layer.gateBias), (.up, layer.upProj, layer.upBias),
+                (.down, layer.downProj, layer.downBias),
+            ]
+            for (slot, weight, bias) in projections {
+                result.append((p + slot.rawValue + ".weight", weight))
+                if let bias { result.append((p + slot.rawValue + ".bias", bias)) }
+            }
+        }
+        return result
+    }
+}

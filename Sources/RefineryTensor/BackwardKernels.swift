@@ -1,0 +1,84 @@
+import CRefineryKernels
+import Foundation
+
+/// Backward passes of the forward kernels (explicit, no autograd), matching PyTorch's gradients.
+public enum BackwardKernels {
+    /// Inverse RMS of each row: `1 / sqrt(mean(x²) + eps)`.
+    public static func inverseRMS(_ x: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float, into out: UnsafeMutablePointer<Float>) {
+        for row in 0..<rows {
+            let input = x + row * dim
+            var sum: Float = 0
+            for i in 0..<dim { sum += input[i] * input[i] }
+            out[row] = 1 / (sum / Float(dim) + eps).squareRoot()
+        }
+    }
+
+    /// RMSNorm backward: `dx = r·(w⊙dy) − x·r³/dim·Σ(w⊙dy⊙x)` (written, not accumulated), and
+    /// `dWeight += Σ_rows dy⊙x·r` when `dWeight` is given.
+    public static func rmsNorm(
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, inverseRMS: UnsafePointer<Float>,
+        dy: UnsafePointer<Float>, rows: Int, dim: Int,
+        dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?
+    ) {
+        for row in 0..<rows {
+            let xr = x + row * dim, dyr = dy + row * dim, dxr = dx + row * dim
+            let r = inverseRMS[row]
+            var dot: Float = 0
+            for i in 0..<dim { dot += weight[i] * dyr[i] * xr[i] }
+            let coefficient = r * r * r * dot / Float(dim)
+            for i in 0..<dim { dxr[i] = r * weight[i] * dyr[i] - xr[i] * coefficient }
+            if let dWeight { for i in 0..<dim { dWeight[i] += dyr[i] * xr[i] * r } }
+        }
+    }
+
+    /// Rotary backward in place: rotates gradients by −θ (`rows` rows, table row per `positions`).
+    public static func applyRotaryBackward(
+        _ g: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
+    ) {
+        let half = headDim / 2
+        for row in 0..<rows {
+            let c = cos + row * half, s = sin + row * half
+            for head in 0..<heads {
+                let v = g + row * rowStride + head * headDim
+                for i in 0..<half {
+                    let a = v[i], b = v[i + half]
+                    v[i] = a * c[i] + b * s[i]
+                    v[i + half] = b * c[i] - a * s[i]
+                }
+            }
+        }
+    }
+
+    /// SiLU-gate backward: with `act = silu(gate)·up`, writes `dGate` and `dUp` from `dAct`.
+    public static func siluGate(
+        gate: UnsafePointer<Float>, up: UnsafePointer<Float>, dAct: UnsafePointer<Float>, count: Int,
+        dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>
+    ) {
+        let gs = SendablePointer(UnsafeMutablePointer(mutating: gate)), us = SendablePointer(UnsafeMutablePointer(mutating: up))
+        let ds = SendablePointer(UnsafeMutablePointer(mutating: dAct))
+        let dg = SendablePointer(dGate), du = SendablePointer(dUp)
+        Parallel.forEach((count + 4095) / 4096, costPerItem: 4096 * 8) { blocks in
+            let start = blocks.lowerBound * 4096, end = Swift.min(count, blocks.upperBound * 4096)
+            rk_silu_gate_backward(gs.pointer + start, us.pointer + start, ds.pointer + start, dg.pointer + start, du.pointer + start, end - start)
+        }
+    }
+
+    /// Cross-entropy backward for one row, in place: `logits ← (softmax(logits) − onehot(target))·scale`.
+    /// Returns the row's cross-entropy.
+    public static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, vocab: Int, target: Int, scale: Float) -> Double {
+        let loss = rk_logsumexp(logits, vocab) - Double(logits[target])
+        rk_softmax(logits, vocab)
+        logits[target] -= 1
+        for i in 0..<vocab { logits[i] *= scale }
+        return loss
+    }
+
+    /// Sum of the rows of `x` (`[rows, cols]`) added into `out[cols]` (bias gradients).
+    public static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        for row in 0..<rows {
+            let r = x + row * cols
+            for i in 0..<cols { out[i] += r[i] }
+        }
+    }
+}
