@@ -12,6 +12,9 @@ struct LayerActivations {
     var gate: Tensor, up: Tensor, act: Tensor
     /// `x·Aᵀ` of each adapted projection.
     var loraU: [LinearSlot: Tensor]
+    /// With LoRA dropout: the dropped input `x ⊙ mask` of each adapted projection, and the mask
+    /// (0 or 1/(1 − p) per element).
+    var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
 }
 
 /// Computes gradients of the summed token cross-entropy of sequences with respect to the
@@ -56,6 +59,27 @@ public final class GradientEngine: @unchecked Sendable {
 
     private func grad(_ name: String) -> Tensor? { gradients[name] }
 
+    /// Seed of the LoRA dropout masks of the next `accumulate` call; the trainer sets it from
+    /// (seed, step, micro-batch) so results never depend on scheduling.
+    public var dropoutSeed: UInt64 = 0
+    /// Dropout applies only while computing gradients.
+    private var dropoutActive = false
+
+    /// `(x ⊙ mask, mask)`, the mask 0 or 1/(1 − p), drawn from (dropoutSeed, layer, slot).
+    private func droppedInput(_ x: Tensor, layer: Int, slot: LinearSlot) -> (dropped: Tensor, mask: Tensor)? {
+        guard dropoutActive, let p = adapter?.config.dropout, p > 0 else { return nil }
+        let slotIndex = UInt64(LinearSlot.allCases.firstIndex(of: slot) ?? 0)
+        var generator = SplitMix64(seed: dropoutSeed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(layer) &* 31 &+ slotIndex)
+        let keep = Float(1 / (1 - p))
+        let threshold = UInt64((p * Double(1 << 53)).rounded())
+        let result = Tensor(zeros: x.shape), mask = Tensor(zeros: x.shape)
+        for i in 0..<x.count {
+            mask.pointer[i] = (generator.next() >> 11) < threshold ? 0 : keep
+            result.pointer[i] = x.pointer[i] * mask.pointer[i]
+        }
+        return (result, mask)
+    }
+
     private func loraGrads(layer: Int, slot: LinearSlot) -> (Tensor, Tensor)? {
         let base = LoRAAdapter.peftPrefix + LoRAAdapter.moduleName(layer: layer, slot: slot)
         guard let a = gradients[base + ".lora_A.weight"], let b = gradients[base + ".lora_B.weight"] else { return nil }
@@ -76,8 +100,8 @@ public final class GradientEngine: @unchecked Sendable {
         }
     }
 
-    /// `out (+)= x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ`; returns `x·Aᵀ` when the slot is adapted.
-    private func linear(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) -> Tensor? {
+    /// `out (+)= x·Wᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ`; returns `(dropout(x)·Aᵀ, dropout(x))` when the slot is adapted.
+    private func linear(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) -> (Tensor, (dropped: Tensor, mask: Tensor)?)? {
         let (w, b) = weight(model.layers[layer], slot)
         let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
         BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: w.pointer, outFeatures: outFeatures,
@@ -85,11 +109,12 @@ public final class GradientEngine: @unchecked Sendable {
         if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: outFeatures) }
         guard let pair = adapter?.pair(layer: layer, slot: slot) else { return nil }
         let r = pair.a.shape[0]
+        let dropped = droppedInput(x, layer: layer, slot: slot)
         let u = Tensor(zeros: [rows, r])
-        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: pair.a.pointer, outFeatures: r, into: u.pointer)
+        BLAS.linear((dropped?.dropped ?? x).pointer, rows: rows, inFeatures: inFeatures, weight: pair.a.pointer, outFeatures: r, into: u.pointer)
         BLAS.gemm(transA: false, transB: true, m: rows, n: outFeatures, k: r, alpha: adapter?.config.scaling ?? 1,
                   a: u.pointer, lda: r, b: pair.b.pointer, ldb: r, beta: 1, c: out.pointer, ldc: outFeatures)
-        return u
+        return (u, dropped)
     }
 
     private func forwardLayer(_ index: Int, x xIn: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?) -> (Tensor, LayerActivations) {
@@ -97,13 +122,19 @@ public final class GradientEngine: @unchecked Sendable {
         let t = xIn.shape[0], h = c.hiddenSize
         let layer = model.layers[index]
         var loraU: [LinearSlot: Tensor] = [:]
+        var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
+        func keep(_ slot: LinearSlot, _ result: (Tensor, (dropped: Tensor, mask: Tensor)?)?) {
+            guard let (u, dropped) = result else { return }
+            loraU[slot] = u
+            if let dropped { loraX[slot] = dropped }
+        }
         let normed1 = Tensor(zeros: [t, h]), inv1 = Tensor(zeros: [t])
         Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
         BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
         let q = Tensor(zeros: [t, c.qDim]), k = Tensor(zeros: [t, c.kvDim]), v = Tensor(zeros: [t, c.kvDim])
-        loraU[.q] = linear(normed1, rows: t, layer: index, slot: .q, into: q, accumulate: false)
-        loraU[.k] = linear(normed1, rows: t, layer: index, slot: .k, into: k, accumulate: false)
-        loraU[.v] = linear(normed1, rows: t, layer: index, slot: .v, into: v, accumulate: false)
+        keep(.q, linear(normed1, rows: t, layer: index, slot: .q, into: q, accumulate: false))
+        keep(.k, linear(normed1, rows: t, layer: index, slot: .k, into: k, accumulate: false))
+        keep(.v, linear(normed1, rows: t, layer: index, slot: .v, into: v, accumulate: false))
         let rows = Array(0..<t)
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
@@ -113,27 +144,29 @@ public final class GradientEngine: @unchecked Sendable {
                          out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
         let xMid = xIn.copy()
-        loraU[.o] = linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true)
+        keep(.o, linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true))
         let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
         Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
         BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
         let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
-        loraU[.gate] = linear(normed2, rows: t, layer: index, slot: .gate, into: gate, accumulate: false)
-        loraU[.up] = linear(normed2, rows: t, layer: index, slot: .up, into: up, accumulate: false)
+        keep(.gate, linear(normed2, rows: t, layer: index, slot: .gate, into: gate, accumulate: false))
+        keep(.up, linear(normed2, rows: t, layer: index, slot: .up, into: up, accumulate: false))
         let act = gate.copy()
         Kernels.siluGate(act.pointer, up: up.pointer, count: act.count)
         let xOut = xMid.copy()
-        loraU[.down] = linear(act, rows: t, layer: index, slot: .down, into: xOut, accumulate: true)
+        keep(.down, linear(act, rows: t, layer: index, slot: .down, into: xOut, accumulate: true))
         let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention,
-                                     xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU)
+                                     xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU, loraX: loraX)
         return (xOut, saved)
     }
 
     // MARK: Backward
 
     /// Given `dy` of a projection's output, writes or adds `dx`, and accumulates weight, bias and LoRA gradients.
-    private func linearBackward(_ dy: Tensor, x: Tensor, u: Tensor?, rows: Int, layer index: Int, slot: LinearSlot,
+    private func linearBackward(_ dy: Tensor, x: Tensor, saved: LayerActivations, rows: Int, layer index: Int, slot: LinearSlot,
                                 dx: Tensor, accumulate: Bool) {
+        let u = saved.loraU[slot]
+        let dropped = saved.loraX[slot]
         let (w, b) = weight(model.layers[index], slot)
         let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
         BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
@@ -156,11 +189,18 @@ public final class GradientEngine: @unchecked Sendable {
             let v = Tensor(zeros: [rows, r])
             BLAS.gemm(transA: false, transB: false, m: rows, n: r, k: outFeatures, alpha: s,
                       a: dy.pointer, lda: outFeatures, b: pair.b.pointer, ldb: r, c: v.pointer, ldc: r)
-            // dx += v·A ; dA += vᵀ·x ; dB += s·dyᵀ·u
-            BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
-                      a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: dx.pointer, ldc: inFeatures)
+            // dx += (v·A) ⊙ mask/(1−p) ; dA += vᵀ·dropout(x) ; dB += s·dyᵀ·u
+            if let dropped {
+                let through = Tensor(zeros: [rows, inFeatures])
+                BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
+                          a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, c: through.pointer, ldc: inFeatures)
+                for i in 0..<through.count { dx.pointer[i] += through.pointer[i] * dropped.mask.pointer[i] }
+            } else {
+                BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
+                          a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: dx.pointer, ldc: inFeatures)
+            }
             BLAS.gemm(transA: true, transB: false, m: r, n: inFeatures, k: rows,
-                      a: v.pointer, lda: r, b: x.pointer, ldb: inFeatures, beta: 1, c: dA.pointer, ldc: inFeatures)
+                      a: v.pointer, lda: r, b: (dropped?.dropped ?? x).pointer, ldb: inFeatures, beta: 1, c: dA.pointer, ldc: inFeatures)
             BLAS.gemm(transA: true, transB: false, m: outFeatures, n: r, k: rows, alpha: s,
                       a: dy.pointer, lda: outFeatures, b: u.pointer, ldb: r, beta: 1, c: dB.pointer, ldc: r)
         }
@@ -174,13 +214,13 @@ public final class GradientEngine: @unchecked Sendable {
         let prefix = "model.layers.\(index)."
         // MLP
         let dAct = Tensor(zeros: [t, c.intermediateSize])
-        linearBackward(dOut, x: a.act, u: a.loraU[.down], rows: t, layer: index, slot: .down, dx: dAct, accumulate: false)
+        linearBackward(dOut, x: a.act, saved: a, rows: t, layer: index, slot: .down, dx: dAct, accumulate: false)
         let dGate = Tensor(zeros: [t, c.intermediateSize]), dUp = Tensor(zeros: [t, c.intermediateSize])
         BackwardKernels.siluGate(gate: a.gate.pointer, up: a.up.pointer, dAct: dAct.pointer, count: dAct.count,
                                  dGate: dGate.pointer, dUp: dUp.pointer)
         let dNormed2 = Tensor(zeros: [t, h])
-        linearBackward(dGate, x: a.normed2, u: a.loraU[.gate], rows: t, layer: index, slot: .gate, dx: dNormed2, accumulate: false)
-        linearBackward(dUp, x: a.normed2, u: a.loraU[.up], rows: t, layer: index, slot: .up, dx: dNormed2, accumulate: true)
+        linearBackward(dGate, x: a.normed2, saved: a, rows: t, layer: index, slot: .gate, dx: dNormed2, accumulate: false)
+        linearBackward(dUp, x: a.normed2, saved: a, rows: t, layer: index, slot: .up, dx: dNormed2, accumulate: true)
         let dXMid = Tensor(zeros: [t, h])
         BackwardKernels.rmsNorm(x: a.xMid.pointer, weight: layer.postAttentionNorm.pointer, inverseRMS: a.inverseRMS2.pointer,
                                 dy: dNormed2.pointer, rows: t, dim: h, dx: dXMid.pointer,
@@ -188,7 +228,7 @@ public final class GradientEngine: @unchecked Sendable {
         Kernels.add(dXMid.pointer, dOut.pointer, count: dXMid.count)
         // Attention
         let dAttention = Tensor(zeros: [t, c.qDim])
-        linearBackward(dXMid, x: a.attention, u: a.loraU[.o], rows: t, layer: index, slot: .o, dx: dAttention, accumulate: false)
+        linearBackward(dXMid, x: a.attention, saved: a, rows: t, layer: index, slot: .o, dx: dAttention, accumulate: false)
         let dQ = Tensor(zeros: [t, c.qDim]), dK = Tensor(zeros: [t, c.kvDim]), dV = Tensor(zeros: [t, c.kvDim])
         let scratch = Tensor(zeros: [Attention.backwardScratchCount(queryCount: t, heads: c.headCount, headDim: c.headDim)])
         Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
@@ -199,9 +239,9 @@ public final class GradientEngine: @unchecked Sendable {
         BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,
                                             cos: cos.pointer, sin: sin.pointer)
         let dNormed1 = Tensor(zeros: [t, h])
-        linearBackward(dQ, x: a.normed1, u: a.loraU[.q], rows: t, layer: index, slot: .q, dx: dNormed1, accumulate: false)
-        linearBackward(dK, x: a.normed1, u: a.loraU[.k], rows: t, layer: index, slot: .k, dx: dNormed1, accumulate: true)
-        linearBackward(dV, x: a.normed1, u: a.loraU[.v], rows: t, layer: index, slot: .v, dx: dNormed1, accumulate: true)
+        linearBackward(dQ, x: a.normed1, saved: a, rows: t, layer: index, slot: .q, dx: dNormed1, accumulate: false)
+        linearBackward(dK, x: a.normed1, saved: a, rows: t, layer: index, slot: .k, dx: dNormed1, accumulate: true)
+        linearBackward(dV, x: a.normed1, saved: a, rows: t, layer: index, slot: .v, dx: dNormed1, accumulate: true)
         let dXIn = Tensor(zeros: [t, h])
         BackwardKernels.rmsNorm(x: a.xIn.pointer, weight: layer.inputNorm.pointer, inverseRMS: a.inverseRMS1.pointer,
                                 dy: dNormed1.pointer, rows: t, dim: h, dx: dXIn.pointer,
@@ -216,6 +256,20 @@ public final class GradientEngine: @unchecked Sendable {
     /// the summed cross-entropy and the number of trained tokens.
     @discardableResult
     public func accumulate(_ sequence: TrainingSequence, scale: Float) throws -> (lossSum: Double, tokens: Int) {
+        try run(sequence, scale: scale, backward: true)
+    }
+
+    /// The summed cross-entropy over the trained tokens of `sequence` and their count, with the
+    /// adapter applied, without touching gradients (evaluation).
+    public func loss(_ sequence: TrainingSequence) throws -> (lossSum: Double, tokens: Int) {
+        let savedSeed = dropoutSeed
+        defer { dropoutSeed = savedSeed }
+        return try run(sequence, scale: 0, backward: false)
+    }
+
+    private func run(_ sequence: TrainingSequence, scale: Float, backward: Bool) throws -> (lossSum: Double, tokens: Int) {
+        let droppingOut = backward && (adapter?.config.dropout ?? 0) > 0
+        let previousAdapterDropout = droppingOut
         let c = model.config
         let t = sequence.ids.count, h = c.hiddenSize
         guard t == sequence.trained.count else { throw ModelError("sequence has \(t) ids but \(sequence.trained.count) mask entries") }
@@ -231,9 +285,11 @@ public final class GradientEngine: @unchecked Sendable {
         }
         var saved: [LayerActivations] = []
         var inputs: [Tensor] = []
+        dropoutActive = previousAdapterDropout
+        defer { dropoutActive = false }
         for index in 0..<model.layers.count {
             let (next, activations) = forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: sequence.keyStart)
-            if checkpointing { inputs.append(x) } else { saved.append(activations) }
+            if checkpointing || !backward { inputs.append(x) } else { saved.append(activations) }
             x = next
         }
         // Final norm, logits of the rows that predict trained tokens, cross-entropy and its gradient.
@@ -244,6 +300,12 @@ public final class GradientEngine: @unchecked Sendable {
         let logits = model.logits(hidden: normed, rows: rows)
         let vocab = c.vocabSize
         var lossSum = 0.0
+        if !backward {
+            for (i, target) in targets.enumerated() {
+                lossSum += Kernels.crossEntropy(logits.pointer + i * vocab, vocab: vocab, target: sequence.ids[target])
+            }
+            return (lossSum, targets.count)
+        }
         for (i, target) in targets.enumerated() {
             lossSum += BackwardKernels.crossEntropy(logits.pointer + i * vocab, vocab: vocab, target: sequence.ids[target], scale: scale)
         }

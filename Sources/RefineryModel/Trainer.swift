@@ -1,0 +1,227 @@
+import Foundation
+import RefineryTensor
+import RefineryText
+
+/// One optimizer step's record (a `train_log.jsonl` row).
+public struct StepRecord: Sendable, Equatable {
+    public var step: Int
+    public var loss: Double
+    public var gradNorm: Double
+    public var learningRate: Double
+    public var tokens: Int
+
+    var json: JSONValue {
+        .object([("step", .int(step)), ("loss", .double(loss)), ("grad_norm", .double(gradNorm)),
+                 ("lr", .double(learningRate)), ("tokens", .int(tokens))])
+    }
+}
+
+/// Progress of a run, for the progress line.
+public struct TrainingProgress: Sendable {
+    public var record: StepRecord
+    public var totalSteps: Int
+    public var tokensPerSecond: Double
+    public var secondsRemaining: Double
+    public var evalLoss: Double?
+}
+
+/// Runs fine-tuning on one machine: data schedule, gradient accumulation with token-weighted
+/// loss, clipping, AdamW, schedules, eval, checkpoints and exact resume.
+public final class Trainer: @unchecked Sendable {
+    public let model: LlamaModel
+    public let modelDirectory: URL
+    public let options: TrainingOptions
+    public let engine: GradientEngine
+    public let schedule: DataSchedule
+    public let optimizer: AdamW
+    public let evalSequences: [TrainingSequence]
+    public let totalSteps: Int
+    /// Steps completed.
+    public private(set) var step = 0
+
+    /// Prepares a run. `adapter` is the starting LoRA adapter (fresh or `--init-adapter`).
+    public init(model: LlamaModel, modelDirectory: URL, options: TrainingOptions, adapter: LoRAAdapter?,
+                train: [EncodedSample], eval: [EncodedSample]) throws {
+        try options.validate()
+        guard !train.isEmpty else { throw ModelError("the training dataset holds no samples") }
+        self.model = model
+        self.modelDirectory = modelDirectory
+        self.options = options
+        engine = try GradientEngine(model: model, adapter: options.method == .lora ? adapter : nil,
+                                    trainsBase: options.method == .full, checkpointing: options.gradientCheckpointing)
+        schedule = DataSchedule(samples: train, microBatchSize: options.microBatchSize, accumulation: options.gradientAccumulation,
+                                shuffle: options.shuffle, seed: options.seed, packingLength: options.packing ? options.maxLength : nil)
+        optimizer = AdamW(weightDecay: Float(options.weightDecay))
+        evalSequences = eval.map { TrainingSequence(ids: $0.ids, trained: $0.trained) }
+        totalSteps = options.steps ?? max(1, Int((Double(schedule.stepsPerEpoch) * options.epochs).rounded(.up)))
+    }
+
+    /// Learning rate of optimizer step `step` (0-based).
+    public func learningRate(at step: Int) -> Double {
+        options.schedule.rate(base: options.learningRate, step: step, warmup: options.warmupSteps, total: totalSteps)
+    }
+
+    /// Runs the next optimizer step.
+    public func runStep() throws -> StepRecord {
+        let batches = schedule.microBatches(step: step)
+        let tokens = batches.joined().map(\.labelCount).reduce(0, +)
+        engine.zeroGradients()
+        var lossSum = 0.0
+        if tokens > 0 {
+            for (micro, batch) in batches.enumerated() {
+                for (slot, sequence) in batch.enumerated() {
+                    engine.dropoutSeed = options.seed &* 1_000_003 &+ UInt64(step) &* 65_537 &+ UInt64(micro) &* 257 &+ UInt64(slot)
+                    lossSum += try engine.accumulate(sequence, scale: 1 / Float(tokens)).lossSum
+                }
+            }
+        }
+        let loss = tokens > 0 ? lossSum / Double(tokens) : 0
+        let norm = GradientClipping.clip(engine.parameters, maxNorm: options.maxGradNorm.map(Float.init))
+        guard loss.isFinite, norm.isFinite else {
+            throw ModelError("step \(step + 1): the loss or gradient norm is not finite (loss \(loss), grad_norm \(norm)); stopped before updating the weights")
+        }
+        let lr = learningRate(at: step)
+        optimizer.step(engine.parameters, learningRate: Float(lr))
+        step += 1
+        return StepRecord(step: step, loss: loss, gradNorm: norm, learningRate: lr, tokens: tokens)
+    }
+
+    /// Token-weighted loss over the eval set with the current weights.
+    public func evaluate() throws -> Double {
+        var sum = 0.0, count = 0
+        for sequence in evalSequences {
+            let (s, n) = try engine.loss(sequence)
+            sum += s
+            count += n
+        }
+        return count > 0 ? sum / Double(count) : .nan
+    }
+
+    // MARK: Checkpoints
+
+    /// Writes parameters, optimizer moments and the step to `directory/checkpoints/step-N`
+    /// (staged, then renamed: a checkpoint is complete or absent).
+    public func saveCheckpoint(in directory: URL) throws -> URL {
+        let fm = FileManager.default
+        let root = directory.appendingPathComponent("checkpoints")
+        let final = root.appendingPathComponent(String(format: "step-%06d", step))
+        let staging = root.appendingPathComponent(".staging-\(step)")
+        try? fm.removeItem(at: staging)
+        do {
+            try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+            try SafetensorsWriter.write(engine.parameters.map { ($0.name, $0.value) }, to: staging.appendingPathComponent("parameters.safetensors").path)
+            var moments: [(String, Tensor)] = []
+            for (name, tensor) in optimizer.firstMoments { moments.append(("m/" + name, tensor)) }
+            for (name, tensor) in optimizer.secondMoments { moments.append(("v/" + name, tensor)) }
+            try SafetensorsWriter.write(moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
+            let state = JSONValue.object([("step", .int(step)), ("optimizer_steps", .int(optimizer.stepCount)), ("total_steps", .int(totalSteps))])
+            try Data(state.prettyText().utf8).write(to: staging.appendingPathComponent("state.json"))
+            try? fm.removeItem(at: final)
+            try fm.moveItem(at: staging, to: final)
+        } catch let error as ModelError {
+            throw error
+        } catch {
+            throw ModelError("cannot write checkpoint \(final.path): \(error.localizedDescription)")
+        }
+        return final
+    }
+
+    /// The newest complete checkpoint under `directory`, if any.
+    public static func latestCheckpoint(in directory: URL) -> URL? {
+        let root = directory.appendingPathComponent("checkpoints")
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
+        for name in names.reversed() where FileManager.default.fileExists(atPath: root.appendingPathComponent(name).appendingPathComponent("state.json").path) {
+            return root.appendingPathComponent(name)
+        }
+        return nil
+    }
+
+    /// Restores parameters, moments and the step from a checkpoint folder.
+    public func restore(from checkpoint: URL) throws {
+        let stateJSON: JSONValue
+        do { stateJSON = try JSONValue.parse(bytes: Array(try Data(contentsOf: checkpoint.appendingPathComponent("state.json")))) } catch {
+            throw ModelError("checkpoint \(checkpoint.path) has no readable state.json: \(error)")
+        }
+        guard let savedStep = stateJSON["step"]?.intValue, let optimizerSteps = stateJSON["optimizer_steps"]?.intValue else {
+            throw ModelError("checkpoint \(checkpoint.path)/state.json lacks step")
+        }
+        let parameters = try SafetensorsFile(path: checkpoint.appendingPathComponent("parameters.safetensors").path)
+        for parameter in engine.parameters {
+            guard let entry = parameters.entries[parameter.name], entry.shape == parameter.value.shape else {
+                throw ModelError("checkpoint \(checkpoint.path) does not match this run: \(parameter.name) is missing or has another shape")
+            }
+            let saved = try parameters.tensor(parameter.name)
+            parameter.value.pointer.update(from: saved.pointer, count: saved.count)
+        }
+        let moments = try SafetensorsFile(path: checkpoint.appendingPathComponent("optimizer.safetensors").path)
+        var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
+        for name in moments.names {
+            if name.hasPrefix("m/") { first[String(name.dropFirst(2))] = try moments.tensor(name) }
+            if name.hasPrefix("v/") { second[String(name.dropFirst(2))] = try moments.tensor(name) }
+        }
+        optimizer.restore(step: optimizerSteps, first: first, second: second)
+        step = savedStep
+    }
+
+    // MARK: Whole run
+
+    /// Trains to `totalSteps`, writing `train_log.jsonl`, checkpoints and the result into `output`.
+    /// With `resume`, continues from the newest checkpoint there.
+    public func run(output: URL, resume: Bool, progress: (TrainingProgress) -> Void = { _ in }) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: output, withIntermediateDirectories: true)
+        let logURL = output.appendingPathComponent("train_log.jsonl")
+        var logLines: [String] = []
+        if resume, let checkpoint = Self.latestCheckpoint(in: output) {
+            try restore(from: checkpoint)
+            // Keep the log up to the checkpoint; later rows are recomputed exactly.
+            let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+            logLines = text.split(separator: "\n").map(String.init).filter { line in
+                (try? JSONValue.parse(line))?["step"]?.intValue.map { $0 <= step } ?? false
+            }
+        }
+        try (logLines.map { $0 + "\n" }.joined()).write(to: logURL, atomically: true, encoding: .utf8)
+        guard let log = FileHandle(forWritingAtPath: logURL.path) else { throw ModelError("cannot write \(logURL.path)") }
+        defer { try? log.close() }
+        _ = try? log.seekToEnd()
+        var lastCheckpoint: URL? = Self.latestCheckpoint(in: output)
+        let start = Date()
+        let startStep = step
+        var tokensSeen = 0
+        while step < totalSteps {
+            let record: StepRecord
+            do { record = try runStep() } catch let error as ModelError {
+                let hint = lastCheckpoint.map { " The last good checkpoint is \($0.path); lower --lr and resume with --resume." } ?? " No checkpoint was written yet."
+                throw ModelError(error.message + hint)
+            }
+            tokensSeen += record.tokens
+            log.write(Data((record.json.compactText + "\n").utf8))
+            var evalLoss: Double? = nil
+            if let every = options.evalEvery, !evalSequences.isEmpty, step % every == 0 || step == totalSteps {
+                let value = try evaluate()
+                evalLoss = value
+                log.write(Data((JSONValue.object([("step", .int(step)), ("eval_loss", .double(value))]).compactText + "\n").utf8))
+            }
+            if let every = options.checkpointEvery, step % every == 0, step < totalSteps {
+                lastCheckpoint = try saveCheckpoint(in: output)
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            let done = step - startStep
+            progress(TrainingProgress(record: record, totalSteps: totalSteps, tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
+                                      secondsRemaining: elapsed / Double(max(done, 1)) * Double(totalSteps - step), evalLoss: evalLoss))
+        }
+        try writeResult(to: output)
+    }
+
+    /// Writes the trained adapter (LoRA) or model folder (full) into `output`.
+    public func writeResult(to output: URL) throws {
+        switch options.method {
+        case .lora:
+            guard let adapter = engine.adapter else { throw ModelError("no adapter to write") }
+            try adapter.save(directory: output, baseModel: modelDirectory.path)
+        case .full, .qlora:
+            let dtype = (try? Checkpoint(directory: modelDirectory).storedDType) ?? .f32
+            try model.writeFolder(to: output, copyingFrom: modelDirectory, dtype: dtype)
+        }
+    }
+}
