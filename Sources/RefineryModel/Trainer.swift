@@ -166,8 +166,9 @@ public final class Trainer: @unchecked Sendable {
     // MARK: Whole run
 
     /// Trains to `totalSteps`, writing `train_log.jsonl`, checkpoints and the result into `output`.
-    /// With `resume`, continues from the newest checkpoint there.
-    public func run(output: URL, resume: Bool, progress: (TrainingProgress) -> Void = { _ in }) throws {
+    /// With `resume`, continues from the newest checkpoint there. An error thrown by `progress`
+    /// stops the run where it is (the result is then not written).
+    public func run(output: URL, resume: Bool, progress: (TrainingProgress) throws -> Void = { _ in }) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: output, withIntermediateDirectories: true)
         let logURL = output.appendingPathComponent("train_log.jsonl")
@@ -207,7 +208,7 @@ public final class Trainer: @unchecked Sendable {
             }
             let elapsed = Date().timeIntervalSince(start)
             let done = step - startStep
-            progress(TrainingProgress(record: record, totalSteps: totalSteps, tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
+            try progress(TrainingProgress(record: record, totalSteps: totalSteps, tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
                                       secondsRemaining: elapsed / Double(max(done, 1)) * Double(totalSteps - step), evalLoss: evalLoss))
         }
         try writeResult(to: output)

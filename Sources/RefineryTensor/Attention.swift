@@ -1,4 +1,3 @@
-import COpenBLAS
 
 /// Scaled dot-product attention with a causal mask and grouped-query heads.
 public enum Attention {
@@ -7,7 +6,7 @@ public enum Attention {
 
     /// Floats of scratch `causal` needs.
     public static func scratchCount(queryCount: Int, keyCount: Int, heads: Int) -> Int {
-        heads * Swift.min(queryCount, blockRows) * keyCount
+        Swift.min(queryCount, blockRows) * keyCount
     }
 
     /// Computes attention for `queryCount` new positions against `keyCount` keys (the new
@@ -19,8 +18,9 @@ public enum Attention {
     ///   `nil` means 0 for all. Must be non-decreasing.
     /// - `scratch`: at least `scratchCount(...)` floats.
     ///
-    /// Heads run in parallel on `Parallel.threadCount` threads with single-threaded BLAS inside,
-    /// so BLAS and the softmax never compete for cores.
+    /// Heads run one after another with BLAS's own threads; the softmax rows of a block run in
+    /// parallel. The BLAS thread count is never changed here, so results do not depend on what
+    /// other threads of the process are doing.
     public static func causal(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
@@ -38,45 +38,37 @@ public enum Attention {
         let os = SendablePointer(out)
         let scores = SendablePointer(scratch)
         let starts = keyStart
-        let blasThreads = Int(openblas_get_num_threads())
-        let parallelHeads = Parallel.threadCount > 1 && heads > 1
-        if parallelHeads { openblas_set_num_threads(1) }
-        defer { if parallelHeads { openblas_set_num_threads(Int32(blasThreads)) } }
-        let body: @Sendable (Range<Int>) -> Void = { headRange in
-            for head in headRange {
-                let kvHead = head / groups
-                let headScratch = scores.pointer + head * block * keyCount
-                var r0 = 0
-                while r0 < queryCount {
-                    let r1 = Swift.min(queryCount, r0 + block)
-                    let keyLow = starts?[r0] ?? 0
-                    let keyHigh = past + r1
-                    let width = keyHigh - keyLow
-                    BLAS.gemm(
-                        transA: false, transB: true, m: r1 - r0, n: width, k: headDim, alpha: scale,
-                        a: qs.pointer + r0 * qStride + head * headDim, lda: qStride,
-                        b: ks.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
-                        c: headScratch, ldc: width)
-                    for row in r0..<r1 {
-                        let r = headScratch + (row - r0) * width
+        for head in 0..<heads {
+            let kvHead = head / groups
+            let headScratch = scores
+            var r0 = 0
+            while r0 < queryCount {
+                let r1 = Swift.min(queryCount, r0 + block)
+                let keyLow = starts?[r0] ?? 0
+                let keyHigh = past + r1
+                let width = keyHigh - keyLow
+                BLAS.gemm(
+                    transA: false, transB: true, m: r1 - r0, n: width, k: headDim, alpha: scale,
+                    a: qs.pointer + r0 * qStride + head * headDim, lda: qStride,
+                    b: ks.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
+                    c: headScratch.pointer, ldc: width)
+                let blockStart = r0
+                Parallel.forEach(r1 - r0, costPerItem: width * 3) { rowRange in
+                    for row in (blockStart + rowRange.lowerBound)..<(blockStart + rowRange.upperBound) {
+                        let r = headScratch.pointer + (row - blockStart) * width
                         let first = (starts?[row] ?? 0) - keyLow
                         let last = past + row - keyLow
                         if first > 0 { r.update(repeating: 0, count: first) }
                         Kernels.softmax(r + first, count: last - first + 1)
                         if last + 1 < width { (r + last + 1).update(repeating: 0, count: width - last - 1) }
                     }
-                    BLAS.gemm(
-                        transA: false, transB: false, m: r1 - r0, n: headDim, k: width,
-                        a: headScratch, lda: width, b: vs.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
-                        c: os.pointer + r0 * outStride + head * headDim, ldc: outStride)
-                    r0 = r1
                 }
+                BLAS.gemm(
+                    transA: false, transB: false, m: r1 - r0, n: headDim, k: width,
+                    a: headScratch.pointer, lda: width, b: vs.pointer + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
+                    c: os.pointer + r0 * outStride + head * headDim, ldc: outStride)
+                r0 = r1
             }
-        }
-        if parallelHeads {
-            Parallel.forEach(heads, costPerItem: 1 << 20, body)
-        } else {
-            body(0..<heads)
         }
     }
 }

@@ -1,5 +1,3 @@
-import COpenBLAS
-
 extension Attention {
     /// Floats of scratch `backward` needs.
     public static func backwardScratchCount(queryCount: Int, heads: Int, headDim: Int) -> Int {
@@ -23,12 +21,10 @@ extension Attention {
         let vs = SendablePointer(UnsafeMutablePointer(mutating: v)), dos = SendablePointer(UnsafeMutablePointer(mutating: dOut))
         let dqs = SendablePointer(dQ), sc = SendablePointer(scratch)
         let starts = keyStart
-        let blasThreads = Int(openblas_get_num_threads())
-        let parallelHeads = Parallel.threadCount > 1 && heads > 1
-        if parallelHeads { openblas_set_num_threads(1) }
-        defer { if parallelHeads { openblas_set_num_threads(Int32(blasThreads)) } }
-        let body: @Sendable (Range<Int>) -> Void = { headRange in
-            for head in headRange {
+        // Heads run one after another with BLAS's own threads (the thread count is never changed:
+        // results must not depend on other threads of the process); rows of a block in parallel.
+        for head in 0..<heads {
+            do {
                 let kvHead = head / groups
                 let base = sc.pointer + head * perHead
                 let probabilities = base, dP = base + block * t
@@ -48,16 +44,20 @@ extension Attention {
                               a: qBlock, lda: qStride, b: kBase, ldb: kvStride, c: probabilities, ldc: width)
                     BLAS.gemm(transA: false, transB: true, m: rows, n: width, k: headDim,
                               a: dOBlock, lda: qStride, b: vBase, ldb: kvStride, c: dP, ldc: width)
-                    for row in r0..<r1 {
-                        let p = probabilities + (row - r0) * width, d = dP + (row - r0) * width
-                        let first = (starts?[row] ?? 0) - keyLow
-                        let last = row - keyLow
-                        if first > 0 { p.update(repeating: 0, count: first) }
-                        Kernels.softmax(p + first, count: last - first + 1)
-                        if last + 1 < width { (p + last + 1).update(repeating: 0, count: width - last - 1) }
-                        var dot: Float = 0
-                        for j in first...last { dot += p[j] * d[j] }
-                        for j in 0..<width { d[j] = p[j] * (d[j] - dot) }
+                    let blockStart = r0
+                    let ps = SendablePointer(probabilities), dps = SendablePointer(dP)
+                    Parallel.forEach(rows, costPerItem: width * 6) { rowRange in
+                        for row in (blockStart + rowRange.lowerBound)..<(blockStart + rowRange.upperBound) {
+                            let p = ps.pointer + (row - blockStart) * width, d = dps.pointer + (row - blockStart) * width
+                            let first = (starts?[row] ?? 0) - keyLow
+                            let last = row - keyLow
+                            if first > 0 { p.update(repeating: 0, count: first) }
+                            Kernels.softmax(p + first, count: last - first + 1)
+                            if last + 1 < width { (p + last + 1).update(repeating: 0, count: width - last - 1) }
+                            var dot: Float = 0
+                            for j in first...last { dot += p[j] * d[j] }
+                            for j in 0..<width { d[j] = p[j] * (d[j] - dot) }
+                        }
                     }
                     // dQ = scale · dS · K
                     BLAS.gemm(transA: false, transB: false, m: rows, n: headDim, k: width, alpha: scale,
@@ -74,7 +74,6 @@ extension Attention {
                 }
             }
         }
-        if parallelHeads { Parallel.forEach(heads, costPerItem: 1 << 20, body) } else { body(0..<heads) }
         // Sum the per-head key/value gradients into their shared KV heads.
         dK.update(repeating: 0, count: t * kvStride)
         dV.update(repeating: 0, count: t * kvStride)

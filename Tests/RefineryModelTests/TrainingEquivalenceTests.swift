@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+@testable import RefineryModel
+import RefineryTensor
+import RefineryText
+
+/// Ways of computing the same optimizer step must agree (DESIGN §3.3, §3.4, §3.9).
+@Suite struct TrainingEquivalenceTests {
+    static let name = "llama-gqa"
+
+    static func encoded() throws -> [EncodedSample] {
+        let chat = try ChatTokenizer(directory: ModelFixtures.directory(name))
+        let path = TrainingParityTests.trainingDirectory(name).appendingPathComponent("train.jsonl").path
+        return try DatasetReader().readAll(path: path).map { try SampleEncoder(chat: chat).encode($0) }
+    }
+
+    static func freshAdapter(_ model: LlamaModel) throws -> LoRAAdapter {
+        try LoRAAdapter.load(directory: TrainingParityTests.trainingDirectory(name).appendingPathComponent("init_adapter"), model: model.config)
+    }
+
+    static func maxRelative(_ a: [TrainableParameter], _ b: [TrainableParameter], gradient: Bool) -> Float {
+        var worst: Float = 0
+        for (x, y) in zip(a, b) {
+            let tx = gradient ? x.gradient : x.value, ty = gradient ? y.gradient : y.value
+            worst = max(worst, TrainingParityTests.relativeError(tx, ty))
+        }
+        return worst
+    }
+
+    @Test func packedEqualsUnpacked() throws {
+        let samples = try Self.encoded()
+        let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+        let plain = try GradientEngine(model: model, adapter: try Self.freshAdapter(model), trainsBase: false)
+        let packed = try GradientEngine(model: model, adapter: try Self.freshAdapter(model), trainsBase: false)
+        let sequences = samples.map { TrainingSequence(ids: $0.ids, trained: $0.trained) }
+        let total = sequences.map(\.labelCount).reduce(0, +)
+        var plainLoss = 0.0
+        for sequence in sequences { plainLoss += try plain.accumulate(sequence, scale: 1 / Float(total)).lossSum }
+        let schedule = DataSchedule(samples: samples, microBatchSize: 1, accumulation: 1, shuffle: false, seed: 0, packingLength: 4096)
+        let rows = schedule.packedRows(epoch: 0, length: 4096)
+        #expect(rows.count == 1 && rows[0].ids.count == samples.map(\.ids.count).reduce(0, +))
+        #expect(rows[0].labelCount == total)
+        let (packedLoss, packedTokens) = try packed.accumulate(rows[0], scale: 1 / Float(total))
+        #expect(packedTokens == total)
+        #expect(abs(packedLoss - plainLoss) / plainLoss < 1e-6)
+        #expect(Self.maxRelative(plain.parameters, packed.parameters, gradient: true) < 1e-4)
+    }
+
+    @Test func microBatchAndAccumulationSplitsAgree() throws {
+        let samples = try Self.encoded()
+        #expect(Set(samples.map(\.ids.count)).count >= 4, "samples of very different lengths")
+        func run(micro: Int, accumulation: Int) throws -> ([StepRecord], [TrainableParameter]) {
+            let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+            var options = TrainingOptions()
+            options.lora = LoRAConfig(rank: 8, alpha: 16)
+            options.learningRate = 1e-3
+            options.microBatchSize = micro
+            options.gradientAccumulation = accumulation
+            options.shuffle = false
+            options.steps = 3
+            let trainer = try Trainer(model: model, modelDirectory: ModelFixtures.directory(Self.name), options: options,
+                                      adapter: try Self.freshAdapter(model), train: samples, eval: [])
+            let records = try (0..<3).map { _ in try trainer.runStep() }
+            return (records, trainer.engine.parameters)
+        }
+        let (a, pa) = try run(micro: 4, accumulation: 1)
+        let (b, pb) = try run(micro: 1, accumulation: 4)
+        let (c, pc) = try run(micro: 2, accumulation: 2)
+        for (x, y) in [(a, b), (a, c)] {
+            for (r, s) in zip(x, y) {
+                #expect(r.tokens == s.tokens)
+                #expect(abs(r.loss - s.loss) / r.loss < 1e-6)
+                #expect(abs(r.gradNorm - s.gradNorm) / r.gradNorm < 1e-5)
+            }
+        }
+        #expect(Self.maxRelative(pa, pb, gradient: false) < 1e-5)
+        #expect(Self.maxRelative(pa, pc, gradient: false) < 1e-5)
+    }
+
+    @Test(arguments: ["lora", "full"])
+    func gradientCheckpointingChangesNothing(method: String) throws {
+        let samples = try Self.encoded()
+        func gradients(checkpointing: Bool) throws -> [TrainableParameter] {
+            let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+            let engine = try GradientEngine(model: model, adapter: method == "lora" ? try Self.freshAdapter(model) : nil,
+                                            trainsBase: method == "full", checkpointing: checkpointing)
+            for sample in samples.prefix(2) {
+                try engine.accumulate(TrainingSequence(ids: sample.ids, trained: sample.trained), scale: 0.01)
+            }
+            return engine.parameters
+        }
+        #expect(Self.maxRelative(try gradients(checkpointing: false), try gradients(checkpointing: true), gradient: true) == 0)
+    }
+
+    @Test func resumeEqualsUninterrupted() throws {
+        let samples = try Self.encoded()
+        func trainer() throws -> Trainer {
+            let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+            var options = TrainingOptions()
+            options.lora = LoRAConfig(rank: 4, alpha: 8, dropout: 0.1)
+            options.learningRate = 1e-3
+            options.warmupSteps = 2
+            options.steps = 6
+            options.gradientAccumulation = 2
+            options.checkpointEvery = 3
+            options.evalEvery = 2
+            options.shuffle = true
+            options.seed = 5
+            return try Trainer(model: model, modelDirectory: ModelFixtures.directory(Self.name), options: options,
+                               adapter: try LoRAAdapter.initialize(model: model.config, config: options.lora, seed: options.seed),
+                               train: samples, eval: Array(samples.prefix(2)))
+        }
+        let whole = try ModelFixtures.temporaryDirectory()
+        try trainer().run(output: whole, resume: false)
+        // Interrupted after step 4 (its log row written, the checkpoint of step 3 the newest).
+        let parts = try ModelFixtures.temporaryDirectory()
+        #expect(throws: Interruption.self) {
+            try trainer().run(output: parts, resume: false) { progress in
+                if progress.record.step == 4 { throw Interruption() }
+            }
+        }
+        #expect(FileManager.default.fileExists(atPath: parts.appendingPathComponent("checkpoints/step-000003/state.json").path))
+        #expect(!FileManager.default.fileExists(atPath: parts.appendingPathComponent("adapter_model.safetensors").path))
+        let partial = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
+        #expect(partial.contains("\"step\":4"))
+        try trainer().run(output: parts, resume: true)
+        let logA = try String(contentsOf: whole.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
+        let logB = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
+        #expect(logA == logB)
+        #expect(logA.split(separator: "\n").count == 6 + 3)
+        let adapterA = try Data(contentsOf: whole.appendingPathComponent("adapter_model.safetensors"))
+        let adapterB = try Data(contentsOf: parts.appendingPathComponent("adapter_model.safetensors"))
+        #expect(adapterA == adapterB)
+    }
+
+    /// Stands for a kill after step 4.
+    struct Interruption: Error {}
+
+    /// LoRA dropout gradients against central finite differences (same masks both ways).
+    @Test func dropoutGradientsMatchFiniteDifferences() throws {
+        let samples = try Self.encoded()
+        let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+        let base = try Self.freshAdapter(model)
+        let adapter = LoRAAdapter(config: LoRAConfig(rank: 8, alpha: 16, dropout: 0.3, targets: .allLinear), pairs: base.pairs)
+        let engine = try GradientEngine(model: model, adapter: adapter, trainsBase: false)
+        let sequence = TrainingSequence(ids: samples[0].ids, trained: Array(repeating: true, count: samples[0].ids.count))
+        engine.dropoutSeed = 99
+        try engine.accumulate(sequence, scale: 1)
+        let parameter = try #require(engine.parameters.first { $0.name.contains("layers.0.self_attn.q_proj.lora_A") })
+        for index in [0, 17, 100] {
+            let original = parameter.value.pointer[index]
+            let h: Float = 1e-2
+            func lossAt(_ value: Float) throws -> Double {
+                parameter.value.pointer[index] = value
+                engine.dropoutSeed = 99
+                let scratch = try GradientEngine(model: model, adapter: adapter, trainsBase: false)
+                scratch.dropoutSeed = 99
+                return try scratch.accumulate(sequence, scale: 0).lossSum
+            }
+            let numeric = (try lossAt(original + h) - lossAt(original - h)) / Double(2 * h)
+            parameter.value.pointer[index] = original
+            let analytic = Double(parameter.gradient.pointer[index])
+            #expect(abs(numeric - analytic) <= 2e-2 * max(1, abs(analytic)), "index \(index): numeric \(numeric) analytic \(analytic)")
+        }
+    }
+}
