@@ -36,6 +36,21 @@ public struct Evaluator: Sendable {
         return (sum, targets.count)
     }
 
+    /// Evaluates `samples` with a LoRA adapter applied (unmerged, exactly as in training).
+    public func evaluate(_ samples: [EncodedSample], adapter: LoRAAdapter, progress: (Int, Int) -> Void = { _, _ in }) throws -> EvaluationResult {
+        let engine = try GradientEngine(model: model, adapter: adapter, trainsBase: false)
+        var sum = 0.0
+        var tokens = 0
+        for (index, sample) in samples.enumerated() {
+            let (s, n) = try engine.loss(TrainingSequence(ids: sample.ids, trained: sample.trained))
+            sum += s
+            tokens += n
+            progress(index + 1, samples.count)
+        }
+        return EvaluationResult(loss: tokens > 0 ? sum / Double(tokens) : .nan, tokens: tokens, samples: samples.count,
+                                truncated: samples.filter(\.truncated).count, lossSum: sum)
+    }
+
     /// Evaluates `samples`, calling `progress(done, total)` after each.
     public func evaluate(_ samples: [EncodedSample], progress: (Int, Int) -> Void = { _, _ in }) throws -> EvaluationResult {
         var sum = 0.0

@@ -11,6 +11,9 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Model folder.")
     var model: String
 
+    @Option(name: .long, help: "PEFT LoRA adapter applied on top of the model.")
+    var adapter: String?
+
     @Option(name: .long, help: "JSONL dataset.")
     var data: String
 
@@ -49,8 +52,15 @@ struct EvalCommand: ParsableCommand {
             guard !encoded.isEmpty else { throw CommandError("\(data) holds no samples") }
             let llama = try LlamaModel(directory: directory)
             let start = Date()
-            let result = try Evaluator(model: llama).evaluate(encoded) { done, total in
+            let report: (Int, Int) -> Void = { done, total in
                 Output.progress("\r[eval] \(done)/\(total) samples, \(String(format: "%.1f", Date().timeIntervalSince(start)))s")
+            }
+            let result: EvaluationResult
+            if let adapter {
+                let lora = try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)
+                result = try Evaluator(model: llama).evaluate(encoded, adapter: lora, progress: report)
+            } else {
+                result = try Evaluator(model: llama).evaluate(encoded, progress: report)
             }
             Output.progress("\n")
             if result.tokens == 0 { throw CommandError("no token of \(data) carries loss (check --train-on and the template)") }

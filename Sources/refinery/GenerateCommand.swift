@@ -11,6 +11,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Model folder.")
     var model: String
 
+    @Option(name: .long, help: "PEFT LoRA adapter, merged into the weights in memory.")
+    var adapter: String?
+
     @Option(name: .long, help: "The prompt text (tokenized with the tokenizer's special tokens, e.g. BOS).")
     var prompt: String
 
@@ -44,6 +47,7 @@ struct GenerateCommand: ParsableCommand {
             let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory)
             let llama = try LlamaModel(directory: directory)
+            if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
             let promptIDs = chat.tokenizer.encode(prompt, addSpecialTokens: true).ids
             var stops = chat.stopTokenIDs
             stops.formUnion(llama.config.eosTokenIDs)
