@@ -1,0 +1,103 @@
+import Foundation
+import RefineryText
+import Testing
+
+/// `refinery train` / `export` end to end, and their refusals of bad input.
+@Suite struct TrainCommandTests {
+    static let fixtures = CommandLineTests.packageRoot.appendingPathComponent("Tests/RefineryModelTests/Fixtures")
+    static let qwen = fixtures.appendingPathComponent("qwen2-tied").path
+    static let llama = fixtures.appendingPathComponent("llama-gqa").path
+    static var trainData: String { qwen + "/training/train.jsonl" }
+
+    static func temporary() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("refinery-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test func trainWritesAdapterLogAndRefusesToOverwrite() throws {
+        let out = try Self.temporary().appendingPathComponent("run")
+        let args = ["train", "--model", Self.qwen, "--data", Self.trainData, "--output", out.path, "--steps", "3", "--lora-r", "4", "--lr", "1e-3"]
+        let first = try CommandLineTests.run(args)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stderr.contains("step 3/3"), "progress line")
+        let log = try String(contentsOf: out.appendingPathComponent("train_log.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(log.count == 3)
+        let row = try JSONValue.parse(String(log[0]))
+        for key in ["step", "loss", "grad_norm", "lr", "tokens"] { #expect(row[key] != nil, "\(key)") }
+        let config = try JSONValue.parse(bytes: Array(try Data(contentsOf: out.appendingPathComponent("adapter_config.json"))))
+        #expect(config["r"]?.intValue == 4 && config["peft_type"]?.stringValue == "LORA")
+        let again = try CommandLineTests.run(args)
+        #expect(again.status != 0 && again.stderr.contains("--resume") && again.stderr.contains("--overwrite"))
+        let overwrite = try CommandLineTests.run(args + ["--overwrite"])
+        #expect(overwrite.status == 0, "\(overwrite.stderr)")
+    }
+
+    @Test func configFileWithFlagOverrides() throws {
+        let dir = try Self.temporary()
+        let yaml = """
+        train:
+          model: \(Self.qwen)
+          data: \(Self.trainData)
+          output: \(dir.appendingPathComponent("run").path)
+          lora-r: 4
+          lr: 0.001
+          steps: 5
+          no_shuffle: true
+        """
+        try yaml.write(to: dir.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+        let result = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("run.yaml").path, "--steps", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let log = try String(contentsOf: dir.appendingPathComponent("run/train_log.jsonl"), encoding: .utf8)
+        #expect(log.split(separator: "\n").count == 2, "the --steps flag overrides the config")
+        try "train:\n  modle: x\n".write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+        let bad = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("bad.yaml").path])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown key train.modle"), "\(bad.stderr)")
+    }
+
+    @Test func malformedDatasetNamesTheLine() throws {
+        let dir = try Self.temporary()
+        let data = dir.appendingPathComponent("bad.jsonl")
+        try "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n{\"messages\": [}\n".write(to: data, atomically: true, encoding: .utf8)
+        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
+        #expect(result.status != 0 && result.stderr.contains("bad.jsonl:2"), "\(result.stderr)")
+        let unknown = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--format", "csv"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("unknown --format csv"))
+    }
+
+    @Test func datasetThatNeverTrainsEndOfTurnIsRefused() throws {
+        let dir = try Self.temporary()
+        let data = dir.appendingPathComponent("users.jsonl")
+        try "{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n".write(to: data, atomically: true, encoding: .utf8)
+        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
+        #expect(result.status != 0 && result.stderr.contains("no token"), "\(result.stderr)")
+        // phi3's <|end|> is no special token of this tokenizer: assistant turns end in plain text.
+        let noEOS = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--template", "phi3"])
+        #expect(noEOS.status != 0 && noEOS.stderr.contains("never include an end-of-turn"), "\(noEOS.stderr)")
+    }
+
+    @Test func mismatchedInitAdapterIsRefused() throws {
+        let dir = try Self.temporary()
+        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
+                                               "--init-adapter", Self.llama + "/training/init_adapter"])
+        #expect(result.status != 0 && result.stderr.contains("trained on another model"), "\(result.stderr)")
+    }
+
+    @Test func divergingRunStopsWithStepAndCheckpoint() throws {
+        let dir = try Self.temporary()
+        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
+                                               "--lr", "1e30", "--steps", "8", "--checkpoint-every", "1", "--max-grad-norm", "0", "--method", "full"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("not finite") && result.stderr.contains("last good checkpoint"), "\(result.stderr)")
+    }
+
+    @Test func exportWritesAModelFolder() throws {
+        let dir = try Self.temporary()
+        let result = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let eval = try CommandLineTests.run(["eval", "--model", dir.appendingPathComponent("m").path, "--data", Self.qwen + "/eval.jsonl"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let again = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
+        #expect(again.status != 0 && again.stderr.contains("--overwrite"))
+    }
+}
