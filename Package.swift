@@ -46,7 +46,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "refinery-bench",
-            dependencies: ["RefineryModel", "RefineryTensor"],
+            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
         .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText"]),

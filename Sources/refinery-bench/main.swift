@@ -1,19 +1,77 @@
+import COpenBLAS
 import Foundation
 import RefineryModel
 import RefineryTensor
 
-// Measures Refinery's forward-pass throughput on a model folder; bench/forward.sh runs it side
-// by side with PyTorch. Usage: refinery-bench forward MODEL_DIR [SEQ_LEN] [ITERATIONS]
-// Prints one JSON line: {"tokens_per_second_median":…, "seconds":[…], "threads":…}.
+// Measures Refinery on a model folder; bench/forward.sh and bench/train.sh run it side by side
+// with PyTorch. Each mode prints one JSON line.
+//   refinery-bench forward MODEL_DIR [SEQ_LEN] [ITERATIONS]
+//   refinery-bench train MODEL_DIR lora|full [SEQ_LEN] [ITERATIONS]   (LoRA r=16 on all linear modules)
+//   refinery-bench sgemm [N] [ITERATIONS]                              (this machine's sgemm GFLOP/s)
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("refinery-bench: \(message)\n".utf8))
     exit(2)
 }
 
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
 let arguments = CommandLine.arguments
+if arguments.count >= 2 && arguments[1] == "sgemm" {
+    let n = arguments.count > 2 ? Int(arguments[2]) ?? 2048 : 2048
+    let iterations = arguments.count > 3 ? Int(arguments[3]) ?? 5 : 5
+    let a = Tensor(shape: [n, n], values: (0..<(n * n)).map { Float($0 % 7) * 0.1 })
+    let b = a.copy(), c = Tensor(zeros: [n, n])
+    BLAS.gemm(transA: false, transB: true, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+    var seconds: [Double] = []
+    for _ in 0..<iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        BLAS.gemm(transA: false, transB: true, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+        seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    print("{\"gflops_median\": \(2 * Double(n * n * n) / median(seconds) / 1e9), \"n\": \(n), \"blas_threads\": \(openblas_get_num_threads())}")
+    exit(0)
+}
+if arguments.count >= 4 && arguments[1] == "train" {
+    let method = arguments[3]
+    let sequenceLength = arguments.count > 4 ? Int(arguments[4]) ?? 512 : 512
+    let iterations = arguments.count > 5 ? Int(arguments[5]) ?? 3 : 3
+    do {
+        let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]))
+        let lora = LoRAConfig(rank: 16, alpha: 32, dropout: 0, targets: .allLinear)
+        let adapter = method == "lora" ? try LoRAAdapter.initialize(model: model.config, config: lora, seed: 1) : nil
+        let engine = try GradientEngine(model: model, adapter: adapter, trainsBase: method == "full")
+        let optimizer = AdamW()
+        var generator = SplitMix64(seed: 3)
+        let ids = (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) }
+        let sequence = TrainingSequence(ids: ids, trained: Array(repeating: true, count: sequenceLength))
+        func step() throws {
+            engine.zeroGradients()
+            try engine.accumulate(sequence, scale: 1 / Float(sequenceLength - 1))
+            _ = GradientClipping.clip(engine.parameters, maxNorm: 1)
+            optimizer.step(engine.parameters, learningRate: 1e-4)
+        }
+        try step()  // warm-up
+        var seconds: [Double] = []
+        for _ in 0..<iterations {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try step()
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        print("{\"tokens_per_second_median\": \(Double(sequenceLength) / median(seconds)), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes()), \"trainable\": \(engine.parameters.map(\.value.count).reduce(0, +))}")
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
 guard arguments.count >= 3, arguments[1] == "forward" else {
-    fail("usage: refinery-bench forward MODEL_DIR [SEQ_LEN] [ITERATIONS]")
+    fail("usage: refinery-bench forward MODEL_DIR [SEQ] [ITERS] | train MODEL_DIR lora|full [SEQ] [ITERS] | sgemm [N] [ITERS]")
 }
 let sequenceLength = arguments.count > 3 ? Int(arguments[3]) ?? 512 : 512
 let iterations = arguments.count > 4 ? Int(arguments[4]) ?? 5 : 5
