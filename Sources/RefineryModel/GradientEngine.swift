@@ -139,7 +139,7 @@ public final class GradientEngine: @unchecked Sendable {
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         let attention = Tensor(zeros: [t, c.qDim])
-        let scratch = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: t, heads: c.headCount)])
+        let scratch = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: t, heads: c.headCount, headDim: c.headDim)])
         Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
                          out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
@@ -163,15 +163,18 @@ public final class GradientEngine: @unchecked Sendable {
     // MARK: Backward
 
     /// Given `dy` of a projection's output, writes or adds `dx`, and accumulates weight, bias and LoRA gradients.
+    /// `dx == nil`: the input's gradient is not needed (the first layer when embeddings are frozen).
     private func linearBackward(_ dy: Tensor, x: Tensor, saved: LayerActivations, rows: Int, layer index: Int, slot: LinearSlot,
-                                dx: Tensor, accumulate: Bool) {
+                                dx: Tensor?, accumulate: Bool) {
         let u = saved.loraU[slot]
         let dropped = saved.loraX[slot]
         let (w, b) = weight(model.layers[index], slot)
         let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
-        BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
-                  a: dy.pointer, lda: outFeatures, b: w.pointer, ldb: inFeatures,
-                  beta: accumulate ? 1 : 0, c: dx.pointer, ldc: inFeatures)
+        if let dx {
+            BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
+                      a: dy.pointer, lda: outFeatures, b: w.pointer, ldb: inFeatures,
+                      beta: accumulate ? 1 : 0, c: dx.pointer, ldc: inFeatures)
+        }
         if trainsBase {
             let prefix = "model.layers.\(index).\(slot.rawValue)"
             if let dW = grad(prefix + ".weight") {
@@ -190,12 +193,12 @@ public final class GradientEngine: @unchecked Sendable {
             BLAS.gemm(transA: false, transB: false, m: rows, n: r, k: outFeatures, alpha: s,
                       a: dy.pointer, lda: outFeatures, b: pair.b.pointer, ldb: r, c: v.pointer, ldc: r)
             // dx += (v·A) ⊙ mask/(1−p) ; dA += vᵀ·dropout(x) ; dB += s·dyᵀ·u
-            if let dropped {
+            if let dx, let dropped {
                 let through = Tensor(zeros: [rows, inFeatures])
                 BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
                           a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, c: through.pointer, ldc: inFeatures)
                 for i in 0..<through.count { dx.pointer[i] += through.pointer[i] * dropped.mask.pointer[i] }
-            } else {
+            } else if let dx {
                 BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
                           a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: dx.pointer, ldc: inFeatures)
             }
@@ -238,10 +241,13 @@ public final class GradientEngine: @unchecked Sendable {
                                             cos: cos.pointer, sin: sin.pointer)
         BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,
                                             cos: cos.pointer, sin: sin.pointer)
+        // Below the first layer only the embeddings remain: with them frozen, stop here.
+        let needsInput = trainsBase || index > 0
         let dNormed1 = Tensor(zeros: [t, h])
-        linearBackward(dQ, x: a.normed1, saved: a, rows: t, layer: index, slot: .q, dx: dNormed1, accumulate: false)
-        linearBackward(dK, x: a.normed1, saved: a, rows: t, layer: index, slot: .k, dx: dNormed1, accumulate: true)
-        linearBackward(dV, x: a.normed1, saved: a, rows: t, layer: index, slot: .v, dx: dNormed1, accumulate: true)
+        linearBackward(dQ, x: a.normed1, saved: a, rows: t, layer: index, slot: .q, dx: needsInput ? dNormed1 : nil, accumulate: false)
+        linearBackward(dK, x: a.normed1, saved: a, rows: t, layer: index, slot: .k, dx: needsInput ? dNormed1 : nil, accumulate: true)
+        linearBackward(dV, x: a.normed1, saved: a, rows: t, layer: index, slot: .v, dx: needsInput ? dNormed1 : nil, accumulate: true)
+        if !needsInput { return dXMid }
         let dXIn = Tensor(zeros: [t, h])
         BackwardKernels.rmsNorm(x: a.xIn.pointer, weight: layer.inputNorm.pointer, inverseRMS: a.inverseRMS1.pointer,
                                 dy: dNormed1.pointer, rows: t, dim: h, dx: dXIn.pointer,
@@ -306,9 +312,8 @@ public final class GradientEngine: @unchecked Sendable {
             }
             return (lossSum, targets.count)
         }
-        for (i, target) in targets.enumerated() {
-            lossSum += BackwardKernels.crossEntropy(logits.pointer + i * vocab, vocab: vocab, target: sequence.ids[target], scale: scale)
-        }
+        lossSum = BackwardKernels.crossEntropyRows(logits.pointer, rows: targets.count, vocab: vocab,
+                                                   targets: targets.map { sequence.ids[$0] }, scale: scale)
         let selected = Tensor(zeros: [rows.count, h])
         for (i, row) in rows.enumerated() { (selected.pointer + i * h).update(from: normed.pointer + row * h, count: h) }
         let dSelected = Tensor(zeros: [rows.count, h])

@@ -106,7 +106,7 @@ public final class LlamaModel: @unchecked Sendable {
         let attention = Tensor(zeros: [t, c.qDim])
         let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
         let keyCount = past + t
-        let scores = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: keyCount, heads: c.headCount)])
+        let scores = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: keyCount, heads: c.headCount, headDim: c.headDim)])
 
         for (index, layer) in layers.enumerated() {
             Kernels.rmsNorm(x.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)

@@ -5,11 +5,14 @@ import Foundation
 public enum BackwardKernels {
     /// Inverse RMS of each row: `1 / sqrt(mean(x²) + eps)`.
     public static func inverseRMS(_ x: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float, into out: UnsafeMutablePointer<Float>) {
-        for row in 0..<rows {
-            let input = x + row * dim
-            var sum: Float = 0
-            for i in 0..<dim { sum += input[i] * input[i] }
-            out[row] = 1 / (sum / Float(dim) + eps).squareRoot()
+        let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), os = SendablePointer(out)
+        Parallel.forEach(rows, costPerItem: dim * 2) { range in
+            for row in range {
+                let input = xs.pointer + row * dim
+                var sum: Float = 0
+                for i in 0..<dim { sum += input[i] * input[i] }
+                os.pointer[row] = 1 / (sum / Float(dim) + eps).squareRoot()
+            }
         }
     }
 
@@ -20,14 +23,26 @@ public enum BackwardKernels {
         dy: UnsafePointer<Float>, rows: Int, dim: Int,
         dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?
     ) {
-        for row in 0..<rows {
-            let xr = x + row * dim, dyr = dy + row * dim, dxr = dx + row * dim
-            let r = inverseRMS[row]
-            var dot: Float = 0
-            for i in 0..<dim { dot += weight[i] * dyr[i] * xr[i] }
-            let coefficient = r * r * r * dot / Float(dim)
-            for i in 0..<dim { dxr[i] = r * weight[i] * dyr[i] - xr[i] * coefficient }
-            if let dWeight { for i in 0..<dim { dWeight[i] += dyr[i] * xr[i] * r } }
+        let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), ws = SendablePointer(UnsafeMutablePointer(mutating: weight))
+        let rs = SendablePointer(UnsafeMutablePointer(mutating: inverseRMS)), dys = SendablePointer(UnsafeMutablePointer(mutating: dy))
+        let dxs = SendablePointer(dx)
+        Parallel.forEach(rows, costPerItem: dim * 4) { range in
+            for row in range {
+                let xr = xs.pointer + row * dim, dyr = dys.pointer + row * dim, dxr = dxs.pointer + row * dim
+                let r = rs.pointer[row]
+                var dot: Float = 0
+                for i in 0..<dim { dot += ws.pointer[i] * dyr[i] * xr[i] }
+                let coefficient = r * r * r * dot / Float(dim)
+                for i in 0..<dim { dxr[i] = r * ws.pointer[i] * dyr[i] - xr[i] * coefficient }
+            }
+        }
+        // The weight gradient sums over rows: serial, in row order, so it is deterministic.
+        if let dWeight {
+            for row in 0..<rows {
+                let xr = x + row * dim, dyr = dy + row * dim
+                let r = inverseRMS[row]
+                for i in 0..<dim { dWeight[i] += dyr[i] * xr[i] * r }
+            }
         }
     }
 
@@ -37,17 +52,40 @@ public enum BackwardKernels {
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
     ) {
         let half = headDim / 2
-        for row in 0..<rows {
-            let c = cos + row * half, s = sin + row * half
-            for head in 0..<heads {
-                let v = g + row * rowStride + head * headDim
-                for i in 0..<half {
-                    let a = v[i], b = v[i + half]
-                    v[i] = a * c[i] + b * s[i]
-                    v[i + half] = b * c[i] - a * s[i]
+        let gs = SendablePointer(g)
+        let cs = SendablePointer(UnsafeMutablePointer(mutating: cos)), ss = SendablePointer(UnsafeMutablePointer(mutating: sin))
+        Parallel.forEach(rows, costPerItem: heads * headDim * 3) { range in
+            for row in range {
+                let c = cs.pointer + row * half, s = ss.pointer + row * half
+                for head in 0..<heads {
+                    let v = gs.pointer + row * rowStride + head * headDim
+                    for i in 0..<half {
+                        let a = v[i], b = v[i + half]
+                        v[i] = a * c[i] + b * s[i]
+                        v[i + half] = b * c[i] - a * s[i]
+                    }
                 }
             }
         }
+    }
+
+    /// Cross-entropy forward and backward for `rows` rows of logits in place (each row becomes
+    /// `(softmax − onehot)·scale`); returns Σ of the rows' cross-entropies (summed in row order).
+    public static func crossEntropyRows(_ logits: UnsafeMutablePointer<Float>, rows: Int, vocab: Int, targets: [Int], scale: Float) -> Double {
+        let losses = UnsafeMutablePointer<Double>.allocate(capacity: rows)
+        defer { losses.deallocate() }
+        let ls = SendablePointer(losses), xs = SendablePointer(logits)
+        targets.withUnsafeBufferPointer { buffer in
+            let ts = SendablePointer(UnsafeMutablePointer(mutating: buffer.baseAddress!))
+            Parallel.forEach(rows, costPerItem: vocab * 8) { range in
+                for row in range {
+                    ls.pointer[row] = crossEntropy(xs.pointer + row * vocab, vocab: vocab, target: ts.pointer[row], scale: scale)
+                }
+            }
+        }
+        var total = 0.0
+        for row in 0..<rows { total += losses[row] }
+        return total
     }
 
     /// SiLU-gate backward: with `act = silu(gate)·up`, writes `dGate` and `dUp` from `dAct`.

@@ -34,6 +34,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "AdamW weight decay (default 0.01).") var weightDecay: Double?
     @Option(help: "Start from this PEFT LoRA adapter.") var initAdapter: String?
     @Option(help: "Held-out JSONL for eval loss.") var evalData: String?
+    @Option(help: "Hold out this fraction of --data for eval (by a seeded hash of each sample; stable across reruns).") var evalSplit: Double?
     @Option(help: "Evaluate every N steps.") var evalEvery: Int?
     @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int?
     @Flag(help: "Recompute each layer in the backward pass to save memory.") var gradientCheckpointing = false
@@ -47,7 +48,7 @@ struct TrainCommand: ParsableCommand {
         "model", "data", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "targets", "lr",
         "scheduler", "warmup_steps", "steps", "epochs", "micro_batch_size", "grad_accum", "max_length", "packing",
         "no_shuffle", "shuffle", "seed", "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every",
-        "checkpoint_every", "gradient_checkpointing", "format", "template", "train_on",
+        "checkpoint_every", "gradient_checkpointing", "format", "template", "train_on", "eval_split",
     ]
 
     func run() throws {
@@ -119,12 +120,22 @@ struct TrainCommand: ParsableCommand {
         let modelURL = URL(fileURLWithPath: modelPath)
         let chat = try ChatTokenizer(directory: modelURL, templateName: try pick(template, "template", { try $0.string($1) }))
         let encoder = SampleEncoder(chat: chat, trainOn: options.trainOn, maxLength: options.maxLength)
-        let trainSamples = try DatasetLoading.encode(path: dataPath, format: datasetFormat, encoder: encoder)
+        var trainSamples = try DatasetLoading.encode(path: dataPath, format: datasetFormat, encoder: encoder)
+        var heldOut: [EncodedSample] = []
+        if let fraction = try pick(evalSplit, "eval_split", { try $0.double($1) }) {
+            guard fraction > 0 && fraction < 1 else { throw CommandError("--eval-split must be between 0 and 1") }
+            let split = DatasetLoading.split(trainSamples, fraction: fraction, seed: options.seed)
+            trainSamples = split.train
+            heldOut = split.eval
+            guard !trainSamples.isEmpty, !heldOut.isEmpty else {
+                throw CommandError("--eval-split \(fraction) leaves an empty train or eval set with \(trainSamples.count + heldOut.count) samples")
+            }
+        }
         let llama = try LlamaModel(directory: modelURL)
         try DatasetLoading.checkMasks(trainSamples, path: dataPath, stopTokens: chat.stopTokenIDs.union(llama.config.eosTokenIDs), chat: chat)
-        var evalSamples: [EncodedSample] = []
+        var evalSamples: [EncodedSample] = heldOut
         if let evalPath = try pick(evalData, "eval_data", { try $0.string($1) }) {
-            evalSamples = try DatasetLoading.encode(path: evalPath, format: datasetFormat, encoder: encoder)
+            evalSamples += try DatasetLoading.encode(path: evalPath, format: datasetFormat, encoder: encoder)
         }
         var adapter: LoRAAdapter? = nil
         if options.method == .lora {
@@ -158,6 +169,21 @@ struct TrainCommand: ParsableCommand {
 
 /// Reading, encoding and checking datasets for training.
 enum DatasetLoading {
+    /// Splits by a seeded FNV-1a hash of each sample's token ids (DESIGN §3.10): the same sample
+    /// lands on the same side on every run.
+    static func split(_ samples: [EncodedSample], fraction: Double, seed: UInt64) -> (train: [EncodedSample], eval: [EncodedSample]) {
+        var train: [EncodedSample] = [], eval: [EncodedSample] = []
+        for sample in samples {
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ seed
+            for id in sample.ids {
+                hash ^= UInt64(truncatingIfNeeded: id)
+                hash = hash &* 0x0000_0100_0000_01B3
+            }
+            if Double(hash >> 11) / Double(1 << 53) < fraction { eval.append(sample) } else { train.append(sample) }
+        }
+        return (train, eval)
+    }
+
     static func encode(path: String, format: DatasetFormat?, encoder: SampleEncoder) throws -> [EncodedSample] {
         var samples: [EncodedSample] = []
         try DatasetReader(format: format).read(path: path) { sample, line in
