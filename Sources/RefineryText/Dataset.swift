@@ -104,31 +104,12 @@ public struct DatasetReader: Sendable {
 
     /// Reads every sample of the JSONL file at `path` (blank lines skipped), streaming the file.
     public func read(path: String, body: (Sample, Int) throws -> Void) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw TextError("cannot open dataset \(path): no such file or not readable")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TextError("cannot open dataset \(path): no such file")
         }
-        defer { try? handle.close() }
-        var pending = Data()
-        var lineNumber = 0
-        func emit(_ lineData: Data) throws {
-            lineNumber += 1
-            guard let line = String(data: lineData, encoding: .utf8) else {
-                throw TextError("\(path):\(lineNumber): the line is not valid UTF-8")
-            }
-            if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
-            try body(try parse(line: line, lineNumber: lineNumber, source: path), lineNumber)
+        try LineReader.forEachLine(path: path) { line, number in
+            try body(try parse(line: line, lineNumber: number, source: path), number)
         }
-        while true {
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { break }
-            pending.append(chunk)
-            while let newline = pending.firstIndex(of: 0x0A) {
-                try emit(pending[pending.startIndex..<newline])
-                pending = pending[(newline + 1)...]
-            }
-            pending = Data(pending)
-        }
-        if !pending.isEmpty { try emit(pending) }
     }
 
     /// Reads all samples of `path` into memory.

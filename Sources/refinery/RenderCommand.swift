@@ -23,7 +23,7 @@ struct RenderCommand: ParsableCommand {
         try reportingErrors {
             let chat = try ChatTokenizer(directory: URL(fileURLWithPath: model), templateName: template)
             let reader = DatasetReader()
-            try LineInput.forEachLine(path: input) { line, number in
+            try LineReader.forEachLine(path: input) { line, number in
                 let source = input ?? "<stdin>"
                 let sample = try reader.parse(line: line, lineNumber: number, source: source)
                 let text: String

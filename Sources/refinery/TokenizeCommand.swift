@@ -19,7 +19,7 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json"))
-            try LineInput.forEachLine(path: input) { line, number in
+            try LineReader.forEachLine(path: input) { line, number in
                 let source = input ?? "<stdin>"
                 let row: JSONValue
                 do { row = try JSONValue.parse(line) } catch {
