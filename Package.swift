@@ -35,7 +35,7 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .target(name: "RefineryText"),
-        .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText"]),
+        .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText", "CRefineryKernels"]),
         .executableTarget(
             name: "refinery",
             dependencies: [

@@ -1,3 +1,4 @@
+import CRefineryKernels
 import Foundation
 import RefineryTensor
 
@@ -24,6 +25,8 @@ public final class AdamW: @unchecked Sendable {
         secondMoments = second
     }
 
+    static let chunk = 1 << 16
+
     /// One update of every parameter with learning rate `lr`.
     public func step(_ parameters: [TrainableParameter], learningRate lr: Float) {
         stepCount += 1
@@ -37,15 +40,15 @@ public final class AdamW: @unchecked Sendable {
             firstMoments[parameter.name] = m
             secondMoments[parameter.name] = v
             let decay = parameter.decays ? 1 - lr * weightDecay : 1
-            let p = parameter.value.pointer, g = parameter.gradient.pointer
-            let mp = m.pointer, vp = v.pointer
+            let p = SendablePointer(parameter.value.pointer), g = SendablePointer(parameter.gradient.pointer)
+            let mp = SendablePointer(m.pointer), vp = SendablePointer(v.pointer)
             let b1 = beta1, b2 = beta2, eps = epsilon
-            for i in 0..<parameter.value.count {
-                p[i] *= decay
-                mp[i] = mp[i] * b1 + g[i] * (1 - b1)
-                vp[i] = vp[i] * b2 + g[i] * g[i] * (1 - b2)
-                let denominator = vp[i].squareRoot() / correction2Root + eps
-                p[i] -= stepSize * mp[i] / denominator
+            let count = parameter.value.count
+            // Elementwise: chunking cannot change results.
+            Parallel.forEach((count + Self.chunk - 1) / Self.chunk, costPerItem: Self.chunk * 8) { chunks in
+                let start = chunks.lowerBound * Self.chunk, end = Swift.min(count, chunks.upperBound * Self.chunk)
+                rk_adamw(p.pointer + start, g.pointer + start, mp.pointer + start, vp.pointer + start, end - start,
+                         decay, b1, b2, eps, stepSize, correction2Root)
             }
         }
     }
@@ -73,22 +76,40 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
 public enum GradientClipping {
     public static func clip(_ parameters: [TrainableParameter], maxNorm: Float?) -> Double {
         var total = 0.0
-        for parameter in parameters {
-            let g = parameter.gradient.pointer
-            var sum = 0.0
-            for i in 0..<parameter.gradient.count { sum += Double(g[i]) * Double(g[i]) }
-            total += sum
-        }
+        for parameter in parameters { total += sumOfSquares(parameter.gradient) }
         let norm = total.squareRoot()
         if let maxNorm, maxNorm > 0 {
             let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
             if coefficient < 1 {
                 for parameter in parameters {
-                    let g = parameter.gradient.pointer
-                    for i in 0..<parameter.gradient.count { g[i] *= coefficient }
+                    let g = SendablePointer(parameter.gradient.pointer), count = parameter.gradient.count
+                    Parallel.forEach((count + chunk - 1) / chunk, costPerItem: chunk) { chunks in
+                        let start = chunks.lowerBound * chunk, end = Swift.min(count, chunks.upperBound * chunk)
+                        rk_scale(g.pointer + start, end - start, coefficient)
+                    }
                 }
             }
         }
         return norm
+    }
+
+    static let chunk = 1 << 16
+
+    /// Σ g² in fixed-size chunks added in chunk order: the same bits whatever the thread count.
+    static func sumOfSquares(_ tensor: Tensor) -> Double {
+        let count = tensor.count
+        let chunks = (count + chunk - 1) / chunk
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(chunks, 1))
+        defer { partial.deallocate() }
+        let ps = SendablePointer(partial), xs = SendablePointer(tensor.pointer)
+        Parallel.forEach(chunks, costPerItem: chunk) { range in
+            for c in range {
+                let start = c * chunk
+                ps.pointer[c] = rk_sum_squares(xs.pointer + start, Swift.min(count, start + chunk) - start)
+            }
+        }
+        var total = 0.0
+        for c in 0..<chunks { total += partial[c] }
+        return total
     }
 }

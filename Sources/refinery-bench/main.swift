@@ -57,6 +57,21 @@ if arguments.count >= 4 && arguments[1] == "train" {
             _ = GradientClipping.clip(engine.parameters, maxNorm: 1)
             optimizer.step(engine.parameters, learningRate: 1e-4)
         }
+        if ProcessInfo.processInfo.environment["BENCH_PHASES"] != nil {
+            for _ in 0..<3 {
+                var t0 = DispatchTime.now().uptimeNanoseconds
+                _ = try engine.loss(sequence)
+                let forward = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                t0 = DispatchTime.now().uptimeNanoseconds
+                try engine.accumulate(sequence, scale: 1)
+                let both = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                t0 = DispatchTime.now().uptimeNanoseconds
+                _ = GradientClipping.clip(engine.parameters, maxNorm: 1)
+                optimizer.step(engine.parameters, learningRate: 1e-4)
+                let update = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                FileHandle.standardError.write(Data("forward+loss \(forward)s  forward+backward \(both)s  clip+adam \(update)s\n".utf8))
+            }
+        }
         try step()  // warm-up
         var seconds: [Double] = []
         for _ in 0..<iterations {

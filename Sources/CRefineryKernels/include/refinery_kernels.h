@@ -19,3 +19,17 @@ double rk_logsumexp(const float *x, size_t n);
 /// SiLU-gate backward: act = silu(g)·u; dg = dAct·u·σ(g)(1 + g(1 − σ(g))), du = dAct·silu(g).
 void rk_silu_gate_backward(const float *gate, const float *up, const float *d_act, float *d_gate, float *d_up, size_t n);
 #endif
+
+#ifndef REFINERY_KERNELS_OPTIMIZER_H
+#define REFINERY_KERNELS_OPTIMIZER_H
+/// One AdamW update of n elements, as torch.optim.AdamW (single-tensor path):
+/// p *= decay; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p −= step_size · m / (sqrt(v)/c2 + eps).
+void rk_adamw(float *p, const float *g, float *m, float *v, size_t n, float decay, float b1, float b2,
+              float eps, float step_size, float correction2_root);
+
+/// Σ x[i]² in double.
+double rk_sum_squares(const float *x, size_t n);
+
+/// x[i] *= factor.
+void rk_scale(float *x, size_t n, float factor);
+#endif
