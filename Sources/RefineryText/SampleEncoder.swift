@@ -9,6 +9,12 @@ public struct EncodedSample: Sendable, Equatable {
     /// True when the sample was cut to the maximum length.
     public var truncated: Bool
 
+    public init(ids: [Int], trained: [Bool], truncated: Bool = false) {
+        self.ids = ids
+        self.trained = trained
+        self.truncated = truncated
+    }
+
     /// Number of tokens that contribute to the loss (position 0 cannot).
     public var trainedCount: Int { trained.dropFirst().filter { $0 }.count }
 }
