@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -36,10 +37,12 @@ let package = Package(
         ),
         .target(name: "RefineryText"),
         .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText", "CRefineryKernels"]),
+        .target(name: "RefineryStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "RefineryData", dependencies: ["RefineryText", "RefineryStore"]),
         .executableTarget(
             name: "refinery",
             dependencies: [
-                "RefineryModel", "RefineryText", "RefineryTensor",
+                "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -50,6 +53,7 @@ let package = Package(
             path: "Sources/refinery-bench"
         ),
         .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText"]),
+        .testTarget(name: "RefineryDataTests", dependencies: ["RefineryData", "RefineryStore", "RefineryText"], exclude: ["Fixtures"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
         .testTarget(name: "RefineryTextTests", dependencies: ["RefineryText"], exclude: ["Fixtures"]),
