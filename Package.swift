@@ -53,7 +53,11 @@ let package = Package(
             path: "Sources/refinery-bench"
         ),
         .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText"]),
-        .testTarget(name: "RefineryDataTests", dependencies: ["RefineryData", "RefineryStore", "RefineryText"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "RefineryDataTests",
+            dependencies: ["RefineryData", "RefineryStore", "RefineryText", .product(name: "GRDB", package: "GRDB.swift")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
         .testTarget(name: "RefineryTextTests", dependencies: ["RefineryText"], exclude: ["Fixtures"]),
