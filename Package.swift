@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -38,11 +41,20 @@ let package = Package(
         .target(name: "RefineryText"),
         .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText", "CRefineryKernels"]),
         .target(name: "RefineryStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "RefineryData", dependencies: ["RefineryText", "RefineryStore"]),
+        .target(
+            name: "RefineryLLM",
+            dependencies: [
+                "RefineryText",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        .target(name: "RefineryData", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM"]),
         .executableTarget(
             name: "refinery",
             dependencies: [
-                "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore",
+                "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -55,7 +67,7 @@ let package = Package(
         .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText"]),
         .testTarget(
             name: "RefineryDataTests",
-            dependencies: ["RefineryData", "RefineryStore", "RefineryText", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),

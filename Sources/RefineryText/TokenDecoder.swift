@@ -103,19 +103,3 @@ indirect enum TokenDecoder: Sendable {
         return UInt8(String(decoding: utf8[3..<5], as: UTF8.self), radix: 16)
     }
 }
-
-extension String {
-    /// Replaces every occurrence of `pattern` (literal) with `replacement`.
-    func replacingAll(_ pattern: String, with replacement: String) -> String {
-        guard !pattern.isEmpty else { return self }
-        var result = ""
-        var rest = Substring(self)
-        while let range = rest.range(of: pattern) {
-            result += rest[..<range.lowerBound]
-            result += replacement
-            rest = rest[range.upperBound...]
-        }
-        result += rest
-        return result
-    }
-}
