@@ -31,7 +31,7 @@ public actor MockLLMState {
     public private(set) var byOutcome: [String: Int] = [:]
     public private(set) var inFlight = 0
     public private(set) var maxInFlight = 0
-    /// Prompts (by hash) answered with a valid reply, and how often.
+    /// Prompts (by `StableHash.hex` of their extract) answered with a valid reply, and how often.
     public private(set) var answered: [String: Int] = [:]
     private var counter: UInt64 = 0
     let seed: UInt64
@@ -66,6 +66,7 @@ public actor MockLLMState {
             ("max_in_flight", .int(maxInFlight)),
             ("prompts_answered", .int(answered.count)),
             ("prompts_answered_more_than_once", .int(repeatedAnswers)),
+            ("answered", .object(answered.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
         ])
     }
 }
@@ -127,7 +128,7 @@ public enum MockLLMServer {
             }
             let messages = parsed["messages"]?.arrayValue ?? []
             let userText = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue ?? ""
-            let promptHash = StableHash.hex(messages.map(\.compactText).joined())
+            let promptHash = StableHash.hex(extract(of: userText))
             threshold += options.malformedShare
             if roll < threshold {
                 await state.end("malformed", promptHash: nil)

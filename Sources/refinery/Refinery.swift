@@ -4,12 +4,12 @@ import RefineryTensor
 
 /// The `refinery` command line (DESIGN §5): thin commands that parse, call a module, print.
 @main
-struct Refinery: ParsableCommand {
+struct Refinery: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "refinery",
         abstract: "Turn raw text into instruction data and fine-tune Llama-family models on it.",
         discussion: "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).",
-        subcommands: [TokenizeCommand.self, RenderCommand.self, EvalCommand.self, GenerateCommand.self, TrainCommand.self, ExportCommand.self]
+        subcommands: [TokenizeCommand.self, RenderCommand.self, EvalCommand.self, GenerateCommand.self, TrainCommand.self, ExportCommand.self, DataCommand.self, MockLLMCommand.self]
     )
 }
 
