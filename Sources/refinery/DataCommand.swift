@@ -3,6 +3,7 @@ import Foundation
 import RefineryData
 import RefineryLLM
 import RefineryStore
+import RefineryText
 
 /// Lets a progress line through at most four times a second.
 final class ProgressThrottle: @unchecked Sendable {
@@ -22,7 +23,36 @@ final class ProgressThrottle: @unchecked Sendable {
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self])
+}
+
+/// `refinery data convert`: between openai, sharegpt, alpaca, oasst and text.
+struct DataConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "convert", abstract: "Convert a JSONL dataset to another format.")
+
+    @Option(help: "Input JSONL (any supported format, detected per line).") var input: String
+    @Option(help: "Output JSONL.") var output: String
+    @Option(help: "Target: openai, sharegpt, alpaca, oasst or text.") var to: String
+
+    func run() throws {
+        try reportingErrors {
+            guard let format = DatasetFormat(rawValue: to) else {
+                throw CommandError("--to must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            var text = ""
+            var count = 0
+            try DatasetReader().read(path: input) { sample, line in
+                do { text += try DatasetConversion.row(sample, as: format).compactText + "\n" } catch let error as DataError {
+                    throw CommandError("\(input):\(line): \(error.message)")
+                }
+                count += 1
+            }
+            do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+                throw CommandError("cannot write \(output): \(error.localizedDescription)")
+            }
+            Output.line("wrote \(count) samples to \(output) as \(format.rawValue)")
+        }
+    }
 }
 
 /// `refinery data generate`: articles → chunks → LLM back-translation → instruction pairs, resumable.

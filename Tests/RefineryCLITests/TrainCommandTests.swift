@@ -101,3 +101,28 @@ import Testing
         #expect(again.status != 0 && again.stderr.contains("--overwrite"))
     }
 }
+
+/// `refinery data convert` round trips between the training formats.
+@Suite struct DataConvertTests {
+    @Test func convertsAndRoundTrips() throws {
+        let dir = try TrainCommandTests.temporary()
+        let input = dir.appendingPathComponent("in.jsonl")
+        try """
+        {"instruction": "Name a colour.", "input": "", "output": "Blue.", "system": "Be brief."}
+        {"INSTRUCTION": "Say hi", "RESPONSE": "Hi!"}
+
+        """.write(to: input, atomically: true, encoding: .utf8)
+        let toShareGPT = try CommandLineTests.run(["data", "convert", "--input", input.path, "--output", dir.appendingPathComponent("s.jsonl").path, "--to", "sharegpt"])
+        #expect(toShareGPT.status == 0, "\(toShareGPT.stderr)")
+        let back = try CommandLineTests.run(["data", "convert", "--input", dir.appendingPathComponent("s.jsonl").path, "--output", dir.appendingPathComponent("a.jsonl").path, "--to", "alpaca"])
+        #expect(back.status == 0, "\(back.stderr)")
+        let lines = try String(contentsOf: dir.appendingPathComponent("a.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.first == #"{"instruction":"Name a colour.","input":"","output":"Blue.","system":"Be brief."}"#)
+        #expect(lines.last == #"{"instruction":"Say hi","input":"","output":"Hi!"}"#)
+        let multi = dir.appendingPathComponent("multi.jsonl")
+        try #"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}"#
+            .write(to: multi, atomically: true, encoding: .utf8)
+        let refused = try CommandLineTests.run(["data", "convert", "--input", multi.path, "--output", dir.appendingPathComponent("x.jsonl").path, "--to", "alpaca"])
+        #expect(refused.status != 0 && refused.stderr.contains("multi.jsonl:1") && refused.stderr.contains("4 turns"), "\(refused.stderr)")
+    }
+}
