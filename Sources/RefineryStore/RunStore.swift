@@ -67,7 +67,12 @@ public final class RunStore: Sendable {
         configuration.busyMode = .timeout(10)
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
-            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+            // WAL with synchronous NORMAL: a killed process loses nothing committed; only a power
+            // cut can lose the last transactions.
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
             try queue.write { db in try db.execute(sql: "PRAGMA application_id = \(Self.applicationID)") }
             try Self.migrator.migrate(queue)
         } catch let error as DatabaseError {

@@ -120,6 +120,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
         Output.progress("[generate] \(pending) chunks to send to \(model) at \(baseURL) with \(slots) slots\n")
         var stopped: Error? = nil
         let throttle = ProgressThrottle()
+        let generationStart = Date()
         do {
             try await generator.run { p in
                 guard throttle.due(final: p.done + p.failed == p.total) else { return }
@@ -131,7 +132,9 @@ struct DataGenerateCommand: AsyncParsableCommand {
         } catch {
             stopped = error
         }
+        let generationSeconds = Date().timeIntervalSince(generationStart)
         Output.progress("\n")
+        Output.progress(String(format: "[generate] %d chunks in %.2f s: %.2f chunks/s\n", pending, generationSeconds, Double(pending) / max(generationSeconds, 1e-9)))
         let (trainCount, testCount) = try DatasetExport.write(store: store, output: out, format: exportFormat, testFraction: testFraction, seed: seed)
         let counts = try store.chunkCounts()
         let usage = try store.totalUsage()
