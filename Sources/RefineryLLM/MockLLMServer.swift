@@ -21,6 +21,8 @@ public struct MockLLMOptions: Sendable {
     public var quotaExhausted = false
     public var seed: UInt64 = 1
     public var model = "mock-model"
+    /// Pairs per reply.
+    public var pairs = 5
 
     public init() {}
 }
@@ -140,7 +142,7 @@ public enum MockLLMServer {
                 await state.end("hang", promptHash: nil)
                 return error(504, "timeout", type: "server_error")
             }
-            let content = pairs(fromExtract: extract(of: userText)).compactText
+            let content = pairs(fromExtract: extract(of: userText), count: options.pairs).compactText
             await state.end("200", promptHash: promptHash)
             return completion(content: content, model: options.model, promptChars: userText.count)
         }
@@ -155,11 +157,11 @@ public enum MockLLMServer {
         return prompt[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Five pairs made from the extract's sentences, deterministic.
-    public static func pairs(fromExtract extract: String) -> JSONValue {
+    /// `count` pairs made from the extract's sentences, deterministic.
+    public static func pairs(fromExtract extract: String, count: Int = 5) -> JSONValue {
         let sentences = extract.split(whereSeparator: { ".!?".contains($0) }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let pool = sentences.isEmpty ? [extract.isEmpty ? "the topic" : extract] : sentences
-        let items: [JSONValue] = (0..<5).map { i in
+        let items: [JSONValue] = (0..<count).map { i in
             let sentence = pool[i % pool.count]
             let topic = sentence.split(separator: " ").prefix(6).joined(separator: " ")
             return .object([("instruction", .string("Write a short paragraph about \(topic.lowercased()).")),

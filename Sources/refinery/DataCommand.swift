@@ -61,30 +61,36 @@ struct DataGenerateCommand: AsyncParsableCommand {
         commandName: "generate",
         abstract: "Turn articles into instruction–answer pairs through an OpenAI-compatible API; rerun to resume.")
 
-    @Option(help: "Articles: {\"artifact_data\": […]} JSON, JSONL (content/text), or a folder of .txt/.md.") var articles: String
-    @Option(help: "SQLite state file (created if absent; reuse it to resume).") var state: String
-    @Option(help: "Output JSONL (the test split goes next to it as …test.jsonl).") var out: String
-    @Option(help: "openai, alpaca or sharegpt.") var format: String = "openai"
-    @Option(help: "API base URL up to /v1.") var baseURL: String = "https://api.openai.com/v1"
-    @Option(help: "Model name.") var model: String = "gpt-4o-mini"
-    @Option(help: "Environment variable holding the API key (never a flag).") var apiKeyEnv: String = "OPENAI_API_KEY"
-    @Option(help: "LLM calls in flight at once.") var slots: Int = 4
+    @Option(help: "Run config YAML: sections `data` (articles, state, out, format, cleaning, min_chars, max_chars, test_fraction, seed) and `generate` (base_url, model, api_key_env, slots, rpm, tpm, budget, price_input, price_output, temperature, max_tokens, response_format, max_invalid, timeout, system_prompt, user_prompt, pairs_per_chunk). Flags win.") var config: String?
+    @Option(help: "Articles: {\"artifact_data\": […]} JSON, JSONL (content/text), or a folder of .txt/.md.") var articles: String?
+    @Option(help: "SQLite state file (created if absent; reuse it to resume).") var state: String?
+    @Option(help: "Output JSONL (the test split goes next to it as …test.jsonl).") var out: String?
+    @Option(help: "openai, alpaca or sharegpt (default openai).") var format: String?
+    @Option(help: "API base URL up to /v1 (default https://api.openai.com/v1).") var baseURL: String?
+    @Option(help: "Model name (default gpt-4o-mini).") var model: String?
+    @Option(help: "Environment variable holding the API key, never a flag (default OPENAI_API_KEY).") var apiKeyEnv: String?
+    @Option(help: "LLM calls in flight at once (default 4).") var slots: Int?
     @Option(help: "Requests per minute (default: no limit).") var rpm: Int?
     @Option(help: "Tokens per minute (default: no limit).") var tpm: Int?
     @Option(help: "Stop starting calls once this many dollars are spent.") var budget: Double?
-    @Option(help: "Dollars per million input tokens.") var priceInput: Double = 0
-    @Option(help: "Dollars per million output tokens.") var priceOutput: Double = 0
-    @Option(help: "Sampling temperature.") var temperature: Double = 0.7
-    @Option(help: "max_tokens per reply.") var maxTokens: Int = 1200
-    @Option(help: "json_object or json_schema.") var responseFormat: String = "json_object"
-    @Option(help: "Invalid replies tolerated per chunk.") var maxInvalid: Int = 3
-    @Option(help: "Request timeout, seconds.") var timeout: Double = 120
-    @Option(help: "Smallest chunk, characters.") var minChars: Int = 1000
-    @Option(help: "Largest chunk, characters.") var maxChars: Int = 2000
-    @Option(help: "reference or keep-markup.") var cleaning: String = "reference"
-    @Option(help: "Share of samples in the test split.") var testFraction: Double = 0.1
-    @Option(help: "Seed of the split.") var seed: UInt64 = 42
+    @Option(help: "Dollars per million input tokens.") var priceInput: Double?
+    @Option(help: "Dollars per million output tokens.") var priceOutput: Double?
+    @Option(help: "Sampling temperature (default 0.7).") var temperature: Double?
+    @Option(help: "max_tokens per reply (default 1200).") var maxTokens: Int?
+    @Option(help: "json_object or json_schema (default json_object).") var responseFormat: String?
+    @Option(help: "Invalid replies tolerated per chunk (default 3).") var maxInvalid: Int?
+    @Option(help: "Request timeout, seconds (default 120).") var timeout: Double?
+    @Option(help: "Smallest chunk, characters (default 1000).") var minChars: Int?
+    @Option(help: "Largest chunk, characters (default 2000).") var maxChars: Int?
+    @Option(help: "reference or keep-markup (default reference).") var cleaning: String?
+    @Option(help: "Share of samples in the test split (default 0.1).") var testFraction: Double?
+    @Option(help: "Seed of the split (default 42).") var seed: UInt64?
     @Flag(help: "Send failed chunks again.") var retryFailed = false
+
+    static let dataKeys: Set<String> = ["articles", "state", "out", "format", "cleaning", "min_chars", "max_chars", "test_fraction", "seed"]
+    static let generateKeys: Set<String> = ["base_url", "model", "api_key_env", "slots", "rpm", "tpm", "budget", "price_input", "price_output",
+                                            "temperature", "max_tokens", "response_format", "max_invalid", "timeout", "system_prompt",
+                                            "user_prompt", "pairs_per_chunk"]
 
     func run() async throws {
         do { try await generate() } catch let error as CustomStringConvertible & Error {
@@ -93,6 +99,48 @@ struct DataGenerateCommand: AsyncParsableCommand {
     }
 
     private func generate() async throws {
+        let dataSection = try config.map { try RunConfigSection(path: $0, section: "data") }
+        let generateSection = try config.map { try RunConfigSection(path: $0, section: "generate") }
+        try dataSection?.check(allowed: Self.dataKeys)
+        try generateSection?.check(allowed: Self.generateKeys)
+        func pick<T>(_ flag: T?, _ section: RunConfigSection?, _ key: String, _ read: (RunConfigSection, String) throws -> T?) throws -> T? {
+            if let flag { return flag }
+            guard let section else { return nil }
+            return try read(section, key)
+        }
+        guard let articles = try pick(articles, dataSection, "articles", { try $0.string($1) }) else { throw CommandError("--articles is required (or data.articles in --config)") }
+        guard let state = try pick(state, dataSection, "state", { try $0.string($1) }) else { throw CommandError("--state is required (or data.state in --config)") }
+        guard let out = try pick(out, dataSection, "out", { try $0.string($1) }) else { throw CommandError("--out is required (or data.out in --config)") }
+        let format = try pick(format, dataSection, "format", { try $0.string($1) }) ?? "openai"
+        let cleaning = try pick(cleaning, dataSection, "cleaning", { try $0.string($1) }) ?? "reference"
+        let minChars = try pick(minChars, dataSection, "min_chars", { try $0.int($1) }) ?? 1000
+        let maxChars = try pick(maxChars, dataSection, "max_chars", { try $0.int($1) }) ?? 2000
+        let testFraction = try pick(testFraction, dataSection, "test_fraction", { try $0.double($1) }) ?? 0.1
+        let seed = try pick(seed, dataSection, "seed", { try $0.int($1).map { UInt64(max(0, $0)) } }) ?? 42
+        let baseURL = try pick(baseURL, generateSection, "base_url", { try $0.string($1) }) ?? "https://api.openai.com/v1"
+        let model = try pick(model, generateSection, "model", { try $0.string($1) }) ?? "gpt-4o-mini"
+        let apiKeyEnv = try pick(apiKeyEnv, generateSection, "api_key_env", { try $0.string($1) }) ?? "OPENAI_API_KEY"
+        let slots = try pick(slots, generateSection, "slots", { try $0.int($1) }) ?? 4
+        let rpm = try pick(rpm, generateSection, "rpm", { try $0.int($1) })
+        let tpm = try pick(tpm, generateSection, "tpm", { try $0.int($1) })
+        let budget = try pick(budget, generateSection, "budget", { try $0.double($1) })
+        let priceInput = try pick(priceInput, generateSection, "price_input", { try $0.double($1) }) ?? 0
+        let priceOutput = try pick(priceOutput, generateSection, "price_output", { try $0.double($1) }) ?? 0
+        let temperature = try pick(temperature, generateSection, "temperature", { try $0.double($1) }) ?? 0.7
+        let maxTokens = try pick(maxTokens, generateSection, "max_tokens", { try $0.int($1) }) ?? 1200
+        let responseFormat = try pick(responseFormat, generateSection, "response_format", { try $0.string($1) }) ?? "json_object"
+        let maxInvalid = try pick(maxInvalid, generateSection, "max_invalid", { try $0.int($1) }) ?? 3
+        let timeout = try pick(timeout, generateSection, "timeout", { try $0.double($1) }) ?? 120
+        var prompt = GenerationPrompt()
+        if let system = try generateSection?.string("system_prompt") { prompt.system = system }
+        if let user = try generateSection?.string("user_prompt") {
+            guard user.contains("{extract}") else { throw CommandError("\(config ?? ""): generate.user_prompt must contain {extract}") }
+            prompt.userTemplate = user
+        }
+        if let count = try generateSection?.int("pairs_per_chunk") {
+            guard count > 0 else { throw CommandError("generate.pairs_per_chunk must be positive") }
+            prompt.pairsPerChunk = count
+        }
         guard let exportFormat = DatasetExport.Format(rawValue: format) else { throw CommandError("--format must be openai, alpaca or sharegpt") }
         guard let cleaningMode = CleaningMode(rawValue: cleaning) else { throw CommandError("--cleaning must be reference or keep-markup") }
         guard slots > 0 else { throw CommandError("--slots must be positive") }
@@ -104,6 +152,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
         Output.progress("[ingest] \(report.newArticles) new and \(report.knownArticles) known articles; \(c.chunks) chunks; dropped \(c.emptyArticles) empty articles and \(c.droppedPieces) pieces shorter than \(minChars) characters (\(c.droppedCharacters) characters); \(c.splitSentences) over-long sentences cut\n")
         if retryFailed { Output.progress("[generate] \(try store.requeueFailed()) failed chunks queued again\n") }
         var settings = GenerationSettings(model: model)
+        settings.prompt = prompt
         settings.temperature = temperature
         settings.maxTokens = maxTokens
         settings.maxInvalidReplies = maxInvalid

@@ -21,6 +21,7 @@ struct MockLLMCommand: AsyncParsableCommand {
     @Option(help: "Require this API key, read from the named environment variable.") var requireKeyEnv: String?
     @Flag(help: "Answer every chat completion with 429 insufficient_quota.") var quotaExhausted = false
     @Option(help: "Seed of the fault dice.") var seed: UInt64 = 1
+    @Option(help: "Instruction–answer pairs per reply.") var pairs: Int = 5
 
     func validate() throws {
         for (name, share) in [("--rate-429", rate429), ("--rate-500", rate500), ("--rate-malformed", rateMalformed), ("--rate-hang", rateHang)] {
@@ -41,6 +42,7 @@ struct MockLLMCommand: AsyncParsableCommand {
         options.maxConcurrent = maxConcurrent
         options.quotaExhausted = quotaExhausted
         options.seed = seed
+        options.pairs = pairs
         if let variable = requireKeyEnv {
             guard let key = ProcessInfo.processInfo.environment[variable], !key.isEmpty else {
                 throw CommandError("--require-key-env \(variable): that environment variable is not set")

@@ -14,9 +14,10 @@ import Testing
         let process = Process()
         let base: String
 
-        init(latencyMs: Int) throws {
+        init(latencyMs: Int, extra: [String] = [], environment: [String: String] = [:]) throws {
             process.executableURL = try CommandLineTests.executable()
-            process.arguments = ["mock-llm", "--port", "0", "--latency-ms", "\(latencyMs)"]
+            process.arguments = ["mock-llm", "--port", "0", "--latency-ms", "\(latencyMs)"] + extra
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             let out = Pipe()
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice
@@ -103,5 +104,42 @@ import Testing
         for text in doneBeforeKill {
             #expect(answered?[StableHash.hex(text)]?.intValue == 1, "a chunk finished before the kill was answered again")
         }
+    }
+
+    @Test func configDrivenRunAndAWrongKeyThatAppearsNowhere() throws {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.jsonl")
+        let text = (0..<30).map { "Sentence \($0) explains one more detail of the topic at hand." }.joined(separator: " ")
+        try (0..<3).map { "{\"id\": \"d\($0)\", \"text\": \"Doc \($0). \(text)\"}" }.joined(separator: "\n").write(to: articles, atomically: true, encoding: .utf8)
+        let mock = try MockProcess(latencyMs: 0, extra: ["--require-key-env", "MOCK_KEY", "--pairs", "3"], environment: ["MOCK_KEY": "sk-correct-horse"])
+        let yaml = """
+        data:
+          articles: \(articles.path)
+          state: \(dir.appendingPathComponent("s.db").path)
+          out: \(dir.appendingPathComponent("o.jsonl").path)
+          format: alpaca
+          test_fraction: 0
+        generate:
+          base_url: \(mock.base)
+          model: mock-model
+          api_key_env: MY_KEY
+          pairs_per_chunk: 3
+          user_prompt: "Write {count} pairs.\\nExtract:\\n{extract}"
+        """
+        try yaml.write(to: dir.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+        let secret = "sk-wrong-battery-staple"
+        let refused = try CommandLineTests.run(["data", "generate", "--config", dir.appendingPathComponent("run.yaml").path], environment: ["MY_KEY": secret])
+        #expect(refused.status != 0 && refused.stderr.contains("API key was refused"), "\(refused.stderr)")
+        #expect(!(refused.stdout + refused.stderr).contains(secret))
+        for suffix in ["", "-wal", "-shm"] {
+            if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("s.db").path + suffix) {
+                #expect(data.range(of: Data(secret.utf8)) == nil)
+            }
+        }
+        let good = try CommandLineTests.run(["data", "generate", "--config", dir.appendingPathComponent("run.yaml").path], environment: ["MY_KEY": "sk-correct-horse"])
+        #expect(good.status == 0, "\(good.stderr)")
+        let rows = try String(contentsOf: dir.appendingPathComponent("o.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(rows.count > 0 && rows.count % 3 == 0, "3 pairs per chunk")
+        #expect(rows.first?.contains("\"instruction\"") == true, "alpaca format")
     }
 }
