@@ -13,6 +13,8 @@ public struct MockLLMOptions: Sendable {
     public var malformedShare: Double = 0
     public var hangShare: Double = 0
     public var hangSeconds: Double = 600
+    /// Share answered with a cut-off reply and `finish_reason: length` when max_tokens is below 2000.
+    public var lengthShare: Double = 0
     /// Requests beyond this many in flight get 429 (nil: no limit).
     public var maxConcurrent: Int?
     /// When set, requests must carry `Authorization: Bearer <key>`.
@@ -143,6 +145,11 @@ public enum MockLLMServer {
                 return error(504, "timeout", type: "server_error")
             }
             let content = pairs(fromExtract: extract(of: userText), count: options.pairs).compactText
+            threshold += options.lengthShare
+            if roll < threshold, (parsed["max_tokens"]?.intValue ?? 0) < 2000 {
+                await state.end("length", promptHash: nil)
+                return completion(content: String(content.prefix(content.count / 2)), model: options.model, promptChars: userText.count, finishReason: "length")
+            }
             await state.end("200", promptHash: promptHash)
             return completion(content: content, model: options.model, promptChars: userText.count)
         }
@@ -196,12 +203,12 @@ public enum MockLLMServer {
         return json(body, status: HTTPResponse.Status(code: status), extra: extra)
     }
 
-    static func completion(content: String, model: String, promptChars: Int) -> Response {
+    static func completion(content: String, model: String, promptChars: Int, finishReason: String = "stop") -> Response {
         let completionTokens = max(1, content.count / 4), promptTokens = max(1, promptChars / 4)
         return json(.object([
             ("id", .string("chatcmpl-mock")), ("object", .string("chat.completion")), ("model", .string(model)),
             ("choices", .array([.object([("index", .int(0)), ("message", .object([("role", .string("assistant")), ("content", .string(content))])),
-                                         ("finish_reason", .string("stop"))])])),
+                                         ("finish_reason", .string(finishReason))])])),
             ("usage", .object([("prompt_tokens", .int(promptTokens)), ("completion_tokens", .int(completionTokens)),
                                ("total_tokens", .int(promptTokens + completionTokens))])),
         ]))

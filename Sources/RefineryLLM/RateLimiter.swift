@@ -12,6 +12,8 @@ public actor RateLimiter {
     private var recent: [(time: Double, tokens: Int)] = []
     private var spent = 0.0
     private var reserved = 0.0
+    /// Calls granted so far.
+    public private(set) var grantedCount = 0
     /// Most calls in flight at once so far.
     public private(set) var peakInFlight = 0
 
@@ -40,10 +42,15 @@ public actor RateLimiter {
             let requestsOK = requestsPerMinute.map { recent.count < $0 } ?? true
             let tokensOK = tokensPerMinute.map { recent.map(\.tokens).reduce(0, +) + estimatedTokens <= $0 || recent.isEmpty } ?? true
             if requestsOK && tokensOK { break }
+            if Task.isCancelled {
+                release(maxCost: maxCost, actualCost: 0)
+                throw .connection("cancelled while waiting for the rate limit")
+            }
             let oldest = recent.first?.time ?? now
             try? await Task.sleep(nanoseconds: UInt64(max(0.05, 60 - (now - oldest)) * 1e9))
         }
         recent.append((Self.now(), estimatedTokens))
+        grantedCount += 1
     }
 
     /// Frees the slot and turns the reservation into the actual cost.

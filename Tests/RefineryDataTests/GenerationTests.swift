@@ -126,3 +126,77 @@ import RefineryText
         }
     }
 }
+
+/// Timeouts, cut-off replies, per-minute limits and the dollar budget.
+@Suite struct GenerationLimitTests {
+    static func prepared(articles: Int) throws -> RunStore {
+        let dir = try IngestTests.temporary()
+        try GenerationTests.writeArticles(count: articles, to: dir.appendingPathComponent("articles.json"))
+        let store = try RunStore(path: dir.appendingPathComponent("state.db").path)
+        _ = try Ingest.run(articles: dir.appendingPathComponent("articles.json").path, store: store, cleaning: .reference, chunker: try Chunker())
+        return store
+    }
+
+    @Test func hangingRequestsTimeOutAndAreRetried() async throws {
+        var options = MockLLMOptions()
+        options.hangShare = 0.3
+        options.hangSeconds = 3
+        let (url, state, server) = try await GenerationTests.startMock(options)
+        defer { server.cancel() }
+        let store = try Self.prepared(articles: 4)
+        let generator = Generator(store: store, client: LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: nil, timeout: 0.3)),
+                                  limiter: RateLimiter(slots: 4), settings: GenerationTests.settings())
+        try await generator.run()
+        #expect(try store.chunkCounts()[.done] == store.allChunks().count)
+        let chunkCount = try store.allChunks().count
+        #expect(await state.requests > chunkCount, "some requests hung and were sent again")
+    }
+
+    @Test func lengthCutOffRetriesOnceWithMoreTokens() async throws {
+        var options = MockLLMOptions()
+        options.lengthShare = 1
+        let (url, _, server) = try await GenerationTests.startMock(options)
+        defer { server.cancel() }
+        let store = try Self.prepared(articles: 2)
+        var settings = GenerationTests.settings()
+        settings.maxTokens = 1200
+        let generator = Generator(store: store, client: LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: nil)),
+                                  limiter: RateLimiter(slots: 2), settings: settings)
+        try await generator.run()
+        // Every chunk: one cut-off reply at 1200 tokens, then a full one at 2400.
+        #expect(try store.chunkCounts()[.done] == store.allChunks().count)
+        #expect(try store.totalUsage().requests == 2 * store.allChunks().count)
+    }
+
+    @Test func budgetStopsNewCalls() async throws {
+        let (url, state, server) = try await GenerationTests.startMock(MockLLMOptions())
+        defer { server.cancel() }
+        let store = try Self.prepared(articles: 6)
+        var settings = GenerationTests.settings()
+        settings.price = Price(inputPerMillion: 1000, outputPerMillion: 1000)  // ~$1.5 of reservation per call
+        let generator = Generator(store: store, client: LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: nil)),
+                                  limiter: RateLimiter(slots: 1, budget: 3.5), settings: settings)
+        await #expect(throws: GenerationStopped.self) { try await generator.run() }
+        let spent = try store.totalUsage().usage.cost
+        #expect(spent <= 3.5 && spent > 0)
+        let chunkCount = try store.allChunks().count
+        #expect(await state.requests < chunkCount)
+    }
+
+    @Test func requestsPerMinuteAreRespected() async throws {
+        let limiter = RateLimiter(slots: 8, requestsPerMinute: 3)
+        let start = Date()
+        for _ in 0..<3 {
+            try await limiter.acquire(estimatedTokens: 10, maxCost: 0)
+            await limiter.release(maxCost: 0, actualCost: 0)
+        }
+        #expect(Date().timeIntervalSince(start) < 1, "three calls fit in the minute")
+        let blocked = Task { try await limiter.acquire(estimatedTokens: 10, maxCost: 0) }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(await limiter.peakInFlight <= 8)
+        blocked.cancel()
+        // The fourth call waits for the window: it has not been granted within 0.3 s.
+        let granted = await limiter.grantedCount
+        #expect(granted == 3)
+    }
+}
