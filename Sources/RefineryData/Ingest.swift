@@ -77,6 +77,7 @@ public enum DatasetExport {
             }
         }
         do {
+            try FileManager.default.createDirectory(at: URL(fileURLWithPath: output).deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(train.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
             try Data(test.utf8).write(to: URL(fileURLWithPath: testPath(for: output)), options: .atomic)
         } catch {

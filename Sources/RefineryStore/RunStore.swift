@@ -62,6 +62,10 @@ public final class RunStore: Sendable {
         self.path = path
         let existed = FileManager.default.fileExists(atPath: path) && ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) > 0
         if existed { try Self.checkForeign(path) }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent()
+        do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw StoreError("cannot create the folder \(parent.path) for \(path): \(error.localizedDescription)")
+        }
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
