@@ -103,34 +103,29 @@ struct DataGenerateCommand: AsyncParsableCommand {
         let generateSection = try config.map { try RunConfigSection(path: $0, section: "generate") }
         try dataSection?.check(allowed: Self.dataKeys)
         try generateSection?.check(allowed: Self.generateKeys)
-        func pick<T>(_ flag: T?, _ section: RunConfigSection?, _ key: String, _ read: (RunConfigSection, String) throws -> T?) throws -> T? {
-            if let flag { return flag }
-            guard let section else { return nil }
-            return try read(section, key)
-        }
-        guard let articles = try pick(articles, dataSection, "articles", { try $0.string($1) }) else { throw CommandError("--articles is required (or data.articles in --config)") }
-        guard let state = try pick(state, dataSection, "state", { try $0.string($1) }) else { throw CommandError("--state is required (or data.state in --config)") }
-        guard let out = try pick(out, dataSection, "out", { try $0.string($1) }) else { throw CommandError("--out is required (or data.out in --config)") }
-        let format = try pick(format, dataSection, "format", { try $0.string($1) }) ?? "openai"
-        let cleaning = try pick(cleaning, dataSection, "cleaning", { try $0.string($1) }) ?? "reference"
-        let minChars = try pick(minChars, dataSection, "min_chars", { try $0.int($1) }) ?? 1000
-        let maxChars = try pick(maxChars, dataSection, "max_chars", { try $0.int($1) }) ?? 2000
-        let testFraction = try pick(testFraction, dataSection, "test_fraction", { try $0.double($1) }) ?? 0.1
-        let seed = try pick(seed, dataSection, "seed", { try $0.int($1).map { UInt64(max(0, $0)) } }) ?? 42
-        let baseURL = try pick(baseURL, generateSection, "base_url", { try $0.string($1) }) ?? "https://api.openai.com/v1"
-        let model = try pick(model, generateSection, "model", { try $0.string($1) }) ?? "gpt-4o-mini"
-        let apiKeyEnv = try pick(apiKeyEnv, generateSection, "api_key_env", { try $0.string($1) }) ?? "OPENAI_API_KEY"
-        let slots = try pick(slots, generateSection, "slots", { try $0.int($1) }) ?? 4
-        let rpm = try pick(rpm, generateSection, "rpm", { try $0.int($1) })
-        let tpm = try pick(tpm, generateSection, "tpm", { try $0.int($1) })
-        let budget = try pick(budget, generateSection, "budget", { try $0.double($1) })
-        let priceInput = try pick(priceInput, generateSection, "price_input", { try $0.double($1) }) ?? 0
-        let priceOutput = try pick(priceOutput, generateSection, "price_output", { try $0.double($1) }) ?? 0
-        let temperature = try pick(temperature, generateSection, "temperature", { try $0.double($1) }) ?? 0.7
-        let maxTokens = try pick(maxTokens, generateSection, "max_tokens", { try $0.int($1) }) ?? 1200
-        let responseFormat = try pick(responseFormat, generateSection, "response_format", { try $0.string($1) }) ?? "json_object"
-        let maxInvalid = try pick(maxInvalid, generateSection, "max_invalid", { try $0.int($1) }) ?? 3
-        let timeout = try pick(timeout, generateSection, "timeout", { try $0.double($1) }) ?? 120
+        guard let articles = try configured(articles, dataSection, "articles", { try $0.string($1) }) else { throw CommandError("--articles is required (or data.articles in --config)") }
+        guard let state = try configured(state, dataSection, "state", { try $0.string($1) }) else { throw CommandError("--state is required (or data.state in --config)") }
+        guard let out = try configured(out, dataSection, "out", { try $0.string($1) }) else { throw CommandError("--out is required (or data.out in --config)") }
+        let format = try configured(format, dataSection, "format", { try $0.string($1) }) ?? "openai"
+        let cleaning = try configured(cleaning, dataSection, "cleaning", { try $0.string($1) }) ?? "reference"
+        let minChars = try configured(minChars, dataSection, "min_chars", { try $0.int($1) }) ?? 1000
+        let maxChars = try configured(maxChars, dataSection, "max_chars", { try $0.int($1) }) ?? 2000
+        let testFraction = try configured(testFraction, dataSection, "test_fraction", { try $0.double($1) }) ?? 0.1
+        let seed = try configured(seed, dataSection, "seed", { try $0.int($1).map { UInt64(max(0, $0)) } }) ?? 42
+        let baseURL = try configured(baseURL, generateSection, "base_url", { try $0.string($1) }) ?? "https://api.openai.com/v1"
+        let model = try configured(model, generateSection, "model", { try $0.string($1) }) ?? "gpt-4o-mini"
+        let apiKeyEnv = try configured(apiKeyEnv, generateSection, "api_key_env", { try $0.string($1) }) ?? "OPENAI_API_KEY"
+        let slots = try configured(slots, generateSection, "slots", { try $0.int($1) }) ?? 4
+        let rpm = try configured(rpm, generateSection, "rpm", { try $0.int($1) })
+        let tpm = try configured(tpm, generateSection, "tpm", { try $0.int($1) })
+        let budget = try configured(budget, generateSection, "budget", { try $0.double($1) })
+        let priceInput = try configured(priceInput, generateSection, "price_input", { try $0.double($1) }) ?? 0
+        let priceOutput = try configured(priceOutput, generateSection, "price_output", { try $0.double($1) }) ?? 0
+        let temperature = try configured(temperature, generateSection, "temperature", { try $0.double($1) }) ?? 0.7
+        let maxTokens = try configured(maxTokens, generateSection, "max_tokens", { try $0.int($1) }) ?? 1200
+        let responseFormat = try configured(responseFormat, generateSection, "response_format", { try $0.string($1) }) ?? "json_object"
+        let maxInvalid = try configured(maxInvalid, generateSection, "max_invalid", { try $0.int($1) }) ?? 3
+        let timeout = try configured(timeout, generateSection, "timeout", { try $0.double($1) }) ?? 120
         var prompt = GenerationPrompt()
         if let system = try generateSection?.string("system_prompt") { prompt.system = system }
         if let user = try generateSection?.string("user_prompt") {

@@ -75,3 +75,10 @@ struct RunConfigSection {
         throw CommandError("\(path): \(section).\(key) must be a list or a comma-separated string")
     }
 }
+
+/// A flag's value if given, else the config's value for `key`, else nil.
+func configured<T>(_ flag: T?, _ section: RunConfigSection?, _ key: String, _ read: (RunConfigSection, String) throws -> T?) throws -> T? {
+    if let flag { return flag }
+    guard let section else { return nil }
+    return try read(section, key)
+}

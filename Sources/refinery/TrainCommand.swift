@@ -59,9 +59,7 @@ struct TrainCommand: ParsableCommand {
         let file = try config.map { try RunConfigSection(path: $0, section: "train") }
         try file?.check(allowed: Self.configKeys)
         func pick<T>(_ flag: T?, _ key: String, _ read: (RunConfigSection, String) throws -> T?) throws -> T? {
-            if let flag { return flag }
-            guard let file else { return nil }
-            return try read(file, key)
+            try configured(flag, file, key, read)
         }
         guard let modelPath = try pick(model, "model", { try $0.string($1) }) else { throw CommandError("--model is required (or train.model in --config)") }
         guard let dataPath = try pick(data, "data", { try $0.string($1) }) else { throw CommandError("--data is required (or train.data in --config)") }
