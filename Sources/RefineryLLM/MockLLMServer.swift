@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import RefineryText
 
@@ -80,7 +81,8 @@ public actor MockLLMState {
 /// injection, and `/stats`.
 public enum MockLLMServer {
     /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
-    public static func run(host: String = "127.0.0.1", port: Int, options: MockLLMOptions, state: MockLLMState,
+    /// `quiet` silences the server's own log lines (tests start and stop many servers).
+    public static func run(host: String = "127.0.0.1", port: Int, options: MockLLMOptions, state: MockLLMState, quiet: Bool = false,
                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let router = Router()
         router.get("v1/models") { _, _ in
@@ -153,8 +155,10 @@ public enum MockLLMServer {
             await state.end("200", promptHash: promptHash)
             return completion(content: content, model: options.model, promptChars: userText.count)
         }
+        var logger = Logger(label: "refinery-mock-llm")
+        logger.logLevel = quiet ? .critical : .info
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "refinery-mock-llm"),
-                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) })
+                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
         try await app.runService()
     }
 

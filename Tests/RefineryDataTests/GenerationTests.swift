@@ -11,7 +11,7 @@ import RefineryText
     static func startMock(_ options: MockLLMOptions) async throws -> (String, MockLLMState, Task<Void, Error>) {
         let state = MockLLMState(seed: options.seed)
         let (stream, continuation) = AsyncStream<Int>.makeStream()
-        let task = Task { try await MockLLMServer.run(port: 0, options: options, state: state) { continuation.yield($0) } }
+        let task = Task { try await MockLLMServer.run(port: 0, options: options, state: state, quiet: true) { continuation.yield($0) } }
         var iterator = stream.makeAsyncIterator()
         guard let port = await iterator.next() else { throw DataError("mock server did not start") }
         return ("http://127.0.0.1:\(port)/v1", state, task)
