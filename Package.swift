@@ -66,7 +66,7 @@ let package = Package(
             dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
-        .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM"]),
+        .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel"]),
         .testTarget(
             name: "RefineryDataTests",
             dependencies: ["RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", .product(name: "GRDB", package: "GRDB.swift")],

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryModel
 import RefineryText
 import Testing
 
@@ -98,5 +99,24 @@ import Testing
         #expect(badTemplate.status != 0 && badTemplate.stderr.contains("chatml"))
         let badFlag = try Self.run(["generate", "--model", Self.llama, "--prompt", "x", "--top-p", "0"])
         #expect(badFlag.status != 0 && badFlag.stderr.contains("--top-p"))
+    }
+}
+
+/// `refinery chat` renders each turn with the template and answers greedily.
+@Suite struct ChatCommandTests {
+    @Test func answersEachTurnThroughTheTemplate() throws {
+        let result = try CommandLineTests.run(["chat", "--model", CommandLineTests.llama, "--max-new-tokens", "8"], stdin: "Hi there\n/reset\nHi there\n/exit\nignored\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.count >= 2 && lines[0] == lines[1], "after /reset the same question gets the same greedy answer")
+        #expect(!lines[0].isEmpty)
+        // The same answer computed through the library: template with generation prompt, greedy.
+        let directory = URL(fileURLWithPath: CommandLineTests.llama)
+        let chat = try ChatTokenizer(directory: directory)
+        let model = try LlamaModel(directory: directory)
+        let prompt = try chat.render([ChatMessage(role: "user", content: "Hi there")], addGenerationPrompt: true)
+        let ids = try model.generate(prompt: chat.tokenizer.encode(prompt, addSpecialTokens: false).ids,
+                                     options: SamplingOptions(maxNewTokens: 8, stopTokens: chat.stopTokenIDs.union(model.config.eosTokenIDs)))
+        #expect(String(lines[0]) == chat.tokenizer.decode(ids, skipSpecialTokens: true))
     }
 }
