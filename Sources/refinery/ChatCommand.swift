@@ -39,22 +39,15 @@ struct ChatCommand: ParsableCommand {
                 messages.append(ChatMessage(role: "user", content: text))
                 let prompt = try chat.render(messages, addGenerationPrompt: true)
                 let ids = chat.tokenizer.encode(prompt, addSpecialTokens: false).ids
-                var printed = ""
-                var generated: [Int] = []
+                var stream = StreamingDecoder(tokenizer: chat.tokenizer)
                 let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topP: topP, topK: topK,
                                               seed: seed &+ turn, stopTokens: stops)
                 let answerIDs = try llama.generate(prompt: ids, options: options) { id in
-                    generated.append(id)
-                    let partial = chat.tokenizer.decode(generated, skipSpecialTokens: true)
-                    if !partial.hasSuffix("\u{FFFD}") && partial.hasPrefix(printed) {
-                        Output.write(String(partial.dropFirst(printed.count)))
-                        printed = partial
-                    }
+                    Output.write(stream.append(id))
                     return true
                 }
+                Output.write(stream.finish() + "\n")
                 let answer = chat.tokenizer.decode(answerIDs, skipSpecialTokens: true)
-                if answer.hasPrefix(printed) { Output.write(String(answer.dropFirst(printed.count))) }
-                Output.write("\n")
                 messages.append(ChatMessage(role: "assistant", content: answer))
                 turn += 1
                 if interactive { Output.progress("> ") }

@@ -53,25 +53,16 @@ struct GenerateCommand: ParsableCommand {
             stops.formUnion(llama.config.eosTokenIDs)
             let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topP: topP, topK: topK,
                                           seed: seed, stopTokens: stops)
-            var printed = ""
-            var generated: [Int] = []
+            var stream = StreamingDecoder(tokenizer: chat.tokenizer)
             let ids = try llama.generate(prompt: promptIDs, options: options) { id in
-                generated.append(id)
-                if !json {
-                    let text = chat.tokenizer.decode(generated, skipSpecialTokens: true)
-                    if !text.hasSuffix("\u{FFFD}") && text.hasPrefix(printed) {
-                        Output.write(String(text.dropFirst(printed.count)))
-                        printed = text
-                    }
-                }
+                if !json { Output.write(stream.append(id)) }
                 return true
             }
             let text = chat.tokenizer.decode(ids, skipSpecialTokens: true)
             if json {
                 Output.line(JSONValue.object([("ids", .array(ids.map { .int($0) })), ("text", .string(text))]).compactText)
             } else {
-                if text.hasPrefix(printed) { Output.write(String(text.dropFirst(printed.count))) }
-                Output.write("\n")
+                Output.write(stream.finish() + "\n")
             }
         }
     }
