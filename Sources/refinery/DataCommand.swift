@@ -23,7 +23,77 @@ final class ProgressThrottle: @unchecked Sendable {
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self])
+}
+
+/// Reads a JSONL dataset keeping each line's original JSON (rows are written back unchanged).
+enum DatasetLines {
+    static func read(_ path: String) throws -> [(row: String, sample: Sample)] {
+        var rows: [(String, Sample)] = []
+        let reader = DatasetReader()
+        try LineReader.forEachLine(path: path) { line, number in
+            rows.append((line, try reader.parse(line: line, lineNumber: number, source: path)))
+        }
+        return rows
+    }
+
+    static func write(_ rows: [String], to path: String) throws {
+        do { try Data(rows.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw CommandError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+}
+
+/// `refinery data dedup`: exact or MinHash deduplication, keeping the first of each cluster.
+struct DataDedupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dedup", abstract: "Remove duplicate samples (instruction + answer text), keeping the first.")
+
+    @Option(help: "Input JSONL (any supported format).") var input: String
+    @Option(help: "Output JSONL (rows unchanged).") var output: String
+    @Option(help: "exact or minhash.") var method: String = "exact"
+    @Option(help: "Jaccard similarity at which MinHash treats samples as duplicates.") var threshold: Double = 0.8
+    @Option(help: "MinHash permutations.") var numPerm: Int = 128
+    @Option(help: "Words per shingle.") var ngram: Int = 5
+
+    func run() throws {
+        try reportingErrors {
+            guard (0...1).contains(threshold), numPerm > 0, ngram > 0 else { throw CommandError("--threshold must be in [0, 1]; --num-perm and --ngram positive") }
+            let rows = try DatasetLines.read(input)
+            let kept: [Int]
+            switch method {
+            case "exact": kept = Deduplication.exact(rows.map(\.sample))
+            case "minhash": kept = Deduplication.minHash(rows.map(\.sample), threshold: threshold, permutations: numPerm, ngram: ngram)
+            case "semantic": throw CommandError("--method semantic is not available yet; use exact or minhash")
+            default: throw CommandError("--method must be exact or minhash")
+            }
+            try DatasetLines.write(kept.map { rows[$0].row }, to: output)
+            Output.line("kept \(kept.count) of \(rows.count) samples (\(rows.count - kept.count) duplicates removed) → \(output)")
+        }
+    }
+}
+
+/// `refinery data split`: a deterministic train/test split by a seeded hash of each sample.
+struct DataSplitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "split", abstract: "Split a dataset into train and test by a seeded hash of each sample (stable across reruns).")
+
+    @Option(help: "Input JSONL.") var input: String
+    @Option(help: "Train JSONL; the test split goes next to it as …test.jsonl.") var output: String
+    @Option(help: "Share of samples in the test split.") var testFraction: Double = 0.1
+    @Option(help: "Seed of the split.") var seed: UInt64 = 42
+
+    func run() throws {
+        try reportingErrors {
+            guard (0..<1).contains(testFraction) else { throw CommandError("--test-fraction must be in [0, 1)") }
+            var train: [String] = [], test: [String] = []
+            for (row, sample) in try DatasetLines.read(input) {
+                let id = (try? JSONValue.parse(row))?["lineage"]?["id"]?.stringValue ?? Deduplication.key(sample)
+                if DatasetExport.isTest(id, fraction: testFraction, seed: seed) { test.append(row) } else { train.append(row) }
+            }
+            try DatasetLines.write(train, to: output)
+            try DatasetLines.write(test, to: DatasetExport.testPath(for: output))
+            Output.line("wrote \(train.count) train samples to \(output) and \(test.count) test samples to \(DatasetExport.testPath(for: output))")
+        }
+    }
 }
 
 /// `refinery data convert`: between openai, sharegpt, alpaca, oasst and text.

@@ -126,3 +126,29 @@ import Testing
         #expect(refused.status != 0 && refused.stderr.contains("multi.jsonl:1") && refused.stderr.contains("4 turns"), "\(refused.stderr)")
     }
 }
+
+/// `refinery data dedup` and `data split` on a generated-style dataset.
+@Suite struct DataCurationCommandTests {
+    @Test func dedupThenSplitIsStable() throws {
+        let dir = try TrainCommandTests.temporary()
+        let input = dir.appendingPathComponent("in.jsonl")
+        var lines: [String] = []
+        for i in 0..<40 {
+            let row = JSONValue.object([("messages", .array([.object([("role", .string("user")), ("content", .string("Question \(i % 30)?"))]),
+                                                          .object([("role", .string("assistant")), ("content", .string("Answer \(i % 30).") )])])),
+                                        ("lineage", .object([("id", .string("a#\(i)#0"))]))])
+            lines.append(row.compactText)
+        }
+        try lines.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+        let dedup = try CommandLineTests.run(["data", "dedup", "--input", input.path, "--output", dir.appendingPathComponent("d.jsonl").path])
+        #expect(dedup.status == 0 && dedup.stdout.contains("kept 30 of 40"), "\(dedup.stdout)\(dedup.stderr)")
+        let split = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("s.jsonl").path, "--test-fraction", "0.3"])
+        #expect(split.status == 0, "\(split.stderr)")
+        let train = try String(contentsOf: dir.appendingPathComponent("s.jsonl"), encoding: .utf8).split(separator: "\n")
+        let test = try String(contentsOf: dir.appendingPathComponent("s.test.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(train.count + test.count == 30 && test.count > 0 && train.count > test.count)
+        let again = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("t.jsonl").path, "--test-fraction", "0.3"])
+        #expect(again.status == 0)
+        #expect(try String(contentsOf: dir.appendingPathComponent("t.test.jsonl"), encoding: .utf8).split(separator: "\n") == test, "the split is stable")
+    }
+}
