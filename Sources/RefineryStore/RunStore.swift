@@ -57,15 +57,30 @@ public final class RunStore: Sendable {
     let queue: DatabaseQueue
 
     /// Opens or creates the state file. A file that is not SQLite, or a SQLite database of
-    /// another application, is refused and left untouched.
-    public init(path: String) throws {
+    /// another application, is refused and left untouched. `readOnly` opens an existing state
+    /// for reading (status, monitoring) without creating or migrating anything.
+    public init(path: String, readOnly: Bool = false) throws {
         self.path = path
-        let existed = FileManager.default.fileExists(atPath: path) && ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) > 0
-        if existed { try Self.checkForeign(path) }
+        if readOnly {
+            guard FileManager.default.fileExists(atPath: path) else { throw StoreError("no state file at \(path)") }
+            try Self.checkForeign(path)
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(10)
+            do { queue = try DatabaseQueue(path: path, configuration: configuration) } catch let error as DatabaseError {
+                throw StoreError("cannot read \(path): \(error.message ?? error.description)")
+            }
+            return
+        }
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent()
         do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw StoreError("cannot create the folder \(parent.path) for \(path): \(error.localizedDescription)")
         }
+        // Processes that open the same new file at once take turns creating it.
+        let lock = try FileLock(path: path + ".lock")
+        defer { lock.unlock() }
+        let existed = FileManager.default.fileExists(atPath: path) && ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) > 0
+        if existed { try Self.checkForeign(path) }
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
@@ -289,5 +304,24 @@ public final class RunStore: Sendable {
         do { return try queue.write(body) } catch let error as DatabaseError {
             throw StoreError("\(path): \(error.message ?? error.description)")
         }
+    }
+}
+
+/// An exclusive advisory lock on a file (flock), held by this process until `unlock`.
+final class FileLock {
+    private let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = open(path, O_CREAT | O_RDWR, 0o644)
+        guard descriptor >= 0 else { throw StoreError("cannot open the lock file \(path): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX) == 0 else {
+            close(descriptor)
+            throw StoreError("cannot lock \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func unlock() {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
     }
 }

@@ -79,19 +79,19 @@ import Testing
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
-            guard FileManager.default.fileExists(atPath: statePath), let store = try? RunStore(path: statePath),
+            guard FileManager.default.fileExists(atPath: statePath), let store = try? RunStore(path: statePath, readOnly: true),
                   let chunks = try? store.allChunks() else { continue }
             let done = chunks.filter { $0.status == .done }
             if done.count >= 20 {
                 kill(first.processIdentifier, SIGKILL)
                 first.waitUntilExit()
-                doneBeforeKill = (try RunStore(path: statePath).allChunks()).filter { $0.status == .done }.map(\.text)
+                doneBeforeKill = (try RunStore(path: statePath, readOnly: true).allChunks()).filter { $0.status == .done }.map(\.text)
                 break
             }
         }
         #expect(first.terminationReason == .uncaughtSignal, "the first run was killed mid-way")
         #expect(doneBeforeKill.count >= 20)
-        let total = try RunStore(path: statePath).allChunks().count
+        let total = try RunStore(path: statePath, readOnly: true).allChunks().count
         #expect(doneBeforeKill.count < total, "killed before the end")
 
         let second = try Self.generate(mock, state: statePath, out: outPath, articles: articles.path)

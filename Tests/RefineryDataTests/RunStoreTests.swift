@@ -56,4 +56,16 @@ import Testing
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: corrupt)) == garbage)
     }
+
+    @Test func concurrentOpenersOfANewFileAllSucceed() async throws {
+        let path = try Self.path()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<6 {
+                group.addTask { _ = try RunStore(path: path) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try RunStore(path: path, readOnly: true).chunkCounts().isEmpty)
+        #expect(throws: StoreError.self) { _ = try RunStore(path: path + "-missing", readOnly: true) }
+    }
 }
