@@ -103,6 +103,7 @@ public final class RunStore: Sendable {
     static func checkForeign(_ path: String) throws {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)
         do {
             let probe = try DatabaseQueue(path: path, configuration: configuration)
             let (id, tables) = try probe.read { db -> (Int32, Int) in
@@ -114,6 +115,8 @@ public final class RunStore: Sendable {
             if id != applicationID && (id != 0 || tables > 0) {
                 throw StoreError("\(path) is a SQLite database of another application (application_id \(id)); Refinery will not touch it. Give --state a new file name.")
             }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw StoreError("\(path) stays locked by another process; try again when it is done")
         } catch let error as DatabaseError {
             throw StoreError("\(path) is not a readable SQLite database (\(error.message ?? "corrupt")); Refinery will not overwrite it. Move it away or give --state a new file name.")
         }
