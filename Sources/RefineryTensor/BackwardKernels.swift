@@ -76,7 +76,8 @@ public enum BackwardKernels {
         defer { losses.deallocate() }
         let ls = SendablePointer(losses), xs = SendablePointer(logits)
         targets.withUnsafeBufferPointer { buffer in
-            let ts = SendablePointer(UnsafeMutablePointer(mutating: buffer.baseAddress!))
+            guard rows > 0, let base = buffer.baseAddress else { return }
+            let ts = SendablePointer(UnsafeMutablePointer(mutating: base))
             Parallel.forEach(rows, costPerItem: vocab * 8) { range in
                 for row in range {
                     ls.pointer[row] = crossEntropy(xs.pointer + row * vocab, vocab: vocab, target: ts.pointer[row], scale: scale)

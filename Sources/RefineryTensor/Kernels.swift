@@ -37,7 +37,8 @@ public enum Kernels {
         let cs = SendablePointer(UnsafeMutablePointer(mutating: cos))
         let ss = SendablePointer(UnsafeMutablePointer(mutating: sin))
         positions.withUnsafeBufferPointer { positionBuffer in
-            let ps = SendablePointer(UnsafeMutablePointer(mutating: positionBuffer.baseAddress!))
+            guard rows > 0, let base = positionBuffer.baseAddress else { return }
+            let ps = SendablePointer(UnsafeMutablePointer(mutating: base))
             Parallel.forEach(rows, costPerItem: heads * headDim * 3) { range in
                 for row in range {
                     let c = cs.pointer + ps.pointer[row] * half

@@ -12,7 +12,8 @@ public enum ByteLevelMap {
         }
         var table = [Unicode.Scalar](repeating: "\0", count: 256)
         for (byte, code) in zip(printable, mapped) {
-            table[byte] = Unicode.Scalar(UInt32(code))!
+            // Codes are below 0x200: always valid scalars.
+            table[byte] = Unicode.Scalar(UInt32(code)) ?? "?"
         }
         return table
     }()

@@ -121,7 +121,7 @@ public struct Tokenizer: Sendable {
         guard token.lstrip else { return 0 }
         var skip = 0
         while range.lowerBound + skip < range.upperBound && scalars[range.lowerBound + skip].properties.isWhitespace
-                && !token.content.unicodeScalars.first!.properties.isWhitespace {
+                && !(token.content.unicodeScalars.first?.properties.isWhitespace ?? false) {
             skip += 1
         }
         return skip

@@ -120,6 +120,15 @@ import RefineryText
         #expect(unknown.contains("cannot tell the dataset format"))
     }
 
+    @Test func emptyInputsDoNotCrash() throws {
+        let model = try LlamaModel(directory: ModelFixtures.directory("llama-gqa"))
+        #expect(try model.forward(tokens: []).shape == [0, model.config.vocabSize])
+        #expect(throws: ModelError.self) { _ = try model.generate(prompt: [], options: SamplingOptions()) }
+        let engine = try GradientEngine(model: model, adapter: nil, trainsBase: true)
+        #expect(try engine.accumulate(TrainingSequence(ids: [], trained: []), scale: 1).tokens == 0)
+        #expect(try engine.accumulate(TrainingSequence(ids: [1], trained: [true]), scale: 1).tokens == 0)
+    }
+
     @Test func outOfVocabularyTokenIsRefused() throws {
         let model = try LlamaModel(directory: ModelFixtures.directory("qwen2-tied"))
         let message = try #require(errorMessage { _ = try model.forward(tokens: [1, 100_000]) })
