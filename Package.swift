@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         .systemLibrary(
@@ -53,10 +54,17 @@ let package = Package(
             ]
         ),
         .target(name: "RefineryData", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM"]),
+        .target(
+            name: "RefineryCluster",
+            dependencies: [
+                "CZeroMQ", "RefineryModel", "RefineryText", "RefineryData", "RefineryStore", "RefineryLLM",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .executableTarget(
             name: "refinery",
             dependencies: [
-                "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
+                "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -71,6 +79,10 @@ let package = Package(
             name: "RefineryDataTests",
             dependencies: ["RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "RefineryClusterTests",
+            dependencies: ["RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ"]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),

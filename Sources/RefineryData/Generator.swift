@@ -80,66 +80,10 @@ public final class Generator: Sendable {
 
     /// One chunk to the end: done, failed after its retries, or a run-stopping error.
     func process(_ chunk: ChunkRecord, tracker: ProgressTracker) async throws {
-        var request = ChatRequest(model: settings.model, messages: settings.prompt.messages(extract: chunk.text),
-                                  temperature: settings.temperature, maxTokens: settings.maxTokens, responseFormat: settings.responseFormat)
-        if case .jsonSchema = settings.responseFormat {
-            request.responseFormat = .jsonSchema(name: "instruction_answer_pairs", schema: settings.prompt.schema)
-        }
-        var invalidReplies = 0
-        var transportFailures = 0
-        var grewForLength = false
-        var lastRaw: String? = nil
-        while true {
-            let requestID = try store.beginRequest(chunkID: chunk.id, promptHash: request.promptHash)
-            let estimate = (request.messages.map(\.content.count).reduce(0, +)) / 4 + request.maxTokens
-            let maxCost = settings.price.cost(promptTokens: estimate - request.maxTokens, completionTokens: request.maxTokens)
-            await tracker.request()
-            let reply: ChatReply
-            do {
-                try await limiter.acquire(estimatedTokens: estimate, maxCost: maxCost)
-                do {
-                    reply = try await client.complete(request)
-                } catch {
-                    await limiter.release(maxCost: maxCost, actualCost: 0)
-                    throw error
-                }
-            } catch let error as LLMError {
-                try store.failRequest(requestID, error: error.description, rawReply: nil, usage: Usage())
-                guard error.isRetryable else { throw GenerationStopped(error: error) }
-                transportFailures += 1
-                if transportFailures >= settings.retry.maxAttempts {
-                    try store.failChunk(chunk.id, reason: "\(error.description) after \(transportFailures) attempts", rawReply: lastRaw)
-                    await tracker.chunkFailed()
-                    return
-                }
-                try await Task.sleep(nanoseconds: UInt64(settings.retry.delay(afterAttempt: transportFailures, error: error) * 1e9))
-                continue
-            }
-            let usage = Usage(promptTokens: reply.promptTokens, completionTokens: reply.completionTokens,
-                              cost: settings.price.cost(promptTokens: reply.promptTokens, completionTokens: reply.completionTokens))
-            await limiter.release(maxCost: maxCost, actualCost: usage.cost)
-            lastRaw = reply.content
-            if reply.finishReason == "length" && !grewForLength {
-                grewForLength = true
-                try store.failRequest(requestID, error: "finish_reason length: retrying once with max_tokens \(request.maxTokens * 2)",
-                                      rawReply: reply.content, usage: usage)
-                request.maxTokens *= 2
-                continue
-            }
-            switch settings.prompt.parse(reply.content) {
-            case let .success(pairs):
-                try store.completeChunk(chunk.id, requestID: requestID, rawReply: reply.content, usage: usage, pairs: pairs)
-                await tracker.chunkDone()
-                return
-            case let .failure(problem):
-                try store.failRequest(requestID, error: problem.reason, rawReply: reply.content, usage: usage)
-                invalidReplies += 1
-                if invalidReplies >= settings.maxInvalidReplies {
-                    try store.failChunk(chunk.id, reason: "\(problem.reason) (\(invalidReplies) invalid replies)", rawReply: reply.content)
-                    await tracker.chunkFailed()
-                    return
-                }
-            }
+        let processor = ChunkProcessor(client: client, limiter: limiter, settings: settings)
+        switch try await processor.process(chunkID: chunk.id, text: chunk.text, ledger: store, onRequest: { await tracker.request() }) {
+        case .done: await tracker.chunkDone()
+        case .failed: await tracker.chunkFailed()
         }
     }
 }

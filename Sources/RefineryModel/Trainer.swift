@@ -10,6 +10,14 @@ public struct StepRecord: Sendable, Equatable {
     public var learningRate: Double
     public var tokens: Int
 
+    /// The `train_log.jsonl` line (without the newline).
+    public var logLine: String { json.compactText }
+
+    /// The `train_log.jsonl` line of an eval.
+    public static func evalLogLine(step: Int, loss: Double) -> String {
+        JSONValue.object([("step", .int(step)), ("eval_loss", .double(loss))]).compactText
+    }
+
     var json: JSONValue {
         .object([("step", .int(step)), ("loss", .double(loss)), ("grad_norm", .double(gradNorm)),
                  ("lr", .double(learningRate)), ("tokens", .int(tokens))])
@@ -61,20 +69,38 @@ public final class Trainer: @unchecked Sendable {
         options.schedule.rate(base: options.learningRate, step: step, warmup: options.warmupSteps, total: totalSteps)
     }
 
-    /// Runs the next optimizer step.
+    /// The micro-batches of optimizer step `step` (0-based) with their dropout seeds.
+    public func work(step: Int) -> [MicroBatchWork] {
+        schedule.microBatches(step: step).enumerated().map { micro, batch in
+            let seeds = batch.indices.map { slot in
+                options.seed &* 1_000_003 &+ UInt64(step) &* 65_537 &+ UInt64(micro) &* 257 &+ UInt64(slot)
+            }
+            return MicroBatchWork(step: step, micro: micro, sequences: batch, dropoutSeeds: seeds)
+        }
+    }
+
+    /// Sums micro-batch gradients in order (a cluster's coordinator adds its workers' results here).
+    public private(set) lazy var accumulator = GradientAccumulator(parameters: engine.parameters)
+
+    /// Runs the next optimizer step on this machine.
     public func runStep() throws -> StepRecord {
-        let batches = schedule.microBatches(step: step)
-        let tokens = batches.joined().map(\.labelCount).reduce(0, +)
-        engine.zeroGradients()
+        let batches = work(step: step)
+        let tokens = batches.map(\.tokens).reduce(0, +)
+        accumulator.reset()
         var lossSum = 0.0
         if tokens > 0 {
-            for (micro, batch) in batches.enumerated() {
-                for (slot, sequence) in batch.enumerated() {
-                    engine.dropoutSeed = options.seed &* 1_000_003 &+ UInt64(step) &* 65_537 &+ UInt64(micro) &* 257 &+ UInt64(slot)
-                    lossSum += try engine.accumulate(sequence, scale: 1 / Float(tokens)).lossSum
-                }
+            for batch in batches {
+                lossSum += try engine.microBatchGradient(batch).lossSum
+                accumulator.addGradients(of: engine.parameters)
             }
         }
+        return try finishStep(lossSum: lossSum, tokens: tokens)
+    }
+
+    /// Completes the step whose micro-batch gradients are in `accumulator`: scales by
+    /// 1 / tokens, clips, refuses a non-finite loss or norm, and applies AdamW.
+    public func finishStep(lossSum: Double, tokens: Int) throws -> StepRecord {
+        accumulator.store(into: engine.parameters, scale: tokens > 0 ? 1 / Float(tokens) : 0)
         let loss = tokens > 0 ? lossSum / Double(tokens) : 0
         let norm = GradientClipping.clip(engine.parameters, maxNorm: options.maxGradNorm.map(Float.init))
         guard loss.isFinite, norm.isFinite else {
@@ -163,6 +189,43 @@ public final class Trainer: @unchecked Sendable {
         step = savedStep
     }
 
+    // MARK: State as named tensors (the cluster keeps it in SQLite)
+
+    /// Parameters ("p/NAME") and AdamW moments ("m/NAME", "v/NAME") as float32 bytes.
+    public func stateTensors() -> [(String, [UInt8])] {
+        func bytes(_ tensor: Tensor) -> [UInt8] {
+            Array(UnsafeRawBufferPointer(start: tensor.pointer, count: tensor.count * MemoryLayout<Float>.size))
+        }
+        var result: [(String, [UInt8])] = engine.parameters.map { ("p/" + $0.name, bytes($0.value)) }
+        for (name, tensor) in optimizer.firstMoments.sorted(by: { $0.key < $1.key }) { result.append(("m/" + name, bytes(tensor))) }
+        for (name, tensor) in optimizer.secondMoments.sorted(by: { $0.key < $1.key }) { result.append(("v/" + name, bytes(tensor))) }
+        return result
+    }
+
+    /// Restores what `stateTensors()` saved, with the step and AdamW's step count.
+    public func restoreState(step savedStep: Int, optimizerSteps: Int, tensors: [String: [UInt8]]) throws {
+        func tensor(_ bytes: [UInt8], shape: [Int], name: String) throws -> Tensor {
+            let result = Tensor(zeros: shape)
+            guard bytes.count == result.count * MemoryLayout<Float>.size else {
+                throw ModelError("the saved training state does not match this run: \(name) has \(bytes.count / 4) values, expected \(result.count)")
+            }
+            bytes.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { memcpy(result.pointer, base, bytes.count) }
+            }
+            return result
+        }
+        var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
+        for parameter in engine.parameters {
+            guard let saved = tensors["p/" + parameter.name] else { throw ModelError("the saved training state lacks \(parameter.name)") }
+            let value = try tensor(saved, shape: parameter.value.shape, name: parameter.name)
+            parameter.value.pointer.update(from: value.pointer, count: value.count)
+            if let m = tensors["m/" + parameter.name] { first[parameter.name] = try tensor(m, shape: parameter.value.shape, name: parameter.name) }
+            if let v = tensors["v/" + parameter.name] { second[parameter.name] = try tensor(v, shape: parameter.value.shape, name: parameter.name) }
+        }
+        optimizer.restore(step: optimizerSteps, first: first, second: second)
+        step = savedStep
+    }
+
     // MARK: Whole run
 
     /// Trains to `totalSteps`, writing `train_log.jsonl`, checkpoints and the result into `output`.
@@ -196,12 +259,12 @@ public final class Trainer: @unchecked Sendable {
                 throw ModelError(error.message + hint)
             }
             tokensSeen += record.tokens
-            log.write(Data((record.json.compactText + "\n").utf8))
+            log.write(Data((record.logLine + "\n").utf8))
             var evalLoss: Double? = nil
             if let every = options.evalEvery, !evalSequences.isEmpty, step % every == 0 || step == totalSteps {
                 let value = try evaluate()
                 evalLoss = value
-                log.write(Data((JSONValue.object([("step", .int(step)), ("eval_loss", .double(value))]).compactText + "\n").utf8))
+                log.write(Data((StepRecord.evalLogLine(step: step, loss: value) + "\n").utf8))
             }
             if let every = options.checkpointEvery, step % every == 0, step < totalSteps {
                 lastCheckpoint = try saveCheckpoint(in: output)

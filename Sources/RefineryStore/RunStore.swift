@@ -152,6 +152,9 @@ public final class RunStore: Sendable {
                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                 """)
         }
+        migrator.registerMigration("v2-cluster") { db in
+            try db.execute(sql: ClusterSchema.v2)
+        }
         return migrator
     }
 

@@ -157,11 +157,6 @@ struct DataGenerateCommand: AsyncParsableCommand {
     @Option(help: "Seed of the split (default 42).") var seed: UInt64?
     @Flag(help: "Send failed chunks again.") var retryFailed = false
 
-    static let dataKeys: Set<String> = ["articles", "state", "out", "format", "cleaning", "min_chars", "max_chars", "test_fraction", "seed"]
-    static let generateKeys: Set<String> = ["base_url", "model", "api_key_env", "slots", "rpm", "tpm", "budget", "price_input", "price_output",
-                                            "temperature", "max_tokens", "response_format", "max_invalid", "timeout", "system_prompt",
-                                            "user_prompt", "pairs_per_chunk"]
-
     func run() async throws {
         do { try await generate() } catch let error as CustomStringConvertible & Error {
             throw CommandError(error.description)
@@ -169,66 +164,19 @@ struct DataGenerateCommand: AsyncParsableCommand {
     }
 
     private func generate() async throws {
-        let dataSection = try config.map { try RunConfigSection(path: $0, section: "data") }
-        let generateSection = try config.map { try RunConfigSection(path: $0, section: "generate") }
-        try dataSection?.check(allowed: Self.dataKeys)
-        try generateSection?.check(allowed: Self.generateKeys)
-        guard let articles = try configured(articles, dataSection, "articles", { try $0.string($1) }) else { throw CommandError("--articles is required (or data.articles in --config)") }
-        guard let state = try configured(state, dataSection, "state", { try $0.string($1) }) else { throw CommandError("--state is required (or data.state in --config)") }
-        guard let out = try configured(out, dataSection, "out", { try $0.string($1) }) else { throw CommandError("--out is required (or data.out in --config)") }
-        let format = try configured(format, dataSection, "format", { try $0.string($1) }) ?? "openai"
-        let cleaning = try configured(cleaning, dataSection, "cleaning", { try $0.string($1) }) ?? "reference"
-        let minChars = try configured(minChars, dataSection, "min_chars", { try $0.int($1) }) ?? 1000
-        let maxChars = try configured(maxChars, dataSection, "max_chars", { try $0.int($1) }) ?? 2000
-        let testFraction = try configured(testFraction, dataSection, "test_fraction", { try $0.double($1) }) ?? 0.1
-        let seed = try configured(seed, dataSection, "seed", { try $0.int($1).map { UInt64(max(0, $0)) } }) ?? 42
-        let baseURL = try configured(baseURL, generateSection, "base_url", { try $0.string($1) }) ?? "https://api.openai.com/v1"
-        let model = try configured(model, generateSection, "model", { try $0.string($1) }) ?? "gpt-4o-mini"
-        let apiKeyEnv = try configured(apiKeyEnv, generateSection, "api_key_env", { try $0.string($1) }) ?? "OPENAI_API_KEY"
-        let slots = try configured(slots, generateSection, "slots", { try $0.int($1) }) ?? 4
-        let rpm = try configured(rpm, generateSection, "rpm", { try $0.int($1) })
-        let tpm = try configured(tpm, generateSection, "tpm", { try $0.int($1) })
-        let budget = try configured(budget, generateSection, "budget", { try $0.double($1) })
-        let priceInput = try configured(priceInput, generateSection, "price_input", { try $0.double($1) }) ?? 0
-        let priceOutput = try configured(priceOutput, generateSection, "price_output", { try $0.double($1) }) ?? 0
-        let temperature = try configured(temperature, generateSection, "temperature", { try $0.double($1) }) ?? 0.7
-        let maxTokens = try configured(maxTokens, generateSection, "max_tokens", { try $0.int($1) }) ?? 1200
-        let responseFormat = try configured(responseFormat, generateSection, "response_format", { try $0.string($1) }) ?? "json_object"
-        let maxInvalid = try configured(maxInvalid, generateSection, "max_invalid", { try $0.int($1) }) ?? 3
-        let timeout = try configured(timeout, generateSection, "timeout", { try $0.double($1) }) ?? 120
-        var prompt = GenerationPrompt()
-        if let system = try generateSection?.string("system_prompt") { prompt.system = system }
-        if let user = try generateSection?.string("user_prompt") {
-            guard user.contains("{extract}") else { throw CommandError("\(config ?? ""): generate.user_prompt must contain {extract}") }
-            prompt.userTemplate = user
-        }
-        if let count = try generateSection?.int("pairs_per_chunk") {
-            guard count > 0 else { throw CommandError("generate.pairs_per_chunk must be positive") }
-            prompt.pairsPerChunk = count
-        }
-        guard let exportFormat = DatasetExport.Format(rawValue: format) else { throw CommandError("--format must be openai, alpaca or sharegpt") }
-        guard let cleaningMode = CleaningMode(rawValue: cleaning) else { throw CommandError("--cleaning must be reference or keep-markup") }
-        guard slots > 0 else { throw CommandError("--slots must be positive") }
-        guard (0..<1).contains(testFraction) else { throw CommandError("--test-fraction must be in [0, 1)") }
-        let key = ProcessInfo.processInfo.environment[apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
+        let job = try GenerationJob(config: config, flags: GenerationFlags(
+            articles: articles, state: state, out: out, format: format, baseURL: baseURL, model: model, apiKeyEnv: apiKeyEnv,
+            slots: slots, rpm: rpm, tpm: tpm, budget: budget, priceInput: priceInput, priceOutput: priceOutput,
+            temperature: temperature, maxTokens: maxTokens, responseFormat: responseFormat, maxInvalid: maxInvalid,
+            timeout: timeout, minChars: minChars, maxChars: maxChars, cleaning: cleaning, testFraction: testFraction, seed: seed))
+        let (articles, state, out, model, baseURL, slots) = (job.articles, job.state, job.out, job.settings.model, job.baseURL, job.slots)
+        let key = job.apiKey
         let store = try RunStore(path: state)
-        let report = try Ingest.run(articles: articles, store: store, cleaning: cleaningMode, chunker: try Chunker(minimum: minChars, maximum: maxChars))
-        let c = report.chunking
-        Output.progress("[ingest] \(report.newArticles) new and \(report.knownArticles) known articles; \(c.chunks) chunks; dropped \(c.emptyArticles) empty articles and \(c.droppedPieces) pieces shorter than \(minChars) characters (\(c.droppedCharacters) characters); \(c.splitSentences) over-long sentences cut\n")
+        try job.ingest(into: store)
         if retryFailed { Output.progress("[generate] \(try store.requeueFailed()) failed chunks queued again\n") }
-        var settings = GenerationSettings(model: model)
-        settings.prompt = prompt
-        settings.temperature = temperature
-        settings.maxTokens = maxTokens
-        settings.maxInvalidReplies = maxInvalid
-        settings.price = Price(inputPerMillion: priceInput, outputPerMillion: priceOutput)
-        switch responseFormat {
-        case "json_object": settings.responseFormat = .jsonObject
-        case "json_schema": settings.responseFormat = .jsonSchema(name: "instruction_answer_pairs", schema: settings.prompt.schema)
-        default: throw CommandError("--response-format must be json_object or json_schema")
-        }
-        let limiter = RateLimiter(slots: slots, requestsPerMinute: rpm, tokensPerMinute: tpm, budget: budget)
-        let client = LLMClient(endpoint: LLMEndpoint(baseURL: baseURL, apiKey: key, timeout: timeout))
+        let settings = job.settings
+        let limiter = RateLimiter(slots: slots, requestsPerMinute: job.rpm, tokensPerMinute: job.tpm, budget: job.budget)
+        let client = LLMClient(endpoint: LLMEndpoint(baseURL: baseURL, apiKey: key, timeout: job.timeout))
         let generator = Generator(store: store, client: client, limiter: limiter, settings: settings)
         let pending = try store.pendingChunks().count
         Output.progress("[generate] \(pending) chunks to send to \(model) at \(baseURL) with \(slots) slots\n")
@@ -249,7 +197,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
         let generationSeconds = Date().timeIntervalSince(generationStart)
         Output.progress("\n")
         Output.progress(String(format: "[generate] %d chunks in %.2f s: %.2f chunks/s\n", pending, generationSeconds, Double(pending) / max(generationSeconds, 1e-9)))
-        let (trainCount, testCount) = try DatasetExport.write(store: store, output: out, format: exportFormat, testFraction: testFraction, seed: seed)
+        let (trainCount, testCount) = try DatasetExport.write(store: store, output: out, format: job.exportFormat, testFraction: job.testFraction, seed: job.seed)
         let counts = try store.chunkCounts()
         let usage = try store.totalUsage()
         Output.line("wrote \(out) (\(trainCount) samples) and \(DatasetExport.testPath(for: out)) (\(testCount)); chunks: \(counts[.done] ?? 0) done, \(counts[.failed] ?? 0) failed, \(counts[.pending] ?? 0) pending; \(usage.requests) requests, \(usage.usage.promptTokens)+\(usage.usage.completionTokens) tokens, $\(String(format: "%.4f", usage.usage.cost))")

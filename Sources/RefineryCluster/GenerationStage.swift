@@ -1,0 +1,130 @@
+import Foundation
+import RefineryStore
+
+/// The generation stage at the coordinator: every pending chunk is a task ("chunk:ID"); a
+/// worker sends the chunk's prompt and brings back its pairs, or its failure after retries.
+/// The run-wide requests-per-minute limit and dollar budget are granted here.
+public final class GenerationStage: ClusterStage {
+    public let name = "generate"
+    public let leaseTimeout: Double
+    private let store: RunStore
+    private var queue: [Int64] = []
+    private var queued: Set<Int64> = []
+    private var open: Set<Int64> = []
+    private var texts: [Int64: String] = [:]
+    private let requestsPerMinute: Int?
+    private let budget: Double?
+    private var granted: [Double] = []
+    private var spent: Double
+    private var done: Int
+    private var failed: Int
+    private let total: Int
+    private let started = Date().timeIntervalSince1970
+    private var answeredHere = 0
+
+    /// `leaseTimeout`: how long one chunk may take, retries included, before it is handed out again.
+    public init(store: RunStore, requestsPerMinute: Int? = nil, budget: Double? = nil, leaseTimeout: Double = 900) throws {
+        self.store = store
+        self.requestsPerMinute = requestsPerMinute
+        self.budget = budget
+        self.leaseTimeout = leaseTimeout
+        for chunk in try store.pendingChunks() {
+            queue.append(chunk.id)
+            queued.insert(chunk.id)
+            open.insert(chunk.id)
+            texts[chunk.id] = chunk.text
+        }
+        queue.reverse()  // popped from the end: lowest id first
+        let counts = try store.chunkCounts()
+        done = counts[.done] ?? 0
+        failed = counts[.failed] ?? 0
+        total = counts.values.reduce(0, +)
+        spent = try store.totalUsage().usage.cost
+    }
+
+    static func taskID(_ chunkID: Int64) -> String { "chunk:\(chunkID)" }
+    static func chunkID(_ taskID: String) -> Int64? { taskID.hasPrefix("chunk:") ? Int64(taskID.dropFirst(6)) : nil }
+
+    public var isComplete: Bool { open.isEmpty }
+
+    private var budgetSpent: Bool { budget.map { spent >= $0 } ?? false }
+
+    public func capacity(of worker: ConnectedWorker) -> Int { worker.slots }
+
+    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> String? {
+        if budgetSpent { return nil }
+        if let rpm = requestsPerMinute {
+            granted.removeAll { now - $0 >= 60 }
+            if granted.count >= rpm { return nil }
+        }
+        while let id = queue.popLast() {
+            queued.remove(id)
+            guard open.contains(id) else { continue }
+            granted.append(now)
+            return Self.taskID(id)
+        }
+        return nil
+    }
+
+    public func messages(for taskID: String, epoch: Int64, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
+        guard let id = Self.chunkID(taskID), let text = texts[id] else { throw ClusterError("no chunk for task \(taskID)") }
+        var task = Refinery_Cluster_GenerateTask()
+        task.lease = Wire.lease(taskID, epoch)
+        task.chunkID = id
+        task.text = text
+        return [.generateTask(task)]
+    }
+
+    public func requeue(_ taskID: String) {
+        guard let id = Self.chunkID(taskID), open.contains(id), !queued.contains(id) else { return }
+        queue.append(id)  // next out
+        queued.insert(id)
+    }
+
+    public func isOpen(_ taskID: String) -> Bool { Self.chunkID(taskID).map { open.contains($0) } ?? false }
+
+    /// A result is stored whenever its chunk is still open, whatever its epoch: the answer is
+    /// as good as the current holder's will be, and it is paid for already.
+    public func accept(_ body: Refinery_Cluster_Envelope.OneOf_Body, taskID: String, epoch: Int64, currentEpoch: Int64?,
+                       from worker: ConnectedWorker) throws -> ResultVerdict {
+        guard case let .generateResult(result) = body, let id = Self.chunkID(taskID), id == result.chunkID else {
+            return .dropped("not a generation result for \(taskID)")
+        }
+        let requests = result.requests.map {
+            RequestRow(promptHash: $0.promptHash, succeeded: $0.status == "done", rawReply: $0.rawReply.isEmpty ? nil : $0.rawReply,
+                       usage: Usage(promptTokens: Int($0.promptTokens), completionTokens: Int($0.completionTokens), cost: $0.cost),
+                       error: $0.error.isEmpty ? nil : $0.error, startedAt: $0.startedAt, finishedAt: $0.finishedAt)
+        }
+        switch result.outcome {
+        case "stopped":
+            return .stopRun(result.reason)
+        case "done", "failed":
+            let isDone = result.outcome == "done"
+            if isDone && result.pairs.isEmpty { return .dropped("a done result without pairs") }
+            guard open.contains(id) else { return .dropped("chunk \(id) is answered already") }
+            let stored = try store.commitChunkResult(chunkID: id, taskID: taskID, workerID: worker.id, done: isDone, requests: requests,
+                                                     pairs: result.pairs.map { ($0.instruction, $0.answer) },
+                                                     reason: result.reason, rawReply: result.rawReply.isEmpty ? nil : result.rawReply)
+            open.remove(id)
+            texts[id] = nil
+            guard stored else { return .dropped("chunk \(id) is answered already") }
+            spent += requests.map(\.usage.cost).reduce(0, +)
+            answeredHere += 1
+            if isDone { done += 1 } else { failed += 1 }
+            return .stored
+        default:
+            return .dropped("unknown outcome \(result.outcome)")
+        }
+    }
+
+    public func tick(now: Double) throws {
+        if budgetSpent, let budget, open.count > 0, queue.count == open.count {
+            throw ClusterError(String(format: "the dollar budget is spent ($%.4f of $%.4f) with %d chunks left; raise generate.budget and start the coordinator again to continue", spent, budget, open.count))
+        }
+    }
+
+    public var progressLine: String {
+        let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)
+        return String(format: "%d/%d chunks done, %d failed, %.2f chunks/s, $%.4f", done, total, failed, Double(answeredHere) / elapsed, spent)
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+
+/// Serves the files of the base model folder in pieces to workers started with `--fetch-model`.
+final class ModelFileServer {
+    static let pieceSize = 4 << 20
+    /// Files a worker needs to load the model and its tokenizer.
+    static func isModelFile(_ name: String) -> Bool {
+        name.hasSuffix(".safetensors") || name.hasSuffix(".json") || name.hasSuffix(".jinja") || name == "tokenizer.model"
+    }
+
+    let directory: String
+
+    init(directory: String) { self.directory = directory }
+
+    func chunk(for request: Refinery_Cluster_ModelFileRequest) -> Refinery_Cluster_ModelFileChunk {
+        var reply = Refinery_Cluster_ModelFileChunk()
+        reply.name = request.name
+        reply.offset = request.offset
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(Self.isModelFile).sorted()
+        if request.name.isEmpty {
+            reply.names = names
+            return reply
+        }
+        guard names.contains(request.name) else {
+            reply.error = "the coordinator's model folder has no file \(request.name)"
+            return reply
+        }
+        let path = (directory as NSString).appendingPathComponent(request.name)
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            reply.error = "the coordinator cannot read \(request.name)"
+            return reply
+        }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        reply.totalSize = size
+        guard request.offset <= size else {
+            reply.error = "offset \(request.offset) is past the end of \(request.name) (\(size) bytes)"
+            return reply
+        }
+        do {
+            try handle.seek(toOffset: request.offset)
+            reply.data = try handle.read(upToCount: Self.pieceSize) ?? Data()
+        } catch {
+            reply.error = "cannot read \(request.name): \(error.localizedDescription)"
+        }
+        return reply
+    }
+}

@@ -1,0 +1,249 @@
+import Foundation
+import RefineryModel
+import RefineryStore
+
+/// The training stage at the coordinator (DESIGN §3.9, §4). The coordinator owns the
+/// parameters and AdamW state (`trainer`); each optimizer step's micro-batches are tasks
+/// ("train:S:M"), answered with summed gradients that are added in micro-batch order whatever
+/// order they arrive in; then it scales, clips, steps, evaluates (one task per eval sequence,
+/// "eval:S:I") and checkpoints to SQLite. A worker gets the parameters of the current version
+/// (= the step number) before its first task of that step.
+public final class TrainingStage: ClusterStage {
+    public let name = "train"
+    /// A micro-batch that takes longer than this is handed to another worker.
+    public let leaseTimeout: Double
+    public let trainer: Trainer
+    private let store: RunStore
+    private let output: URL
+    private let checkpointEvery: Int
+
+    private enum Phase { case gradients, eval, finished }
+    private var phase = Phase.gradients
+    private var work: [MicroBatchWork] = []
+    private var stepTokens = 0
+    /// Next micro-batch to add; results that arrive early wait in `early`.
+    private var nextMicro = 0
+    private var early: [Int: (loss: Double, gradient: Data)] = [:]
+    private var lossSum = 0.0
+    private var evalResults: [Int: (Double, Int)] = [:]
+    private var queue: [String] = []
+    private var open: Set<String> = []
+    private var parameters = Data()
+    private var version: UInt64 = 0
+    private let started = Date().timeIntervalSince1970
+    private var stepsHere = 0
+    private var tokensHere = 0
+    private var lastRecord: StepRecord?
+    /// Seconds workers spent computing and seconds of the coordinator's own step work (for the benchmark).
+    public private(set) var workerComputeSeconds = 0.0
+    public private(set) var reduceSeconds = 0.0
+    /// Called after every optimizer step (progress display).
+    public var onStep: (StepRecord, Double?) -> Void = { _, _ in }
+
+    /// Restores the newest SQLite checkpoint, if any, and truncates the log after it.
+    public init(trainer: Trainer, store: RunStore, output: URL, leaseTimeout: Double = 600) throws {
+        self.trainer = trainer
+        self.store = store
+        self.output = output
+        self.leaseTimeout = leaseTimeout
+        checkpointEvery = trainer.options.checkpointEvery ?? 10
+        if let checkpoint = try store.latestTrainingCheckpoint() {
+            let optimizerSteps = Self.optimizerSteps(in: checkpoint.state) ?? checkpoint.step
+            try trainer.restoreState(step: checkpoint.step, optimizerSteps: optimizerSteps, tensors: checkpoint.tensors)
+        }
+        try store.truncateTrainLog(after: trainer.step)
+        if trainer.step >= trainer.totalSteps { phase = .finished } else { beginStep() }
+    }
+
+    static func optimizerSteps(in state: String) -> Int? {
+        guard let data = state.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["optimizer_steps"] as? Int
+    }
+
+    public var isComplete: Bool { phase == .finished }
+
+    public func capacity(of worker: ConnectedWorker) -> Int { worker.modelHash.isEmpty ? 0 : 2 }
+
+    private func beginStep() {
+        version = UInt64(trainer.step)
+        parameters = trainer.engine.parameterBytes()
+        work = trainer.work(step: trainer.step)
+        stepTokens = work.map(\.tokens).reduce(0, +)
+        nextMicro = 0
+        early.removeAll()
+        lossSum = 0
+        trainer.accumulator.reset()
+        queue = work.map { "train:\(trainer.step):\($0.micro)" }.reversed()
+        open = Set(queue)
+        phase = .gradients
+        if stepTokens == 0 { open.removeAll(); queue.removeAll() }
+    }
+
+    private func beginEval() {
+        version = UInt64(trainer.step)
+        parameters = trainer.engine.parameterBytes()
+        evalResults.removeAll()
+        queue = trainer.evalSequences.indices.map { "eval:\(trainer.step):\($0)" }.reversed()
+        open = Set(queue)
+        phase = .eval
+    }
+
+    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> String? {
+        while let taskID = queue.popLast() {
+            if open.contains(taskID) { return taskID }
+        }
+        return nil
+    }
+
+    public func requeue(_ taskID: String) {
+        guard open.contains(taskID), !queue.contains(taskID) else { return }
+        queue.append(taskID)
+    }
+
+    public func isOpen(_ taskID: String) -> Bool { open.contains(taskID) }
+
+    private static func sequenceMessage(_ sequence: TrainingSequence) -> Refinery_Cluster_Sequence {
+        var message = Refinery_Cluster_Sequence()
+        message.ids = sequence.ids.map { Int32(truncatingIfNeeded: $0) }
+        message.trained = Data(sequence.trained.map { $0 ? 1 : 0 })
+        message.positions = sequence.positions?.map { Int32(truncatingIfNeeded: $0) } ?? []
+        message.keyStart = sequence.keyStart?.map { Int32(truncatingIfNeeded: $0) } ?? []
+        return message
+    }
+
+    public func messages(for taskID: String, epoch: Int64, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
+        let parts = taskID.split(separator: ":")
+        guard parts.count == 3, let index = Int(parts[2]) else { throw ClusterError("malformed training task \(taskID)") }
+        var bodies: [Refinery_Cluster_Envelope.OneOf_Body] = []
+        if worker.parameterVersion != version {
+            var update = Refinery_Cluster_ParameterUpdate()
+            update.version = version
+            update.values = parameters
+            update.count = UInt64(parameters.count / 4)
+            bodies.append(.parameterUpdate(update))
+            worker.parameterVersion = version
+        }
+        var task = Refinery_Cluster_GradientTask()
+        task.lease = Wire.lease(taskID, epoch)
+        task.parameterVersion = version
+        task.step = UInt64(trainer.step)
+        if parts[0] == "eval" {
+            task.lossOnly = true
+            task.sequences = [Self.sequenceMessage(trainer.evalSequences[index])]
+        } else {
+            let micro = work[index]
+            task.microBatch = UInt32(micro.micro)
+            task.sequences = micro.sequences.map(Self.sequenceMessage)
+            task.dropoutSeeds = micro.dropoutSeeds
+        }
+        bodies.append(.gradientTask(task))
+        return bodies
+    }
+
+    public func accept(_ body: Refinery_Cluster_Envelope.OneOf_Body, taskID: String, epoch: Int64, currentEpoch: Int64?,
+                       from worker: ConnectedWorker) throws -> ResultVerdict {
+        guard case let .gradientResult(result) = body else { return .dropped("not a gradient result") }
+        guard open.contains(taskID) else { return .dropped("\(taskID) is answered already or belongs to another step") }
+        guard result.parameterVersion == version else { return .dropped("\(taskID) was computed with parameters \(result.parameterVersion), not \(version)") }
+        guard result.error.isEmpty else {
+            worker.parameterVersion = nil  // send the parameters again with its next task
+            return .dropped("worker \(worker.id) could not compute \(taskID): \(result.error)")
+        }
+        let parts = taskID.split(separator: ":")
+        guard parts.count == 3, let index = Int(parts[2]) else { return .dropped("malformed task \(taskID)") }
+        workerComputeSeconds += result.computeSeconds
+        if parts[0] == "eval" {
+            open.remove(taskID)
+            evalResults[index] = (result.lossSum, Int(result.tokens))
+        } else {
+            guard result.gradient.count == trainer.accumulator.count * 4 else {
+                return .dropped("\(taskID): a gradient of \(result.gradient.count / 4) floats, expected \(trainer.accumulator.count)")
+            }
+            open.remove(taskID)
+            early[index] = (result.lossSum, result.gradient)
+            let start = Date()
+            while let next = early.removeValue(forKey: nextMicro) {
+                next.gradient.withUnsafeBytes { raw in
+                    if let base = raw.baseAddress?.assumingMemoryBound(to: Float.self) { trainer.accumulator.add(base) }
+                }
+                lossSum += next.loss
+                nextMicro += 1
+            }
+            reduceSeconds += Date().timeIntervalSince(start)
+        }
+        return .stored
+    }
+
+    public func tick(now: Double) throws {
+        guard open.isEmpty else { return }
+        switch phase {
+        case .finished:
+            return
+        case .gradients:
+            let start = Date()
+            let record: StepRecord
+            do { record = try trainer.finishStep(lossSum: lossSum, tokens: stepTokens) } catch let error as ModelError {
+                let checkpoint = (try? store.latestTrainingCheckpoint()).flatMap { $0 }.map { "step \($0.step), kept in the state file" } ?? "none yet"
+                throw ClusterError(error.message + "; the last good checkpoint is \(checkpoint). Lower train.lr and start the coordinator again.")
+            }
+            try store.putTrainLog(step: record.step, kind: "train", row: record.logLine)
+            lastRecord = record
+            stepsHere += 1
+            tokensHere += record.tokens
+            let evalDue = trainer.options.evalEvery.map { !trainer.evalSequences.isEmpty && (record.step % $0 == 0 || record.step == trainer.totalSteps) } ?? false
+            reduceSeconds += Date().timeIntervalSince(start)
+            if evalDue {
+                beginEval()
+            } else {
+                onStep(record, nil)
+                try endStep()
+            }
+        case .eval:
+            var sum = 0.0, count = 0
+            for index in trainer.evalSequences.indices {
+                guard let (s, n) = evalResults[index] else { return }
+                sum += s
+                count += n
+            }
+            let loss = count > 0 ? sum / Double(count) : .nan
+            try store.putTrainLog(step: trainer.step, kind: "eval", row: StepRecord.evalLogLine(step: trainer.step, loss: loss))
+            if let lastRecord { onStep(lastRecord, loss) }
+            try endStep()
+        }
+    }
+
+    private func endStep() throws {
+        let start = Date()
+        if trainer.step % checkpointEvery == 0 || trainer.step == trainer.totalSteps {
+            let state = "{\"step\":\(trainer.step),\"optimizer_steps\":\(trainer.optimizer.stepCount),\"total_steps\":\(trainer.totalSteps)}"
+            try store.saveTrainingCheckpoint(step: trainer.step, state: state, tensors: trainer.stateTensors())
+        }
+        if trainer.step >= trainer.totalSteps {
+            try writeOutputs()
+            phase = .finished
+        } else {
+            beginStep()
+        }
+        reduceSeconds += Date().timeIntervalSince(start)
+    }
+
+    /// `train_log.jsonl` (from the state file) and the adapter or model folder.
+    private func writeOutputs() throws {
+        do { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) } catch {
+            throw ClusterError("cannot create the output folder \(output.path): \(error.localizedDescription)")
+        }
+        let log = try store.trainLog().map { $0 + "\n" }.joined()
+        do { try Data(log.utf8).write(to: output.appendingPathComponent("train_log.jsonl"), options: .atomic) } catch {
+            throw ClusterError("cannot write \(output.path)/train_log.jsonl: \(error.localizedDescription)")
+        }
+        try trainer.writeResult(to: output)
+    }
+
+    public var progressLine: String {
+        let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)
+        var line = "step \(trainer.step)/\(trainer.totalSteps)"
+        if let lastRecord { line += String(format: ", loss %.4f, grad_norm %.3f, lr %.2e", lastRecord.loss, lastRecord.gradNorm, lastRecord.learningRate) }
+        line += String(format: ", %.0f tokens/s", Double(tokensHere) / elapsed)
+        return line
+    }
+}

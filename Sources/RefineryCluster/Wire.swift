@@ -1,0 +1,44 @@
+import Foundation
+import SwiftProtobuf
+
+/// Messages on the wire: one protobuf `Envelope` per ZeroMQ message.
+public enum Wire {
+    /// Version of `proto/refinery.proto` this build speaks. A worker of another version is refused.
+    public static let protocolVersion: UInt32 = 1
+
+    /// Serializes a message body into an envelope's bytes.
+    public static func encode(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws -> [UInt8] {
+        var envelope = Refinery_Cluster_Envelope()
+        envelope.protocolVersion = protocolVersion
+        envelope.body = body
+        let data: Data = try envelope.serializedBytes()
+        return Array(data)
+    }
+
+    /// Parses an envelope; nil for bytes that are not one (a stray or hostile peer).
+    public static func decode(_ bytes: [UInt8]) -> Refinery_Cluster_Envelope? {
+        try? Refinery_Cluster_Envelope(serializedBytes: bytes)
+    }
+
+    static func lease(_ taskID: String, _ epoch: Int64) -> Refinery_Cluster_Lease {
+        var lease = Refinery_Cluster_Lease()
+        lease.taskID = taskID
+        lease.epoch = UInt64(max(0, epoch))
+        return lease
+    }
+
+    /// Float32 values as little-endian bytes.
+    static func bytes(of values: UnsafeBufferPointer<Float>) -> Data {
+        Data(buffer: values)
+    }
+
+    /// Copies little-endian float32 bytes into `destination`; false when the sizes differ.
+    static func copyFloats(_ data: Data, into destination: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+        guard data.count == count * MemoryLayout<Float>.size else { return false }
+        data.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            memcpy(destination, base, data.count)
+        }
+        return true
+    }
+}

@@ -1,0 +1,243 @@
+import CZeroMQ
+import Foundation
+
+/// How a worker reaches its coordinator and what it offers.
+public struct WorkerOptions: Sendable {
+    /// The coordinator's endpoint, e.g. `tcp://10.0.0.5:5555`.
+    public var coordinator: String
+    /// LLM calls in flight at once (DESIGN §4: 4).
+    public var slots = 4
+    /// Stable for this process; the coordinator re-adopts its leases after a reconnect.
+    public var workerID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+    public var host = ProcessInfo.processInfo.hostName
+    /// Base model folder for gradient tasks (nil: generation only, unless `fetchModel`).
+    public var modelDirectory: String?
+    /// Download the coordinator's model into this folder before taking gradient tasks.
+    public var fetchModelInto: String?
+    /// Environment variable with the LLM API key (overrides the run's `api_key_env`).
+    public var apiKeyEnv: String?
+    public var security: CurveClientSecurity?
+    /// Heartbeats missed before the coordinator counts as gone (then reconnect with backoff 1 s → 32 s).
+    public var liveness = 3
+
+    public init(coordinator: String) { self.coordinator = coordinator }
+}
+
+/// Messages produced off the loop thread (LLM answers, gradients) waiting to be sent.
+final class Outbox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Refinery_Cluster_Envelope.OneOf_Body] = []
+
+    func post(_ body: Refinery_Cluster_Envelope.OneOf_Body) {
+        lock.lock()
+        items.append(body)
+        lock.unlock()
+    }
+
+    func drain() -> [Refinery_Cluster_Envelope.OneOf_Body] {
+        lock.lock()
+        defer { lock.unlock() }
+        let all = items
+        items.removeAll()
+        return all
+    }
+}
+
+/// The worker's side of the cluster: one DEALER socket to the coordinator, heartbeats,
+/// reconnects with backoff, a spool of results not yet acknowledged (re-sent after a
+/// reconnect, so an answer that arrived while the coordinator was down is not paid twice), and
+/// the executors for generation and gradient tasks. `run` blocks until the run ends.
+public final class Worker {
+    public let options: WorkerOptions
+    private let context: ZMQContext
+    private var socket: ZMQSocket?
+    private var monitor: ZMQSocket?
+    private let outbox = Outbox()
+    /// Tasks being worked on: task id → lease epoch.
+    private var held: [String: UInt64] = [:]
+    /// Results sent and not yet acknowledged: task id → encoded envelope.
+    private var spool: [String: [UInt8]] = [:]
+    private var heartbeatInterval = 1.0
+    private var lastHeard = 0.0
+    private var lastSent = 0.0
+    private var backoff = 1.0
+    private var admitted = false
+    private var generation: GenerationExecutor?
+    private var generationSettingsJSON = ""
+    private var gradients: GradientExecutor?
+    /// Events, one line at a time.
+    public var report: (String) -> Void = { _ in }
+
+    public init(options: WorkerOptions) throws {
+        self.options = options
+        context = try ZMQContext()
+        if let directory = options.modelDirectory { gradients = try GradientExecutor(modelDirectory: directory, outbox: outbox) }
+    }
+
+    deinit {
+        monitor?.close()
+        socket?.close()
+    }
+
+    static func now() -> Double { Date().timeIntervalSince1970 }
+
+    /// Works until the coordinator says the run is over; returns its reason. Throws when the
+    /// coordinator refuses this worker or a task cannot be carried out.
+    public func run() throws -> String {
+        try connect()
+        while true {
+            if let socket, try socket.waitForMessage(milliseconds: 10) {
+                while let frames = try socket.receive() {
+                    guard let envelope = frames.last.flatMap(Wire.decode) else { continue }
+                    lastHeard = Self.now()
+                    if let stop = try handle(envelope) { return stop }
+                }
+            }
+            try checkMonitor()
+            for body in outbox.drain() { try deliver(body) }
+            let now = Self.now()
+            if now - lastSent >= heartbeatInterval {
+                var heartbeat = Refinery_Cluster_Heartbeat()
+                heartbeat.freeSlots = UInt32(max(0, options.slots - held.count))
+                send(.heartbeat(heartbeat))
+            }
+            if now - lastHeard > heartbeatInterval * Double(options.liveness) + (admitted ? 0 : backoff) {
+                report("[worker] no word from \(options.coordinator) for \(Int(now - lastHeard)) s; reconnecting (next wait \(Int(backoff)) s)")
+                Thread.sleep(forTimeInterval: admitted ? 0 : backoff)
+                backoff = min(32, backoff * 2)
+                try connect()
+            }
+        }
+    }
+
+    // MARK: Connection
+
+    private func connect() throws {
+        monitor?.close()
+        socket?.close()
+        admitted = false
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        try socket.setOption(ZMQ_ROUTING_ID, string: options.workerID)
+        try socket.setOption(ZMQ_RECONNECT_IVL, 1000)
+        try socket.setOption(ZMQ_RECONNECT_IVL_MAX, 32000)
+        try socket.setOption(ZMQ_SNDHWM, 0)
+        try socket.setOption(ZMQ_RCVHWM, 0)
+        if let security = options.security {
+            try socket.setOption(ZMQ_CURVE_SERVERKEY, string: security.serverPublicKey)
+            try socket.setOption(ZMQ_CURVE_PUBLICKEY, string: security.keys.publicKey)
+            try socket.setOption(ZMQ_CURVE_SECRETKEY, string: security.keys.secretKey)
+        }
+        let monitorEndpoint = "inproc://monitor-\(UUID().uuidString)"
+        guard zmq_socket_monitor(socket.rawHandle, monitorEndpoint, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0 else {
+            throw ZMQError("cannot watch the connection")
+        }
+        let monitor = try ZMQSocket(context: context, type: .pair)
+        try monitor.connect(monitorEndpoint)
+        self.monitor = monitor
+        try socket.connect(options.coordinator)
+        self.socket = socket
+        lastHeard = Self.now()
+        sendHello()
+    }
+
+    /// A refused CURVE handshake shows only on the monitor: stop with a clear message.
+    private func checkMonitor() throws {
+        guard let monitor, let frames = try monitor.receive(), let first = frames.first, first.count >= 2 else { return }
+        let event = Int32(UInt16(first[0]) | UInt16(first[1]) << 8)
+        if event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH {
+            throw ClusterError("the coordinator at \(options.coordinator) refused this worker's key: add its public key (\(options.security?.keys.publicKey ?? "none")) to the coordinator's allowlist")
+        }
+        throw ClusterError("the CURVE handshake with \(options.coordinator) failed: check --server-key (the coordinator's public key) and that both sides use keys")
+    }
+
+    private func sendHello() {
+        var hello = Refinery_Cluster_Hello()
+        hello.workerID = options.workerID
+        hello.host = options.host
+        hello.slots = UInt32(options.slots)
+        hello.modelHash = gradients?.modelHash ?? ""
+        hello.fetchModel = options.fetchModelInto != nil
+        hello.held = held.map { Wire.lease($0.key, Int64($0.value)) }.sorted { $0.taskID < $1.taskID }
+        send(.hello(hello))
+    }
+
+    private func send(_ body: Refinery_Cluster_Envelope.OneOf_Body) {
+        guard let bytes = try? Wire.encode(body) else { return }
+        send(bytes: bytes)
+    }
+
+    private func send(bytes: [UInt8]) {
+        if (try? socket?.send([bytes])) == true { lastSent = Self.now() }
+    }
+
+    /// Sends a finished result and keeps it until the coordinator acknowledges it.
+    private func deliver(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws {
+        let taskID: String
+        switch body {
+        case .generateResult(let result): taskID = result.lease.taskID
+        case .gradientResult(let result): taskID = result.lease.taskID
+        default: send(body); return
+        }
+        held[taskID] = nil
+        let bytes = try Wire.encode(body)
+        spool[taskID] = bytes
+        send(bytes: bytes)
+    }
+
+    // MARK: Messages
+
+    /// Handles one message; returns the reason when the run is over.
+    private func handle(_ envelope: Refinery_Cluster_Envelope) throws -> String? {
+        switch envelope.body {
+        case .welcome(let welcome)?:
+            admitted = true
+            backoff = 1
+            heartbeatInterval = max(0.05, Double(welcome.heartbeatMs) / 1000)
+            try configure(welcome)
+            report("[worker] \(options.workerID) admitted by \(options.coordinator) (run \(welcome.runID), stage \(welcome.stage))")
+            for bytes in spool.values { send(bytes: bytes) }
+        case .refused(let refused)?:
+            throw ClusterError("the coordinator refused this worker: \(refused.reason)")
+        case .heartbeat(let heartbeat)?:
+            if heartbeat.helloRequired { sendHello() }
+        case .generateTask(let task)?:
+            guard held[task.lease.taskID] == nil else { break }
+            guard let generation else { throw ClusterError("a generation task arrived before the run's settings") }
+            held[task.lease.taskID] = task.lease.epoch
+            let outbox = outbox
+            generation.start(task) { outbox.post($0) }
+        case .resultAck(let ack)?:
+            spool[ack.lease.taskID] = nil
+        case .parameterUpdate(let update)?:
+            guard let gradients else { throw ClusterError("parameters arrived but this worker has no model (start it with --model or --fetch-model)") }
+            gradients.enqueue(update: update)
+        case .gradientTask(let task)?:
+            guard held[task.lease.taskID] == nil else { break }
+            guard let gradients else { throw ClusterError("a gradient task arrived but this worker has no model") }
+            held[task.lease.taskID] = task.lease.epoch
+            gradients.enqueue(task: task)
+        case .stop(let stop)?:
+            if stop.failed { throw ClusterError("the run stopped: \(stop.reason)") }
+            return stop.reason
+        default:
+            break
+        }
+        return nil
+    }
+
+    private func configure(_ welcome: Refinery_Cluster_Welcome) throws {
+        if !welcome.generationSettingsJson.isEmpty && welcome.generationSettingsJson != generationSettingsJSON {
+            let settings = try GenerationWireSettings(json: welcome.generationSettingsJson)
+            let keyVariable = options.apiKeyEnv ?? settings.apiKeyEnv
+            let key = welcome.apiKey.isEmpty ? ProcessInfo.processInfo.environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 } : welcome.apiKey
+            generation = GenerationExecutor(settings: settings, apiKey: key, slots: options.slots)
+            generationSettingsJSON = welcome.generationSettingsJson
+        }
+        if let gradients, !welcome.trainingSettingsJson.isEmpty {
+            if !welcome.modelHash.isEmpty && welcome.modelHash != gradients.modelHash {
+                throw ClusterError("this worker's model (content hash \(gradients.modelHash)) is not the run's (\(welcome.modelHash)); give --model the same folder as the coordinator's")
+            }
+            try gradients.configure(json: welcome.trainingSettingsJson)
+        }
+    }
+}
