@@ -24,8 +24,6 @@ public struct CoordinatorOptions: Sendable {
     public var security: CurveServerSecurity?
     /// Generation settings for workers (JSON, see `GenerationWireSettings`).
     public var generationSettingsJSON = ""
-    /// Training settings for workers (JSON, see `TrainingWireSettings`).
-    public var trainingSettingsJSON = ""
     /// Content hash of the base model that gradient tasks need ("" when the run does not train).
     public var modelHash = ""
     /// API key sent to workers that have none; only ever over CURVE-encrypted links.
@@ -56,6 +54,8 @@ public final class Coordinator {
     private var lastWorkerSave = 0.0
     private var lastProgress = 0.0
     private let modelServer: ModelFileServer?
+    /// Training settings for workers (JSON, see `TrainingWireSettings`); set before the training stage.
+    public var trainingSettingsJSON = ""
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
 
@@ -104,6 +104,8 @@ public final class Coordinator {
     public func run(_ stage: ClusterStage) throws {
         stageName = stage.name
         try store.setMeta("stage", stage.name)
+        // Workers that joined in an earlier stage learn this one's settings.
+        for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
         while !stage.isComplete {
             if try socket.waitForMessage(milliseconds: 20) {
                 while let frames = try socket.receive() {
@@ -146,6 +148,7 @@ public final class Coordinator {
         stop.reason = reason
         stop.failed = failed
         for worker in workers.values { send(.stop(stop), to: worker) }
+        try? store.updateWorkers(lastSeen: [:], gone: Array(workers.keys))
         // Answer stragglers for a little while so that every worker hears the news.
         stageName = failed ? "stopped" : "done"
         let end = Self.now() + 0.3
@@ -234,21 +237,26 @@ public final class Coordinator {
             adopted.append(held.taskID)
         }
         try store.extendLeases(workerID: worker.id, taskIDs: adopted, expiresAt: now + (stage?.leaseTimeout ?? 600))
-        var welcome = Refinery_Cluster_Welcome()
-        welcome.runID = runID
-        welcome.heartbeatMs = UInt32(options.heartbeatInterval * 1000)
-        welcome.stage = stageName
-        welcome.generationSettingsJson = options.generationSettingsJSON
-        welcome.trainingSettingsJson = options.trainingSettingsJSON
-        welcome.modelHash = options.modelHash
-        if options.security != nil, let key = options.apiKeyForWorkers { welcome.apiKey = key }
-        send(.welcome(welcome), to: worker)
+        send(.welcome(welcomeMessage()), to: worker)
         if stageName == "done" || stageName == "stopped" {
             var stop = Refinery_Cluster_Stop()
             stop.reason = stageName == "done" ? "the run is complete" : "the run stopped"
             stop.failed = stageName == "stopped"
             send(.stop(stop), to: worker)
         }
+    }
+
+    private func welcomeMessage() -> Refinery_Cluster_Welcome {
+        var welcome = Refinery_Cluster_Welcome()
+        welcome.runID = runID
+        welcome.heartbeatMs = UInt32(options.heartbeatInterval * 1000)
+        welcome.stage = stageName
+        welcome.generationSettingsJson = options.generationSettingsJSON
+        welcome.trainingSettingsJson = trainingSettingsJSON
+        welcome.modelHash = options.modelHash
+        // The API key travels only over CURVE-encrypted links.
+        if options.security != nil, let key = options.apiKeyForWorkers { welcome.apiKey = key }
+        return welcome
     }
 
     private func handleResult(_ body: Refinery_Cluster_Envelope.OneOf_Body, lease: Refinery_Cluster_Lease, worker: ConnectedWorker,

@@ -52,7 +52,12 @@ public final class TrainingStage: ClusterStage {
             try trainer.restoreState(step: checkpoint.step, optimizerSteps: optimizerSteps, tensors: checkpoint.tensors)
         }
         try store.truncateTrainLog(after: trainer.step)
-        if trainer.step >= trainer.totalSteps { phase = .finished } else { beginStep() }
+        if trainer.step >= trainer.totalSteps {
+            try writeOutputs()  // idempotent: a coordinator killed while writing them writes them again
+            phase = .finished
+        } else {
+            beginStep()
+        }
     }
 
     static func optimizerSteps(in state: String) -> Int? {

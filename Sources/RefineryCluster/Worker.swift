@@ -65,6 +65,10 @@ public final class Worker {
     private var generation: GenerationExecutor?
     private var generationSettingsJSON = ""
     private var gradients: GradientExecutor?
+    /// Model files still to fetch (`--fetch-model`), and the one being written.
+    private var fetchQueue: [String] = []
+    private var fetching: (name: String, handle: FileHandle, written: UInt64)?
+    private var fetchStarted = false
     /// Events, one line at a time.
     public var report: (String) -> Void = { _ in }
 
@@ -196,6 +200,12 @@ public final class Worker {
             try configure(welcome)
             report("[worker] \(options.workerID) admitted by \(options.coordinator) (run \(welcome.runID), stage \(welcome.stage))")
             for bytes in spool.values { send(bytes: bytes) }
+            if options.fetchModelInto != nil && gradients == nil && !fetchStarted {
+                fetchStarted = true
+                send(.modelFileRequest(Refinery_Cluster_ModelFileRequest()))
+            }
+        case .modelFileChunk(let chunk)?:
+            try receiveModelFile(chunk)
         case .refused(let refused)?:
             throw ClusterError("the coordinator refused this worker: \(refused.reason)")
         case .heartbeat(let heartbeat)?:
@@ -223,6 +233,59 @@ public final class Worker {
             break
         }
         return nil
+    }
+
+    // MARK: Fetching the model (`--fetch-model`)
+
+    private func receiveModelFile(_ chunk: Refinery_Cluster_ModelFileChunk) throws {
+        guard let folder = options.fetchModelInto else { return }
+        guard chunk.error.isEmpty else { throw ClusterError("cannot fetch the model: \(chunk.error)") }
+        if chunk.name.isEmpty {
+            guard !chunk.names.isEmpty else { throw ClusterError("the coordinator has no model to fetch (does the run train?)") }
+            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+                throw ClusterError("cannot create \(folder): \(error.localizedDescription)")
+            }
+            fetchQueue = chunk.names.reversed()
+            report("[worker] fetching \(chunk.names.count) model files into \(folder)")
+            try fetchNextFile()
+            return
+        }
+        guard let current = fetching, current.name == chunk.name, current.written == chunk.offset else { return }
+        current.handle.write(chunk.data)
+        let written = current.written + UInt64(chunk.data.count)
+        if written >= chunk.totalSize || chunk.data.isEmpty {
+            try current.handle.close()
+            let part = (folder as NSString).appendingPathComponent(current.name + ".part")
+            let final = (folder as NSString).appendingPathComponent(current.name)
+            try? FileManager.default.removeItem(atPath: final)
+            try FileManager.default.moveItem(atPath: part, toPath: final)
+            fetching = nil
+            try fetchNextFile()
+        } else {
+            fetching = (current.name, current.handle, written)
+            var request = Refinery_Cluster_ModelFileRequest()
+            request.name = current.name
+            request.offset = written
+            send(.modelFileRequest(request))
+        }
+    }
+
+    private func fetchNextFile() throws {
+        guard let folder = options.fetchModelInto else { return }
+        guard let name = fetchQueue.popLast() else {
+            gradients = try GradientExecutor(modelDirectory: folder, outbox: outbox)
+            report("[worker] model fetched (content hash \(gradients?.modelHash ?? "")); taking gradient tasks")
+            sendHello()
+            return
+        }
+        let part = (folder as NSString).appendingPathComponent(name + ".part")
+        guard FileManager.default.createFile(atPath: part, contents: nil), let handle = FileHandle(forWritingAtPath: part) else {
+            throw ClusterError("cannot write \(part)")
+        }
+        fetching = (name, handle, 0)
+        var request = Refinery_Cluster_ModelFileRequest()
+        request.name = name
+        send(.modelFileRequest(request))
     }
 
     private func configure(_ welcome: Refinery_Cluster_Welcome) throws {

@@ -237,3 +237,10 @@ extension RunStore {
         try read { db in try String.fetchAll(db, sql: "SELECT row FROM train_log ORDER BY step, kind DESC") }
     }
 }
+
+extension RunStore {
+    /// The step of the newest training checkpoint (without loading its tensors).
+    public func trainingCheckpointStep() throws -> Int? {
+        try read { db in try Int.fetchOne(db, sql: "SELECT max(step) FROM train_checkpoint") }
+    }
+}

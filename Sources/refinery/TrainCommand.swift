@@ -56,6 +56,23 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func train() throws {
+        let (trainer, outputURL) = try prepare(checkOutput: true)
+        let options = trainer.options
+        try trainer.run(output: outputURL, resume: resume) { p in
+            var line = String(format: "\r[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@",
+                              p.record.step, p.totalSteps, p.record.loss, p.record.gradNorm, p.record.learningRate,
+                              p.tokensPerSecond, Self.duration(p.secondsRemaining))
+            if let e = p.evalLoss { line += String(format: "  eval_loss %.4f", e) }
+            Output.progress(line + (p.evalLoss != nil || p.record.step == p.totalSteps ? "\n" : ""))
+        }
+        let written = options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
+        Output.line("wrote " + (written + ["train_log.jsonl"]).map { outputURL.appendingPathComponent($0).path }.joined(separator: ", "))
+    }
+
+    /// Resolves flags over the config, encodes and checks the datasets, loads the model and
+    /// builds the trainer. `checkOutput`: refuse an output folder that holds a run unless
+    /// `--resume` or `--overwrite` (the cluster keeps its training state in SQLite instead).
+    func prepare(checkOutput: Bool) throws -> (Trainer, URL) {
         let file = try config.map { try RunConfigSection(path: $0, section: "train") }
         try file?.check(allowed: Self.configKeys)
         func pick<T>(_ flag: T?, _ key: String, _ read: (RunConfigSection, String) throws -> T?) throws -> T? {
@@ -113,7 +130,7 @@ struct TrainCommand: ParsableCommand {
             datasetFormat = parsed
         }
         let outputURL = URL(fileURLWithPath: outputPath)
-        try OutputFolder.prepare(outputURL, resume: resume, overwrite: overwrite)
+        if checkOutput { try OutputFolder.prepare(outputURL, resume: resume, overwrite: overwrite) }
 
         let modelURL = URL(fileURLWithPath: modelPath)
         let chat = try ChatTokenizer(directory: modelURL, templateName: try pick(template, "template", { try $0.string($1) }))
@@ -147,15 +164,7 @@ struct TrainCommand: ParsableCommand {
         let trainer = try Trainer(model: llama, modelDirectory: modelURL, options: options, adapter: adapter, train: trainSamples, eval: evalSamples)
         let truncated = trainSamples.filter(\.truncated).count
         Output.progress("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters\n")
-        try trainer.run(output: outputURL, resume: resume) { p in
-            var line = String(format: "\r[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@",
-                              p.record.step, p.totalSteps, p.record.loss, p.record.gradNorm, p.record.learningRate,
-                              p.tokensPerSecond, Self.duration(p.secondsRemaining))
-            if let e = p.evalLoss { line += String(format: "  eval_loss %.4f", e) }
-            Output.progress(line + (p.evalLoss != nil || p.record.step == p.totalSteps ? "\n" : ""))
-        }
-        let written = options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
-        Output.line("wrote " + (written + ["train_log.jsonl"]).map { outputURL.appendingPathComponent($0).path }.joined(separator: ", "))
+        return (trainer, outputURL)
     }
 
     static func duration(_ seconds: Double) -> String {

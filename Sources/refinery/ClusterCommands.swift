@@ -1,0 +1,188 @@
+import ArgumentParser
+import Foundation
+import RefineryCluster
+import RefineryStore
+
+/// CURVE options shared by the coordinator and `run`.
+struct CoordinatorSecurityOptions: ParsableArguments {
+    @Option(help: "This coordinator's key file (from `refinery keys generate`); turns on CURVE for every link.") var keys: String?
+    @Option(help: "File of worker public keys allowed to connect, one per line (needed with --keys).") var allow: String?
+    @Flag(help: "Listen on a non-loopback address without encryption or authentication.") var insecure = false
+
+    func resolve(listen: String) throws -> CurveServerSecurity? {
+        if let keys {
+            guard let allow else { throw CommandError("--keys needs --allow FILE: the public keys of the workers to admit (there is no unauthenticated fallback)") }
+            let pair = try CurveKeyPair(file: keys)
+            let allowed = try CurveKeyPair.allowlist(file: allow)
+            guard !allowed.isEmpty else { throw CommandError("\(allow) lists no worker key: no worker could connect") }
+            return CurveServerSecurity(serverSecretKey: pair.secretKey, allowedWorkerKeys: allowed)
+        }
+        if !Self.isLoopback(listen) && !insecure {
+            throw CommandError("\(listen) is reachable from other machines, but no keys are configured: anyone could join the run and receive its API key. Make keys with `refinery keys generate` and pass --keys/--allow, or pass --insecure on a network you trust.")
+        }
+        return nil
+    }
+
+    /// Loopback TCP, IPC and in-process endpoints stay on this machine.
+    static func isLoopback(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let host = endpoint.dropFirst(6).split(separator: ":").dropLast().joined(separator: ":")
+        return host.hasPrefix("127.") || host == "localhost" || host == "[::1]"
+    }
+}
+
+/// `refinery coordinator`: runs the pipeline of a run config, handing work to workers.
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run a config's pipeline (generate, curate, train), handing chunks and micro-batches to workers; start it again to resume.")
+
+    @Option(help: "Run config YAML (sections data, generate, curate, train, export).") var config: String
+    @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
+    @Option(help: "ZeroMQ endpoint to listen on.") var listen: String = "tcp://127.0.0.1:5555"
+    @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 1
+    @OptionGroup var security: CoordinatorSecurityOptions
+
+    func run() throws {
+        try reportingErrors {
+            let run = ClusterRun(configPath: config, statePath: state, listen: listen, security: try security.resolve(listen: listen), heartbeat: heartbeat)
+            let written = try run.run()
+            Output.line("run complete; wrote " + written.joined(separator: ", "))
+        }
+    }
+}
+
+/// `refinery worker`: takes generation and gradient tasks from a coordinator.
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Work for a coordinator: LLM calls for generation, gradients for training. Reconnects by itself.")
+
+    @Option(help: "The coordinator's endpoint.") var coordinator: String = "tcp://127.0.0.1:5555"
+    @Option(help: "LLM calls in flight at once.") var slots: Int = 4
+    @Option(help: "Base model folder, for gradient tasks (must be the coordinator's model).") var model: String?
+    @Option(help: "Download the coordinator's model into this folder, then take gradient tasks.") var fetchModel: String?
+    @Option(help: "Environment variable with the LLM API key (default: the run's api_key_env).") var apiKeyEnv: String?
+    @Option(help: "This worker's key file (from `refinery keys generate`).") var keys: String?
+    @Option(help: "The coordinator's public key (with --keys).") var serverKey: String?
+    @Option(help: "A name for this worker (default: host-pid-random).") var name: String?
+
+    func run() throws {
+        try reportingErrors {
+            guard slots > 0 else { throw CommandError("--slots must be positive") }
+            var options = WorkerOptions(coordinator: coordinator)
+            options.slots = slots
+            if let name { options.workerID = name }
+            options.apiKeyEnv = apiKeyEnv
+            if let keys {
+                guard let serverKey, CurveKeyPair.isKey(serverKey) else { throw CommandError("--keys needs --server-key: the coordinator's 40-character public key") }
+                options.security = CurveClientSecurity(keys: try CurveKeyPair(file: keys), serverPublicKey: serverKey)
+            } else if serverKey != nil {
+                throw CommandError("--server-key needs --keys: this worker's own key file")
+            }
+            guard model == nil || fetchModel == nil else { throw CommandError("give --model or --fetch-model, not both") }
+            options.modelDirectory = model
+            options.fetchModelInto = fetchModel
+            let worker = try Worker(options: options)
+            worker.report = { Output.progress($0 + "\n") }
+            let reason = try worker.run()
+            Output.progress("[worker] \(reason)\n")
+        }
+    }
+}
+
+/// `refinery run`: a coordinator and N worker processes on this machine (loopback).
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a config's pipeline with a local cluster: this process coordinates, N worker processes work.")
+
+    @Option(help: "Run config YAML.") var config: String
+    @Option(help: "Worker processes to start.") var workers: Int = 2
+    @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
+    @Option(help: "LLM calls in flight per worker.") var slots: Int = 4
+
+    func run() throws {
+        try reportingErrors {
+            guard workers >= 0 else { throw CommandError("--workers must be ≥ 0") }
+            let cluster = ClusterRun(configPath: config, statePath: state, listen: "tcp://127.0.0.1:*", security: nil)
+            let model = try cluster.plan().trainModel
+            let processes = LocalWorkers()
+            defer { processes.stop() }
+            let written = try cluster.run { endpoint in
+                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: model)
+            }
+            processes.waitOrStop(seconds: 10)
+            Output.line("run complete; wrote " + written.joined(separator: ", "))
+        }
+    }
+}
+
+/// Worker subprocesses of `run` and `demo`.
+final class LocalWorkers {
+    private var processes: [Process] = []
+
+    func start(count: Int, endpoint: String, slots: Int, model: String?, quiet: Bool = false) throws {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        for index in 0..<count {
+            let process = Process()
+            process.executableURL = executable
+            var arguments = ["worker", "--coordinator", endpoint, "--slots", String(slots), "--name", "local-\(getpid())-\(index + 1)"]
+            if let model { arguments += ["--model", model] }
+            process.arguments = arguments
+            if quiet { process.standardError = FileHandle.nullDevice }
+            do { try process.run() } catch { throw CommandError("cannot start worker \(index + 1) (\(executable.path)): \(error.localizedDescription)") }
+            processes.append(process)
+        }
+    }
+
+    /// Waits for the workers to exit after the coordinator's stop; ends those that do not.
+    func waitOrStop(seconds: Double) {
+        let end = Date().addingTimeInterval(seconds)
+        while processes.contains(where: \.isRunning) && Date() < end { Thread.sleep(forTimeInterval: 0.05) }
+        stop()
+    }
+
+    func stop() {
+        for process in processes where process.isRunning { process.terminate() }
+        for process in processes { process.waitUntilExit() }
+        processes.removeAll()
+    }
+}
+
+/// `refinery status`: where a run stands, from its state file (read-only).
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a run's stage, progress, workers, throughput and failures.")
+
+    @Option(help: "SQLite state file.") var state: String
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let report = try RunStatus.read(path: state)
+            Output.line(json ? report.json : report.text)
+        }
+    }
+}
+
+/// `refinery keys generate`: a CURVE keypair for a coordinator or a worker.
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keys", abstract: "CURVE keys for encrypted, authenticated cluster links.",
+                                                    subcommands: [KeysGenerateCommand.self])
+}
+
+struct KeysGenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Write a new keypair file (mode 600) and print its public key.")
+
+    @Option(help: "Key file to write.") var out: String
+
+    func run() throws {
+        try reportingErrors {
+            guard !FileManager.default.fileExists(atPath: out) else { throw CommandError("\(out) exists; refusing to overwrite a key (move it away first)") }
+            let pair = try CurveKeyPair.generate()
+            guard FileManager.default.createFile(atPath: out, contents: Data(pair.fileText.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandError("cannot write \(out)")
+            }
+            Output.line(pair.publicKey)
+        }
+    }
+}
