@@ -58,6 +58,7 @@ public final class Coordinator {
     public var trainingSettingsJSON = ""
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
+    private let cancellation = CancellationFlag()
 
     public init(store: RunStore, options: CoordinatorOptions) throws {
         self.store = store
@@ -107,6 +108,7 @@ public final class Coordinator {
         // Workers that joined in an earlier stage learn this one's settings.
         for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
         while !stage.isComplete {
+            if cancellation.isSet { throw ClusterError("the coordinator was cancelled") }
             if try socket.waitForMessage(milliseconds: 20) {
                 while let frames = try socket.receive() {
                     if let reason = try handle(frames, stage: stage) { try stopRun(reason) }
@@ -129,6 +131,9 @@ public final class Coordinator {
         }
         report("[\(stage.name)] \(stage.progressLine)")
     }
+
+    /// Makes `run` end (from any thread) with an error at its next turn.
+    public func cancel() { cancellation.set() }
 
     /// Keeps answering workers for `seconds` without a stage (they idle).
     public func idle(seconds: Double) throws {
@@ -355,5 +360,23 @@ public final class Coordinator {
     func send(_ body: Refinery_Cluster_Envelope.OneOf_Body, to worker: ConnectedWorker) {
         guard let bytes = try? Wire.encode(body) else { return }
         if (try? socket.send([worker.routingID, bytes])) == true { worker.lastSent = Self.now() }
+    }
+}
+
+/// A flag set from one thread and read by another.
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
     }
 }
