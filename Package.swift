@@ -74,7 +74,10 @@ let package = Package(
             dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
-        .testTarget(name: "RefineryCLITests", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel"]),
+        .testTarget(
+            name: "RefineryCLITests",
+            dependencies: ["RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "RefineryDataTests",
             dependencies: ["RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", .product(name: "GRDB", package: "GRDB.swift")],

@@ -27,7 +27,7 @@ public struct CurveKeyPair: Sendable, Equatable {
             throw ClusterError("cannot read the key file \(path): \(error.localizedDescription)")
         }
         var values: [String: String] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+        for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             if parts.count == 2 { values[parts[0]] = parts[1] }
         }
@@ -56,10 +56,14 @@ public struct CurveKeyPair: Sendable, Equatable {
         }
         var keys: Set<String> = []
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
-            if line.isEmpty { continue }
-            guard isKey(line) else { throw ClusterError("\(path):\(number + 1): \"\(line)\" is not a 40-character Z85 public key") }
-            keys.insert(line)
+            // A line's first word is a key; Z85 uses "#", so a comment is a line whose first
+            // word is not a key and that starts with "#", or whatever follows the key.
+            guard let first = raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) else { continue }
+            if isKey(first) {
+                keys.insert(first)
+            } else if !first.hasPrefix("#") {
+                throw ClusterError("\(path):\(number + 1): \"\(first)\" is not a 40-character Z85 public key")
+            }
         }
         return keys
     }

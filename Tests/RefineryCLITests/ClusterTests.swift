@@ -1,0 +1,332 @@
+import Foundation
+import GRDB
+import RefineryStore
+import RefineryText
+import Testing
+
+/// The cluster as users run it: real `refinery` processes (coordinator, workers, mock-llm) on
+/// loopback, real SQLite state, SIGKILL for crashes.
+@Suite(.serialized) struct ClusterTests {
+    typealias Mock = GenerateCrashTests.MockProcess
+
+    /// A `refinery` subprocess whose output goes to a log file.
+    final class Background {
+        let process = Process()
+        let log: URL
+
+        init(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
+            self.log = log
+            process.executableURL = try CommandLineTests.executable()
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            env["OPENAI_API_KEY"] = environment["OPENAI_API_KEY"]
+            process.environment = env
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+        }
+
+        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+        /// The exit status, or nil while it runs.
+        var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+
+        func kill9() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        /// Waits up to `seconds` for the process to exit; false if it is still running.
+        func wait(seconds: Double) -> Bool {
+            let end = Date().addingTimeInterval(seconds)
+            while process.isRunning && Date() < end { Thread.sleep(forTimeInterval: 0.05) }
+            return !process.isRunning
+        }
+
+        deinit { if process.isRunning { kill9() } }
+    }
+
+    /// Articles that chunk into two or three pieces each.
+    static func writeArticles(_ url: URL, count: Int) throws {
+        let rows: [JSONValue] = (0..<count).map { i in
+            let body = (0..<40).map { k in "Sentence \(k) of article \(i) explains detail \(i * 97 + k) of the matter at hand." }.joined(separator: " ")
+            return .object([("id", .string("art-\(i)")), ("content", .string(body))])
+        }
+        try JSONValue.object([("artifact_data", .array(rows))]).compactText.write(to: url, atomically: true, encoding: .utf8)
+    }
+
+    /// A run config: generation from `articles` through `mock`, exact dedup, and (optionally) LoRA training on the result.
+    static func config(dir: URL, name: String, articles: URL, mock: Mock, train: Bool, steps: Int = 8) throws -> URL {
+        let out = dir.appendingPathComponent("\(name)-data.jsonl").path
+        var yaml = """
+        data:
+          articles: \(articles.path)
+          state: \(dir.appendingPathComponent("\(name).db").path)
+          out: \(out)
+          test_fraction: 0.2
+        generate:
+          base_url: \(mock.base)
+          model: mock-model
+        curate:
+          dedup: exact
+
+        """
+        if train {
+            yaml += """
+            train:
+              model: \(TrainCommandTests.llama)
+              data: \(out)
+              eval_data: \(dir.appendingPathComponent("\(name)-data.test.jsonl").path)
+              output: \(dir.appendingPathComponent("\(name)-adapter").path)
+              lora_r: 4
+              lora_alpha: 8
+              lora_dropout: 0.1
+              lr: 0.001
+              steps: \(steps)
+              micro_batch_size: 2
+              grad_accum: 2
+              max_length: 192
+              eval_every: 3
+              checkpoint_every: 1
+
+            """
+        }
+        let url = dir.appendingPathComponent("\(name).yaml")
+        try yaml.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    static func read(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+    @Test func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess() throws {
+        let dir = try TrainCommandTests.temporary()
+        // Samples of very different lengths, so micro-batches differ a lot in size and cost.
+        let data = dir.appendingPathComponent("train.jsonl")
+        let rows = (0..<14).map { i in
+            let answer = (0..<(1 + (i * 7) % 23)).map { "word\($0 * i % 50)" }.joined(separator: " ")
+            return JSONValue.object([("messages", .array([
+                .object([("role", .string("user")), ("content", .string("Question \(i)?"))]),
+                .object([("role", .string("assistant")), ("content", .string("Answer \(i): \(answer)."))]),
+            ]))]).compactText
+        }
+        try rows.joined(separator: "\n").write(to: data, atomically: true, encoding: .utf8)
+        func config(_ name: String) throws -> URL {
+            let yaml = """
+            train:
+              model: \(TrainCommandTests.llama)
+              data: \(data.path)
+              output: \(dir.appendingPathComponent(name).path)
+              lora_r: 4
+              lora_alpha: 8
+              lora_dropout: 0.1
+              lr: 0.002
+              scheduler: cosine
+              warmup_steps: 1
+              steps: 5
+              micro_batch_size: 2
+              grad_accum: 3
+              max_length: 96
+              packing: true
+              eval_split: 0.2
+              eval_every: 2
+              checkpoint_every: 2
+            """
+            let url = dir.appendingPathComponent("\(name).yaml")
+            try yaml.write(to: url, atomically: true, encoding: .utf8)
+            return url
+        }
+        let single = try CommandLineTests.run(["train", "--config", try config("single").path])
+        #expect(single.status == 0, "\(single.stderr)")
+        let log = Self.read(dir.appendingPathComponent("single/train_log.jsonl").path)
+        let adapter = Self.read(dir.appendingPathComponent("single/adapter_model.safetensors").path)
+        #expect(log != nil && adapter != nil)
+        #expect((String(data: log ?? Data(), encoding: .utf8) ?? "").contains("eval_loss"))
+        for workers in 1...3 {
+            let name = "w\(workers)"
+            let result = try CommandLineTests.run(["run", "--config", try config(name).path, "--workers", String(workers),
+                                                   "--state", dir.appendingPathComponent("\(name).db").path])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(Self.read(dir.appendingPathComponent("\(name)/train_log.jsonl").path) == log, "\(workers) workers: train_log.jsonl differs")
+            #expect(Self.read(dir.appendingPathComponent("\(name)/adapter_model.safetensors").path) == adapter, "\(workers) workers: adapter differs")
+        }
+    }
+
+    @Test func aCoordinatorKilledFiveTimesFinishesWithTheSameDatasetAndAdapterAndPaysNoChunkTwice() throws {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try Self.writeArticles(articles, count: 40)
+
+        let referenceMock = try Mock(latencyMs: 5)
+        let reference = try CommandLineTests.run(["run", "--config", try Self.config(dir: dir, name: "ref", articles: articles, mock: referenceMock, train: true).path,
+                                                  "--workers", "2"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+
+        let mock = try Mock(latencyMs: 250)
+        let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true)
+        let state = dir.appendingPathComponent("crash.db").path
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let workers = try (1...2).map { i in
+            try Background(["worker", "--coordinator", endpoint, "--slots", "3", "--model", TrainCommandTests.llama, "--name", "crash-w\(i)"],
+                           log: dir.appendingPathComponent("worker\(i).log"))
+        }
+        var kills = 0
+        var killedInGeneration = 0, killedInTraining = 0
+        var coordinator: Background? = nil
+        let deadline = Date().addingTimeInterval(240)
+        while Date() < deadline {
+            let current = try Background(["coordinator", "--config", config.path, "--listen", endpoint],
+                                         log: dir.appendingPathComponent("coordinator\(kills).log"))
+            coordinator = current
+            if kills >= 5 { break }
+            // Wait for a random moment inside the stage this kill aims at.
+            let wantTraining = kills >= 3
+            let aimEnd = Date().addingTimeInterval(60)
+            var fired = false
+            Thread.sleep(forTimeInterval: Double.random(in: 0.8...2.0))
+            while Date() < aimEnd && current.process.isRunning {
+                let store = try? RunStore(path: state, readOnly: true)
+                let stage = (try? store?.meta("stage")) ?? nil
+                let trainRows = (try? store?.trainLog().count) ?? 0
+                let done = (try? store?.chunkCounts()[.done]) ?? nil
+                if !wantTraining && stage == "generate" && (done ?? 0) > 3 * (kills + 1) {
+                    fired = true
+                    killedInGeneration += 1
+                } else if wantTraining && stage == "train" && trainRows >= (kills - 2) * 2 {
+                    fired = true
+                    killedInTraining += 1
+                }
+                if fired { break }
+                Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.3))
+            }
+            if !fired { break }
+            current.kill9()
+            kills += 1
+        }
+        #expect(kills == 5 && killedInGeneration == 3 && killedInTraining == 2,
+                "killed \(killedInGeneration) times in generation and \(killedInTraining) in training")
+        #expect(coordinator?.wait(seconds: 180) == true, "the last coordinator finishes")
+        #expect(coordinator?.status == 0, "\(coordinator?.output ?? "")")
+        for worker in workers { #expect(worker.wait(seconds: 20), "workers exit when the run is over") }
+
+        for suffix in ["-data.jsonl", "-data.test.jsonl", "-adapter/train_log.jsonl", "-adapter/adapter_model.safetensors"] {
+            let a = Self.read(dir.appendingPathComponent("ref" + suffix).path), b = Self.read(dir.appendingPathComponent("crash" + suffix).path)
+            #expect(a != nil && a == b, "\(suffix) differs from the uninterrupted run's")
+        }
+        let stats = try mock.stats()
+        #expect(stats["prompts_answered_more_than_once"]?.intValue == 0, "a chunk's prompt was answered twice: \(stats.compactText)")
+    }
+
+    @Test func aWorkerKilledMidTaskHasItsTasksReleasedAndNothingIsDuplicated() throws {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try Self.writeArticles(articles, count: 24)
+        let referenceMock = try Mock(latencyMs: 5)
+        let reference = try CommandLineTests.run(["run", "--config", try Self.config(dir: dir, name: "ref", articles: articles, mock: referenceMock, train: false).path,
+                                                  "--workers", "1"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+
+        let mock = try Mock(latencyMs: 400)
+        let config = try Self.config(dir: dir, name: "kw", articles: articles, mock: mock, train: false)
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
+        let victim = try Background(["worker", "--coordinator", endpoint, "--slots", "4", "--name", "victim"], log: dir.appendingPathComponent("v.log"))
+        let survivor = try Background(["worker", "--coordinator", endpoint, "--slots", "2", "--name", "survivor"], log: dir.appendingPathComponent("s.log"))
+        let state = dir.appendingPathComponent("kw.db").path
+        let end = Date().addingTimeInterval(60)
+        while Date() < end {
+            Thread.sleep(forTimeInterval: 0.1)
+            if let store = try? RunStore(path: state, readOnly: true), let workers = try? store.workers(),
+               workers.first(where: { $0.id == "victim" }).map({ $0.tasksDone >= 2 }) == true { break }
+        }
+        victim.kill9()  // with calls in flight: 4 slots, 400 ms each
+        #expect(coordinator.wait(seconds: 120), "the run completes without the victim")
+        #expect(coordinator.status == 0, "\(coordinator.output)")
+        #expect(coordinator.output.contains("worker victim lost"), "\(coordinator.output)")
+        #expect(survivor.wait(seconds: 20))
+        #expect(Self.read(dir.appendingPathComponent("kw-data.jsonl").path) == Self.read(dir.appendingPathComponent("ref-data.jsonl").path))
+        let store = try RunStore(path: state, readOnly: true)
+        let chunks = try store.allChunks()
+        #expect(chunks.allSatisfy { $0.status == .done })
+        #expect(try store.samples().count == chunks.count * 5, "exactly five pairs per chunk, none twice")
+    }
+
+    @Test func curveAdmitsOnlyAllowlistedWorkersAndTheKeyTravelsEncryptedAndIsStoredNowhere() throws {
+        let dir = try TrainCommandTests.temporary()
+        var publicKeys: [String: String] = [:]
+        for name in ["coordinator", "good", "bad"] {
+            let result = try CommandLineTests.run(["keys", "generate", "--out", dir.appendingPathComponent("\(name).key").path])
+            #expect(result.status == 0, "\(result.stderr)")
+            publicKeys[name] = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try "\(publicKeys["good"] ?? "")\n".write(to: dir.appendingPathComponent("allow.txt"), atomically: true, encoding: .utf8)
+        let secret = "sk-curve-only-\(UUID().uuidString)"
+        let articles = dir.appendingPathComponent("articles.json")
+        try Self.writeArticles(articles, count: 6)
+        let mock = try Mock(latencyMs: 20, extra: ["--require-key-env", "MOCK_KEY"], environment: ["MOCK_KEY": secret])
+        let config = try Self.config(dir: dir, name: "sec", articles: articles, mock: mock, train: false)
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint,
+                                          "--keys", dir.appendingPathComponent("coordinator.key").path,
+                                          "--allow", dir.appendingPathComponent("allow.txt").path],
+                                         log: dir.appendingPathComponent("c.log"), environment: ["OPENAI_API_KEY": secret])
+        // The intruder's key is not allowlisted: refused at the handshake, it gets nothing.
+        let bad = try Background(["worker", "--coordinator", endpoint, "--keys", dir.appendingPathComponent("bad.key").path,
+                                  "--server-key", publicKeys["coordinator"] ?? "", "--name", "intruder"], log: dir.appendingPathComponent("bad.log"))
+        #expect(bad.wait(seconds: 30), "a refused worker exits")
+        #expect(bad.status.map { $0 != 0 } == true)
+        #expect(bad.output.contains("refused this worker's key"), "\(bad.output)")
+        // The allowlisted worker has no key in its environment: it can only have it from the coordinator, over CURVE.
+        let good = try Background(["worker", "--coordinator", endpoint, "--keys", dir.appendingPathComponent("good.key").path,
+                                   "--server-key", publicKeys["coordinator"] ?? "", "--name", "friend"], log: dir.appendingPathComponent("good.log"))
+        #expect(coordinator.wait(seconds: 60))
+        #expect(coordinator.status == 0, "\(coordinator.output)")
+        #expect(good.wait(seconds: 20))
+        let state = dir.appendingPathComponent("sec.db").path
+        let store = try RunStore(path: state, readOnly: true)
+        #expect(try store.workers().map(\.id) == ["friend"], "the intruder never became a worker")
+        #expect(try store.chunkCounts()[.done] == store.allChunks().count)
+        let status = try CommandLineTests.run(["status", "--state", state, "--json"])
+        #expect(status.status == 0)
+        var places = [coordinator.output, bad.output, good.output, status.stdout, status.stderr]
+        for suffix in ["", "-wal", "-shm"] {
+            if let data = Self.read(state + suffix) { places.append(String(decoding: data, as: UTF8.self)) }
+        }
+        for text in places { #expect(!text.contains(secret), "the API key leaked") }
+    }
+
+    @Test func badSetupsAreRefusedWithReasons() throws {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try Self.writeArticles(articles, count: 2)
+        let mock = try Mock(latencyMs: 0)
+        let config = try Self.config(dir: dir, name: "bad", articles: articles, mock: mock, train: false)
+        // A foreign SQLite file is refused and left as it was.
+        let foreign = dir.appendingPathComponent("foreign.db").path
+        let sqlite = try CommandLineTests.run(["status", "--state", foreign])  // absent: a clear error
+        #expect(sqlite.status != 0 && sqlite.stderr.contains("no state file"))
+        do {
+            let other = try DatabaseQueue(path: foreign)
+            try other.write { try $0.execute(sql: "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)") }
+            try other.close()
+        }
+        let before = Self.read(foreign)
+        let refused = try CommandLineTests.run(["coordinator", "--config", config.path, "--state", foreign, "--listen", "tcp://127.0.0.1:0"])
+        #expect(refused.status != 0 && refused.stderr.contains("another application"), "\(refused.stderr)")
+        #expect(Self.read(foreign) == before)
+        // A corrupt file too.
+        let corrupt = dir.appendingPathComponent("corrupt.db").path
+        try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: corrupt))
+        let broken = try CommandLineTests.run(["coordinator", "--config", config.path, "--state", corrupt, "--listen", "tcp://127.0.0.1:0"])
+        #expect(broken.status != 0 && broken.stderr.contains("not a readable SQLite database"), "\(broken.stderr)")
+        #expect(Self.read(corrupt) == Data(repeating: 0x42, count: 8192))
+        // Listening beyond loopback without keys needs --insecure.
+        let open = try CommandLineTests.run(["coordinator", "--config", config.path, "--listen", "tcp://*:0"])
+        #expect(open.status != 0 && open.stderr.contains("--insecure"), "\(open.stderr)")
+        // --keys without an allowlist has no unauthenticated fallback.
+        _ = try CommandLineTests.run(["keys", "generate", "--out", dir.appendingPathComponent("c.key").path])
+        let noAllow = try CommandLineTests.run(["coordinator", "--config", config.path, "--keys", dir.appendingPathComponent("c.key").path])
+        #expect(noAllow.status != 0 && noAllow.stderr.contains("--allow"), "\(noAllow.stderr)")
+    }
+}
