@@ -9,6 +9,7 @@ import RefineryStore
 /// the state file, so starting the coordinator again after a kill continues where it was.
 struct ClusterRun {
     static let curateKeys: Set<String> = ["dedup", "threshold", "num_perm", "ngram"]
+    static let exportKeys: Set<String> = ["merged"]
 
     let configPath: String
     let statePath: String?
@@ -22,6 +23,8 @@ struct ClusterRun {
         var trainDataFromGeneration = false
         var train: TrainCommand?
         var curate: RunConfigSection
+        /// Folder for the merged model (`export.merged`).
+        var merged: String?
         var state: String
         var trainModel: String?
     }
@@ -31,6 +34,8 @@ struct ClusterRun {
         let curate = try RunConfigSection(path: configPath, section: "curate")
         try curate.check(allowed: Self.curateKeys)
         let trainSection = try RunConfigSection(path: configPath, section: "train")
+        let export = try RunConfigSection(path: configPath, section: "export")
+        try export.check(allowed: Self.exportKeys)
         var generation: GenerationJob? = nil
         if try data.string("articles") != nil {
             generation = try GenerationJob(config: configPath, flags: GenerationFlags(state: statePath))
@@ -49,7 +54,9 @@ struct ClusterRun {
         guard let state = statePath ?? generation?.state ?? configuredState else {
             throw CommandError("--state is required (or data.state in \(configPath))")
         }
-        return Plan(generation: generation, train: train, curate: curate, state: state, trainModel: trainModel)
+        let merged = try export.string("merged")
+        if merged != nil && train == nil { throw CommandError("\(configPath): export.merged needs a train section (there is no adapter to merge)") }
+        return Plan(generation: generation, train: train, curate: curate, merged: merged, state: state, trainModel: trainModel)
     }
 
     /// Runs the plan. `started` is called with the bound endpoint once workers can connect.
@@ -100,6 +107,14 @@ struct ClusterRun {
                 try coordinator.run(stage)
                 let files = trainer.options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
                 written += (files + ["train_log.jsonl"]).map { output.appendingPathComponent($0).path }
+                if let merged = plan.merged, trainer.options.method == .lora, let adapter = trainer.engine.adapter {
+                    let model = try LlamaModel(directory: trainer.modelDirectory)
+                    model.merge(adapter)
+                    let dtype = try Checkpoint(directory: trainer.modelDirectory).storedDType
+                    try model.writeFolder(to: URL(fileURLWithPath: merged), copyingFrom: trainer.modelDirectory, dtype: dtype)
+                    Output.progress("[export] merged the adapter into \(merged) (\(dtype.rawValue))\n")
+                    written.append(URL(fileURLWithPath: merged).appendingPathComponent("model.safetensors").path)
+                }
             }
         } catch let error as ClusterError {
             throw CommandError(error.message)

@@ -330,3 +330,27 @@ import Testing
         #expect(noAllow.status != 0 && noAllow.stderr.contains("--allow"), "\(noAllow.stderr)")
     }
 }
+
+/// `refinery demo`, the README's first command, end to end.
+@Suite struct DemoTests {
+    @Test func theDemoRunsThePipelineOfflineAndNamesWhatItWrote() throws {
+        let out = try TrainCommandTests.temporary().appendingPathComponent("demo")
+        let root = CommandLineTests.packageRoot
+        let result = try CommandLineTests.run(["demo", "--out", out.path, "--articles", root.appendingPathComponent("examples/articles.json").path,
+                                               "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "12", "--latency-ms", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for name in ["run.yaml", "state.db", "dataset.jsonl", "dataset.test.jsonl", "adapter/adapter_model.safetensors",
+                     "adapter/adapter_config.json", "adapter/train_log.jsonl", "merged/model.safetensors"] {
+            let path = out.appendingPathComponent(name).path
+            #expect(FileManager.default.fileExists(atPath: path), "\(name) is missing")
+            #expect(result.stdout.contains(path) || name == "merged/model.safetensors" && result.stdout.contains("merged"), "the summary names \(name)")
+        }
+        #expect(result.stdout.contains("12 chunks done, 0 failed"), "\(result.stdout)")
+        let log = try String(contentsOf: out.appendingPathComponent("adapter/train_log.jsonl"), encoding: .utf8)
+        #expect(log.split(separator: "\n").filter { !$0.contains("eval_loss") }.count == 12)
+        // Run twice: the demo starts over rather than tripping on its previous outputs.
+        let again = try CommandLineTests.run(["demo", "--out", out.path, "--articles", root.appendingPathComponent("examples/articles.json").path,
+                                              "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "3", "--latency-ms", "0"])
+        #expect(again.status == 0, "\(again.stderr)")
+    }
+}
