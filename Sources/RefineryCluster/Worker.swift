@@ -106,9 +106,9 @@ public final class Worker {
                 send(.heartbeat(heartbeat))
             }
             if now - lastHeard > heartbeatInterval * Double(options.liveness) + (admitted ? 0 : backoff) {
-                report("[worker] no word from \(options.coordinator) for \(Int(now - lastHeard)) s; reconnecting (next wait \(Int(backoff)) s)")
-                Thread.sleep(forTimeInterval: admitted ? 0 : backoff)
-                backoff = min(32, backoff * 2)
+                // Reconnect now, then wait liveness + 1 s, 2 s, 4 s … 32 s between further attempts.
+                report("[worker] no word from \(options.coordinator) for \(Int(now - lastHeard)) s; reconnecting")
+                if !admitted { backoff = min(32, backoff * 2) }
                 try connect()
             }
         }

@@ -14,10 +14,17 @@ import Testing
         let process = Process()
         let log: URL
 
-        init(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
+        /// Runs `refinery ARGUMENTS`, or `executable PREFIX ARGUMENTS` to run it through another program
+        /// such as `ip netns exec NS refinery`.
+        init(_ arguments: [String], log: URL, environment: [String: String] = [:], executable: String? = nil, prefix: [String] = []) throws {
             self.log = log
-            process.executableURL = try CommandLineTests.executable()
-            process.arguments = arguments
+            if let executable {
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = prefix + arguments
+            } else {
+                process.executableURL = try CommandLineTests.executable()
+                process.arguments = arguments
+            }
             var env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             env["OPENAI_API_KEY"] = environment["OPENAI_API_KEY"]
             process.environment = env

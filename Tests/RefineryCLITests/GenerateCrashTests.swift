@@ -36,12 +36,19 @@ import Testing
             base = "http://127.0.0.1:" + text[range.upperBound..<end.lowerBound] + "/v1"
         }
 
+        /// A mock started elsewhere (another network namespace); only its address is known here.
+        private init(base: String) {
+            self.base = base
+        }
+
+        static func remote(base: String) throws -> MockProcess { MockProcess(base: base) }
+
         func stats() throws -> JSONValue {
             guard let url = URL(string: base.replacingOccurrences(of: "/v1", with: "/stats")) else { throw TextError("bad URL") }
             return try JSONValue.parse(bytes: Array(try Data(contentsOf: url)))
         }
 
-        deinit { process.terminate() }
+        deinit { if process.isRunning { process.terminate() } }
     }
 
     static func generate(_ mock: MockProcess, state: String, out: String, articles: String) throws -> Process {
