@@ -37,6 +37,12 @@ public final class TrainingStage: ClusterStage {
     /// Seconds workers spent computing and seconds of the coordinator's own step work (for the benchmark).
     public private(set) var workerComputeSeconds = 0.0
     public private(set) var reduceSeconds = 0.0
+    /// Wall seconds of each optimizer step computed here, and the longest compute of one worker within it
+    /// (the step's critical path when workers compute in parallel).
+    public private(set) var stepSeconds: [Double] = []
+    public private(set) var stepComputeSeconds: [Double] = []
+    private var stepStarted = Date().timeIntervalSince1970
+    private var stepCompute: [String: Double] = [:]
     /// Called after every optimizer step (progress display).
     public var onStep: (StepRecord, Double?) -> Void = { _, _ in }
 
@@ -70,6 +76,8 @@ public final class TrainingStage: ClusterStage {
     public func capacity(of worker: ConnectedWorker) -> Int { worker.modelHash.isEmpty ? 0 : 2 }
 
     private func beginStep() {
+        stepStarted = Date().timeIntervalSince1970
+        stepCompute = [:]
         version = UInt64(trainer.step)
         parameters = trainer.engine.parameterBytes()
         work = trainer.work(step: trainer.step)
@@ -157,6 +165,7 @@ public final class TrainingStage: ClusterStage {
         let parts = taskID.split(separator: ":")
         guard parts.count == 3, let index = Int(parts[2]) else { return .dropped("malformed task \(taskID)") }
         workerComputeSeconds += result.computeSeconds
+        stepCompute[worker.id, default: 0] += result.computeSeconds
         if parts[0] == "eval" {
             open.remove(taskID)
             evalResults[index] = (result.lossSum, Int(result.tokens))
@@ -219,6 +228,8 @@ public final class TrainingStage: ClusterStage {
 
     private func endStep() throws {
         let start = Date()
+        stepSeconds.append(start.timeIntervalSince1970 - stepStarted)
+        stepComputeSeconds.append(stepCompute.values.max() ?? 0)
         if trainer.step % checkpointEvery == 0 || trainer.step == trainer.totalSteps {
             let state = "{\"step\":\(trainer.step),\"optimizer_steps\":\(trainer.optimizer.stepCount),\"total_steps\":\(trainer.totalSteps)}"
             try store.saveTrainingCheckpoint(step: trainer.step, state: state, tensors: trainer.stateTensors())
@@ -242,6 +253,12 @@ public final class TrainingStage: ClusterStage {
             throw ClusterError("cannot write \(output.path)/train_log.jsonl: \(error.localizedDescription)")
         }
         try trainer.writeResult(to: output)
+    }
+
+    /// Per-step timings as one JSON object (for `bench/cluster.sh`).
+    public var timingJSON: String {
+        func list(_ values: [Double]) -> String { "[" + values.map { String(format: "%.4f", $0) }.joined(separator: ",") + "]" }
+        return "{\"step_seconds\":\(list(stepSeconds)),\"critical_compute_seconds\":\(list(stepComputeSeconds))}"
     }
 
     public var progressLine: String {

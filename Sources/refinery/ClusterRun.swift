@@ -105,6 +105,7 @@ struct ClusterRun {
                 coordinator.trainingSettingsJSON = TrainingWireSettings(method: trainer.options.method, lora: trainer.options.lora,
                                                                     gradientCheckpointing: trainer.options.gradientCheckpointing).json
                 try coordinator.run(stage)
+                Output.progress("[train] timing \(stage.timingJSON)\n")
                 let files = trainer.options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
                 written += (files + ["train_log.jsonl"]).map { output.appendingPathComponent($0).path }
                 if let merged = plan.merged, trainer.options.method == .lora, let adapter = trainer.engine.adapter {
