@@ -13,8 +13,11 @@ public final class GenerationStage: ClusterStage {
     private var open: Set<Int64> = []
     private var texts: [Int64: String] = [:]
     private let requestsPerMinute: Int?
+    private let tokensPerMinute: Int?
+    /// Tokens a chunk's call may use: its prompt (about 4 characters a token) plus the reply limit.
+    private let tokenEstimate: (String) -> Int
     private let budget: Double?
-    private var granted: [Double] = []
+    private var granted: [(time: Double, tokens: Int)] = []
     private var spent: Double
     private var done: Int
     private var failed: Int
@@ -22,10 +25,15 @@ public final class GenerationStage: ClusterStage {
     private let started = Date().timeIntervalSince1970
     private var answeredHere = 0
 
+    /// `requestsPerMinute`, `tokensPerMinute`: run-wide limits on the calls granted to all workers
+    /// together (a call's tokens estimated by `tokenEstimate` from the chunk's text).
     /// `leaseTimeout`: how long one chunk may take, retries included, before it is handed out again.
-    public init(store: RunStore, requestsPerMinute: Int? = nil, budget: Double? = nil, leaseTimeout: Double = 900) throws {
+    public init(store: RunStore, requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil,
+                tokenEstimate: @escaping (String) -> Int = { $0.count / 4 + 1200 }, budget: Double? = nil, leaseTimeout: Double = 900) throws {
         self.store = store
         self.requestsPerMinute = requestsPerMinute
+        self.tokensPerMinute = tokensPerMinute
+        self.tokenEstimate = tokenEstimate
         self.budget = budget
         self.leaseTimeout = leaseTimeout
         for chunk in try store.pendingChunks() {
@@ -53,14 +61,20 @@ public final class GenerationStage: ClusterStage {
 
     public func takeTask(for worker: ConnectedWorker, now: Double) throws -> String? {
         if budgetSpent { return nil }
-        if let rpm = requestsPerMinute {
-            granted.removeAll { now - $0 >= 60 }
-            if granted.count >= rpm { return nil }
-        }
-        while let id = queue.popLast() {
+        granted.removeAll { now - $0.time >= 60 }
+        if let rpm = requestsPerMinute, granted.count >= rpm { return nil }
+        while let id = queue.last {
+            guard open.contains(id), let text = texts[id] else {
+                queue.removeLast()
+                queued.remove(id)
+                continue
+            }
+            let tokens = tokenEstimate(text)
+            // Within the tokens-per-minute budget (a single call larger than it still goes, alone).
+            if let tpm = tokensPerMinute, !granted.isEmpty, granted.map(\.tokens).reduce(0, +) + tokens > tpm { return nil }
+            queue.removeLast()
             queued.remove(id)
-            guard open.contains(id) else { continue }
-            granted.append(now)
+            granted.append((now, tokens))
             return Self.taskID(id)
         }
         return nil

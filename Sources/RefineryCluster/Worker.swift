@@ -64,6 +64,7 @@ public final class Worker {
     private var admitted = false
     private var generation: GenerationExecutor?
     private var generationSettingsJSON = ""
+    private var trainingSettingsJSON = ""
     private var gradients: GradientExecutor?
     /// Model files still to fetch (`--fetch-model`), and the one being written.
     private var fetchQueue: [String] = []
@@ -300,7 +301,11 @@ public final class Worker {
             if !welcome.modelHash.isEmpty && welcome.modelHash != gradients.modelHash {
                 throw ClusterError("this worker's model (content hash \(gradients.modelHash)) is not the run's (\(welcome.modelHash)); give --model the same folder as the coordinator's")
             }
-            try gradients.configure(json: welcome.trainingSettingsJson)
+            // Only new settings rebuild the engine (which waits for a gradient in progress).
+            if welcome.trainingSettingsJson != trainingSettingsJSON {
+                try gradients.configure(json: welcome.trainingSettingsJson)
+                trainingSettingsJSON = welcome.trainingSettingsJson
+            }
         }
     }
 }

@@ -103,7 +103,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard workers >= 0 else { throw CommandError("--workers must be ≥ 0") }
+            guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             let cluster = ClusterRun(configPath: config, statePath: state, listen: "tcp://127.0.0.1:*", security: nil)
             let model = try cluster.plan().trainModel
             let processes = LocalWorkers()
@@ -122,7 +122,8 @@ final class LocalWorkers {
     private var processes: [Process] = []
 
     func start(count: Int, endpoint: String, slots: Int, model: String?, quiet: Bool = false) throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // This very executable (found through /proc/self/exe, so also when started through PATH).
+        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         for index in 0..<count {
             let process = Process()
             process.executableURL = executable

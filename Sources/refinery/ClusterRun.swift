@@ -83,7 +83,10 @@ struct ClusterRun {
         do {
             if let job = plan.generation {
                 try job.ingest(into: store)
-                let stage = try GenerationStage(store: store, requestsPerMinute: job.rpm, budget: job.budget)
+                let prompt = job.settings.prompt, maxTokens = job.settings.maxTokens
+                let stage = try GenerationStage(store: store, requestsPerMinute: job.rpm, tokensPerMinute: job.tpm,
+                                                tokenEstimate: { text in prompt.messages(extract: text).map(\.content.count).reduce(0, +) / 4 + maxTokens },
+                                                budget: job.budget)
                 try coordinator.run(stage)
                 let (trainCount, testCount) = try DatasetExport.write(store: store, output: job.out, format: job.exportFormat,
                                                                       testFraction: job.testFraction, seed: job.seed)

@@ -361,3 +361,37 @@ import Testing
         #expect(again.status == 0, "\(again.stderr)")
     }
 }
+
+/// `refinery worker --fetch-model`: a worker without the model downloads it from the coordinator.
+@Suite struct FetchModelTests {
+    @Test func aWorkerFetchesTheModelAndTrainsTheSameBits() throws {
+        let dir = try TrainCommandTests.temporary()
+        let yaml = """
+        train:
+          model: \(TrainCommandTests.llama)
+          data: \(TrainCommandTests.trainData)
+          output: \(dir.appendingPathComponent("out").path)
+          lora_r: 4
+          steps: 3
+          lr: 0.001
+          max_length: 64
+        """
+        let config = dir.appendingPathComponent("t.yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        let single = try CommandLineTests.run(["train", "--config", config.path, "--output", dir.appendingPathComponent("single").path])
+        #expect(single.status == 0, "\(single.stderr)")
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--state", dir.appendingPathComponent("s.db").path,
+                                                       "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
+        let fetched = dir.appendingPathComponent("fetched")
+        let worker = try ClusterTests.Background(["worker", "--coordinator", endpoint, "--fetch-model", fetched.path], log: dir.appendingPathComponent("w.log"))
+        #expect(coordinator.wait(seconds: 60))
+        #expect(coordinator.status == 0, "\(coordinator.output)")
+        #expect(worker.wait(seconds: 20))
+        for name in try FileManager.default.contentsOfDirectory(atPath: TrainCommandTests.llama) where name.hasSuffix(".safetensors") || name == "config.json" {
+            #expect(ClusterTests.read(fetched.appendingPathComponent(name).path) == ClusterTests.read(TrainCommandTests.llama + "/" + name), "\(name) fetched intact")
+        }
+        #expect(ClusterTests.read(dir.appendingPathComponent("out/adapter_model.safetensors").path)
+                == ClusterTests.read(dir.appendingPathComponent("single/adapter_model.safetensors").path))
+    }
+}
