@@ -48,6 +48,20 @@ public struct CurveKeyPair: Sendable, Equatable {
         return text.count == 40 && text.allSatisfy { alphabet.contains($0) }
     }
 
+    /// A public key given as itself, or as a file that holds it (as printed by `refinery keys
+    /// generate`, or a key file's `public = …` line).
+    public static func publicKey(keyOrFile value: String) throws -> String {
+        if isKey(value) && !FileManager.default.fileExists(atPath: value) { return value }
+        guard let text = try? String(contentsOfFile: value, encoding: .utf8) else {
+            throw ClusterError("\(value) is neither a 40-character Z85 public key nor a readable file holding one")
+        }
+        for line in text.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "=" }).map(String.init)
+            if let key = words.first(where: isKey), words.first == key || words.first == "public" { return key }
+        }
+        throw ClusterError("\(value) holds no public key (expected a 40-character Z85 key, as `refinery keys generate` prints)")
+    }
+
     /// Reads an allowlist: one public key per line (comments start with #).
     public static func allowlist(file path: String) throws -> Set<String> {
         let text: String

@@ -64,7 +64,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Download the coordinator's model into this folder, then take gradient tasks.") var fetchModel: String?
     @Option(help: "Environment variable with the LLM API key (default: the run's api_key_env).") var apiKeyEnv: String?
     @Option(help: "This worker's key file (from `refinery keys generate`).") var keys: String?
-    @Option(help: "The coordinator's public key (with --keys).") var serverKey: String?
+    @Option(help: "The coordinator's public key, or a file holding it (with --keys). A key that starts with '-' must be given as --server-key=KEY or in a file.") var serverKey: String?
     @Option(help: "A name for this worker (default: host-pid-random).") var name: String?
 
     func run() throws {
@@ -75,8 +75,8 @@ struct WorkerCommand: ParsableCommand {
             if let name { options.workerID = name }
             options.apiKeyEnv = apiKeyEnv
             if let keys {
-                guard let serverKey, CurveKeyPair.isKey(serverKey) else { throw CommandError("--keys needs --server-key: the coordinator's 40-character public key") }
-                options.security = CurveClientSecurity(keys: try CurveKeyPair(file: keys), serverPublicKey: serverKey)
+                guard let serverKey else { throw CommandError("--keys needs --server-key: the coordinator's public key (40 characters) or a file holding it") }
+                options.security = CurveClientSecurity(keys: try CurveKeyPair(file: keys), serverPublicKey: try CurveKeyPair.publicKey(keyOrFile: serverKey))
             } else if serverKey != nil {
                 throw CommandError("--server-key needs --keys: this worker's own key file")
             }

@@ -266,6 +266,7 @@ import Testing
             let result = try CommandLineTests.run(["keys", "generate", "--out", dir.appendingPathComponent("\(name).key").path])
             #expect(result.status == 0, "\(result.stderr)")
             publicKeys[name] = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try result.stdout.write(to: dir.appendingPathComponent("\(name).pub"), atomically: true, encoding: .utf8)
         }
         try "\(publicKeys["good"] ?? "")\n".write(to: dir.appendingPathComponent("allow.txt"), atomically: true, encoding: .utf8)
         let secret = "sk-curve-only-\(UUID().uuidString)"
@@ -280,13 +281,13 @@ import Testing
                                          log: dir.appendingPathComponent("c.log"), environment: ["OPENAI_API_KEY": secret])
         // The intruder's key is not allowlisted: refused at the handshake, it gets nothing.
         let bad = try Background(["worker", "--coordinator", endpoint, "--keys", dir.appendingPathComponent("bad.key").path,
-                                  "--server-key", publicKeys["coordinator"] ?? "", "--name", "intruder"], log: dir.appendingPathComponent("bad.log"))
+                                  "--server-key", dir.appendingPathComponent("coordinator.pub").path, "--name", "intruder"], log: dir.appendingPathComponent("bad.log"))
         #expect(bad.wait(seconds: 30), "a refused worker exits")
         #expect(bad.status.map { $0 != 0 } == true)
         #expect(bad.output.contains("refused this worker's key"), "\(bad.output)")
         // The allowlisted worker has no key in its environment: it can only have it from the coordinator, over CURVE.
         let good = try Background(["worker", "--coordinator", endpoint, "--keys", dir.appendingPathComponent("good.key").path,
-                                   "--server-key", publicKeys["coordinator"] ?? "", "--name", "friend"], log: dir.appendingPathComponent("good.log"))
+                                   "--server-key=\(publicKeys["coordinator"] ?? "")", "--name", "friend"], log: dir.appendingPathComponent("good.log"))
         #expect(coordinator.wait(seconds: 60))
         #expect(coordinator.status == 0, "\(coordinator.output)")
         #expect(good.wait(seconds: 20))

@@ -174,6 +174,13 @@ import Testing
         let file = dir.appendingPathComponent("k.key")
         try pair.fileText.write(to: file, atomically: true, encoding: .utf8)
         #expect(try CurveKeyPair(file: file.path) == pair)
+        // A public key is given as itself, in a file of its own, or by a key file's `public` line.
+        let pub = dir.appendingPathComponent("k.pub")
+        try (pair.publicKey + "\n").write(to: pub, atomically: true, encoding: .utf8)
+        #expect(try CurveKeyPair.publicKey(keyOrFile: pub.path) == pair.publicKey)
+        #expect(try CurveKeyPair.publicKey(keyOrFile: file.path) == pair.publicKey)
+        #expect(try CurveKeyPair.publicKey(keyOrFile: pair.publicKey) == pair.publicKey)
+        #expect(throws: ClusterError.self) { try CurveKeyPair.publicKey(keyOrFile: dir.appendingPathComponent("absent").path) }
         let allow = dir.appendingPathComponent("allow.txt")
         try "# workers\n\(pair.publicKey)  # one\n".write(to: allow, atomically: true, encoding: .utf8)
         #expect(try CurveKeyPair.allowlist(file: allow.path) == [pair.publicKey])
