@@ -12,7 +12,12 @@ public struct CurveKeyPair: Sendable, Equatable {
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else {
             throw ZMQError("cannot generate a CURVE keypair (is libzmq built with libsodium?)")
         }
-        return CurveKeyPair(publicKey: String(cString: publicKey), secretKey: String(cString: secretKey))
+        return CurveKeyPair(publicKey: Self.text(publicKey), secretKey: Self.text(secretKey))
+    }
+
+    /// The text of a NUL-terminated C buffer.
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public init(publicKey: String, secretKey: String) {
@@ -146,7 +151,7 @@ final class ZAPAuthenticator: @unchecked Sendable {
             if mechanism == "CURVE", frames.count >= 7, frames[6].count == 32 {
                 var text = [CChar](repeating: 0, count: 41)
                 let encoded = frames[6].withUnsafeBufferPointer { zmq_z85_encode(&text, $0.baseAddress, 32) }
-                admitted = encoded != nil && allowed.contains(String(cString: text))
+                admitted = encoded != nil && allowed.contains(CurveKeyPair.text(text))
             }
             if !admitted {
                 lock.lock()

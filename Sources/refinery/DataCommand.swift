@@ -169,7 +169,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
             slots: slots, rpm: rpm, tpm: tpm, budget: budget, priceInput: priceInput, priceOutput: priceOutput,
             temperature: temperature, maxTokens: maxTokens, responseFormat: responseFormat, maxInvalid: maxInvalid,
             timeout: timeout, minChars: minChars, maxChars: maxChars, cleaning: cleaning, testFraction: testFraction, seed: seed))
-        let (articles, state, out, model, baseURL, slots) = (job.articles, job.state, job.out, job.settings.model, job.baseURL, job.slots)
+        let (state, out, model, baseURL, slots) = (job.state, job.out, job.settings.model, job.baseURL, job.slots)
         let key = job.apiKey
         let store = try RunStore(path: state)
         try job.ingest(into: store)

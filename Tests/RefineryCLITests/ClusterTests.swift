@@ -28,7 +28,7 @@ import Testing
             var env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             env["OPENAI_API_KEY"] = environment["OPENAI_API_KEY"]
             process.environment = env
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
             process.standardError = handle
