@@ -18,7 +18,7 @@ swift build -c release --product refinery-bench >/dev/null
 echo "threads=$THREADS seq=$SEQ iterations=$ITERS rounds=$ROUNDS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 export OPENBLAS_NUM_THREADS=$THREADS REFINERY_THREADS=$THREADS OMP_NUM_THREADS=$THREADS BENCH_THREADS=$THREADS
 sgemm=$(.build/release/refinery-bench sgemm 2048 7)
-for method in lora full; do
+for method in ${METHODS:-lora full}; do
   : > "bench/out/train-$method-refinery.jsonl"
   : > "bench/out/train-$method-pytorch.jsonl"
   for round in $(seq "$ROUNDS"); do
@@ -26,7 +26,7 @@ for method in lora full; do
     "$PYTHON" bench/train_pytorch.py "$MODEL" "$method" "$SEQ" "$ITERS" 2>/dev/null >> "bench/out/train-$method-pytorch.jsonl"
   done
 done
-"$PYTHON" - "$SEQ" "$sgemm" "$MODEL" <<'PY'
+METHODS=${METHODS:-lora full} "$PYTHON" - "$SEQ" "$sgemm" "$MODEL" <<'PY'
 import json, statistics, sys
 seq, sgemm, model_dir = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 config = json.load(open(f"{model_dir}/config.json"))
@@ -39,7 +39,8 @@ forward = 2 * seq * linear + attention
 flops = {"lora": forward + 2 * seq * linear + 2 * attention,                   # + dx through every weight, attention backward
          "full": forward + 4 * seq * linear + 2 * attention}                   # + dW as well
 print(f"sgemm peak on this machine: {sgemm['gflops_median']:.0f} GFLOP/s ({sgemm['blas_threads']} threads)")
-for method in ("lora", "full"):
+import os
+for method in os.environ.get("METHODS", "lora full").split():
     def load(side):
         rows = [json.loads(line) for line in open(f"bench/out/train-{method}-{side}.jsonl")]
         seconds = [s for row in rows for s in row["seconds"]]

@@ -185,3 +185,12 @@ double rk_sum_squares(const float *x, size_t n) {
 void rk_scale(float *x, size_t n, float factor) {
     for (size_t i = 0; i < n; i++) x[i] *= factor;
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+int rk_retain_freed_memory(void) {
+    return mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+}
+#else
+int rk_retain_freed_memory(void) { return 0; }
+#endif

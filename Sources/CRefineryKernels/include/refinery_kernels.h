@@ -33,3 +33,12 @@ double rk_sum_squares(const float *x, size_t n);
 /// x[i] *= factor.
 void rk_scale(float *x, size_t n, float factor);
 #endif
+
+#ifndef REFINERY_KERNELS_MEMORY_H
+#define REFINERY_KERNELS_MEMORY_H
+/// Keeps freed memory in the process's heap instead of returning large blocks to the kernel
+/// (glibc's mmap and trim thresholds raised to 1 GiB): training allocates the same activation
+/// sizes every step, and fresh mmap'd pages cost a page fault and a kernel zeroing each time.
+/// Returns 1 when the allocator took the settings, 0 where it has no such knobs.
+int rk_retain_freed_memory(void);
+#endif
