@@ -60,9 +60,12 @@ public struct CurveKeyPair: Sendable, Equatable {
         guard let text = try? String(contentsOfFile: value, encoding: .utf8) else {
             throw ClusterError("\(value) is neither a 40-character Z85 public key nor a readable file holding one")
         }
+        // Z85 keys may hold "=", so only the first "=" of a `public = KEY` line separates.
         for line in text.split(separator: "\n") {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "=" }).map(String.init)
-            if let key = words.first(where: isKey), words.first == key || words.first == "public" { return key }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if isKey(trimmed) { return trimmed }
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2, parts[0] == "public", isKey(parts[1]) { return parts[1] }
         }
         throw ClusterError("\(value) holds no public key (expected a 40-character Z85 key, as `refinery keys generate` prints)")
     }
