@@ -107,6 +107,19 @@ import Testing
 
     static func read(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
+    /// A new folder with `articles` articles and the outputs of an uninterrupted `run` over them
+    /// (named "ref"), to compare an interrupted run with.
+    static func uninterruptedRun(articles count: Int, train: Bool) throws -> (URL, URL) {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try writeArticles(articles, count: count)
+        let mock = try Mock(latencyMs: 5)
+        let reference = try CommandLineTests.run(["run", "--config", try config(dir: dir, name: "ref", articles: articles, mock: mock, train: train).path,
+                                                  "--workers", "2"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        return (dir, articles)
+    }
+
     @Test func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess() throws {
         let dir = try TrainCommandTests.temporary()
         // Samples of very different lengths, so micro-batches differ a lot in size and cost.
@@ -161,14 +174,7 @@ import Testing
     }
 
     @Test func aCoordinatorKilledFiveTimesFinishesWithTheSameDatasetAndAdapterAndPaysNoChunkTwice() throws {
-        let dir = try TrainCommandTests.temporary()
-        let articles = dir.appendingPathComponent("articles.json")
-        try Self.writeArticles(articles, count: 40)
-
-        let referenceMock = try Mock(latencyMs: 5)
-        let reference = try CommandLineTests.run(["run", "--config", try Self.config(dir: dir, name: "ref", articles: articles, mock: referenceMock, train: true).path,
-                                                  "--workers", "2"])
-        #expect(reference.status == 0, "\(reference.stderr)")
+        let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true)
 
         let mock = try Mock(latencyMs: 250)
         let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true)
@@ -226,13 +232,7 @@ import Testing
     }
 
     @Test func aWorkerKilledMidTaskHasItsTasksReleasedAndNothingIsDuplicated() throws {
-        let dir = try TrainCommandTests.temporary()
-        let articles = dir.appendingPathComponent("articles.json")
-        try Self.writeArticles(articles, count: 24)
-        let referenceMock = try Mock(latencyMs: 5)
-        let reference = try CommandLineTests.run(["run", "--config", try Self.config(dir: dir, name: "ref", articles: articles, mock: referenceMock, train: false).path,
-                                                  "--workers", "1"])
-        #expect(reference.status == 0, "\(reference.stderr)")
+        let (dir, articles) = try Self.uninterruptedRun(articles: 24, train: false)
 
         let mock = try Mock(latencyMs: 400)
         let config = try Self.config(dir: dir, name: "kw", articles: articles, mock: mock, train: false)

@@ -31,12 +31,7 @@ enum TestNetwork {
 @Suite(.serialized) struct NetworkPartitionTests {
     @Test(.enabled(if: TestNetwork.available, "needs root and iproute2 to create network namespaces (ip netns add); not available here"))
     func aWorkerCutOffLongerThanItsLeaseRejoinsAndTheRunCompletesExactly() throws {
-        let dir = try TrainCommandTests.temporary()
-        let articles = dir.appendingPathComponent("articles.json")
-        try ClusterTests.writeArticles(articles, count: 60)
-        let referenceMock = try ClusterTests.Mock(latencyMs: 0)
-        let reference = try CommandLineTests.run(["run", "--config", try ClusterTests.config(dir: dir, name: "ref", articles: articles, mock: referenceMock, train: false).path, "--workers", "1"])
-        #expect(reference.status == 0, "\(reference.stderr)")
+        let (dir, articles) = try ClusterTests.uninterruptedRun(articles: 60, train: false)
 
         // Hosts: c (coordinator and mock LLM), w1 and w2; veth pairs c–w1 (10.231.1.0/24) and c–w2 (10.231.2.0/24).
         let tag = String(getpid() % 100_000)
