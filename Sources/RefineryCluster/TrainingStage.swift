@@ -166,6 +166,7 @@ public final class TrainingStage: ClusterStage {
         guard parts.count == 3, let index = Int(parts[2]) else { return .dropped("malformed task \(taskID)") }
         workerComputeSeconds += result.computeSeconds
         stepCompute[worker.id, default: 0] += result.computeSeconds
+        try store.countTask(workerID: worker.id)
         if parts[0] == "eval" {
             open.remove(taskID)
             evalResults[index] = (result.lossSum, Int(result.tokens))

@@ -257,6 +257,18 @@ import Testing
         let chunks = try store.allChunks()
         #expect(chunks.allSatisfy { $0.status == .done })
         #expect(try store.samples().count == chunks.count * 5, "exactly five pairs per chunk, none twice")
+        // `status` tells the story from the state file.
+        let status = try CommandLineTests.run(["status", "--state", state, "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let report = try JSONValue.parse(status.stdout)
+        #expect(report["stage"]?.stringValue == "done")
+        #expect(report["chunks"]?["done"]?.intValue == chunks.count && report["chunks"]?["pending"]?.intValue == 0)
+        let workers = report["workers"]?.arrayValue ?? []
+        #expect(Set(workers.compactMap { $0["id"]?.stringValue }) == ["victim", "survivor"])
+        let done = workers.compactMap { $0["tasks_done"]?.intValue }.reduce(0, +)
+        #expect(done == chunks.count, "every chunk counted once, for the worker whose answer was stored")
+        let text = try CommandLineTests.run(["status", "--state", state])
+        #expect(text.stdout.contains("stage: done") && text.stdout.contains("victim"), "\(text.stdout)")
     }
 
     @Test func curveAdmitsOnlyAllowlistedWorkersAndTheKeyTravelsEncryptedAndIsStoredNowhere() throws {
