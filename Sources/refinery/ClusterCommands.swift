@@ -124,9 +124,16 @@ final class LocalWorkers {
     func start(count: Int, endpoint: String, slots: Int, model: String?, quiet: Bool = false) throws {
         // This very executable (found through /proc/self/exe, so also when started through PATH).
         let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // The workers share this machine's cores: BLAS and Refinery's own pool get a share each
+        // (unless the user chose thread counts), so that N workers never oversubscribe the cores.
+        var environment = ProcessInfo.processInfo.environment
+        let share = String(max(1, ProcessInfo.processInfo.activeProcessorCount / max(count, 1)))
+        if environment["OPENBLAS_NUM_THREADS"] == nil { environment["OPENBLAS_NUM_THREADS"] = share }
+        if environment["REFINERY_THREADS"] == nil { environment["REFINERY_THREADS"] = share }
         for index in 0..<count {
             let process = Process()
             process.executableURL = executable
+            process.environment = environment
             var arguments = ["worker", "--coordinator", endpoint, "--slots", String(slots), "--name", "local-\(getpid())-\(index + 1)"]
             if let model { arguments += ["--model", model] }
             process.arguments = arguments
