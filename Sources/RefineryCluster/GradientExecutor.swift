@@ -1,5 +1,6 @@
 import Foundation
 import RefineryModel
+import RefineryTensor
 
 /// Computes gradient tasks on a worker, one at a time on its own thread: the summed gradient of
 /// a micro-batch with the parameters of the version the task names, or an eval loss. The engine
@@ -26,6 +27,7 @@ final class GradientExecutor: @unchecked Sendable {
         let settings = try TrainingWireSettings(json: json)
         lock.lock()
         defer { lock.unlock() }
+        BLAS.setThreads(settings.blasThreads)
         guard settings != self.settings else { return }
         let model = try self.model ?? LlamaModel(directory: URL(fileURLWithPath: modelDirectory))
         let adapter = settings.method == .lora ? try LoRAAdapter.initialize(model: model.config, config: settings.lora, seed: 0) : nil

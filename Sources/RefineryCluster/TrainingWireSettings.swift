@@ -7,11 +7,15 @@ public struct TrainingWireSettings: Sendable, Equatable {
     public var method: TrainingMethod
     public var lora: LoRAConfig
     public var gradientCheckpointing: Bool
+    /// OpenBLAS threads every worker computes gradients with: the coordinator's own count, so that
+    /// a run's bits do not depend on which machines (with how many cores) did the work.
+    public var blasThreads: Int
 
-    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool) {
+    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool, blasThreads: Int) {
         self.method = method
         self.lora = lora
         self.gradientCheckpointing = gradientCheckpointing
+        self.blasThreads = blasThreads
     }
 
     public var json: String {
@@ -24,7 +28,7 @@ public struct TrainingWireSettings: Sendable, Equatable {
         return JSONValue.object([
             ("method", .string(method.rawValue)), ("lora_r", .int(lora.rank)), ("lora_alpha", .double(lora.alpha)),
             ("lora_dropout", .double(lora.dropout)), ("use_rslora", .bool(lora.useRSLoRA)), ("targets", targets),
-            ("gradient_checkpointing", .bool(gradientCheckpointing)),
+            ("gradient_checkpointing", .bool(gradientCheckpointing)), ("blas_threads", .int(blasThreads)),
         ]).compactText
     }
 
@@ -46,7 +50,8 @@ public struct TrainingWireSettings: Sendable, Equatable {
         }
         self.init(method: method,
                   lora: LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, useRSLoRA: value["use_rslora"]?.boolValue ?? false, targets: targets),
-                  gradientCheckpointing: value["gradient_checkpointing"]?.boolValue ?? false)
+                  gradientCheckpointing: value["gradient_checkpointing"]?.boolValue ?? false,
+                  blasThreads: max(1, value["blas_threads"]?.intValue ?? 1))
     }
 }
 

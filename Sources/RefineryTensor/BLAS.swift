@@ -7,6 +7,11 @@ public enum BLAS {
         openblas_set_num_threads(Int32(count))
     }
 
+    /// The OpenBLAS thread count in force. OpenBLAS splits a product differently for different
+    /// thread counts, and the bits of the result change with it: two processes agree bit for bit
+    /// only when they use the same count.
+    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
     /// `C[m,n] = alpha · op(A) · op(B) + beta · C`, row-major, with explicit leading dimensions.
     ///
     /// `op(A)` is `[m,k]`: A is stored `[m,k]` (`transA == false`, `lda ≥ k`) or `[k,m]` (`lda ≥ m`).

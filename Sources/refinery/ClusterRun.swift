@@ -3,6 +3,7 @@ import RefineryCluster
 import RefineryData
 import RefineryModel
 import RefineryStore
+import RefineryTensor
 
 /// One run of the whole pipeline at the coordinator, from a run config: ingest → generate
 /// (workers) → dataset and split → curate → train (workers) → outputs. Every stage resumes from
@@ -106,7 +107,8 @@ struct ClusterRun {
                     Output.progress(line + "\n")
                 }
                 coordinator.trainingSettingsJSON = TrainingWireSettings(method: trainer.options.method, lora: trainer.options.lora,
-                                                                    gradientCheckpointing: trainer.options.gradientCheckpointing).json
+                                                                    gradientCheckpointing: trainer.options.gradientCheckpointing,
+                                                                       blasThreads: BLAS.threadCount).json
                 try coordinator.run(stage)
                 Output.progress("[train] timing \(stage.timingJSON)\n")
                 let files = trainer.options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]

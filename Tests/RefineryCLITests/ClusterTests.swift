@@ -157,7 +157,8 @@ import Testing
             try yaml.write(to: url, atomically: true, encoding: .utf8)
             return url
         }
-        let single = try CommandLineTests.run(["train", "--config", try config("single").path])
+        // The reference: one process with two BLAS threads (the coordinators below keep that count).
+        let single = try CommandLineTests.run(["train", "--config", try config("single").path], environment: ["OPENBLAS_NUM_THREADS": "2"])
         #expect(single.status == 0, "\(single.stderr)")
         let log = Self.read(dir.appendingPathComponent("single/train_log.jsonl").path)
         let adapter = Self.read(dir.appendingPathComponent("single/adapter_model.safetensors").path)
@@ -166,11 +167,23 @@ import Testing
         for workers in 1...3 {
             let name = "w\(workers)"
             let result = try CommandLineTests.run(["run", "--config", try config(name).path, "--workers", String(workers),
-                                                   "--state", dir.appendingPathComponent("\(name).db").path])
+                                                   "--state", dir.appendingPathComponent("\(name).db").path], environment: ["OPENBLAS_NUM_THREADS": "2"])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(Self.read(dir.appendingPathComponent("\(name)/train_log.jsonl").path) == log, "\(workers) workers: train_log.jsonl differs")
             #expect(Self.read(dir.appendingPathComponent("\(name)/adapter_model.safetensors").path) == adapter, "\(workers) workers: adapter differs")
         }
+        // Workers on "machines" with other BLAS thread counts compute with the run's count: the same bits.
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let coordinator = try Background(["coordinator", "--config", try config("mixed").path, "--state", dir.appendingPathComponent("mixed.db").path,
+                                          "--listen", endpoint], log: dir.appendingPathComponent("mixed.log"), environment: ["OPENBLAS_NUM_THREADS": "2"])
+        let workers = try ["1", "3"].map { threads in
+            try Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama], log: dir.appendingPathComponent("w\(threads).log"),
+                           environment: ["OPENBLAS_NUM_THREADS": threads])
+        }
+        #expect(coordinator.wait(seconds: 120) && coordinator.status == 0, "\(coordinator.output)")
+        for worker in workers { #expect(worker.wait(seconds: 20)) }
+        #expect(Self.read(dir.appendingPathComponent("mixed/train_log.jsonl").path) == log, "workers with other BLAS thread counts: train_log.jsonl differs")
+        #expect(Self.read(dir.appendingPathComponent("mixed/adapter_model.safetensors").path) == adapter)
     }
 
     @Test func aCoordinatorKilledFiveTimesFinishesWithTheSameDatasetAndAdapterAndPaysNoChunkTwice() throws {
