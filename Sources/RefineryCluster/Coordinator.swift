@@ -109,6 +109,7 @@ public final class Coordinator {
         for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
         while !stage.isComplete {
             if cancellation.isSet { throw ClusterError("the coordinator was cancelled") }
+            if let reason = stopCheck() { try stopRun(reason) }
             if try socket.waitForMessage(milliseconds: 20) {
                 while let frames = try socket.receive() {
                     if let reason = try handle(frames, stage: stage) { try stopRun(reason) }
@@ -131,6 +132,9 @@ public final class Coordinator {
         }
         report("[\(stage.name)] \(stage.progressLine)")
     }
+
+    /// Asked on every turn of the loop; a reason stops the run (e.g. `run` lost all its worker processes).
+    public var stopCheck: () -> String? = { nil }
 
     /// Makes `run` end (from any thread) with an error at its next turn.
     public func cancel() { cancellation.set() }
@@ -242,6 +246,13 @@ public final class Coordinator {
             adopted.append(held.taskID)
         }
         try store.extendLeases(workerID: worker.id, taskIDs: adopted, expiresAt: now + (stage?.leaseTimeout ?? 600))
+        // Tasks it held before and does not hold now: either answered (the results follow from its
+        // spool right after the welcome) or lost with a restarted process. Give them a short grace.
+        let grace = now + options.heartbeatInterval * Double(options.liveness)
+        for taskID in worker.held.subtracting(adopted) where leases[taskID]?.workerID == worker.id {
+            let current = leases[taskID]?.expiresAt ?? grace
+            leases[taskID]?.expiresAt = min(current, grace)
+        }
         send(.welcome(welcomeMessage()), to: worker)
         if stageName == "done" || stageName == "stopped" {
             var stop = Refinery_Cluster_Stop()

@@ -104,11 +104,12 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
+            guard slots > 0 else { throw CommandError("--slots must be positive") }
             let cluster = ClusterRun(configPath: config, statePath: state, listen: "tcp://127.0.0.1:*", security: nil)
             let model = try cluster.plan().trainModel
             let processes = LocalWorkers()
             defer { processes.stop() }
-            let written = try cluster.run { endpoint in
+            let written = try cluster.run(stopCheck: processes.allExited) { endpoint in
                 try processes.start(count: workers, endpoint: endpoint, slots: slots, model: model)
             }
             processes.waitOrStop(seconds: 10)
@@ -141,6 +142,13 @@ final class LocalWorkers {
             do { try process.run() } catch { throw CommandError("cannot start worker \(index + 1) (\(executable.path)): \(error.localizedDescription)") }
             processes.append(process)
         }
+    }
+
+    /// A reason to stop when every worker process has exited (nothing is left to do the work).
+    func allExited() -> String? {
+        guard !processes.isEmpty, processes.allSatisfy({ !$0.isRunning }) else { return nil }
+        let codes = processes.map { String($0.terminationStatus) }.joined(separator: ", ")
+        return "all \(processes.count) worker processes exited (codes \(codes)); their messages above say why"
     }
 
     /// Waits for the workers to exit after the coordinator's stop; ends those that do not.

@@ -60,8 +60,9 @@ struct ClusterRun {
         return Plan(generation: generation, train: train, curate: curate, merged: merged, state: state, trainModel: trainModel)
     }
 
-    /// Runs the plan. `started` is called with the bound endpoint once workers can connect.
-    func run(started: (String) throws -> Void = { _ in }) throws -> [String] {
+    /// Runs the plan. `started` is called with the bound endpoint once workers can connect;
+    /// `stopCheck` is asked all along and a reason it gives stops the run.
+    func run(stopCheck: @escaping () -> String? = { nil }, started: (String) throws -> Void = { _ in }) throws -> [String] {
         let plan = try plan()
         let store = try RunStore(path: plan.state)
         var options = CoordinatorOptions(listen: listen)
@@ -79,6 +80,7 @@ struct ClusterRun {
         var written: [String] = []
         let coordinator = try Coordinator(store: store, options: options)
         coordinator.report = { Output.progress($0 + "\n") }
+        coordinator.stopCheck = stopCheck
         Output.progress("[cluster] coordinator listening on \(coordinator.endpoint)\(security == nil ? "" : " (CURVE)"); state \(plan.state)\n")
         try started(coordinator.endpoint)
         do {

@@ -97,7 +97,7 @@ struct DemoCommand: AsyncParsableCommand {
             let thread = Thread {
                 let processes = LocalWorkers()
                 do {
-                    let files = try cluster.run { endpoint in
+                    let files = try cluster.run(stopCheck: processes.allExited) { endpoint in
                         try processes.start(count: workerCount, endpoint: endpoint, slots: 4, model: modelPath, quiet: true)
                     }
                     processes.waitOrStop(seconds: 10)
