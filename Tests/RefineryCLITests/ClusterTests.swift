@@ -421,3 +421,33 @@ import Testing
                 == ClusterTests.read(dir.appendingPathComponent("single/adapter_model.safetensors").path))
     }
 }
+
+/// Full fine-tuning through the cluster: every weight travels to the workers and back, and the
+/// model folder written at the end is the one a single process writes (BF16 base, tied embeddings).
+@Suite struct ClusterFullFineTuningTests {
+    @Test func twoWorkersWriteTheSameModelFolderAsOneProcess() throws {
+        let dir = try TrainCommandTests.temporary()
+        let yaml = """
+        train:
+          model: \(TrainCommandTests.qwen)
+          data: \(TrainCommandTests.trainData)
+          output: \(dir.appendingPathComponent("cluster").path)
+          method: full
+          steps: 3
+          grad_accum: 2
+          lr: 0.0001
+        """
+        let config = dir.appendingPathComponent("full.yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        let environment = ["OPENBLAS_NUM_THREADS": "2"]
+        let cluster = try CommandLineTests.run(["run", "--config", config.path, "--workers", "2", "--state", dir.appendingPathComponent("s.db").path],
+                                               environment: environment)
+        #expect(cluster.status == 0, "\(cluster.stderr)")
+        let single = try CommandLineTests.run(["train", "--config", config.path, "--output", dir.appendingPathComponent("single").path], environment: environment)
+        #expect(single.status == 0, "\(single.stderr)")
+        for name in ["model.safetensors", "train_log.jsonl", "config.json"] {
+            let a = ClusterTests.read(dir.appendingPathComponent("cluster/\(name)").path)
+            #expect(a != nil && a == ClusterTests.read(dir.appendingPathComponent("single/\(name)").path), "\(name) differs")
+        }
+    }
+}
