@@ -17,19 +17,20 @@ enum TestNetwork {
         return process.terminationStatus == 0
     }
 
-    /// Whether this machine lets the tests make namespaces (root, iproute2, kernel support).
+    /// Whether this machine lets the tests make namespaces and veth pairs (root, iproute2, kernel support).
     static let available: Bool = {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else { return false }
         let name = "rfy-probe-\(getpid())"
         defer { ip(["netns", "del", name]) }
         return ip(["netns", "add", name]) && ip(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+            && ip(["-n", name, "link", "add", "rfy-a", "type", "veth", "peer", "name", "rfy-b"])
     }()
 }
 
 /// The coordinator and two workers on three "hosts": one worker's link is cut for longer than
 /// the lease timeout and then restored; the run completes with nothing lost or duplicated.
 @Suite(.serialized) struct NetworkPartitionTests {
-    @Test(.enabled(if: TestNetwork.available, "needs root and iproute2 to create network namespaces (ip netns add); not available here"))
+    @Test(.enabled(if: TestNetwork.available, "needs root, iproute2 and kernel support to create network namespaces and veth pairs (ip netns add, ip link add … type veth); not available here"))
     func aWorkerCutOffLongerThanItsLeaseRejoinsAndTheRunCompletesExactly() throws {
         let (dir, articles) = try ClusterTests.uninterruptedRun(articles: 60, train: false)
 
