@@ -79,6 +79,7 @@ public final class Coordinator {
         endpoint = try socket.lastEndpoint()
         runID = (try? store.meta("run_id")) ?? nil ?? UUID().uuidString
         try store.setMeta("run_id", runID)
+        try store.removeMeta("stopped_reason")  // a new attempt: an earlier stop's reason no longer holds
         try store.forgetWorkers()
         modelServer = options.modelDirectory.map { ModelFileServer(directory: $0) }
         // Leases held when the previous coordinator stopped: their workers get `restartGrace`
@@ -138,17 +139,6 @@ public final class Coordinator {
 
     /// Makes `run` end (from any thread) with an error at its next turn.
     public func cancel() { cancellation.set() }
-
-    /// Keeps answering workers for `seconds` without a stage (they idle).
-    public func idle(seconds: Double) throws {
-        let end = Self.now() + seconds
-        while Self.now() < end {
-            if try socket.waitForMessage(milliseconds: 20) {
-                while let frames = try socket.receive() { _ = try handle(frames, stage: nil) }
-            }
-            sendHeartbeats(now: Self.now())
-        }
-    }
 
     /// Tells every worker the run is over and gives the messages a moment to leave.
     public func finish(reason: String, failed: Bool = false) {

@@ -181,6 +181,11 @@ public final class RunStore: Sendable {
         try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
     }
 
+    /// Forgets the value under `key`, if any.
+    public func removeMeta(_ key: String) throws {
+        try write { db in try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [key]) }
+    }
+
     /// Stores `value` under `key`.
     public func setMeta(_ key: String, _ value: String) throws {
         try write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", arguments: [key, value]) }

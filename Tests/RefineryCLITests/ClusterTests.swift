@@ -451,3 +451,35 @@ import Testing
         }
     }
 }
+
+/// A refused API key stops the whole cluster with the reason; the same command with the right key
+/// then finishes the run.
+@Suite struct ClusterStopTests {
+    @Test func aRefusedKeyStopsEveryProcessAndTheRunResumesWithTheRightOne() throws {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try ClusterTests.writeArticles(articles, count: 8)
+        let good = "sk-good-\(UUID().uuidString)", bad = "sk-bad-\(UUID().uuidString)"
+        let mock = try ClusterTests.Mock(latencyMs: 10, extra: ["--require-key-env", "MOCK_KEY"], environment: ["MOCK_KEY": good])
+        let config = try ClusterTests.config(dir: dir, name: "stop", articles: articles, mock: mock, train: false)
+        let state = dir.appendingPathComponent("stop.db").path
+        let refused = try CommandLineTests.run(["run", "--config", config.path, "--workers", "2"], environment: ["OPENAI_API_KEY": bad])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("API key was refused"), "\(refused.stderr)")
+        #expect(!(refused.stdout + refused.stderr).contains(bad))
+        let stopped = try JSONValue.parse(try CommandLineTests.run(["status", "--state", state, "--json"]).stdout)
+        #expect(stopped["stage"]?.stringValue == "stopped")
+        #expect(stopped["stopped_reason"]?.stringValue?.contains("API key was refused") == true)
+        #expect(stopped["chunks"]?["done"]?.intValue == 0)
+        let resumed = try CommandLineTests.run(["run", "--config", config.path, "--workers", "2"], environment: ["OPENAI_API_KEY": good])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let done = try JSONValue.parse(try CommandLineTests.run(["status", "--state", state, "--json"]).stdout)
+        #expect(done["stage"]?.stringValue == "done" && done["stopped_reason"]?.isNull == true)
+        #expect(done["chunks"]?["done"]?.intValue == done["chunks"]?["total"]?.intValue)
+        for suffix in ["", "-wal", "-shm"] {
+            if let data = ClusterTests.read(state + suffix) {
+                #expect(data.range(of: Data(bad.utf8)) == nil && data.range(of: Data(good.utf8)) == nil)
+            }
+        }
+    }
+}
