@@ -41,7 +41,10 @@ public final class Generator: Sendable {
         self.client = client
         self.limiter = limiter
         self.settings = settings
+        processor = ChunkProcessor(client: client, limiter: limiter, settings: settings)
     }
+
+    private let processor: ChunkProcessor
 
     /// Runs until no chunk is pending. Throws (after the calls in flight end) on errors that
     /// stop a run: a refused key, exhausted quota, a bad request, the budget.
@@ -80,7 +83,6 @@ public final class Generator: Sendable {
 
     /// One chunk to the end: done, failed after its retries, or a run-stopping error.
     func process(_ chunk: ChunkRecord, tracker: ProgressTracker) async throws {
-        let processor = ChunkProcessor(client: client, limiter: limiter, settings: settings)
         switch try await processor.process(chunkID: chunk.id, text: chunk.text, ledger: store, onRequest: { await tracker.request() }) {
         case .done: await tracker.chunkDone()
         case .failed: await tracker.chunkFailed()
