@@ -109,12 +109,12 @@ import Testing
 
     /// A new folder with `articles` articles and the outputs of an uninterrupted `run` over them
     /// (named "ref"), to compare an interrupted run with.
-    static func uninterruptedRun(articles count: Int, train: Bool) throws -> (URL, URL) {
+    static func uninterruptedRun(articles count: Int, train: Bool, steps: Int = 8) throws -> (URL, URL) {
         let dir = try TrainCommandTests.temporary()
         let articles = dir.appendingPathComponent("articles.json")
         try writeArticles(articles, count: count)
         let mock = try Mock(latencyMs: 5)
-        let reference = try CommandLineTests.run(["run", "--config", try config(dir: dir, name: "ref", articles: articles, mock: mock, train: train).path,
+        let reference = try CommandLineTests.run(["run", "--config", try config(dir: dir, name: "ref", articles: articles, mock: mock, train: train, steps: steps).path,
                                                   "--workers", "2"])
         #expect(reference.status == 0, "\(reference.stderr)")
         return (dir, articles)
@@ -189,10 +189,10 @@ import Testing
     }
 
     @Test func aCoordinatorKilledFiveTimesFinishesWithTheSameDatasetAndAdapterAndPaysNoChunkTwice() throws {
-        let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true)
+        let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true, steps: 20)
 
         let mock = try Mock(latencyMs: 250)
-        let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true)
+        let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true, steps: 20)
         let state = dir.appendingPathComponent("crash.db").path
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
         let workers = try (1...2).map { i in
@@ -212,7 +212,7 @@ import Testing
             let wantTraining = kills >= 3
             let aimEnd = Date().addingTimeInterval(60)
             var fired = false
-            Thread.sleep(forTimeInterval: Double.random(in: 0.8...2.0))
+            Thread.sleep(forTimeInterval: wantTraining ? Double.random(in: 0.1...0.5) : Double.random(in: 0.8...2.0))
             while Date() < aimEnd && current.process.isRunning {
                 let store = try? RunStore(path: state, readOnly: true)
                 let stage = (try? store?.meta("stage")) ?? nil
