@@ -106,11 +106,11 @@ struct RunCommand: ParsableCommand {
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             guard slots > 0 else { throw CommandError("--slots must be positive") }
             let cluster = ClusterRun(configPath: config, statePath: state, listen: "tcp://127.0.0.1:*", security: nil)
-            let model = try cluster.plan().trainModel
+            let plan = try cluster.plan()
             let processes = LocalWorkers()
             defer { processes.stop() }
-            let written = try cluster.run(stopCheck: processes.allExited) { endpoint in
-                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: model)
+            let written = try cluster.run(plan: plan, stopCheck: processes.allExited) { endpoint in
+                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: plan.trainModel)
             }
             processes.waitOrStop(seconds: 10)
             Output.line("run complete; wrote " + written.joined(separator: ", "))

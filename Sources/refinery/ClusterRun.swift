@@ -62,8 +62,8 @@ struct ClusterRun {
 
     /// Runs the plan. `started` is called with the bound endpoint once workers can connect;
     /// `stopCheck` is asked all along and a reason it gives stops the run.
-    func run(stopCheck: @escaping () -> String? = { nil }, started: (String) throws -> Void = { _ in }) throws -> [String] {
-        let plan = try plan()
+    func run(plan given: Plan? = nil, stopCheck: @escaping () -> String? = { nil }, started: (String) throws -> Void = { _ in }) throws -> [String] {
+        let plan = try given ?? plan()
         let store = try RunStore(path: plan.state)
         var options = CoordinatorOptions(listen: listen)
         options.heartbeatInterval = heartbeat
