@@ -1,6 +1,7 @@
 import Foundation
 import RefineryModel
 import RefineryStore
+import RefineryText
 
 /// The training stage at the coordinator (DESIGN §3.9, §4). The coordinator owns the
 /// parameters and AdamW state (`trainer`); each optimizer step's micro-batches are tasks
@@ -34,9 +35,6 @@ public final class TrainingStage: ClusterStage {
     private var stepsHere = 0
     private var tokensHere = 0
     private var lastRecord: StepRecord?
-    /// Seconds workers spent computing and seconds of the coordinator's own step work (for the benchmark).
-    public private(set) var workerComputeSeconds = 0.0
-    public private(set) var reduceSeconds = 0.0
     /// Wall seconds of each optimizer step computed here, and the longest compute of one worker within it
     /// (the step's critical path when workers compute in parallel).
     public private(set) var stepSeconds: [Double] = []
@@ -67,8 +65,7 @@ public final class TrainingStage: ClusterStage {
     }
 
     static func optimizerSteps(in state: String) -> Int? {
-        guard let data = state.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return object["optimizer_steps"] as? Int
+        (try? JSONValue.parse(state))?["optimizer_steps"]?.intValue
     }
 
     public var isComplete: Bool { phase == .finished }
@@ -164,7 +161,6 @@ public final class TrainingStage: ClusterStage {
         }
         let parts = taskID.split(separator: ":")
         guard parts.count == 3, let index = Int(parts[2]) else { return .dropped("malformed task \(taskID)") }
-        workerComputeSeconds += result.computeSeconds
         stepCompute[worker.id, default: 0] += result.computeSeconds
         try store.countTask(workerID: worker.id)
         if parts[0] == "eval" {
@@ -176,7 +172,6 @@ public final class TrainingStage: ClusterStage {
             }
             open.remove(taskID)
             early[index] = (result.lossSum, result.gradient)
-            let start = Date()
             while let next = early.removeValue(forKey: nextMicro) {
                 next.gradient.withUnsafeBytes { raw in
                     if let base = raw.baseAddress?.assumingMemoryBound(to: Float.self) { trainer.accumulator.add(base) }
@@ -184,7 +179,6 @@ public final class TrainingStage: ClusterStage {
                 lossSum += next.loss
                 nextMicro += 1
             }
-            reduceSeconds += Date().timeIntervalSince(start)
         }
         return .stored
     }
@@ -195,10 +189,9 @@ public final class TrainingStage: ClusterStage {
         case .finished:
             return
         case .gradients:
-            let start = Date()
             let record: StepRecord
             do { record = try trainer.finishStep(lossSum: lossSum, tokens: stepTokens) } catch let error as ModelError {
-                let checkpoint = (try? store.latestTrainingCheckpoint()).flatMap { $0 }.map { "step \($0.step), kept in the state file" } ?? "none yet"
+                let checkpoint = ((try? store.trainingCheckpointStep()) ?? nil).map { "step \($0), kept in the state file" } ?? "none yet"
                 throw ClusterError(error.message + "; the last good checkpoint is \(checkpoint). Lower train.lr and start the coordinator again.")
             }
             try store.putTrainLog(step: record.step, kind: "train", row: record.logLine)
@@ -206,7 +199,6 @@ public final class TrainingStage: ClusterStage {
             stepsHere += 1
             tokensHere += record.tokens
             let evalDue = trainer.options.evalEvery.map { !trainer.evalSequences.isEmpty && (record.step % $0 == 0 || record.step == trainer.totalSteps) } ?? false
-            reduceSeconds += Date().timeIntervalSince(start)
             if evalDue {
                 beginEval()
             } else {
@@ -228,8 +220,7 @@ public final class TrainingStage: ClusterStage {
     }
 
     private func endStep() throws {
-        let start = Date()
-        stepSeconds.append(start.timeIntervalSince1970 - stepStarted)
+        stepSeconds.append(Date().timeIntervalSince1970 - stepStarted)
         stepComputeSeconds.append(stepCompute.values.max() ?? 0)
         if trainer.step % checkpointEvery == 0 || trainer.step == trainer.totalSteps {
             let state = "{\"step\":\(trainer.step),\"optimizer_steps\":\(trainer.optimizer.stepCount),\"total_steps\":\(trainer.totalSteps)}"
@@ -241,7 +232,6 @@ public final class TrainingStage: ClusterStage {
         } else {
             beginStep()
         }
-        reduceSeconds += Date().timeIntervalSince(start)
     }
 
     /// `train_log.jsonl` (from the state file) and the adapter or model folder.

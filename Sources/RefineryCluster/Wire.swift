@@ -26,19 +26,4 @@ public enum Wire {
         lease.epoch = UInt64(max(0, epoch))
         return lease
     }
-
-    /// Float32 values as little-endian bytes.
-    static func bytes(of values: UnsafeBufferPointer<Float>) -> Data {
-        Data(buffer: values)
-    }
-
-    /// Copies little-endian float32 bytes into `destination`; false when the sizes differ.
-    static func copyFloats(_ data: Data, into destination: UnsafeMutablePointer<Float>, count: Int) -> Bool {
-        guard data.count == count * MemoryLayout<Float>.size else { return false }
-        data.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            memcpy(destination, base, data.count)
-        }
-        return true
-    }
 }

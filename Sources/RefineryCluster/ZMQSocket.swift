@@ -32,7 +32,6 @@ public enum ZMQSocketType: Int32, Sendable {
     case router = 6   // ZMQ_ROUTER
     case dealer = 5   // ZMQ_DEALER
     case rep = 4      // ZMQ_REP
-    case req = 3      // ZMQ_REQ
     case pair = 0     // ZMQ_PAIR
 }
 

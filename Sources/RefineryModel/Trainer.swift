@@ -172,18 +172,27 @@ public final class Trainer: @unchecked Sendable {
             throw ModelError("checkpoint \(checkpoint.path)/state.json lacks step")
         }
         let parameters = try SafetensorsFile(path: checkpoint.appendingPathComponent("parameters.safetensors").path)
+        var values: [String: Tensor] = [:]
         for parameter in engine.parameters {
             guard let entry = parameters.entries[parameter.name], entry.shape == parameter.value.shape else {
                 throw ModelError("checkpoint \(checkpoint.path) does not match this run: \(parameter.name) is missing or has another shape")
             }
-            let saved = try parameters.tensor(parameter.name)
-            parameter.value.pointer.update(from: saved.pointer, count: saved.count)
+            values[parameter.name] = try parameters.tensor(parameter.name)
         }
         let moments = try SafetensorsFile(path: checkpoint.appendingPathComponent("optimizer.safetensors").path)
         var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
         for name in moments.names {
             if name.hasPrefix("m/") { first[String(name.dropFirst(2))] = try moments.tensor(name) }
             if name.hasPrefix("v/") { second[String(name.dropFirst(2))] = try moments.tensor(name) }
+        }
+        apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, first: first, second: second)
+    }
+
+    /// Puts saved parameters (already checked against the engine's shapes), moments and the step in place.
+    private func apply(step savedStep: Int, optimizerSteps: Int, parameters: [String: Tensor], first: [String: Tensor], second: [String: Tensor]) {
+        for parameter in engine.parameters {
+            guard let saved = parameters[parameter.name] else { continue }
+            parameter.value.pointer.update(from: saved.pointer, count: saved.count)
         }
         optimizer.restore(step: optimizerSteps, first: first, second: second)
         step = savedStep
@@ -214,16 +223,14 @@ public final class Trainer: @unchecked Sendable {
             }
             return result
         }
-        var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
+        var values: [String: Tensor] = [:], first: [String: Tensor] = [:], second: [String: Tensor] = [:]
         for parameter in engine.parameters {
             guard let saved = tensors["p/" + parameter.name] else { throw ModelError("the saved training state lacks \(parameter.name)") }
-            let value = try tensor(saved, shape: parameter.value.shape, name: parameter.name)
-            parameter.value.pointer.update(from: value.pointer, count: value.count)
+            values[parameter.name] = try tensor(saved, shape: parameter.value.shape, name: parameter.name)
             if let m = tensors["m/" + parameter.name] { first[parameter.name] = try tensor(m, shape: parameter.value.shape, name: parameter.name) }
             if let v = tensors["v/" + parameter.name] { second[parameter.name] = try tensor(v, shape: parameter.value.shape, name: parameter.name) }
         }
-        optimizer.restore(step: optimizerSteps, first: first, second: second)
-        step = savedStep
+        apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, first: first, second: second)
     }
 
     // MARK: Whole run

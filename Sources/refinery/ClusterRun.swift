@@ -21,7 +21,6 @@ struct ClusterRun {
     /// What the run will do, resolved from the config before anything starts.
     struct Plan {
         var generation: GenerationJob?
-        var trainDataFromGeneration = false
         var train: TrainCommand?
         var curate: RunConfigSection
         /// Folder for the merged model (`export.merged`).
