@@ -82,6 +82,8 @@ static inline rk_level rk_current(void) {
     return rk_level_cached;
 }
 
+int rk_simd_level(void) { return (int)rk_current(); }
+
 void rk_softmax(float *x, size_t n) {
     if (n == 0) return;
 #if defined(__x86_64__)

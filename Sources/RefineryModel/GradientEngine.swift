@@ -117,10 +117,17 @@ public final class GradientEngine: @unchecked Sendable {
         guard let pair = adapter?.pair(layer: layer, slot: slot) else { return nil }
         let r = pair.a.shape[0]
         let dropped = droppedInput(x, layer: layer, slot: slot)
-        let u = Tensor(zeros: [rows, r])
-        BLAS.linear((dropped?.dropped ?? x).pointer, rows: rows, inFeatures: inFeatures, weight: pair.a.pointer, outFeatures: r, into: u.pointer)
-        BLAS.gemm(transA: false, transB: true, m: rows, n: outFeatures, k: r, alpha: adapter?.config.scaling ?? 1,
-                  a: u.pointer, lda: r, b: pair.b.pointer, ldb: r, beta: 1, c: out.pointer, ldc: outFeatures)
+        // u = dropout(x)·Aᵀ, stored [rows, padded rank]; out += s·u·Bᵀ
+        let width = LowRank.paddedRank(r)
+        let aT = Tensor(zeros: [inFeatures, width])
+        LowRank.transpose(pair.a.pointer, rows: r, cols: inFeatures, into: aT.pointer, ldd: width)
+        let u = Tensor(zeros: [rows, width])
+        LowRank.multiply((dropped?.dropped ?? x).pointer, ldu: inFeatures, aT.pointer, ldm: width, into: u.pointer, ldy: width,
+                         rows: rows, cols: width, inner: inFeatures, accumulate: false)
+        let bT = Tensor(zeros: [r, outFeatures])
+        LowRank.transpose(pair.b.pointer, rows: outFeatures, cols: r, into: bT.pointer, ldd: outFeatures)
+        LowRank.multiply(u.pointer, ldu: width, bT.pointer, ldm: outFeatures, into: out.pointer, ldy: outFeatures,
+                         rows: rows, cols: outFeatures, inner: r, alpha: adapter?.config.scaling ?? 1, accumulate: true)
         return (u, dropped)
     }
 
@@ -146,10 +153,9 @@ public final class GradientEngine: @unchecked Sendable {
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         let attention = Tensor(zeros: [t, c.qDim])
-        let scratch = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: t, heads: c.headCount, headDim: c.headDim)])
         Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
                          out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
-                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
+                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart)
         let xMid = xIn.copy()
         keep(.o, linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true))
         let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
@@ -195,24 +201,32 @@ public final class GradientEngine: @unchecked Sendable {
         if let pair = adapter?.pair(layer: index, slot: slot), let u, let (dA, dB) = loraGrads(layer: index, slot: slot) {
             let r = pair.a.shape[0]
             let s = adapter?.config.scaling ?? 1
-            // v = s·dy·B  [rows, r]
-            let v = Tensor(zeros: [rows, r])
-            BLAS.gemm(transA: false, transB: false, m: rows, n: r, k: outFeatures, alpha: s,
-                      a: dy.pointer, lda: outFeatures, b: pair.b.pointer, ldb: r, c: v.pointer, ldc: r)
+            // v = s·dy·B, stored [rows, padded rank] like u
+            let width = LowRank.paddedRank(r)
+            let b = Tensor(zeros: [outFeatures, width])
+            LowRank.copy(pair.b.pointer, rows: outFeatures, cols: r, into: b.pointer, ldd: width)
+            let v = Tensor(zeros: [rows, width])
+            LowRank.multiply(dy.pointer, ldu: outFeatures, b.pointer, ldm: width, into: v.pointer, ldy: width,
+                             rows: rows, cols: width, inner: outFeatures, alpha: s, accumulate: false)
             // dx += (v·A) ⊙ mask/(1−p) ; dA += vᵀ·dropout(x) ; dB += s·dyᵀ·u
             if let dx, let dropped {
                 let through = Tensor(zeros: [rows, inFeatures])
-                BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
-                          a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, c: through.pointer, ldc: inFeatures)
+                LowRank.multiply(v.pointer, ldu: width, pair.a.pointer, ldm: inFeatures, into: through.pointer, ldy: inFeatures,
+                                 rows: rows, cols: inFeatures, inner: r, accumulate: false)
                 for i in 0..<through.count { dx.pointer[i] += through.pointer[i] * dropped.mask.pointer[i] }
             } else if let dx {
-                BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: r,
-                          a: v.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: dx.pointer, ldc: inFeatures)
+                LowRank.multiply(v.pointer, ldu: width, pair.a.pointer, ldm: inFeatures, into: dx.pointer, ldy: inFeatures,
+                                 rows: rows, cols: inFeatures, inner: r, accumulate: true)
             }
-            BLAS.gemm(transA: true, transB: false, m: r, n: inFeatures, k: rows,
-                      a: v.pointer, lda: r, b: (dropped?.dropped ?? x).pointer, ldb: inFeatures, beta: 1, c: dA.pointer, ldc: inFeatures)
-            BLAS.gemm(transA: true, transB: false, m: outFeatures, n: r, k: rows, alpha: s,
-                      a: dy.pointer, lda: outFeatures, b: u.pointer, ldb: r, beta: 1, c: dB.pointer, ldc: r)
+            LowRank.gram(v.pointer, ldp: width, (dropped?.dropped ?? x).pointer, ldq: inFeatures, into: dA.pointer, ldc: inFeatures,
+                         depth: rows, rank: r, cols: inFeatures)
+            // dBᵀ = s·uᵀ·dy, added to dB [out, r]
+            let dBT = Tensor(zeros: [r, outFeatures])
+            LowRank.gram(u.pointer, ldp: width, dy.pointer, ldq: outFeatures, into: dBT.pointer, ldc: outFeatures,
+                         depth: rows, rank: r, cols: outFeatures, alpha: s)
+            for o in 0..<outFeatures {
+                for j in 0..<r { dB.pointer[o * r + j] += dBT.pointer[j * outFeatures + o] }
+            }
         }
     }
 
@@ -240,10 +254,9 @@ public final class GradientEngine: @unchecked Sendable {
         let dAttention = Tensor(zeros: [t, c.qDim])
         linearBackward(dXMid, x: a.attention, saved: a, rows: t, layer: index, slot: .o, dx: dAttention, accumulate: false)
         let dQ = Tensor(zeros: [t, c.qDim]), dK = Tensor(zeros: [t, c.kvDim]), dV = Tensor(zeros: [t, c.kvDim])
-        let scratch = Tensor(zeros: [Attention.backwardScratchCount(queryCount: t, heads: c.headCount, headDim: c.headDim)])
         Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
                            dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, count: t, heads: c.headCount,
-                           kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart, scratch: scratch.pointer)
+                           kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart)
         BackwardKernels.applyRotaryBackward(dQ.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
                                             cos: cos.pointer, sin: sin.pointer)
         BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,

@@ -106,7 +106,6 @@ public final class LlamaModel: @unchecked Sendable {
         let attention = Tensor(zeros: [t, c.qDim])
         let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
         let keyCount = past + t
-        let scores = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: keyCount, heads: c.headCount, headDim: c.headDim)])
 
         for (index, layer) in layers.enumerated() {
             Kernels.rmsNorm(x.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
@@ -131,7 +130,7 @@ public final class LlamaModel: @unchecked Sendable {
             Attention.causal(q: q.pointer, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
                              out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: keyCount,
                              heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
-                             keyStart: keyStart, scratch: scores.pointer)
+                             keyStart: keyStart)
             // x += attention · Woᵀ (+ bias)
             BLAS.linear(attention.pointer, rows: t, inFeatures: c.qDim, weight: layer.oProj.pointer, outFeatures: h,
                         into: x.pointer, accumulate: true)

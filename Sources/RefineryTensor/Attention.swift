@@ -1,17 +1,68 @@
+import CRefineryKernels
+
 /// Scaled dot-product attention with a causal mask and grouped-query heads.
 ///
-/// The query heads that share a key/value head are stacked into one matrix, so each block of
-/// queries needs one product with the keys and one with the values per KV head. Keys after a
-/// block's last query are never computed. BLAS runs with its own threads and the thread count is
-/// never changed here, so results do not depend on what other threads of the process do.
+/// Work is cut into tasks, one per KV head and block of `blockRows` queries; the query heads that
+/// share a KV head are stacked into one matrix, so a task is two thin products (with the keys and
+/// with the values) and a softmax. Keys after a block's last query are never computed. Tasks run
+/// on Refinery's threads, each single-threaded through the kernels of `LowRank`, so the result
+/// has the same bits for any thread count (the cut into tasks depends only on the shapes).
 public enum Attention {
-    /// Query rows handled per block.
-    static let blockRows = 128
+    /// Query rows per task.
+    static let blockRows = 64
 
-    /// Floats of scratch `causal` needs.
-    public static func scratchCount(queryCount: Int, keyCount: Int, heads: Int, headDim: Int) -> Int {
-        let rows = heads * Swift.min(queryCount, blockRows)
-        return rows * keyCount + 2 * rows * headDim
+    /// One task: a KV head and a block of query rows.
+    struct Task {
+        let kvHead: Int
+        let rowStart: Int
+        let rowEnd: Int
+    }
+
+    /// Tasks for `queryCount` queries, widest (most keys) first, so that interleaving them over
+    /// threads balances the work.
+    static func tasks(queryCount: Int, kvHeads: Int) -> [Task] {
+        var result: [Task] = []
+        var start = 0
+        while start < queryCount {
+            let end = Swift.min(queryCount, start + blockRows)
+            for kvHead in 0..<kvHeads { result.append(Task(kvHead: kvHead, rowStart: start, rowEnd: end)) }
+            start = end
+        }
+        return result.reversed()
+    }
+
+    /// Runs `body(task index)` for every task, task `i` on thread `i mod threads`.
+    static func run(_ count: Int, work: Int, _ body: @Sendable (Int) -> Void) {
+        let threads = Swift.min(Parallel.threadCount, count)
+        Parallel.forEach(threads, costPerItem: work / Swift.max(threads, 1)) { range in
+            for thread in range {
+                for index in stride(from: thread, to: count, by: threads) { body(index) }
+            }
+        }
+    }
+
+    /// `destination[column · rows + row] = source[row · stride + column]` for a `rows × columns` block.
+    static func transpose(_ source: UnsafePointer<Float>, stride: Int, rows: Int, columns: Int,
+                          into destination: UnsafeMutablePointer<Float>) {
+        for row in 0..<rows {
+            let s = source + row * stride
+            for column in 0..<columns { destination[column * rows + row] = s[column] }
+        }
+    }
+
+    /// Copies the query heads of `kvHead`'s group, rows `r0..<r1`, into `[groups·(r1−r0), headDim]`
+    /// (row `g·b + i` is head `kvHead·groups + g`, query `r0 + i`), or back when `gather` is false.
+    static func stack(_ matrix: UnsafeMutablePointer<Float>, stride: Int, stacked: UnsafeMutablePointer<Float>,
+                      kvHead: Int, groups: Int, r0: Int, r1: Int, headDim: Int, gather: Bool) {
+        let b = r1 - r0
+        for g in 0..<groups {
+            let head = kvHead * groups + g
+            for i in 0..<b {
+                let row = matrix + (r0 + i) * stride + head * headDim
+                let s = stacked + (g * b + i) * headDim
+                if gather { s.update(from: row, count: headDim) } else { row.update(from: s, count: headDim) }
+            }
+        }
     }
 
     /// Computes attention for `queryCount` new positions against `keyCount` keys (the new
@@ -21,63 +72,52 @@ public enum Attention {
     /// - `out`: `[queryCount, heads × headDim]`.
     /// - `keyStart`: for packed rows, the first key each query may see (block-diagonal masks);
     ///   `nil` means 0 for all. Must be non-decreasing.
-    /// - `scratch`: at least `scratchCount(...)` floats.
     public static func causal(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
         out: UnsafeMutablePointer<Float>, outStride: Int,
         queryCount: Int, keyCount: Int, heads: Int, kvHeads: Int, headDim: Int,
-        keyStart: [Int]? = nil, scratch: UnsafeMutablePointer<Float>
+        keyStart: [Int]? = nil
     ) {
+        if queryCount == 0 { return }
         let groups = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
         let past = keyCount - queryCount
-        let block = Swift.min(queryCount, blockRows)
-        let maxRows = groups * block
-        let scores = SendablePointer(scratch)
-        let stackedQ = scratch + maxRows * keyCount
-        let stackedOut = stackedQ + maxRows * headDim
+        // Kᵀ of every KV head, [headDim, keyCount] each: the layout the score product reads.
+        let keysT = UnsafeMutablePointer<Float>.allocate(capacity: kvHeads * headDim * keyCount)
+        defer { keysT.deallocate() }
         for kvHead in 0..<kvHeads {
-            var r0 = 0
-            while r0 < queryCount {
-                let r1 = Swift.min(queryCount, r0 + block)
-                let b = r1 - r0
-                let rows = groups * b
-                let keyLow = keyStart?[r0] ?? 0
-                let width = past + r1 - keyLow
-                // Stack the group's query heads: row g·b + i is head (kvHead·groups + g), query r0 + i.
-                for g in 0..<groups {
-                    let head = kvHead * groups + g
-                    for i in 0..<b {
-                        (stackedQ + (g * b + i) * headDim).update(from: q + (r0 + i) * qStride + head * headDim, count: headDim)
-                    }
-                }
-                BLAS.gemm(transA: false, transB: true, m: rows, n: width, k: headDim, alpha: scale,
-                          a: stackedQ, lda: headDim, b: k + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
-                          c: scores.pointer, ldc: width)
-                let starts = keyStart, blockStart = r0
-                Parallel.forEach(rows, costPerItem: width * 3) { range in
-                    for stackedRow in range {
-                        let row = blockStart + stackedRow % b
-                        let r = scores.pointer + stackedRow * width
-                        let first = (starts?[row] ?? 0) - keyLow
-                        let last = past + row - keyLow
-                        if first > 0 { r.update(repeating: 0, count: first) }
-                        Kernels.softmax(r + first, count: last - first + 1)
-                        if last + 1 < width { (r + last + 1).update(repeating: 0, count: width - last - 1) }
-                    }
-                }
-                BLAS.gemm(transA: false, transB: false, m: rows, n: headDim, k: width,
-                          a: scores.pointer, lda: width, b: v + keyLow * kvStride + kvHead * headDim, ldb: kvStride,
-                          c: stackedOut, ldc: headDim)
-                for g in 0..<groups {
-                    let head = kvHead * groups + g
-                    for i in 0..<b {
-                        (out + (r0 + i) * outStride + head * headDim).update(from: stackedOut + (g * b + i) * headDim, count: headDim)
-                    }
-                }
-                r0 = r1
+            transpose(k + kvHead * headDim, stride: kvStride, rows: keyCount, columns: headDim,
+                      into: keysT + kvHead * headDim * keyCount)
+        }
+        let tasks = tasks(queryCount: queryCount, kvHeads: kvHeads)
+        let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), vs = SendablePointer(UnsafeMutablePointer(mutating: v))
+        let ks = SendablePointer(keysT), os = SendablePointer(out)
+        run(tasks.count, work: heads * queryCount * keyCount * headDim * 2) { index in
+            let task = tasks[index]
+            let r0 = task.rowStart, r1 = task.rowEnd, b = r1 - r0, rows = groups * b
+            let keyLow = keyStart?[r0] ?? 0
+            let width = past + r1 - keyLow
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (width + 2 * headDim))
+            defer { scratch.deallocate() }
+            let scores = scratch, stackedQ = scratch + rows * width, stackedOut = stackedQ + rows * headDim
+            stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
+                  headDim: headDim, gather: true)
+            rk_lowrank_expand(stackedQ, headDim, ks.pointer + task.kvHead * headDim * keyCount + keyLow, keyCount,
+                              scores, width, rows, width, headDim, scale, 0)
+            for stackedRow in 0..<rows {
+                let row = r0 + stackedRow % b
+                let r = scores + stackedRow * width
+                let first = (keyStart?[row] ?? 0) - keyLow
+                let last = past + row - keyLow
+                if first > 0 { r.update(repeating: 0, count: first) }
+                rk_softmax(r + first, last - first + 1)
+                if last + 1 < width { (r + last + 1).update(repeating: 0, count: width - last - 1) }
             }
+            rk_lowrank_expand(scores, width, vs.pointer + keyLow * kvStride + task.kvHead * headDim, kvStride,
+                              stackedOut, headDim, rows, headDim, width, 1, 0)
+            stack(os.pointer, stride: outStride, stacked: stackedOut, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
+                  headDim: headDim, gather: false)
         }
     }
 }

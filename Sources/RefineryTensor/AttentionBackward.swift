@@ -1,81 +1,94 @@
-extension Attention {
-    /// Floats of scratch `backward` needs.
-    public static func backwardScratchCount(queryCount: Int, heads: Int, headDim: Int) -> Int {
-        let rows = heads * Swift.min(queryCount, blockRows)
-        return 2 * rows * queryCount + 3 * rows * headDim
-    }
+import CRefineryKernels
 
+extension Attention {
     /// Backward of `causal` without a cache (training): recomputes the probabilities from `q`/`k`
-    /// and writes `dQ`, `dK`, `dV` (all overwritten). Same stacking of query heads as `causal`.
+    /// and writes `dQ`, `dK`, `dV` (all overwritten). Same tasks as `causal`; each task writes its
+    /// own rows of `dQ` and its own partial `dK`/`dV`, which are then added in task order, so the
+    /// bits do not depend on the thread count.
     public static func backward(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
         dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
-        count t: Int, heads: Int, kvHeads: Int, headDim: Int, keyStart: [Int]?, scratch: UnsafeMutablePointer<Float>
+        count t: Int, heads: Int, kvHeads: Int, headDim: Int, keyStart: [Int]?
     ) {
+        if t == 0 { return }
         let qStride = heads * headDim, kvStride = kvHeads * headDim
         let groups = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
-        let block = Swift.min(t, blockRows)
-        let maxRows = groups * block
-        let probabilities = SendablePointer(scratch)
-        let dP = SendablePointer(scratch + maxRows * t)
-        let stackedQ = scratch + 2 * maxRows * t
-        let stackedDOut = stackedQ + maxRows * headDim
-        let stackedDQ = stackedDOut + maxRows * headDim
+        // Kᵀ and Vᵀ of every KV head, [headDim, t] each.
+        let transposed = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * headDim * t)
+        defer { transposed.deallocate() }
+        let keysT = transposed, valuesT = transposed + kvHeads * headDim * t
+        for kvHead in 0..<kvHeads {
+            transpose(k + kvHead * headDim, stride: kvStride, rows: t, columns: headDim, into: keysT + kvHead * headDim * t)
+            transpose(v + kvHead * headDim, stride: kvStride, rows: t, columns: headDim, into: valuesT + kvHead * headDim * t)
+        }
+        let tasks = tasks(queryCount: t, kvHeads: kvHeads)
+        // Partial dK and dV of each task: [width, headDim] each, width = r1 − keyLow.
+        var total = 0
+        let offsets = tasks.map { task in
+            defer { total += 2 * (task.rowEnd - (keyStart?[task.rowStart] ?? 0)) * headDim }
+            return total
+        }
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(total, 1))
+        partials.initialize(repeating: 0, count: Swift.max(total, 1))
+        defer { partials.deallocate() }
+        let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), ks = SendablePointer(UnsafeMutablePointer(mutating: k))
+        let dOuts = SendablePointer(UnsafeMutablePointer(mutating: dOut))
+        let kTs = SendablePointer(keysT), vTs = SendablePointer(valuesT)
+        let dQs = SendablePointer(dQ), ps = SendablePointer(partials)
+        run(tasks.count, work: heads * t * t * headDim * 4) { index in
+            let task = tasks[index]
+            let r0 = task.rowStart, r1 = task.rowEnd, b = r1 - r0, rows = groups * b
+            let keyLow = keyStart?[r0] ?? 0
+            let width = r1 - keyLow
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * width + 3 * headDim))
+            defer { scratch.deallocate() }
+            let p = scratch, dP = scratch + rows * width
+            let stackedQ = dP + rows * width, stackedDOut = stackedQ + rows * headDim, stackedDQ = stackedDOut + rows * headDim
+            stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
+                  headDim: headDim, gather: true)
+            stack(dOuts.pointer, stride: qStride, stacked: stackedDOut, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
+                  headDim: headDim, gather: true)
+            rk_lowrank_expand(stackedQ, headDim, kTs.pointer + task.kvHead * headDim * t + keyLow, t,
+                              p, width, rows, width, headDim, scale, 0)
+            rk_lowrank_expand(stackedDOut, headDim, vTs.pointer + task.kvHead * headDim * t + keyLow, t,
+                              dP, width, rows, width, headDim, 1, 0)
+            // P = softmax(S) under the mask; dS = P ⊙ (dP − Σ P·dP), written over dP.
+            for stackedRow in 0..<rows {
+                let row = r0 + stackedRow % b
+                let pr = p + stackedRow * width, d = dP + stackedRow * width
+                let first = (keyStart?[row] ?? 0) - keyLow
+                let last = row - keyLow
+                if first > 0 { pr.update(repeating: 0, count: first) }
+                rk_softmax(pr + first, last - first + 1)
+                if last + 1 < width { (pr + last + 1).update(repeating: 0, count: width - last - 1) }
+                var dot: Float = 0
+                for j in first...last { dot += pr[j] * d[j] }
+                for j in 0..<width { d[j] = pr[j] * (d[j] - dot) }
+            }
+            // dQ = scale · dS · K ; dK = scale · dSᵀ · Q ; dV = Pᵀ · dO
+            let kvBase = keyLow * kvStride + task.kvHead * headDim
+            rk_lowrank_expand(dP, width, ks.pointer + kvBase, kvStride, stackedDQ, headDim, rows, headDim, width, scale, 0)
+            stack(dQs.pointer, stride: qStride, stacked: stackedDQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
+                  headDim: headDim, gather: false)
+            let partialK = ps.pointer + offsets[index], partialV = partialK + width * headDim
+            rk_lowrank_gram(dP, width, stackedQ, headDim, partialK, headDim, rows, width, headDim, scale)
+            rk_lowrank_gram(p, width, stackedDOut, headDim, partialV, headDim, rows, width, headDim, 1)
+        }
+        // dK, dV: the partials added in order of query block (ascending), per KV head.
         dK.update(repeating: 0, count: t * kvStride)
         dV.update(repeating: 0, count: t * kvStride)
-        for kvHead in 0..<kvHeads {
-            var r0 = 0
-            while r0 < t {
-                let r1 = Swift.min(t, r0 + block)
-                let b = r1 - r0
-                let rows = groups * b
-                let keyLow = keyStart?[r0] ?? 0
-                let width = r1 - keyLow
-                for g in 0..<groups {
-                    let head = kvHead * groups + g
-                    for i in 0..<b {
-                        (stackedQ + (g * b + i) * headDim).update(from: q + (r0 + i) * qStride + head * headDim, count: headDim)
-                        (stackedDOut + (g * b + i) * headDim).update(from: dOut + (r0 + i) * qStride + head * headDim, count: headDim)
-                    }
+        for index in tasks.indices.reversed() {
+            let task = tasks[index]
+            let keyLow = keyStart?[task.rowStart] ?? 0
+            let width = task.rowEnd - keyLow
+            let partialK = partials + offsets[index], partialV = partialK + width * headDim
+            for j in 0..<width {
+                let base = (keyLow + j) * kvStride + task.kvHead * headDim
+                for c in 0..<headDim {
+                    dK[base + c] += partialK[j * headDim + c]
+                    dV[base + c] += partialV[j * headDim + c]
                 }
-                let kBase = k + keyLow * kvStride + kvHead * headDim
-                let vBase = v + keyLow * kvStride + kvHead * headDim
-                BLAS.gemm(transA: false, transB: true, m: rows, n: width, k: headDim, alpha: scale,
-                          a: stackedQ, lda: headDim, b: kBase, ldb: kvStride, c: probabilities.pointer, ldc: width)
-                BLAS.gemm(transA: false, transB: true, m: rows, n: width, k: headDim,
-                          a: stackedDOut, lda: headDim, b: vBase, ldb: kvStride, c: dP.pointer, ldc: width)
-                let starts = keyStart, blockStart = r0
-                Parallel.forEach(rows, costPerItem: width * 6) { range in
-                    for stackedRow in range {
-                        let row = blockStart + stackedRow % b
-                        let p = probabilities.pointer + stackedRow * width, d = dP.pointer + stackedRow * width
-                        let first = (starts?[row] ?? 0) - keyLow
-                        let last = row - keyLow
-                        if first > 0 { p.update(repeating: 0, count: first) }
-                        Kernels.softmax(p + first, count: last - first + 1)
-                        if last + 1 < width { (p + last + 1).update(repeating: 0, count: width - last - 1) }
-                        var dot: Float = 0
-                        for j in first...last { dot += p[j] * d[j] }
-                        for j in 0..<width { d[j] = p[j] * (d[j] - dot) }
-                    }
-                }
-                // dQ = scale · dS · K ; dK += scale · dSᵀ · Q ; dV += Pᵀ · dO
-                BLAS.gemm(transA: false, transB: false, m: rows, n: headDim, k: width, alpha: scale,
-                          a: dP.pointer, lda: width, b: kBase, ldb: kvStride, c: stackedDQ, ldc: headDim)
-                BLAS.gemm(transA: true, transB: false, m: width, n: headDim, k: rows, alpha: scale,
-                          a: dP.pointer, lda: width, b: stackedQ, ldb: headDim,
-                          beta: 1, c: dK + keyLow * kvStride + kvHead * headDim, ldc: kvStride)
-                BLAS.gemm(transA: true, transB: false, m: width, n: headDim, k: rows,
-                          a: probabilities.pointer, lda: width, b: stackedDOut, ldb: headDim,
-                          beta: 1, c: dV + keyLow * kvStride + kvHead * headDim, ldc: kvStride)
-                for g in 0..<groups {
-                    let head = kvHead * groups + g
-                    for i in 0..<b {
-                        (dQ + (r0 + i) * qStride + head * headDim).update(from: stackedDQ + (g * b + i) * headDim, count: headDim)
-                    }
-                }
-                r0 = r1
             }
         }
     }

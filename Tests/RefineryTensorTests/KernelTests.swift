@@ -63,10 +63,9 @@ import Testing
         let q = random.tensor([t, heads * d]), k = random.tensor([t, kvHeads * d]), v = random.tensor([t, kvHeads * d])
         let keyStart = [0, 0, 0, 3, 3, 3]
         let out = Tensor(zeros: [t, heads * d])
-        let scratch = Tensor(zeros: [Attention.scratchCount(queryCount: t, keyCount: t, heads: heads, headDim: d)])
         Attention.causal(q: q.pointer, qStride: heads * d, k: k.pointer, v: v.pointer, kvStride: kvHeads * d,
                          out: out.pointer, outStride: heads * d, queryCount: t, keyCount: t, heads: heads,
-                         kvHeads: kvHeads, headDim: d, keyStart: keyStart, scratch: scratch.pointer)
+                         kvHeads: kvHeads, headDim: d, keyStart: keyStart)
         for h in 0..<heads {
             let kv = h / (heads / kvHeads)
             for i in 0..<t {

@@ -42,3 +42,20 @@ void rk_scale(float *x, size_t n, float factor);
 /// Returns 1 when the allocator took the settings, 0 where it has no such knobs.
 int rk_retain_freed_memory(void);
 #endif
+
+#ifndef REFINERY_KERNELS_LOWRANK_H
+#define REFINERY_KERNELS_LOWRANK_H
+/// The vector instructions the kernels use on this CPU: 2 AVX-512, 1 AVX2 + FMA, 0 portable.
+int rk_simd_level(void);
+
+/// y[t·ldy + n] = alpha · Σ_j u[t·ldu + j] · m[j·ldm + n] (accumulate == 0), or adds it (accumulate != 0),
+/// for t < rows, n < cols, j < rank: u·m where one of them is thin (the LoRA products x·Aᵀ,
+/// u·Bᵀ, dy·B and v·A, with Aᵀ and Bᵀ stored transposed).
+void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, float *y, size_t ldy,
+                       size_t rows, size_t cols, size_t rank, float alpha, int accumulate);
+
+/// c[j·ldc + n] += alpha · Σ_t p[t·ldp + j] · q[t·ldq + n] for j < rank, n < cols, t < depth
+/// (pᵀ·q with p thin: the LoRA weight gradients).
+void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
+                     size_t depth, size_t rank, size_t cols, float alpha);
+#endif
