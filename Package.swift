@@ -35,6 +35,7 @@ let package = Package(
             name: "CRefineryKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
+        .target(name: "CRefineryLaunch"),
         .target(
             name: "RefineryTensor",
             dependencies: ["COpenBLAS", "CRefineryKernels"],
@@ -65,13 +66,13 @@ let package = Package(
             name: "refinery",
             dependencies: [
                 "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CRefineryLaunch", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "refinery-bench",
-            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
+            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS", "CRefineryLaunch"],
             path: "Sources/refinery-bench"
         ),
         .testTarget(

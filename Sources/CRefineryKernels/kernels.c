@@ -115,6 +115,43 @@ double rk_logsumexp(const float *x, size_t n) {
     return (double)m + log(sum);
 }
 
+// Cross-entropy of one row of logits, forward and backward in three passes: max; exp written in
+// place with the sum accumulated in double; then the row becomes (softmax − onehot)·scale.
+#define RK_DEFINE_CROSS_ENTROPY(SUFFIX, ATTR)                                               \
+    ATTR static double cross_entropy_##SUFFIX(float *restrict v, size_t n, size_t target, float scale) { \
+        float m = -INFINITY;                                                              \
+        for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;                           \
+        const float picked = v[target];                                                   \
+        double sum = 0.0;                                                                 \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            float x = v[i] - m, result;                                                   \
+            RK_EXP_BODY;                                                                  \
+            v[i] = result;                                                                \
+            sum += (double)result;                                                        \
+        }                                                                                 \
+        const float factor = (float)((double)scale / sum);                                \
+        for (size_t i = 0; i < n; i++) v[i] *= factor;                                    \
+        v[target] -= scale;                                                               \
+        return (double)m + log(sum) - (double)picked;                                     \
+    }
+
+RK_DEFINE_CROSS_ENTROPY(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_CROSS_ENTROPY(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_CROSS_ENTROPY(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+double rk_cross_entropy(float *logits, size_t n, size_t target, float scale) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: return cross_entropy_avx512(logits, n, target, scale);
+    case RK_AVX2: return cross_entropy_avx2(logits, n, target, scale);
+    default: break;
+    }
+#endif
+    return cross_entropy_generic(logits, n, target, scale);
+}
+
 #define RK_DEFINE_SILU_BACKWARD(SUFFIX, ATTR)                                              \
     ATTR static void silu_backward_##SUFFIX(const float *restrict g, const float *restrict u, \
                                             const float *restrict d, float *restrict dg,   \
@@ -196,3 +233,5 @@ int rk_retain_freed_memory(void) {
 #else
 int rk_retain_freed_memory(void) { return 0; }
 #endif
+
+long rk_next_index(long *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }

@@ -8,6 +8,8 @@ struct LayerActivations {
     var normed1: Tensor, inverseRMS1: Tensor
     var q: Tensor, k: Tensor, v: Tensor
     var attention: Tensor
+    /// The attention probabilities, kept so that the backward pass need not recompute them.
+    var probabilities: Tensor
     var xMid: Tensor
     var normed2: Tensor, inverseRMS2: Tensor
     var gate: Tensor, up: Tensor, act: Tensor
@@ -153,9 +155,12 @@ public final class GradientEngine: @unchecked Sendable {
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         let attention = Tensor(zeros: [t, c.qDim])
+        let probabilities = Tensor(zeros: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: c.headCount,
+                                                                      kvHeads: c.kvHeadCount, keyStart: keyStart)])
         Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
                          out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
-                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart)
+                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
+                         probabilities: probabilities.pointer)
         let xMid = xIn.copy()
         keep(.o, linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true))
         let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
@@ -168,7 +173,7 @@ public final class GradientEngine: @unchecked Sendable {
         Kernels.siluGate(act.pointer, up: up.pointer, count: act.count)
         let xOut = xMid.copy()
         keep(.down, linear(act, rows: t, layer: index, slot: .down, into: xOut, accumulate: true))
-        let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention,
+        let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention, probabilities: probabilities,
                                      xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU, loraX: loraX)
         return (xOut, saved)
     }
@@ -256,7 +261,8 @@ public final class GradientEngine: @unchecked Sendable {
         let dQ = Tensor(zeros: [t, c.qDim]), dK = Tensor(zeros: [t, c.kvDim]), dV = Tensor(zeros: [t, c.kvDim])
         Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
                            dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, count: t, heads: c.headCount,
-                           kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart)
+                           kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
+                           probabilities: a.probabilities.pointer)
         BackwardKernels.applyRotaryBackward(dQ.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
                                             cos: cos.pointer, sin: sin.pointer)
         BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,

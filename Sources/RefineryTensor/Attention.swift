@@ -31,12 +31,39 @@ public enum Attention {
         return result.reversed()
     }
 
-    /// Runs `body(task index)` for every task, task `i` on thread `i mod threads`.
+    /// Where each task's probabilities start in a buffer that keeps them (`causal` with
+    /// `probabilities`, read back by `backward`), and the buffer's total size in floats. A task's
+    /// block is `[groups · rows, width]`, width = keys from the block's first allowed key to its last query.
+    static func probabilityLayout(_ tasks: [Task], queryCount: Int, keyCount: Int, heads: Int, kvHeads: Int,
+                                  keyStart: [Int]?) -> (offsets: [Int], total: Int) {
+        let groups = heads / kvHeads, past = keyCount - queryCount
+        var total = 0
+        let offsets = tasks.map { task in
+            defer { total += groups * (task.rowEnd - task.rowStart) * (past + task.rowEnd - (keyStart?[task.rowStart] ?? 0)) }
+            return total
+        }
+        return (offsets, total)
+    }
+
+    /// Floats a buffer for `causal`'s `probabilities` needs.
+    public static func probabilityCount(queryCount: Int, keyCount: Int, heads: Int, kvHeads: Int, keyStart: [Int]?) -> Int {
+        probabilityLayout(tasks(queryCount: queryCount, kvHeads: kvHeads), queryCount: queryCount, keyCount: keyCount,
+                          heads: heads, kvHeads: kvHeads, keyStart: keyStart).total
+    }
+
+    /// Runs `body(task index)` once for every task; each thread takes the next task left when it is
+    /// free, so a thread the system slows down holds up no more than one task.
     static func run(_ count: Int, work: Int, _ body: @Sendable (Int) -> Void) {
         let threads = Swift.min(Parallel.threadCount, count)
-        Parallel.forEach(threads, costPerItem: work / Swift.max(threads, 1)) { range in
-            for thread in range {
-                for index in stride(from: thread, to: count, by: threads) { body(index) }
+        let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        counter.initialize(to: 0)
+        defer { counter.deallocate() }
+        let next = SendablePointer(counter)
+        Parallel.forEach(threads, costPerItem: work / Swift.max(threads, 1)) { _ in
+            while true {
+                let index = rk_next_index(next.pointer)
+                if index >= count { return }
+                body(index)
             }
         }
     }
@@ -72,12 +99,14 @@ public enum Attention {
     /// - `out`: `[queryCount, heads × headDim]`.
     /// - `keyStart`: for packed rows, the first key each query may see (block-diagonal masks);
     ///   `nil` means 0 for all. Must be non-decreasing.
+    /// - `probabilities`: when given (`probabilityCount(...)` floats), the softmax probabilities are
+    ///   kept there for `backward`, which then need not recompute them.
     public static func causal(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
         out: UnsafeMutablePointer<Float>, outStride: Int,
         queryCount: Int, keyCount: Int, heads: Int, kvHeads: Int, headDim: Int,
-        keyStart: [Int]? = nil
+        keyStart: [Int]? = nil, probabilities: UnsafeMutablePointer<Float>? = nil
     ) {
         if queryCount == 0 { return }
         let groups = heads / kvHeads
@@ -91,6 +120,10 @@ public enum Attention {
                       into: keysT + kvHead * headDim * keyCount)
         }
         let tasks = tasks(queryCount: queryCount, kvHeads: kvHeads)
+        let layout = probabilities.map { _ in
+            probabilityLayout(tasks, queryCount: queryCount, keyCount: keyCount, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
+        }
+        let kept = probabilities.map { SendablePointer($0) }
         let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), vs = SendablePointer(UnsafeMutablePointer(mutating: v))
         let ks = SendablePointer(keysT), os = SendablePointer(out)
         run(tasks.count, work: heads * queryCount * keyCount * headDim * 2) { index in
@@ -100,7 +133,8 @@ public enum Attention {
             let width = past + r1 - keyLow
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (width + 2 * headDim))
             defer { scratch.deallocate() }
-            let scores = scratch, stackedQ = scratch + rows * width, stackedOut = stackedQ + rows * headDim
+            let stackedQ = scratch + rows * width, stackedOut = stackedQ + rows * headDim
+            let scores = if let kept, let layout { kept.pointer + layout.offsets[index] } else { scratch }
             stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
             rk_lowrank_expand(stackedQ, headDim, ks.pointer + task.kvHead * headDim * keyCount + keyLow, keyCount,

@@ -1,14 +1,15 @@
 import CRefineryKernels
 
 extension Attention {
-    /// Backward of `causal` without a cache (training): recomputes the probabilities from `q`/`k`
-    /// and writes `dQ`, `dK`, `dV` (all overwritten). Same tasks as `causal`; each task writes its
+    /// Backward of `causal` without a cache (training): writes `dQ`, `dK`, `dV` (all overwritten).
+    /// `probabilities` are those `causal` kept; without them they are recomputed from `q` and `k`. Same tasks as `causal`; each task writes its
     /// own rows of `dQ` and its own partial `dK`/`dV`, which are then added in task order, so the
     /// bits do not depend on the thread count.
     public static func backward(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
         dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
-        count t: Int, heads: Int, kvHeads: Int, headDim: Int, keyStart: [Int]?
+        count t: Int, heads: Int, kvHeads: Int, headDim: Int, keyStart: [Int]?,
+        probabilities: UnsafePointer<Float>? = nil
     ) {
         if t == 0 { return }
         let qStride = heads * headDim, kvStride = kvHeads * headDim
@@ -23,6 +24,10 @@ extension Attention {
             transpose(v + kvHead * headDim, stride: kvStride, rows: t, columns: headDim, into: valuesT + kvHead * headDim * t)
         }
         let tasks = tasks(queryCount: t, kvHeads: kvHeads)
+        let layout = probabilities.map { _ in
+            probabilityLayout(tasks, queryCount: t, keyCount: t, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
+        }
+        let kept = probabilities.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         // Partial dK and dV of each task: [width, headDim] each, width = r1 − keyLow.
         var total = 0
         let offsets = tasks.map { task in
@@ -43,25 +48,33 @@ extension Attention {
             let width = r1 - keyLow
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * width + 3 * headDim))
             defer { scratch.deallocate() }
-            let p = scratch, dP = scratch + rows * width
+            let dP = scratch + rows * width
             let stackedQ = dP + rows * width, stackedDOut = stackedQ + rows * headDim, stackedDQ = stackedDOut + rows * headDim
             stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
             stack(dOuts.pointer, stride: qStride, stacked: stackedDOut, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
-            rk_lowrank_expand(stackedQ, headDim, kTs.pointer + task.kvHead * headDim * t + keyLow, t,
-                              p, width, rows, width, headDim, scale, 0)
+            let p: UnsafeMutablePointer<Float>
+            if let kept, let layout {
+                p = kept.pointer + layout.offsets[index]
+            } else {
+                p = scratch
+                rk_lowrank_expand(stackedQ, headDim, kTs.pointer + task.kvHead * headDim * t + keyLow, t,
+                                  p, width, rows, width, headDim, scale, 0)
+            }
             rk_lowrank_expand(stackedDOut, headDim, vTs.pointer + task.kvHead * headDim * t + keyLow, t,
                               dP, width, rows, width, headDim, 1, 0)
-            // P = softmax(S) under the mask; dS = P ⊙ (dP − Σ P·dP), written over dP.
+            // P = softmax(S) under the mask (unless kept); dS = P ⊙ (dP − Σ P·dP), written over dP.
             for stackedRow in 0..<rows {
                 let row = r0 + stackedRow % b
                 let pr = p + stackedRow * width, d = dP + stackedRow * width
                 let first = (keyStart?[row] ?? 0) - keyLow
                 let last = row - keyLow
-                if first > 0 { pr.update(repeating: 0, count: first) }
-                rk_softmax(pr + first, last - first + 1)
-                if last + 1 < width { (pr + last + 1).update(repeating: 0, count: width - last - 1) }
+                if kept == nil {
+                    if first > 0 { pr.update(repeating: 0, count: first) }
+                    rk_softmax(pr + first, last - first + 1)
+                    if last + 1 < width { (pr + last + 1).update(repeating: 0, count: width - last - 1) }
+                }
                 var dot: Float = 0
                 for j in first...last { dot += pr[j] * d[j] }
                 for j in 0..<width { d[j] = pr[j] * (d[j] - dot) }

@@ -106,11 +106,7 @@ public enum BackwardKernels {
     /// Cross-entropy backward for one row, in place: `logits ← (softmax(logits) − onehot(target))·scale`.
     /// Returns the row's cross-entropy.
     public static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, vocab: Int, target: Int, scale: Float) -> Double {
-        let loss = rk_logsumexp(logits, vocab) - Double(logits[target])
-        rk_softmax(logits, vocab)
-        logits[target] -= 1
-        for i in 0..<vocab { logits[i] *= scale }
-        return loss
+        rk_cross_entropy(logits, vocab, target, scale)
     }
 
     /// Sum of the rows of `x` (`[rows, cols]`) added into `out[cols]` (bias gradients).

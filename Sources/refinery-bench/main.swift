@@ -1,4 +1,5 @@
 import COpenBLAS
+import CRefineryLaunch
 import Foundation
 import RefineryModel
 import RefineryTensor
@@ -79,7 +80,7 @@ if arguments.count >= 4 && arguments[1] == "train" {
             try step()
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        print("{\"tokens_per_second_median\": \(Double(sequenceLength) / median(seconds)), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes()), \"trainable\": \(engine.parameters.map(\.value.count).reduce(0, +))}")
+        print("{\"tokens_per_second_median\": \(Double(sequenceLength) / median(seconds)), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes()), \"trainable\": \(engine.parameters.map(\.value.count).reduce(0, +)), \"openblas_thread_timeout\": \(rk_blas_thread_timeout())}")
     } catch {
         fail("\(error)")
     }

@@ -16,6 +16,10 @@ double rk_logsumexp(const float *x, size_t n);
 
 #ifndef REFINERY_KERNELS_BACKWARD_H
 #define REFINERY_KERNELS_BACKWARD_H
+/// Cross-entropy of one row of n logits against `target`, returned (log-sum-exp accumulated in
+/// double); the row is overwritten with its gradient (softmax − onehot(target))·scale.
+double rk_cross_entropy(float *logits, size_t n, size_t target, float scale);
+
 /// SiLU-gate backward: act = silu(g)·u; dg = dAct·u·σ(g)(1 + g(1 − σ(g))), du = dAct·silu(g).
 void rk_silu_gate_backward(const float *gate, const float *up, const float *d_act, float *d_gate, float *d_up, size_t n);
 #endif
@@ -58,4 +62,10 @@ void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, f
 /// (pᵀ·q with p thin: the LoRA weight gradients).
 void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
                      size_t depth, size_t rank, size_t cols, float alpha);
+#endif
+
+#ifndef REFINERY_KERNELS_ATOMIC_H
+#define REFINERY_KERNELS_ATOMIC_H
+/// Atomically adds 1 to *counter and returns the value before (a shared work queue's next index).
+long rk_next_index(long *counter);
 #endif
