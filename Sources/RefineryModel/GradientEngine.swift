@@ -123,7 +123,7 @@ public final class GradientEngine: @unchecked Sendable {
         let width = LowRank.paddedRank(r)
         let aT = Tensor(zeros: [inFeatures, width])
         LowRank.transpose(pair.a.pointer, rows: r, cols: inFeatures, into: aT.pointer, ldd: width)
-        let u = Tensor(zeros: [rows, width])
+        let u = Tensor(uninitialized: [rows, width])
         LowRank.multiply((dropped?.dropped ?? x).pointer, ldu: inFeatures, aT.pointer, ldm: width, into: u.pointer, ldy: width,
                          rows: rows, cols: width, inner: inFeatures, accumulate: false)
         let bT = Tensor(zeros: [r, outFeatures])
@@ -147,15 +147,15 @@ public final class GradientEngine: @unchecked Sendable {
         let normed1 = Tensor(zeros: [t, h]), inv1 = Tensor(zeros: [t])
         Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
         BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
-        let q = Tensor(zeros: [t, c.qDim]), k = Tensor(zeros: [t, c.kvDim]), v = Tensor(zeros: [t, c.kvDim])
+        let q = Tensor(uninitialized: [t, c.qDim]), k = Tensor(uninitialized: [t, c.kvDim]), v = Tensor(uninitialized: [t, c.kvDim])
         keep(.q, linear(normed1, rows: t, layer: index, slot: .q, into: q, accumulate: false))
         keep(.k, linear(normed1, rows: t, layer: index, slot: .k, into: k, accumulate: false))
         keep(.v, linear(normed1, rows: t, layer: index, slot: .v, into: v, accumulate: false))
         let rows = Array(0..<t)
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
-        let attention = Tensor(zeros: [t, c.qDim])
-        let probabilities = Tensor(zeros: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: c.headCount,
+        let attention = Tensor(uninitialized: [t, c.qDim])
+        let probabilities = Tensor(uninitialized: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: c.headCount,
                                                                       kvHeads: c.kvHeadCount, keyStart: keyStart)])
         Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
                          out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
@@ -166,7 +166,7 @@ public final class GradientEngine: @unchecked Sendable {
         let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
         Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
         BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
-        let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
+        let gate = Tensor(uninitialized: [t, c.intermediateSize]), up = Tensor(uninitialized: [t, c.intermediateSize])
         keep(.gate, linear(normed2, rows: t, layer: index, slot: .gate, into: gate, accumulate: false))
         keep(.up, linear(normed2, rows: t, layer: index, slot: .up, into: up, accumulate: false))
         let act = gate.copy()
@@ -210,7 +210,7 @@ public final class GradientEngine: @unchecked Sendable {
             let width = LowRank.paddedRank(r)
             let b = Tensor(zeros: [outFeatures, width])
             LowRank.copy(pair.b.pointer, rows: outFeatures, cols: r, into: b.pointer, ldd: width)
-            let v = Tensor(zeros: [rows, width])
+            let v = Tensor(uninitialized: [rows, width])
             LowRank.multiply(dy.pointer, ldu: outFeatures, b.pointer, ldm: width, into: v.pointer, ldy: width,
                              rows: rows, cols: width, inner: outFeatures, alpha: s, accumulate: false)
             // dx += (v·A) ⊙ mask/(1−p) ; dA += vᵀ·dropout(x) ; dB += s·dyᵀ·u
@@ -242,9 +242,9 @@ public final class GradientEngine: @unchecked Sendable {
         let layer = model.layers[index]
         let prefix = "model.layers.\(index)."
         // MLP
-        let dAct = Tensor(zeros: [t, c.intermediateSize])
+        let dAct = Tensor(uninitialized: [t, c.intermediateSize])
         linearBackward(dOut, x: a.act, saved: a, rows: t, layer: index, slot: .down, dx: dAct, accumulate: false)
-        let dGate = Tensor(zeros: [t, c.intermediateSize]), dUp = Tensor(zeros: [t, c.intermediateSize])
+        let dGate = Tensor(uninitialized: [t, c.intermediateSize]), dUp = Tensor(uninitialized: [t, c.intermediateSize])
         BackwardKernels.siluGate(gate: a.gate.pointer, up: a.up.pointer, dAct: dAct.pointer, count: dAct.count,
                                  dGate: dGate.pointer, dUp: dUp.pointer)
         let dNormed2 = Tensor(zeros: [t, h])
@@ -256,9 +256,9 @@ public final class GradientEngine: @unchecked Sendable {
                                 dWeight: trainsBase ? grad(prefix + "post_attention_layernorm.weight")?.pointer : nil)
         Kernels.add(dXMid.pointer, dOut.pointer, count: dXMid.count)
         // Attention
-        let dAttention = Tensor(zeros: [t, c.qDim])
+        let dAttention = Tensor(uninitialized: [t, c.qDim])
         linearBackward(dXMid, x: a.attention, saved: a, rows: t, layer: index, slot: .o, dx: dAttention, accumulate: false)
-        let dQ = Tensor(zeros: [t, c.qDim]), dK = Tensor(zeros: [t, c.kvDim]), dV = Tensor(zeros: [t, c.kvDim])
+        let dQ = Tensor(uninitialized: [t, c.qDim]), dK = Tensor(uninitialized: [t, c.kvDim]), dV = Tensor(uninitialized: [t, c.kvDim])
         Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
                            dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, count: t, heads: c.headCount,
                            kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,

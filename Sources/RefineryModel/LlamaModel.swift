@@ -161,7 +161,7 @@ public final class LlamaModel: @unchecked Sendable {
             selected = hidden
         }
         let count = selected.count / h
-        let result = Tensor(zeros: [count, config.vocabSize])
+        let result = Tensor(uninitialized: [count, config.vocabSize])
         BLAS.linear(selected.pointer, rows: count, inFeatures: h, weight: lmHead.pointer, outFeatures: config.vocabSize, into: result.pointer)
         return result
     }

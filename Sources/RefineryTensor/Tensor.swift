@@ -14,6 +14,14 @@ public struct Tensor: @unchecked Sendable {
         self.storage = FloatStorage(count: shape.reduce(1, *))
     }
 
+    /// Allocates a tensor of `shape` whose elements are not set: for outputs that a kernel
+    /// overwrites whole (a product with beta 0, a copy), where zero-filling first is wasted work.
+    /// Every element must be written before it is read.
+    public init(uninitialized shape: [Int]) {
+        self.shape = shape
+        self.storage = FloatStorage(uninitializedCount: shape.reduce(1, *))
+    }
+
     /// Wraps `values` (which must hold exactly `shape.reduce(1, *)` elements).
     public init(shape: [Int], values: [Float]) {
         precondition(values.count == shape.reduce(1, *), "Tensor: \(values.count) values for shape \(shape)")
@@ -43,7 +51,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// A deep copy.
     public func copy() -> Tensor {
-        let result = Tensor(zeros: shape)
+        let result = Tensor(uninitialized: shape)
         result.pointer.update(from: pointer, count: count)
         return result
     }
@@ -57,11 +65,16 @@ public final class FloatStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
 
     /// Allocates zero-filled storage.
-    public init(count: Int) {
+    public convenience init(count: Int) {
+        self.init(uninitializedCount: count)
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    /// Allocates storage whose elements are not set (see `Tensor(uninitialized:)`).
+    public init(uninitializedCount count: Int) {
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
     }
 
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
