@@ -152,6 +152,48 @@ double rk_cross_entropy(float *logits, size_t n, size_t target, float scale) {
     return cross_entropy_generic(logits, n, target, scale);
 }
 
+// Dot products for the norms (summed in vector lanes, then across them).
+#define RK_DEFINE_DOTS(SUFFIX, ATTR)                                                        \
+    ATTR static float dot_##SUFFIX(const float *restrict a, const float *restrict b, size_t n) { \
+        float sum = 0.0f;                                                                 \
+        for (size_t i = 0; i < n; i++) sum += a[i] * b[i];                                \
+        return sum;                                                                       \
+    }                                                                                     \
+    ATTR static float dot3_##SUFFIX(const float *restrict a, const float *restrict b,     \
+                                    const float *restrict c, size_t n) {                  \
+        float sum = 0.0f;                                                                 \
+        for (size_t i = 0; i < n; i++) sum += a[i] * b[i] * c[i];                         \
+        return sum;                                                                       \
+    }
+
+RK_DEFINE_DOTS(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_DOTS(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_DOTS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+float rk_dot(const float *a, const float *b, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: return dot_avx512(a, b, n);
+    case RK_AVX2: return dot_avx2(a, b, n);
+    default: break;
+    }
+#endif
+    return dot_generic(a, b, n);
+}
+
+float rk_dot3(const float *a, const float *b, const float *c, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: return dot3_avx512(a, b, c, n);
+    case RK_AVX2: return dot3_avx2(a, b, c, n);
+    default: break;
+    }
+#endif
+    return dot3_generic(a, b, c, n);
+}
+
 #define RK_DEFINE_SILU_BACKWARD(SUFFIX, ATTR)                                              \
     ATTR static void silu_backward_##SUFFIX(const float *restrict g, const float *restrict u, \
                                             const float *restrict d, float *restrict dg,   \

@@ -88,19 +88,31 @@ extension Attention {
             rk_lowrank_gram(dP, width, stackedQ, headDim, partialK, headDim, rows, width, headDim, scale)
             rk_lowrank_gram(p, width, stackedDOut, headDim, partialV, headDim, rows, width, headDim, 1)
         }
-        // dK, dV: the partials added in order of query block (ascending), per KV head.
-        dK.update(repeating: 0, count: t * kvStride)
-        dV.update(repeating: 0, count: t * kvStride)
-        for index in tasks.indices.reversed() {
-            let task = tasks[index]
-            let keyLow = keyStart?[task.rowStart] ?? 0
-            let width = task.rowEnd - keyLow
-            let partialK = partials + offsets[index], partialV = partialK + width * headDim
-            for j in 0..<width {
-                let base = (keyLow + j) * kvStride + task.kvHead * headDim
-                for c in 0..<headDim {
-                    dK[base + c] += partialK[j * headDim + c]
-                    dV[base + c] += partialV[j * headDim + c]
+        // dK, dV: for each key row, the partials of the tasks that saw it, added in order of query
+        // block (ascending) per KV head; rows are independent, so they are split over threads.
+        var byHead = [[Int]](repeating: [], count: kvHeads)
+        for index in tasks.indices.reversed() { byHead[tasks[index].kvHead].append(index) }
+        let ordered = byHead
+        let dKs = SendablePointer(dK), dVs = SendablePointer(dV)
+        Parallel.forEach(t, costPerItem: kvStride * 2 * Swift.max(1, tasks.count / kvHeads)) { range in
+            for key in range {
+                let rowK = dKs.pointer + key * kvStride, rowV = dVs.pointer + key * kvStride
+                rowK.update(repeating: 0, count: kvStride)
+                rowV.update(repeating: 0, count: kvStride)
+                for kvHead in 0..<kvHeads {
+                    for index in ordered[kvHead] {
+                        let task = tasks[index]
+                        let keyLow = keyStart?[task.rowStart] ?? 0
+                        guard key >= keyLow, key < task.rowEnd else { continue }
+                        let width = task.rowEnd - keyLow
+                        let partialK = ps.pointer + offsets[index] + (key - keyLow) * headDim
+                        let partialV = partialK + width * headDim
+                        let outK = rowK + kvHead * headDim, outV = rowV + kvHead * headDim
+                        for c in 0..<headDim {
+                            outK[c] += partialK[c]
+                            outV[c] += partialV[c]
+                        }
+                    }
                 }
             }
         }

@@ -9,8 +9,7 @@ public enum BackwardKernels {
         Parallel.forEach(rows, costPerItem: dim * 2) { range in
             for row in range {
                 let input = xs.pointer + row * dim
-                var sum: Float = 0
-                for i in 0..<dim { sum += input[i] * input[i] }
+                let sum = rk_dot(input, input, dim)
                 os.pointer[row] = 1 / (sum / Float(dim) + eps).squareRoot()
             }
         }
@@ -30,8 +29,7 @@ public enum BackwardKernels {
             for row in range {
                 let xr = xs.pointer + row * dim, dyr = dys.pointer + row * dim, dxr = dxs.pointer + row * dim
                 let r = rs.pointer[row]
-                var dot: Float = 0
-                for i in 0..<dim { dot += ws.pointer[i] * dyr[i] * xr[i] }
+                let dot = rk_dot3(ws.pointer, dyr, xr, dim)
                 let coefficient = r * r * r * dot / Float(dim)
                 for i in 0..<dim { dxr[i] = r * ws.pointer[i] * dyr[i] - xr[i] * coefficient }
             }

@@ -16,8 +16,7 @@ public enum Kernels {
             for row in range {
                 let input = xs.pointer + row * dim
                 let output = ys.pointer + row * dim
-                var sum: Float = 0
-                for i in 0..<dim { sum += input[i] * input[i] }
+                let sum = rk_dot(input, input, dim)
                 let scale = 1 / (sum / Float(dim) + eps).squareRoot()
                 for i in 0..<dim { output[i] = ws.pointer[i] * (input[i] * scale) }
             }

@@ -20,6 +20,12 @@ double rk_logsumexp(const float *x, size_t n);
 /// double); the row is overwritten with its gradient (softmax − onehot(target))·scale.
 double rk_cross_entropy(float *logits, size_t n, size_t target, float scale);
 
+/// Σ a[i]·b[i] (vectorised; the order of the sum depends on the instruction set).
+float rk_dot(const float *a, const float *b, size_t n);
+
+/// Σ a[i]·b[i]·c[i].
+float rk_dot3(const float *a, const float *b, const float *c, size_t n);
+
 /// SiLU-gate backward: act = silu(g)·u; dg = dAct·u·σ(g)(1 + g(1 − σ(g))), du = dAct·silu(g).
 void rk_silu_gate_backward(const float *gate, const float *up, const float *d_act, float *d_gate, float *d_up, size_t n);
 #endif
