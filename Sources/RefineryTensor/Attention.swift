@@ -68,15 +68,6 @@ public enum Attention {
         }
     }
 
-    /// `destination[column · rows + row] = source[row · stride + column]` for a `rows × columns` block.
-    static func transpose(_ source: UnsafePointer<Float>, stride: Int, rows: Int, columns: Int,
-                          into destination: UnsafeMutablePointer<Float>) {
-        for row in 0..<rows {
-            let s = source + row * stride
-            for column in 0..<columns { destination[column * rows + row] = s[column] }
-        }
-    }
-
     /// Copies the query heads of `kvHead`'s group, rows `r0..<r1`, into `[groups·(r1−r0), headDim]`
     /// (row `g·b + i` is head `kvHead·groups + g`, query `r0 + i`), or back when `gather` is false.
     static func stack(_ matrix: UnsafeMutablePointer<Float>, stride: Int, stacked: UnsafeMutablePointer<Float>,
@@ -116,8 +107,8 @@ public enum Attention {
         let keysT = UnsafeMutablePointer<Float>.allocate(capacity: kvHeads * headDim * keyCount)
         defer { keysT.deallocate() }
         for kvHead in 0..<kvHeads {
-            transpose(k + kvHead * headDim, stride: kvStride, rows: keyCount, columns: headDim,
-                      into: keysT + kvHead * headDim * keyCount)
+            LowRank.transpose(k + kvHead * headDim, lds: kvStride, rows: keyCount, cols: headDim,
+                              into: keysT + kvHead * headDim * keyCount, ldd: keyCount)
         }
         let tasks = tasks(queryCount: queryCount, kvHeads: kvHeads)
         let layout = probabilities.map { _ in

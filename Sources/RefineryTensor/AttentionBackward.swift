@@ -1,33 +1,29 @@
 import CRefineryKernels
 
 extension Attention {
-    /// Backward of `causal` without a cache (training): writes `dQ`, `dK`, `dV` (all overwritten).
-    /// `probabilities` are those `causal` kept; without them they are recomputed from `q` and `k`. Same tasks as `causal`; each task writes its
+    /// Backward of `causal` without a cache (training): writes `dQ`, `dK`, `dV` (all overwritten)
+    /// from the `probabilities` that `causal` kept. Same tasks as `causal`; each task writes its
     /// own rows of `dQ` and its own partial `dK`/`dV`, which are then added in task order, so the
     /// bits do not depend on the thread count.
     public static func backward(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
         dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
         count t: Int, heads: Int, kvHeads: Int, headDim: Int, keyStart: [Int]?,
-        probabilities: UnsafePointer<Float>? = nil
+        probabilities: UnsafePointer<Float>
     ) {
         if t == 0 { return }
         let qStride = heads * headDim, kvStride = kvHeads * headDim
         let groups = heads / kvHeads
         let scale = 1 / Float(headDim).squareRoot()
-        // Kᵀ and Vᵀ of every KV head, [headDim, t] each.
-        let transposed = UnsafeMutablePointer<Float>.allocate(capacity: 2 * kvHeads * headDim * t)
-        defer { transposed.deallocate() }
-        let keysT = transposed, valuesT = transposed + kvHeads * headDim * t
+        // Vᵀ of every KV head, [headDim, t] each: the layout dO·Vᵀ reads.
+        let valuesT = UnsafeMutablePointer<Float>.allocate(capacity: kvHeads * headDim * t)
+        defer { valuesT.deallocate() }
         for kvHead in 0..<kvHeads {
-            transpose(k + kvHead * headDim, stride: kvStride, rows: t, columns: headDim, into: keysT + kvHead * headDim * t)
-            transpose(v + kvHead * headDim, stride: kvStride, rows: t, columns: headDim, into: valuesT + kvHead * headDim * t)
+            LowRank.transpose(v + kvHead * headDim, lds: kvStride, rows: t, cols: headDim, into: valuesT + kvHead * headDim * t, ldd: t)
         }
         let tasks = tasks(queryCount: t, kvHeads: kvHeads)
-        let layout = probabilities.map { _ in
-            probabilityLayout(tasks, queryCount: t, keyCount: t, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
-        }
-        let kept = probabilities.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        let layout = probabilityLayout(tasks, queryCount: t, keyCount: t, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
+        let kept = SendablePointer(UnsafeMutablePointer(mutating: probabilities))
         // Partial dK and dV of each task: [width, headDim] each, width = r1 − keyLow.
         var total = 0
         let offsets = tasks.map { task in
@@ -39,42 +35,29 @@ extension Attention {
         defer { partials.deallocate() }
         let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), ks = SendablePointer(UnsafeMutablePointer(mutating: k))
         let dOuts = SendablePointer(UnsafeMutablePointer(mutating: dOut))
-        let kTs = SendablePointer(keysT), vTs = SendablePointer(valuesT)
+        let vTs = SendablePointer(valuesT)
         let dQs = SendablePointer(dQ), ps = SendablePointer(partials)
         run(tasks.count, work: heads * t * t * headDim * 4) { index in
             let task = tasks[index]
             let r0 = task.rowStart, r1 = task.rowEnd, b = r1 - r0, rows = groups * b
             let keyLow = keyStart?[r0] ?? 0
             let width = r1 - keyLow
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * width + 3 * headDim))
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * (width + 3 * headDim))
             defer { scratch.deallocate() }
-            let dP = scratch + rows * width
+            let dP = scratch, p = kept.pointer + layout.offsets[index]
             let stackedQ = dP + rows * width, stackedDOut = stackedQ + rows * headDim, stackedDQ = stackedDOut + rows * headDim
             stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
             stack(dOuts.pointer, stride: qStride, stacked: stackedDOut, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
-            let p: UnsafeMutablePointer<Float>
-            if let kept, let layout {
-                p = kept.pointer + layout.offsets[index]
-            } else {
-                p = scratch
-                rk_lowrank_expand(stackedQ, headDim, kTs.pointer + task.kvHead * headDim * t + keyLow, t,
-                                  p, width, rows, width, headDim, scale, 0)
-            }
             rk_lowrank_expand(stackedDOut, headDim, vTs.pointer + task.kvHead * headDim * t + keyLow, t,
                               dP, width, rows, width, headDim, 1, 0)
-            // P = softmax(S) under the mask (unless kept); dS = P ⊙ (dP − Σ P·dP), written over dP.
+            // dS = P ⊙ (dP − Σ P·dP), written over dP.
             for stackedRow in 0..<rows {
                 let row = r0 + stackedRow % b
                 let pr = p + stackedRow * width, d = dP + stackedRow * width
                 let first = (keyStart?[row] ?? 0) - keyLow
                 let last = row - keyLow
-                if kept == nil {
-                    if first > 0 { pr.update(repeating: 0, count: first) }
-                    rk_softmax(pr + first, last - first + 1)
-                    if last + 1 < width { (pr + last + 1).update(repeating: 0, count: width - last - 1) }
-                }
                 var dot: Float = 0
                 for j in first...last { dot += pr[j] * d[j] }
                 for j in 0..<width { d[j] = pr[j] * (d[j] - dot) }

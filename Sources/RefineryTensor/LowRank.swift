@@ -50,11 +50,14 @@ public enum LowRank {
         }
     }
 
-    /// `destination[cols, ldd] = source[rows, cols]ᵀ`; columns `rows..<ldd` of the destination are left as they are.
-    public static func transpose(_ source: UnsafePointer<Float>, rows: Int, cols: Int,
+    /// `destination[col · ldd + row] = source[row · lds + col]` for a `rows × cols` block (`lds`
+    /// defaults to dense rows); destination columns `rows..<ldd` are left as they are.
+    public static func transpose(_ source: UnsafePointer<Float>, lds: Int? = nil, rows: Int, cols: Int,
                                  into destination: UnsafeMutablePointer<Float>, ldd: Int) {
+        let stride = lds ?? cols
         for row in 0..<rows {
-            for col in 0..<cols { destination[col * ldd + row] = source[row * cols + col] }
+            let s = source + row * stride
+            for col in 0..<cols { destination[col * ldd + row] = s[col] }
         }
     }
 

@@ -86,8 +86,14 @@ import CRefineryKernels
         let q = random.tensor([t, heads * d]), k = random.tensor([t, kvHeads * d]), v = random.tensor([t, kvHeads * d])
         let dOut = random.tensor([t, heads * d])
         let dQ = Tensor(zeros: [t, heads * d]), dK = Tensor(zeros: [t, kvHeads * d]), dV = Tensor(zeros: [t, kvHeads * d])
+        let out = Tensor(zeros: [t, heads * d])
+        let probabilities = Tensor(zeros: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: heads, kvHeads: kvHeads, keyStart: keyStart)])
+        Attention.causal(q: q.pointer, qStride: heads * d, k: k.pointer, v: v.pointer, kvStride: kvHeads * d, out: out.pointer,
+                         outStride: heads * d, queryCount: t, keyCount: t, heads: heads, kvHeads: kvHeads, headDim: d,
+                         keyStart: keyStart, probabilities: probabilities.pointer)
         Attention.backward(q: q.pointer, k: k.pointer, v: v.pointer, dOut: dOut.pointer, dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer,
-                           count: t, heads: heads, kvHeads: kvHeads, headDim: d, keyStart: keyStart)
+                           count: t, heads: heads, kvHeads: kvHeads, headDim: d, keyStart: keyStart,
+                           probabilities: probabilities.pointer)
         var wantQ = [Double](repeating: 0, count: t * heads * d)
         var wantK = [Double](repeating: 0, count: t * kvHeads * d), wantV = wantK
         let scale = 1 / Double(d).squareRoot()
