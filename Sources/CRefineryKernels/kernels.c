@@ -29,12 +29,6 @@
         result = x < -87.336544f ? 0.0f : e * s;                                          \
     } while (0)
 
-static inline float rk_expf(float x) {
-    float result;
-    RK_EXP_BODY;
-    return result;
-}
-
 #define RK_DEFINE_KERNELS(SUFFIX, ATTR)                                                   \
     ATTR static void softmax_##SUFFIX(float *restrict v, size_t n) {                      \
         float m = -INFINITY;                                                              \
@@ -107,13 +101,6 @@ void rk_silu_gate(float *gate, const float *up, size_t n) {
     silu_gate_generic(gate, up, n);
 }
 
-double rk_logsumexp(const float *x, size_t n) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++) sum += (double)rk_expf(x[i] - m);
-    return (double)m + log(sum);
-}
 
 // Cross-entropy of one row of logits, forward and backward in three passes: max; exp written in
 // place with the sum accumulated in double; then the row becomes (softmax − onehot)·scale.
@@ -140,6 +127,36 @@ RK_DEFINE_CROSS_ENTROPY(generic, )
 RK_DEFINE_CROSS_ENTROPY(avx2, __attribute__((target("avx2,fma"))))
 RK_DEFINE_CROSS_ENTROPY(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
 #endif
+
+#define RK_DEFINE_LOGSUMEXP(SUFFIX, ATTR)                                                   \
+    ATTR static double logsumexp_##SUFFIX(const float *restrict v, size_t n) {            \
+        float m = -INFINITY;                                                              \
+        for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;                           \
+        double sum = 0.0;                                                                 \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            float x = v[i] - m, result;                                                   \
+            RK_EXP_BODY;                                                                  \
+            sum += (double)result;                                                        \
+        }                                                                                 \
+        return (double)m + log(sum);                                                      \
+    }
+
+RK_DEFINE_LOGSUMEXP(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_LOGSUMEXP(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_LOGSUMEXP(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+double rk_logsumexp(const float *x, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: return logsumexp_avx512(x, n);
+    case RK_AVX2: return logsumexp_avx2(x, n);
+    default: break;
+    }
+#endif
+    return logsumexp_generic(x, n);
+}
 
 double rk_cross_entropy(float *logits, size_t n, size_t target, float scale) {
 #if defined(__x86_64__)
