@@ -35,7 +35,6 @@ let package = Package(
             name: "CRefineryKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
-        .target(name: "CRefineryLaunch"),
         .target(
             name: "RefineryTensor",
             dependencies: ["COpenBLAS", "CRefineryKernels"],
@@ -66,13 +65,13 @@ let package = Package(
             name: "refinery",
             dependencies: [
                 "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
-                "CRefineryLaunch", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "refinery-bench",
-            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS", "CRefineryLaunch"],
+            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
         .testTarget(

@@ -109,3 +109,62 @@ import Testing
         #expect(counts.array.allSatisfy { $0 == 1 })
     }
 }
+
+/// The thread pool and the products cut into blocks over it.
+@Suite struct ParallelProductTests {
+    /// Every case of transposition, both cuts (columns when m ≤ n, rows otherwise), padded leading
+    /// dimensions and beta = 1, against a Double reference; big enough to be cut.
+    @Test(arguments: [(false, true, 40, 300, 200), (false, false, 300, 40, 200), (true, false, 256, 130, 90), (true, true, 130, 256, 90)])
+    func cutProductsMatchReference(_ shape: (Bool, Bool, Int, Int, Int)) {
+        let (transA, transB, m, n, k) = shape
+        var random = KernelTests.Random(state: UInt64(m * 7 + n))
+        let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
+        let a = random.tensor([(transA ? k : m) * lda]), b = random.tensor([(transB ? n : k) * ldb])
+        let initial = random.tensor([m * ldc])
+        func element(_ tensor: Tensor, _ row: Int, _ col: Int, _ ld: Int, transposed: Bool) -> Double {
+            Double(transposed ? tensor.pointer[col * ld + row] : tensor.pointer[row * ld + col])
+        }
+        for parts in [1, 2, 3, 5] {
+            let c = initial.copy()
+            BLAS.gemm(parts: parts, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: lda,
+                      b: b.pointer, ldb: ldb, beta: 1, c: c.pointer, ldc: ldc)
+            var worst = 0.0
+            for row in 0..<m {
+                for col in 0..<n {
+                    var sum = 0.0
+                    for i in 0..<k { sum += element(a, row, i, lda, transposed: transA) * element(b, i, col, ldb, transposed: transB) }
+                    let expected = 0.5 * sum + Double(initial.pointer[row * ldc + col])
+                    worst = max(worst, abs(Double(c.pointer[row * ldc + col]) - expected))
+                }
+                // The padding between rows is never written.
+                for col in n..<ldc { #expect(c.pointer[row * ldc + col] == initial.pointer[row * ldc + col]) }
+            }
+            #expect(worst < 1e-4, "parts \(parts): worst error \(worst)")
+        }
+    }
+
+    @Test func poolRunsEveryIndexOnceAndNestedCallsInline() {
+        for count in [1, 2, 3, 17, 1000] {
+            let counts = Tensor(zeros: [count * 4])
+            let pointer = SendablePointer(counts.pointer)
+            Parallel.run(count) { index in
+                pointer.pointer[index * 4] += 1
+                // A nested call while the pool is busy runs inline, still once per index.
+                Parallel.run(3) { inner in pointer.pointer[index * 4 + 1 + inner] += 1 }
+            }
+            #expect(counts.array.allSatisfy { $0 == 1 }, "count \(count)")
+        }
+    }
+
+    @Test func poolServesConcurrentCallers() {
+        let callers = 6, count = 500
+        let counts = Tensor(zeros: [callers * count])
+        let pointer = SendablePointer(counts.pointer)
+        DispatchQueue.concurrentPerform(iterations: callers) { caller in
+            for _ in 0..<20 {
+                Parallel.run(count) { index in pointer.pointer[caller * count + index] += 1 }
+            }
+        }
+        #expect(counts.array.allSatisfy { $0 == 20 })
+    }
+}

@@ -44,6 +44,24 @@ double rk_sum_squares(const float *x, size_t n);
 void rk_scale(float *x, size_t n, float factor);
 #endif
 
+#ifndef REFINERY_KERNELS_POOL_H
+#define REFINERY_KERNELS_POOL_H
+/// The body of a pool job: called once per index with the job's context.
+typedef void (*rk_pool_body)(void *context, long index);
+
+/// Grows the worker pool to `threads` threads in all (the calling thread counts as one; workers are
+/// never removed) and returns the size reached.
+int rk_pool_start(int threads);
+
+/// The pool's size, the calling thread included (1 until `rk_pool_start`).
+int rk_pool_threads(void);
+
+/// Runs body(context, i) once for every i in [0, count) on the pool's workers and the calling
+/// thread; returns when every call has finished. A call made while the pool is busy (from inside a
+/// body, or from another thread) runs its indices inline, in order.
+void rk_pool_run(long count, void *context, rk_pool_body body);
+#endif
+
 #ifndef REFINERY_KERNELS_MEMORY_H
 #define REFINERY_KERNELS_MEMORY_H
 /// Keeps freed memory in the process's heap instead of returning large blocks to the kernel
