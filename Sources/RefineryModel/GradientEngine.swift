@@ -63,7 +63,14 @@ public final class GradientEngine: @unchecked Sendable {
 
     /// Sets every gradient to zero.
     public func zeroGradients() {
-        for parameter in parameters { parameter.gradient.pointer.update(repeating: 0, count: parameter.gradient.count) }
+        let block = 1 << 16
+        for parameter in parameters {
+            let gradient = SendablePointer(parameter.gradient.pointer), count = parameter.gradient.count
+            Parallel.forEach((count + block - 1) / block, costPerItem: block) { blocks in
+                let start = blocks.lowerBound * block, end = min(count, blocks.upperBound * block)
+                (gradient.pointer + start).update(repeating: 0, count: end - start)
+            }
+        }
     }
 
     private func grad(_ name: String) -> Tensor? { gradients[name] }

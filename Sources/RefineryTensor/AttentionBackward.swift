@@ -58,8 +58,7 @@ extension Attention {
                 let pr = p + stackedRow * width, d = dP + stackedRow * width
                 let first = (keyStart?[row] ?? 0) - keyLow
                 let last = row - keyLow
-                var dot: Float = 0
-                for j in first...last { dot += pr[j] * d[j] }
+                let dot = rk_dot(pr + first, d + first, last - first + 1)
                 for j in 0..<width { d[j] = pr[j] * (d[j] - dot) }
             }
             // dQ = scale · dS · K ; dK = scale · dSᵀ · Q ; dV = Pᵀ · dO

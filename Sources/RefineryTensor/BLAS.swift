@@ -45,6 +45,11 @@ public enum BLAS {
     ) {
         if m == 0 || n == 0 { return }
         _ = singleThreaded
+        if count > 1 && k >= 4 * max(m, n) && m * n * k >= 1 << 21 {
+            gemmSplittingDepth(parts: count, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                               b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         // Cut the dimension whose other operand is cheaper to pack twice: columns repeat A's
         // packing in every block, rows repeat B's.
         let byColumns = m <= n
@@ -68,6 +73,45 @@ public enum BLAS {
             } else {
                 call(transA, transB, size, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
                      beta, c + start * ldc, ldc)
+            }
+        }
+    }
+
+    /// A product much deeper than wide (the lm head's backward: k = vocabulary) cut along k: each
+    /// block packs only its own slices of A and B (a cut of m or n would pack one whole operand in
+    /// every block); the partial products are added to C in block order.
+    private static func gemmSplittingDepth(
+        parts count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let depth = ((k + count - 1) / count + 15) / 16 * 16
+        let blocks = (k + depth - 1) / depth
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: (blocks - 1) * m * n)
+        defer { partials.deallocate() }
+        let (aAddress, bAddress, cAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: c))
+        let partialsAddress = UInt(bitPattern: partials)
+        Parallel.run(blocks) { index in
+            let start = index * depth, size = min(depth, k - start)
+            let a = UnsafePointer<Float>(bitPattern: aAddress).unsafelyUnwrapped
+            let b = UnsafePointer<Float>(bitPattern: bAddress).unsafelyUnwrapped
+            let aBlock = transA ? a + start * lda : a + start, bBlock = transB ? b + start : b + start * ldb
+            if index == 0 {
+                let c = UnsafeMutablePointer<Float>(bitPattern: cAddress).unsafelyUnwrapped
+                call(transA, transB, m, n, size, alpha, aBlock, lda, bBlock, ldb, beta, c, ldc)
+            } else {
+                let partial = UnsafeMutablePointer<Float>(bitPattern: partialsAddress).unsafelyUnwrapped + (index - 1) * m * n
+                call(transA, transB, m, n, size, alpha, aBlock, lda, bBlock, ldb, 0, partial, n)
+            }
+        }
+        Parallel.forEach(m, costPerItem: n * blocks) { rows in
+            let c = UnsafeMutablePointer<Float>(bitPattern: cAddress).unsafelyUnwrapped
+            let partials = UnsafeMutablePointer<Float>(bitPattern: partialsAddress).unsafelyUnwrapped
+            for row in rows {
+                for block in 1..<blocks {
+                    let source = partials + (block - 1) * m * n + row * n, target = c + row * ldc
+                    for column in 0..<n { target[column] += source[column] }
+                }
             }
         }
     }

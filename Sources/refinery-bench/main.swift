@@ -8,6 +8,7 @@ import RefineryTensor
 //   refinery-bench forward MODEL_DIR [SEQ_LEN] [ITERATIONS]
 //   refinery-bench train MODEL_DIR lora|full [SEQ_LEN] [ITERATIONS]   (LoRA r=16 on all linear modules)
 //   refinery-bench sgemm [N] [ITERATIONS]                              (this machine's sgemm GFLOP/s)
+//   refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]                  (one product shape)
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("refinery-bench: \(message)\n".utf8))
@@ -50,6 +51,25 @@ if arguments.count >= 2 && arguments[1] == "sgemm" {
         BLAS.gemm(transA: false, transB: true, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
     }
     print("{\"gflops_median\": \(max(library, refinery)), \"openblas_threaded_gflops\": \(library), \"refinery_split_gflops\": \(refinery), \"n\": \(n), \"blas_threads\": \(threads)}")
+    exit(0)
+}
+if arguments.count >= 5 && arguments[1] == "gemm" {
+    // One product shape through Refinery's cut (BLAS.gemm): refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]
+    guard let m = Int(arguments[2]), let n = Int(arguments[3]), let k = Int(arguments[4]) else { fail("gemm M N K: integers") }
+    let layout = arguments.count > 5 ? arguments[5] : "NT"
+    let iterations = arguments.count > 6 ? Int(arguments[6]) ?? 20 : 20
+    let (transA, transB) = (layout.first == "T", layout.last == "T")
+    let a = Tensor(shape: [m * k], values: (0..<(m * k)).map { Float($0 % 7) * 0.1 })
+    let b = Tensor(shape: [k * n], values: (0..<(k * n)).map { Float($0 % 5) * 0.1 })
+    let c = Tensor(zeros: [m, n])
+    var seconds: [Double] = []
+    for iteration in 0...iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: transA ? m : k,
+                  b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+        if iteration > 0 { seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+    }
+    print("{\"gflops_median\": \(2 * Double(m * n * k) / median(seconds) / 1e9), \"milliseconds_median\": \(median(seconds) * 1e3)}")
     exit(0)
 }
 if arguments.count >= 4 && arguments[1] == "train" {

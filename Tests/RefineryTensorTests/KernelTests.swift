@@ -112,9 +112,11 @@ import Testing
 
 /// The thread pool and the products cut into blocks over it.
 @Suite struct ParallelProductTests {
-    /// Every case of transposition, both cuts (columns when m ≤ n, rows otherwise), padded leading
-    /// dimensions and beta = 1, against a Double reference; big enough to be cut.
-    @Test(arguments: [(false, true, 40, 300, 200), (false, false, 300, 40, 200), (true, false, 256, 130, 90), (true, true, 130, 256, 90)])
+    /// Every case of transposition, the three cuts (columns when m ≤ n, rows otherwise, depth when
+    /// k ≥ 4·max(m, n)), padded leading dimensions and beta = 1, against a Double reference; big
+    /// enough to be cut.
+    @Test(arguments: [(false, true, 40, 300, 200), (false, false, 300, 40, 200), (true, false, 256, 130, 90), (true, true, 130, 256, 90),
+                      (false, false, 20, 24, 5000), (true, true, 24, 20, 5000), (false, true, 24, 20, 5000), (true, false, 20, 24, 5000)])
     func cutProductsMatchReference(_ shape: (Bool, Bool, Int, Int, Int)) {
         let (transA, transB, m, n, k) = shape
         var random = KernelTests.Random(state: UInt64(m * 7 + n))
