@@ -151,7 +151,7 @@ public final class GradientEngine: @unchecked Sendable {
             loraU[slot] = u
             if let dropped { loraX[slot] = dropped }
         }
-        let normed1 = Tensor(zeros: [t, h]), inv1 = Tensor(zeros: [t])
+        let normed1 = Tensor(uninitialized: [t, h]), inv1 = Tensor(uninitialized: [t])
         Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
         BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
         let q = Tensor(uninitialized: [t, c.qDim]), k = Tensor(uninitialized: [t, c.kvDim]), v = Tensor(uninitialized: [t, c.kvDim])
@@ -170,7 +170,7 @@ public final class GradientEngine: @unchecked Sendable {
                          probabilities: probabilities.pointer)
         let xMid = xIn.copy()
         keep(.o, linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true))
-        let normed2 = Tensor(zeros: [t, h]), inv2 = Tensor(zeros: [t])
+        let normed2 = Tensor(uninitialized: [t, h]), inv2 = Tensor(uninitialized: [t])
         Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
         BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
         let gate = Tensor(uninitialized: [t, c.intermediateSize]), up = Tensor(uninitialized: [t, c.intermediateSize])
@@ -254,10 +254,10 @@ public final class GradientEngine: @unchecked Sendable {
         let dGate = Tensor(uninitialized: [t, c.intermediateSize]), dUp = Tensor(uninitialized: [t, c.intermediateSize])
         BackwardKernels.siluGate(gate: a.gate.pointer, up: a.up.pointer, dAct: dAct.pointer, count: dAct.count,
                                  dGate: dGate.pointer, dUp: dUp.pointer)
-        let dNormed2 = Tensor(zeros: [t, h])
+        let dNormed2 = Tensor(uninitialized: [t, h])
         linearBackward(dGate, x: a.normed2, saved: a, rows: t, layer: index, slot: .gate, dx: dNormed2, accumulate: false)
         linearBackward(dUp, x: a.normed2, saved: a, rows: t, layer: index, slot: .up, dx: dNormed2, accumulate: true)
-        let dXMid = Tensor(zeros: [t, h])
+        let dXMid = Tensor(uninitialized: [t, h])
         BackwardKernels.rmsNorm(x: a.xMid.pointer, weight: layer.postAttentionNorm.pointer, inverseRMS: a.inverseRMS2.pointer,
                                 dy: dNormed2.pointer, rows: t, dim: h, dx: dXMid.pointer,
                                 dWeight: trainsBase ? grad(prefix + "post_attention_layernorm.weight")?.pointer : nil)
@@ -276,12 +276,12 @@ public final class GradientEngine: @unchecked Sendable {
                                             cos: cos.pointer, sin: sin.pointer)
         // Below the first layer only the embeddings remain: with them frozen, stop here.
         let needsInput = trainsBase || index > 0
-        let dNormed1 = Tensor(zeros: [t, h])
+        let dNormed1 = Tensor(uninitialized: [t, h])
         linearBackward(dQ, x: a.normed1, saved: a, rows: t, layer: index, slot: .q, dx: needsInput ? dNormed1 : nil, accumulate: false)
         linearBackward(dK, x: a.normed1, saved: a, rows: t, layer: index, slot: .k, dx: needsInput ? dNormed1 : nil, accumulate: true)
         linearBackward(dV, x: a.normed1, saved: a, rows: t, layer: index, slot: .v, dx: needsInput ? dNormed1 : nil, accumulate: true)
         if !needsInput { return dXMid }
-        let dXIn = Tensor(zeros: [t, h])
+        let dXIn = Tensor(uninitialized: [t, h])
         BackwardKernels.rmsNorm(x: a.xIn.pointer, weight: layer.inputNorm.pointer, inverseRMS: a.inverseRMS1.pointer,
                                 dy: dNormed1.pointer, rows: t, dim: h, dx: dXIn.pointer,
                                 dWeight: trainsBase ? grad(prefix + "input_layernorm.weight")?.pointer : nil)
@@ -318,7 +318,7 @@ public final class GradientEngine: @unchecked Sendable {
         let targets = (1..<max(t, 1)).filter { sequence.trained[$0] }
         if targets.isEmpty { return (0, 0) }
         let (cos, sin) = model.rotaryTables(positions: sequence.positions ?? Array(0..<t))
-        var x = Tensor(zeros: [t, h])
+        var x = Tensor(uninitialized: [t, h])
         for (row, token) in sequence.ids.enumerated() {
             (x.pointer + row * h).update(from: model.embedTokens.pointer + token * h, count: h)
         }
@@ -332,7 +332,7 @@ public final class GradientEngine: @unchecked Sendable {
             x = next
         }
         // Final norm, logits of the rows that predict trained tokens, cross-entropy and its gradient.
-        let normed = Tensor(zeros: [t, h]), inverse = Tensor(zeros: [t])
+        let normed = Tensor(uninitialized: [t, h]), inverse = Tensor(uninitialized: [t])
         Kernels.rmsNorm(x.pointer, weight: model.finalNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
         BackwardKernels.inverseRMS(x.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inverse.pointer)
         let rows = targets.map { $0 - 1 }
@@ -347,9 +347,9 @@ public final class GradientEngine: @unchecked Sendable {
         }
         lossSum = BackwardKernels.crossEntropyRows(logits.pointer, rows: targets.count, vocab: vocab,
                                                    targets: targets.map { sequence.ids[$0] }, scale: scale)
-        let selected = Tensor(zeros: [rows.count, h])
+        let selected = Tensor(uninitialized: [rows.count, h])
         for (i, row) in rows.enumerated() { (selected.pointer + i * h).update(from: normed.pointer + row * h, count: h) }
-        let dSelected = Tensor(zeros: [rows.count, h])
+        let dSelected = Tensor(uninitialized: [rows.count, h])
         BLAS.gemm(transA: false, transB: false, m: rows.count, n: h, k: vocab, a: logits.pointer, lda: vocab,
                   b: model.lmHead.pointer, ldb: h, c: dSelected.pointer, ldc: h)
         if trainsBase, let dHead = grad(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight") {
@@ -358,7 +358,7 @@ public final class GradientEngine: @unchecked Sendable {
         }
         let dNormed = Tensor(zeros: [t, h])
         for (i, row) in rows.enumerated() { (dNormed.pointer + row * h).update(from: dSelected.pointer + i * h, count: h) }
-        var dX = Tensor(zeros: [t, h])
+        var dX = Tensor(uninitialized: [t, h])
         BackwardKernels.rmsNorm(x: x.pointer, weight: model.finalNorm.pointer, inverseRMS: inverse.pointer, dy: dNormed.pointer,
                                 rows: t, dim: h, dx: dX.pointer, dWeight: trainsBase ? grad("model.norm.weight")?.pointer : nil)
         for index in stride(from: model.layers.count - 1, through: 0, by: -1) {

@@ -49,10 +49,15 @@ public struct Tensor: @unchecked Sendable {
     /// A view with a different shape over the same storage.
     public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }
 
-    /// A deep copy.
+    /// A deep copy (big tensors are copied on all threads).
     public func copy() -> Tensor {
         let result = Tensor(uninitialized: shape)
-        result.pointer.update(from: pointer, count: count)
+        let (source, target, count) = (SendablePointer(pointer), SendablePointer(result.pointer), count)
+        let block = 1 << 15
+        Parallel.forEach((count + block - 1) / block, costPerItem: block) { blocks in
+            let start = blocks.lowerBound * block, end = Swift.min(count, blocks.upperBound * block)
+            (target.pointer + start).update(from: source.pointer + start, count: end - start)
+        }
         return result
     }
 }
