@@ -13,6 +13,7 @@
 #include "refinery_kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -96,7 +97,9 @@ static void *worker_main(void *unused) {
         unsigned spins = 0;
         while ((generation = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
             cpu_relax();
-            if (++spins % 1024 == 0 && monotonic_ns() > deadline) {
+            if (++spins % 1024 != 0) continue;
+            sched_yield();  // lets other runnable threads of an oversubscribed machine go first
+            if (monotonic_ns() > deadline) {
                 atomic_fetch_add(&pool.sleepers, 1);
                 futex_wait(&pool.generation, seen);
                 atomic_fetch_sub(&pool.sleepers, 1);
@@ -147,7 +150,10 @@ void rk_pool_run(long count, void *context, rk_pool_body body) {
     atomic_store(&pool.generation, generation);
     if (atomic_load(&pool.sleepers) > 0) futex_wake_all(&pool.generation);
     drain(generation, count, context, body);
-    while (atomic_load_explicit(&pool.finished, memory_order_acquire) < count) cpu_relax();
+    for (unsigned spins = 1; atomic_load_explicit(&pool.finished, memory_order_acquire) < count; spins++) {
+        cpu_relax();
+        if (spins % 1024 == 0) sched_yield();  // a worker may be waiting for this core
+    }
     atomic_store(&pool.next, (uint64_t)generation << 32 | 0xFFFFFFFFu);
     atomic_store_explicit(&pool.busy, 0, memory_order_release);
 }
