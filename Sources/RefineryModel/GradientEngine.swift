@@ -63,13 +63,9 @@ public final class GradientEngine: @unchecked Sendable {
 
     /// Sets every gradient to zero.
     public func zeroGradients() {
-        let block = 1 << 16
-        for parameter in parameters {
-            let gradient = SendablePointer(parameter.gradient.pointer), count = parameter.gradient.count
-            Parallel.forEach((count + block - 1) / block, costPerItem: block) { blocks in
-                let start = blocks.lowerBound * block, end = min(count, blocks.upperBound * block)
-                (gradient.pointer + start).update(repeating: 0, count: end - start)
-            }
+        let gradients = parameters.map { SendablePointer($0.gradient.pointer) }
+        TensorChunks(counts: parameters.map(\.gradient.count)).forEach { _, item in
+            (gradients[item.tensor].pointer + item.start).update(repeating: 0, count: item.end - item.start)
         }
     }
 

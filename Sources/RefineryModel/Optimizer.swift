@@ -25,8 +25,6 @@ public final class AdamW: @unchecked Sendable {
         secondMoments = second
     }
 
-    static let chunk = 1 << 16
-
     /// One update of every parameter with learning rate `lr`.
     public func step(_ parameters: [TrainableParameter], learningRate lr: Float) {
         stepCount += 1
@@ -34,22 +32,26 @@ public final class AdamW: @unchecked Sendable {
         let correction1 = 1 - Float(pow(Double(beta1), Double(t)))
         let correction2Root = Float(pow(1 - pow(Double(beta2), Double(t)), 0.5))
         let stepSize = lr / correction1
+        var values: [SendablePointer<Float>] = [], gradients: [SendablePointer<Float>] = []
+        var firsts: [SendablePointer<Float>] = [], seconds: [SendablePointer<Float>] = [], decays: [Float] = []
         for parameter in parameters {
             let m = firstMoments[parameter.name] ?? Tensor(zeros: parameter.value.shape)
             let v = secondMoments[parameter.name] ?? Tensor(zeros: parameter.value.shape)
             firstMoments[parameter.name] = m
             secondMoments[parameter.name] = v
-            let decay = parameter.decays ? 1 - lr * weightDecay : 1
-            let p = SendablePointer(parameter.value.pointer), g = SendablePointer(parameter.gradient.pointer)
-            let mp = SendablePointer(m.pointer), vp = SendablePointer(v.pointer)
-            let b1 = beta1, b2 = beta2, eps = epsilon
-            let count = parameter.value.count
-            // Elementwise: chunking cannot change results.
-            Parallel.forEach((count + Self.chunk - 1) / Self.chunk, costPerItem: Self.chunk * 8) { chunks in
-                let start = chunks.lowerBound * Self.chunk, end = Swift.min(count, chunks.upperBound * Self.chunk)
-                rk_adamw(p.pointer + start, g.pointer + start, mp.pointer + start, vp.pointer + start, end - start,
-                         decay, b1, b2, eps, stepSize, correction2Root)
-            }
+            values.append(SendablePointer(parameter.value.pointer))
+            gradients.append(SendablePointer(parameter.gradient.pointer))
+            firsts.append(SendablePointer(m.pointer))
+            seconds.append(SendablePointer(v.pointer))
+            decays.append(parameter.decays ? 1 - lr * weightDecay : 1)
+        }
+        let (b1, b2, eps) = (beta1, beta2, epsilon)
+        let (p, g, m, v, d) = (values, gradients, firsts, seconds, decays)
+        // Elementwise: chunking cannot change results.
+        TensorChunks(counts: parameters.map(\.value.count)).forEach { _, item in
+            let (index, start) = (item.tensor, item.start)
+            rk_adamw(p[index].pointer + start, g[index].pointer + start, m[index].pointer + start,
+                     v[index].pointer + start, item.end - start, d[index], b1, b2, eps, stepSize, correction2Root)
         }
     }
 }
@@ -75,41 +77,31 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
 /// gradients by `max / (norm + 1e-6)` when that is below 1.
 public enum GradientClipping {
     public static func clip(_ parameters: [TrainableParameter], maxNorm: Float?) -> Double {
-        var total = 0.0
-        for parameter in parameters { total += sumOfSquares(parameter.gradient) }
+        let gradients = parameters.map { SendablePointer($0.gradient.pointer) }
+        let chunks = TensorChunks(counts: parameters.map(\.gradient.count))
+        // Σ g² per chunk, then per tensor in chunk order, then over tensors in order: the same
+        // bits whatever the thread count.
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(chunks.items.count, 1))
+        defer { partial.deallocate() }
+        let partials = SendablePointer(partial), items = chunks.items
+        chunks.forEach { slot, item in
+            partials.pointer[slot] = rk_sum_squares(gradients[item.tensor].pointer + item.start, item.end - item.start)
+        }
+        var total = 0.0, tensorSum = 0.0
+        for (slot, item) in items.enumerated() {
+            if item.start == 0 && slot > 0 { total += tensorSum; tensorSum = 0 }
+            tensorSum += partial[slot]
+        }
+        total += tensorSum
         let norm = total.squareRoot()
         if let maxNorm, maxNorm > 0 {
             let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
             if coefficient < 1 {
-                for parameter in parameters {
-                    let g = SendablePointer(parameter.gradient.pointer), count = parameter.gradient.count
-                    Parallel.forEach((count + chunk - 1) / chunk, costPerItem: chunk) { chunks in
-                        let start = chunks.lowerBound * chunk, end = Swift.min(count, chunks.upperBound * chunk)
-                        rk_scale(g.pointer + start, end - start, coefficient)
-                    }
+                chunks.forEach { _, item in
+                    rk_scale(gradients[item.tensor].pointer + item.start, item.end - item.start, coefficient)
                 }
             }
         }
         return norm
-    }
-
-    static let chunk = 1 << 16
-
-    /// Σ g² in fixed-size chunks added in chunk order: the same bits whatever the thread count.
-    static func sumOfSquares(_ tensor: Tensor) -> Double {
-        let count = tensor.count
-        let chunks = (count + chunk - 1) / chunk
-        let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(chunks, 1))
-        defer { partial.deallocate() }
-        let ps = SendablePointer(partial), xs = SendablePointer(tensor.pointer)
-        Parallel.forEach(chunks, costPerItem: chunk) { range in
-            for c in range {
-                let start = c * chunk
-                ps.pointer[c] = rk_sum_squares(xs.pointer + start, Swift.min(count, start + chunk) - start)
-            }
-        }
-        var total = 0.0
-        for c in 0..<chunks { total += partial[c] }
-        return total
     }
 }

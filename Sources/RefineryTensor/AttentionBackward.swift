@@ -31,7 +31,6 @@ extension Attention {
             return total
         }
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(total, 1))
-        partials.initialize(repeating: 0, count: Swift.max(total, 1))
         defer { partials.deallocate() }
         let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), ks = SendablePointer(UnsafeMutablePointer(mutating: k))
         let dOuts = SendablePointer(UnsafeMutablePointer(mutating: dOut))
@@ -67,6 +66,7 @@ extension Attention {
             stack(dQs.pointer, stride: qStride, stacked: stackedDQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: false)
             let partialK = ps.pointer + offsets[index], partialV = partialK + width * headDim
+            partialK.initialize(repeating: 0, count: 2 * width * headDim)
             rk_lowrank_gram(dP, width, stackedQ, headDim, partialK, headDim, rows, width, headDim, scale)
             rk_lowrank_gram(p, width, stackedDOut, headDim, partialV, headDim, rows, width, headDim, 1)
         }
