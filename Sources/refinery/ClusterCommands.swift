@@ -125,9 +125,9 @@ final class LocalWorkers {
     func start(count: Int, endpoint: String, slots: Int, model: String?, quiet: Bool = false) throws {
         // This very executable (found through /proc/self/exe, so also when started through PATH).
         let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        // The workers share this machine's cores: Refinery's own pool gets a share each (unless the
-        // user chose). BLAS threads are the run's to set (they change the bits of a gradient), so
-        // they follow the coordinator: set OPENBLAS_NUM_THREADS for `run` to choose them.
+        // The workers share this machine's cores: Refinery's pool gets a share each (unless the
+        // user chose). How matrix products are cut into blocks changes the bits of a gradient, so
+        // the cut follows the coordinator (its REFINERY_THREADS), whatever each worker's pool size.
         var environment = ProcessInfo.processInfo.environment
         let share = String(max(1, ProcessInfo.processInfo.activeProcessorCount / max(count, 1)))
         if environment["REFINERY_THREADS"] == nil { environment["REFINERY_THREADS"] = share }
