@@ -48,7 +48,10 @@ for method in os.environ.get("METHODS", "lora full").split():
     r, r_mem, r_s = load("refinery")
     p, p_mem, p_s = load("pytorch")
     fraction = flops[method] / r_s / 1e9 / sgemm["gflops_median"]
-    print(f"{method:4}: refinery {r:6.1f} tok/s  pytorch {p:6.1f} tok/s  ratio {r / p:.2f}x | "
+    # Each round runs the two sides back to back, so a round's ratio shows how the machine's load moves it.
+    rounds = [statistics.median(json.loads(b)["seconds"]) / statistics.median(json.loads(a)["seconds"])
+              for a, b in zip(open(f"bench/out/train-{method}-refinery.jsonl"), open(f"bench/out/train-{method}-pytorch.jsonl"))]
+    print(f"{method:4}: refinery {r:6.1f} tok/s  pytorch {p:6.1f} tok/s  ratio {r / p:.2f}x (rounds {min(rounds):.2f}–{max(rounds):.2f}x) | "
           f"peak RSS refinery {r_mem:.0f} MB  pytorch {p_mem:.0f} MB | refinery reaches {fraction:.0%} of sgemm peak "
           f"({flops[method] / 1e9:.0f} GFLOP/step)")
 PY
