@@ -76,12 +76,15 @@ def main():
     for label, model, extra in [("adapter", peft_model, ["--model", args.model, "--adapter", args.adapter]),
                                 ("merged", merged, ["--model", args.merged])]:
         with torch.no_grad():
-            out = model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=12, eos_token_id=None,
-                                 pad_token_id=0)
+            # An explicit mask: without it transformers infers one from pad_token_id, which masks
+            # out a BOS that shares the id (tiny-llama's BOS is 0).
+            ids = torch.tensor([prompt])
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
+                                 eos_token_id=None, pad_token_id=0)
         want_ids = out[0, len(prompt):].tolist()
         got_ids = refinery(args.refinery, "generate", *extra, "--prompt", args.prompt, "--max-new-tokens", "12", "--json")["ids"]
         same = want_ids[:len(got_ids)] == got_ids
-        print(f"{label} greedy: {'identical' if same else 'DIFFERENT'} {got_ids}")
+        print(f"{label} greedy: {'identical' if same else 'DIFFERENT'} refinery {got_ids}" + ("" if same else f" reference {want_ids}"))
         failures += not same
     sys.exit(1 if failures else 0)
 
