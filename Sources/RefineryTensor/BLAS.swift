@@ -3,9 +3,10 @@ import Synchronization
 
 /// Matrix products through OpenBLAS `cblas_sgemm`, row-major.
 ///
-/// OpenBLAS runs single-threaded; a big product is cut into `threadCount` column (or row) blocks
-/// that run on `Parallel`'s pool. Measured on the training step's shapes (2 cores): as fast as or
-/// faster than OpenBLAS's own threading, without a second thread pool spinning against the first.
+/// OpenBLAS runs single-threaded; a big product is cut into `threadCount` column, row or (when it
+/// is much deeper than wide) depth blocks that run on `Parallel`'s pool. Measured on the training
+/// step's shapes (2 cores): as fast as or faster than OpenBLAS's own threading, without a second
+/// thread pool spinning against the first.
 public enum BLAS {
     private static let parts = Atomic<Int>(0)
     private static let singleThreaded: Void = { openblas_set_num_threads(1) }()
