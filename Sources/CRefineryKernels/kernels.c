@@ -292,5 +292,3 @@ int rk_retain_freed_memory(void) {
 #else
 int rk_retain_freed_memory(void) { return 0; }
 #endif
-
-long rk_next_index(long *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }

@@ -131,8 +131,6 @@ int rk_pool_start(int threads) {
     return started;
 }
 
-int rk_pool_threads(void) { return pool.threads; }
-
 void rk_pool_run(long count, void *context, rk_pool_body body) {
     if (count <= 0) return;
     int expected = 0;

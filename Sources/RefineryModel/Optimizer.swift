@@ -87,13 +87,9 @@ public enum GradientClipping {
         chunks.forEach { slot, item in
             partials.pointer[slot] = rk_sum_squares(gradients[item.tensor].pointer + item.start, item.end - item.start)
         }
-        var total = 0.0, tensorSum = 0.0
-        for (slot, item) in items.enumerated() {
-            if item.start == 0 && slot > 0 { total += tensorSum; tensorSum = 0 }
-            tensorSum += partial[slot]
-        }
-        total += tensorSum
-        let norm = total.squareRoot()
+        var perTensor = [Double](repeating: 0, count: parameters.count)
+        for (slot, item) in items.enumerated() { perTensor[item.tensor] += partial[slot] }
+        let norm = perTensor.reduce(0, +).squareRoot()
         if let maxNorm, maxNorm > 0 {
             let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
             if coefficient < 1 {

@@ -51,21 +51,10 @@ public enum Attention {
                           heads: heads, kvHeads: kvHeads, keyStart: keyStart).total
     }
 
-    /// Runs `body(task index)` once for every task; each thread takes the next task left when it is
-    /// free, so a thread the system slows down holds up no more than one task.
+    /// Runs `body(task index)` once for every task. The pool hands tasks out one at a time, so a
+    /// thread the system slows down holds up no more than one task.
     static func run(_ count: Int, work: Int, _ body: @Sendable (Int) -> Void) {
-        let threads = Swift.min(Parallel.threadCount, count)
-        let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-        counter.initialize(to: 0)
-        defer { counter.deallocate() }
-        let next = SendablePointer(counter)
-        Parallel.forEach(threads, costPerItem: work / Swift.max(threads, 1)) { _ in
-            while true {
-                let index = rk_next_index(next.pointer)
-                if index >= count { return }
-                body(index)
-            }
-        }
+        Parallel.run(count, totalCost: work, body)
     }
 
     /// Copies the query heads of `kvHead`'s group, rows `r0..<r1`, into `[groups·(r1−r0), headDim]`

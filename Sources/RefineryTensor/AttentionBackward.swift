@@ -89,11 +89,8 @@ extension Attention {
                         let width = task.rowEnd - keyLow
                         let partialK = ps.pointer + offsets[index] + (key - keyLow) * headDim
                         let partialV = partialK + width * headDim
-                        let outK = rowK + kvHead * headDim, outV = rowV + kvHead * headDim
-                        for c in 0..<headDim {
-                            outK[c] += partialK[c]
-                            outV[c] += partialV[c]
-                        }
+                        Kernels.add(rowK + kvHead * headDim, partialK, count: headDim)
+                        Kernels.add(rowV + kvHead * headDim, partialV, count: headDim)
                     }
                 }
             }

@@ -109,10 +109,7 @@ public enum BLAS {
             let c = UnsafeMutablePointer<Float>(bitPattern: cAddress).unsafelyUnwrapped
             let partials = UnsafeMutablePointer<Float>(bitPattern: partialsAddress).unsafelyUnwrapped
             for row in rows {
-                for block in 1..<blocks {
-                    let source = partials + (block - 1) * m * n + row * n, target = c + row * ldc
-                    for column in 0..<n { target[column] += source[column] }
-                }
+                for block in 1..<blocks { Kernels.add(c + row * ldc, partials + (block - 1) * m * n + row * n, count: n) }
             }
         }
     }

@@ -26,7 +26,7 @@ public enum Parallel {
     public static func forEach(_ count: Int, costPerItem: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
         if count <= 0 { return }
         let threads = min(threadCount, count)
-        if threads <= 1 || count * max(costPerItem, 1) < 32_768 {
+        if threads <= 1 || count * max(costPerItem, 1) < minimumWork {
             body(0..<count)
             return
         }
@@ -38,9 +38,17 @@ public enum Parallel {
         }
     }
 
-    /// Calls `body(i)` once for each `i` in `0..<count`, spread over the pool's threads.
-    public static func run(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    /// Work (in rough operations) below which a loop runs on the calling thread alone.
+    static let minimumWork = 32_768
+
+    /// Calls `body(i)` once for each `i` in `0..<count`, spread over the pool's threads, which take
+    /// the next index left when they are free; inline when `totalCost` is below ~32k operations.
+    public static func run(_ count: Int, totalCost: Int = .max, _ body: @Sendable (Int) -> Void) {
         if count <= 0 { return }
+        if count == 1 || totalCost < minimumWork {
+            for index in 0..<count { body(index) }
+            return
+        }
         withoutActuallyEscaping(body) { escapable in
             var job = PoolJob(body: escapable)
             withUnsafeMutablePointer(to: &job) { pointer in

@@ -23,33 +23,36 @@ func peakResidentMegabytes() -> Double {
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+/// GFLOP/s of `product` (`flops` each run): one warm-up run, then the median of `iterations`.
+func gflops(flops: Double, iterations: Int, _ product: () -> Void) -> (gflops: Double, seconds: Double) {
+    product()
+    var seconds: [Double] = []
+    for _ in 0..<max(iterations, 1) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        product()
+        seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    let middle = median(seconds)
+    return (flops / middle / 1e9, middle)
+}
+
 let arguments = CommandLine.arguments
 if arguments.count >= 2 && arguments[1] == "sgemm" {
     let n = arguments.count > 2 ? Int(arguments[2]) ?? 2048 : 2048
     let iterations = arguments.count > 3 ? Int(arguments[3]) ?? 5 : 5
     let a = Tensor(shape: [n, n], values: (0..<(n * n)).map { Float($0 % 7) * 0.1 })
     let b = a.copy(), c = Tensor(zeros: [n, n])
-    let threads = BLAS.threadCount
-    func measure(_ product: () -> Void) -> Double {
-        product()
-        var seconds: [Double] = []
-        for _ in 0..<iterations {
-            let start = DispatchTime.now().uptimeNanoseconds
-            product()
-            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        return 2 * Double(n * n * n) / median(seconds) / 1e9
-    }
+    let threads = BLAS.threadCount, flops = 2 * Double(n * n * n)
     // OpenBLAS's own threading, then Refinery's cut over single-threaded OpenBLAS (what training
     // uses); the peak is the better of the two.
     openblas_set_num_threads(Int32(threads))
-    let library = measure {
+    let library = gflops(flops: flops, iterations: iterations) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(n), 1, a.pointer, Int32(n),
                     b.pointer, Int32(n), 0, c.pointer, Int32(n))
-    }
-    let refinery = measure {
+    }.gflops
+    let refinery = gflops(flops: flops, iterations: iterations) {
         BLAS.gemm(transA: false, transB: true, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
-    }
+    }.gflops
     print("{\"gflops_median\": \(max(library, refinery)), \"openblas_threaded_gflops\": \(library), \"refinery_split_gflops\": \(refinery), \"n\": \(n), \"blas_threads\": \(threads)}")
     exit(0)
 }
@@ -62,14 +65,11 @@ if arguments.count >= 5 && arguments[1] == "gemm" {
     let a = Tensor(shape: [m * k], values: (0..<(m * k)).map { Float($0 % 7) * 0.1 })
     let b = Tensor(shape: [k * n], values: (0..<(k * n)).map { Float($0 % 5) * 0.1 })
     let c = Tensor(zeros: [m, n])
-    var seconds: [Double] = []
-    for iteration in 0...iterations {
-        let start = DispatchTime.now().uptimeNanoseconds
+    let result = gflops(flops: 2 * Double(m * n * k), iterations: iterations) {
         BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: transA ? m : k,
                   b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
-        if iteration > 0 { seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
     }
-    print("{\"gflops_median\": \(2 * Double(m * n * k) / median(seconds) / 1e9), \"milliseconds_median\": \(median(seconds) * 1e3)}")
+    print("{\"gflops_median\": \(result.gflops), \"milliseconds_median\": \(result.seconds * 1e3)}")
     exit(0)
 }
 if arguments.count >= 4 && arguments[1] == "train" {

@@ -53,9 +53,6 @@ typedef void (*rk_pool_body)(void *context, long index);
 /// never removed) and returns the size reached.
 int rk_pool_start(int threads);
 
-/// The pool's size, the calling thread included (1 until `rk_pool_start`).
-int rk_pool_threads(void);
-
 /// Runs body(context, i) once for every i in [0, count) on the pool's workers and the calling
 /// thread; returns when every call has finished. A call made while the pool is busy (from inside a
 /// body, or from another thread) runs its indices inline, in order.
@@ -86,10 +83,4 @@ void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, f
 /// (pᵀ·q with p thin: the LoRA weight gradients).
 void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
                      size_t depth, size_t rank, size_t cols, float alpha);
-#endif
-
-#ifndef REFINERY_KERNELS_ATOMIC_H
-#define REFINERY_KERNELS_ATOMIC_H
-/// Atomically adds 1 to *counter and returns the value before (a shared work queue's next index).
-long rk_next_index(long *counter);
 #endif
