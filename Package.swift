@@ -4,11 +4,11 @@ import PackageDescription
 let package = Package(
     name: "Refinery",
     platforms: [.macOS(.v14)],
+    // No library products: the kernels are built with unsafe flags (-O3, -Ounchecked) that
+    // SwiftPM refuses in a dependency, and dropping them costs training speed. Refinery is used
+    // as the `refinery` executable; its modules are for this package's own targets and tests.
     products: [
         .executable(name: "refinery", targets: ["refinery"]),
-        .library(name: "RefineryModel", targets: ["RefineryModel"]),
-        .library(name: "RefineryText", targets: ["RefineryText"]),
-        .library(name: "RefineryTensor", targets: ["RefineryTensor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,38 +35,53 @@ let package = Package(
             name: "CRefineryKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
+        .target(name: "RefineryCore"),
         .target(
             name: "RefineryTensor",
             dependencies: ["COpenBLAS", "CRefineryKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
-        .target(name: "RefineryText"),
-        .target(name: "RefineryModel", dependencies: ["RefineryTensor", "RefineryText", "CRefineryKernels"]),
+        .target(name: "RefineryText", dependencies: ["RefineryCore"]),
+        .target(name: "RefineryModel", dependencies: ["RefineryCore", "RefineryTensor", "RefineryText"]),
         .target(name: "RefineryStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "RefineryLLM",
             dependencies: [
-                "RefineryText",
+                "RefineryCore", "RefineryText",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .target(
+            name: "RefineryMockLLM",
+            dependencies: [
+                "RefineryCore", "RefineryLLM",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "RefineryData", dependencies: ["RefineryText", "RefineryStore", "RefineryLLM"]),
+        .target(name: "RefineryData", dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM"]),
         .target(
             name: "RefineryCluster",
             dependencies: [
-                "CZeroMQ", "RefineryModel", "RefineryText", "RefineryData", "RefineryStore", "RefineryLLM",
+                "CZeroMQ", "RefineryCore", "RefineryTensor", "RefineryModel", "RefineryText", "RefineryData", "RefineryStore", "RefineryLLM",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "RefineryPipeline",
+            dependencies: [
+                "RefineryCore", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore",
+                "RefineryLLM",
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "refinery",
             dependencies: [
-                "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore", "RefineryLLM",
+                "RefineryCore", "RefineryPipeline", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData",
+                "RefineryStore", "RefineryLLM", "RefineryMockLLM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -76,23 +91,31 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryCLITests",
-            dependencies: ["RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RefineryDataTests",
-            dependencies: ["RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["RefineryCore", "RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", "RefineryMockLLM"],
             exclude: ["Fixtures"]
         ),
+        .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "RefineryLLMTests", dependencies: ["RefineryCore", "RefineryLLM", "RefineryMockLLM", "RefineryText"]),
+        .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore"]),
         .testTarget(
             name: "RefineryClusterTests",
-            dependencies: ["RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ"]
+            dependencies: ["RefineryCore", "RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .testTarget(
+            name: "RefineryPipelineTests",
+            dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM"]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
-        .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor"]),
-        .testTarget(name: "RefineryTextTests", dependencies: ["RefineryText"], exclude: ["Fixtures"]),
+        .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor", "CRefineryKernels"]),
+        .testTarget(name: "RefineryTextTests", dependencies: ["RefineryCore", "RefineryText"], exclude: ["Fixtures"]),
         .testTarget(
             name: "RefineryModelTests",
-            dependencies: ["RefineryModel", "RefineryText", "RefineryTensor"],
+            dependencies: ["RefineryCore", "RefineryModel", "RefineryText", "RefineryTensor"],
             exclude: ["Fixtures"]
         ),
     ],

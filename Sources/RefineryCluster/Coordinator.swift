@@ -22,8 +22,8 @@ public struct CoordinatorOptions: Sendable {
     public var restartGrace: Double = 6
     /// CURVE server keys and the allowlist of worker keys; nil: plain TCP.
     public var security: CurveServerSecurity?
-    /// Generation settings for workers (JSON, see `GenerationWireSettings`).
-    public var generationSettingsJSON = ""
+    /// Generation settings for workers (nil: the run does not generate).
+    public var generationSettings: GenerationWireSettings?
     /// Content hash of the base model that gradient tasks need ("" when the run does not train).
     public var modelHash = ""
     /// API key sent to workers that have none; only ever over CURVE-encrypted links.
@@ -54,8 +54,8 @@ public final class Coordinator {
     private var lastWorkerSave = 0.0
     private var lastProgress = 0.0
     private let modelServer: ModelFileServer?
-    /// Training settings for workers (JSON, see `TrainingWireSettings`); set before the training stage.
-    public var trainingSettingsJSON = ""
+    /// Training settings for workers; set before the training stage.
+    public var trainingSettings: TrainingWireSettings?
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
     private let cancellation = CancellationFlag()
@@ -77,7 +77,8 @@ public final class Coordinator {
         }
         try socket.bind(options.listen)
         endpoint = try socket.lastEndpoint()
-        runID = (try? store.meta("run_id")) ?? nil ?? UUID().uuidString
+        // A state file that cannot be read stops the coordinator (never a fresh run id over it).
+        runID = try store.meta("run_id") ?? UUID().uuidString
         try store.setMeta("run_id", runID)
         try store.removeMeta("stopped_reason")  // a new attempt: an earlier stop's reason no longer holds
         try store.forgetWorkers()
@@ -257,8 +258,8 @@ public final class Coordinator {
         welcome.runID = runID
         welcome.heartbeatMs = UInt32(options.heartbeatInterval * 1000)
         welcome.stage = stageName
-        welcome.generationSettingsJson = options.generationSettingsJSON
-        welcome.trainingSettingsJson = trainingSettingsJSON
+        welcome.generationSettingsJson = options.generationSettings?.json ?? ""
+        welcome.trainingSettingsJson = trainingSettings?.json ?? ""
         welcome.modelHash = options.modelHash
         // The API key travels only over CURVE-encrypted links.
         if options.security != nil, let key = options.apiKeyForWorkers { welcome.apiKey = key }

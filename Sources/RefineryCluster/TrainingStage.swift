@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryStore
 import RefineryText
@@ -14,9 +15,9 @@ public final class TrainingStage: ClusterStage {
     /// A micro-batch that takes longer than this is handed to another worker.
     public let leaseTimeout: Double
     public let trainer: Trainer
+    /// The step policy, log and checkpoints shared with `refinery train`.
+    public let driver: TrainingDriver
     private let store: RunStore
-    private let output: URL
-    private let checkpointEvery: Int
 
     private enum Phase { case gradients, eval, finished }
     private var phase = Phase.gradients
@@ -44,28 +45,18 @@ public final class TrainingStage: ClusterStage {
     /// Called after every optimizer step (progress display).
     public var onStep: (StepRecord, Double?) -> Void = { _, _ in }
 
-    /// Restores the newest SQLite checkpoint, if any, and truncates the log after it.
-    public init(trainer: Trainer, store: RunStore, output: URL, leaseTimeout: Double = 600) throws {
-        self.trainer = trainer
+    /// Restores the newest checkpoint of `driver`'s store, if any, and truncates the log after it.
+    /// `store` counts the tasks each worker answered (for `status`).
+    public init(driver: TrainingDriver, store: RunStore, leaseTimeout: Double = 600) throws {
+        self.driver = driver
+        trainer = driver.trainer
         self.store = store
-        self.output = output
         self.leaseTimeout = leaseTimeout
-        checkpointEvery = trainer.options.checkpointEvery ?? 10
-        if let checkpoint = try store.latestTrainingCheckpoint() {
-            let optimizerSteps = Self.optimizerSteps(in: checkpoint.state) ?? checkpoint.step
-            try trainer.restoreState(step: checkpoint.step, optimizerSteps: optimizerSteps, tensors: checkpoint.tensors)
-        }
-        try store.truncateTrainLog(after: trainer.step)
-        if trainer.step >= trainer.totalSteps {
-            try writeOutputs()  // idempotent: a coordinator killed while writing them writes them again
+        if try driver.begin(resume: true) {
             phase = .finished
         } else {
             beginStep()
         }
-    }
-
-    static func optimizerSteps(in state: String) -> Int? {
-        (try? JSONValue.parse(state))?["optimizer_steps"]?.intValue
     }
 
     public var isComplete: Bool { phase == .finished }
@@ -190,16 +181,13 @@ public final class TrainingStage: ClusterStage {
             return
         case .gradients:
             let record: StepRecord
-            do { record = try trainer.finishStep(lossSum: lossSum, tokens: stepTokens) } catch let error as ModelError {
-                let checkpoint = ((try? store.trainingCheckpointStep()) ?? nil).map { "step \($0), kept in the state file" } ?? "none yet"
-                throw ClusterError(error.message + "; the last good checkpoint is \(checkpoint). Lower train.lr and start the coordinator again.")
+            do { record = try driver.finishStep(lossSum: lossSum, tokens: stepTokens) } catch let error as ModelError {
+                throw ClusterError(error.message)
             }
-            try store.putTrainLog(step: record.step, kind: "train", row: record.logLine)
             lastRecord = record
             stepsHere += 1
             tokensHere += record.tokens
-            let evalDue = trainer.options.evalEvery.map { !trainer.evalSequences.isEmpty && (record.step % $0 == 0 || record.step == trainer.totalSteps) } ?? false
-            if evalDue {
+            if driver.evaluationDue {
                 beginEval()
             } else {
                 onStep(record, nil)
@@ -213,7 +201,7 @@ public final class TrainingStage: ClusterStage {
                 count += n
             }
             let loss = count > 0 ? sum / Double(count) : .nan
-            try store.putTrainLog(step: trainer.step, kind: "eval", row: StepRecord.evalLogLine(step: trainer.step, loss: loss))
+            try driver.recordEval(loss: loss)
             if let lastRecord { onStep(lastRecord, loss) }
             try endStep()
         }
@@ -222,28 +210,11 @@ public final class TrainingStage: ClusterStage {
     private func endStep() throws {
         stepSeconds.append(Date().timeIntervalSince1970 - stepStarted)
         stepComputeSeconds.append(stepCompute.values.max() ?? 0)
-        if trainer.step % checkpointEvery == 0 || trainer.step == trainer.totalSteps {
-            let state = "{\"step\":\(trainer.step),\"optimizer_steps\":\(trainer.optimizer.stepCount),\"total_steps\":\(trainer.totalSteps)}"
-            try store.saveTrainingCheckpoint(step: trainer.step, state: state, tensors: trainer.stateTensors())
-        }
-        if trainer.step >= trainer.totalSteps {
-            try writeOutputs()
+        if try driver.endStep() {
             phase = .finished
         } else {
             beginStep()
         }
-    }
-
-    /// `train_log.jsonl` (from the state file) and the adapter or model folder.
-    private func writeOutputs() throws {
-        do { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) } catch {
-            throw ClusterError("cannot create the output folder \(output.path): \(error.localizedDescription)")
-        }
-        let log = try store.trainLog().map { $0 + "\n" }.joined()
-        do { try Data(log.utf8).write(to: output.appendingPathComponent("train_log.jsonl"), options: .atomic) } catch {
-            throw ClusterError("cannot write \(output.path)/train_log.jsonl: \(error.localizedDescription)")
-        }
-        try trainer.writeResult(to: output)
     }
 
     /// Per-step timings as one JSON object (for `bench/cluster.sh`).

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryText
 
@@ -66,21 +67,15 @@ public enum ModelHash {
             throw ClusterError("cannot read the model folder \(directory): \(error.localizedDescription)")
         }
         guard names.contains("config.json") else { throw ClusterError("\(directory) has no config.json: is it a Hugging Face model folder?") }
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ buffer: UnsafeRawBufferPointer) {
-            for byte in buffer {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x0000_0100_0000_01B3
-            }
-        }
+        var hasher = StableHasher()
         for name in names {
-            Array(name.utf8).withUnsafeBytes(mix)
+            hasher.combine(name)
             guard let handle = FileHandle(forReadingAtPath: (directory as NSString).appendingPathComponent(name)) else {
                 throw ClusterError("cannot read \(directory)/\(name)")
             }
             defer { try? handle.close() }
-            while let data = try handle.read(upToCount: 1 << 22), !data.isEmpty { data.withUnsafeBytes(mix) }
+            while let data = try handle.read(upToCount: 1 << 22), !data.isEmpty { data.withUnsafeBytes { hasher.combine(bytes: $0) } }
         }
-        return String(format: "%016llx", hash)
+        return hasher.hex
     }
 }

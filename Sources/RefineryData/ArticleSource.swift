@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// Reads articles from the reference pipeline's JSON (`{"artifact_data": […]}`), JSONL (one
@@ -49,7 +50,7 @@ public enum ArticleSource {
                 }
                 try body(try article(from: json, fallbackID: "line-\(number)", where: "\(path):\(number)"))
             }
-        } catch let error as TextError {
+        } catch let error as CoreError {
             throw DataError(error.message)
         }
     }

@@ -1,3 +1,4 @@
+import RefineryCore
 import RefineryText
 
 /// Converts samples between the dataset formats of the training engine.

@@ -1,3 +1,4 @@
+import RefineryCore
 import RefineryLLM
 import RefineryText
 

@@ -1,3 +1,4 @@
+import RefineryCore
 import RefineryText
 
 /// A parsed JSON value with parse errors turned into `DataError`s.

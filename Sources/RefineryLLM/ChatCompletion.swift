@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// How the reply must be shaped (OpenAI `response_format`).
@@ -59,16 +60,3 @@ public struct ChatReply: Sendable, Equatable {
     public var raw: String
 }
 
-/// FNV-1a 64-bit, hex: stable across runs and platforms (unlike `hashValue`).
-public enum StableHash {
-    public static func value(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01B3
-        }
-        return hash
-    }
-
-    public static func hex(_ text: String) -> String { String(format: "%016llx", value(text)) }
-}

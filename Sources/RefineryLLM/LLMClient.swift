@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import RefineryCore
 import RefineryText
 
 /// Where to send chat completions. The key is held in memory only.

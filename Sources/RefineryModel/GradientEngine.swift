@@ -1,4 +1,3 @@
-import CRefineryKernels
 import Foundation
 import RefineryTensor
 
@@ -37,7 +36,7 @@ public final class GradientEngine: @unchecked Sendable {
     /// A training process keeps the memory it frees (glibc's mmap and trim thresholds raised):
     /// every step allocates the same activation sizes again, and fresh pages from the kernel cost a
     /// page fault and a zeroing each — about 10% of a LoRA step on the SmolLM2-135M shape.
-    private static let retainsFreedMemory: Bool = rk_retain_freed_memory() == 1
+    private static let retainsFreedMemory: Bool = OptimizerKernels.retainFreedMemory()
 
     public init(model: LlamaModel, adapter: LoRAAdapter?, trainsBase: Bool, checkpointing: Bool = false) throws {
         _ = Self.retainsFreedMemory

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// How rotary frequencies are scaled (`rope_scaling` / `rope_parameters`).

@@ -1,4 +1,3 @@
-import CRefineryKernels
 import Foundation
 import RefineryTensor
 
@@ -50,8 +49,9 @@ public final class AdamW: @unchecked Sendable {
         // Elementwise: chunking cannot change results.
         TensorChunks(counts: parameters.map(\.value.count)).forEach { _, item in
             let (index, start) = (item.tensor, item.start)
-            rk_adamw(p[index].pointer + start, g[index].pointer + start, m[index].pointer + start,
-                     v[index].pointer + start, item.end - start, d[index], b1, b2, eps, stepSize, correction2Root)
+            OptimizerKernels.adamW(parameter: p[index].pointer + start, gradient: g[index].pointer + start,
+                                   firstMoment: m[index].pointer + start, secondMoment: v[index].pointer + start, count: item.end - start,
+                                   decay: d[index], beta1: b1, beta2: b2, epsilon: eps, stepSize: stepSize, correction2Root: correction2Root)
         }
     }
 }
@@ -85,7 +85,7 @@ public enum GradientClipping {
         defer { partial.deallocate() }
         let partials = SendablePointer(partial), items = chunks.items
         chunks.forEach { slot, item in
-            partials.pointer[slot] = rk_sum_squares(gradients[item.tensor].pointer + item.start, item.end - item.start)
+            partials.pointer[slot] = OptimizerKernels.sumOfSquares(gradients[item.tensor].pointer + item.start, count: item.end - item.start)
         }
         var perTensor = [Double](repeating: 0, count: parameters.count)
         for (slot, item) in items.enumerated() { perTensor[item.tensor] += partial[slot] }
@@ -94,7 +94,7 @@ public enum GradientClipping {
             let coefficient = Float(Double(maxNorm) / (norm + 1e-6))
             if coefficient < 1 {
                 chunks.forEach { _, item in
-                    rk_scale(gradients[item.tensor].pointer + item.start, item.end - item.start, coefficient)
+                    OptimizerKernels.scale(gradients[item.tensor].pointer + item.start, count: item.end - item.start, by: coefficient)
                 }
             }
         }

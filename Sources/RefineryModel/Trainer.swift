@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryTensor
 import RefineryText
 
@@ -17,6 +18,9 @@ public struct StepRecord: Sendable, Equatable {
     public static func evalLogLine(step: Int, loss: Double) -> String {
         JSONValue.object([("step", .int(step)), ("eval_loss", .double(loss))]).compactText
     }
+
+    /// The step of a `train_log.jsonl` row, nil for a row that is not one.
+    public static func step(ofLogRow row: String) -> Int? { (try? JSONValue.parse(row))?["step"]?.intValue }
 
     var json: JSONValue {
         .object([("step", .int(step)), ("loss", .double(loss)), ("grad_norm", .double(gradNorm)),
@@ -82,8 +86,10 @@ public final class Trainer: @unchecked Sendable {
     /// Sums micro-batch gradients in order (a cluster's coordinator adds its workers' results here).
     public private(set) lazy var accumulator = GradientAccumulator(parameters: engine.parameters)
 
-    /// Runs the next optimizer step on this machine.
-    public func runStep() throws -> StepRecord {
+    /// Computes the next optimizer step's micro-batch gradients on this machine and adds them
+    /// into `accumulator` in micro-batch order; returns the summed loss and trained tokens for
+    /// `finishStep`.
+    public func accumulateStep() throws -> (lossSum: Double, tokens: Int) {
         let batches = work(step: step)
         let tokens = batches.map(\.tokens).reduce(0, +)
         accumulator.reset()
@@ -94,6 +100,12 @@ public final class Trainer: @unchecked Sendable {
                 accumulator.addGradients(of: engine.parameters)
             }
         }
+        return (lossSum, tokens)
+    }
+
+    /// Runs the next optimizer step on this machine.
+    public func runStep() throws -> StepRecord {
+        let (lossSum, tokens) = try accumulateStep()
         return try finishStep(lossSum: lossSum, tokens: tokens)
     }
 
@@ -140,8 +152,7 @@ public final class Trainer: @unchecked Sendable {
             for (name, tensor) in optimizer.firstMoments { moments.append(("m/" + name, tensor)) }
             for (name, tensor) in optimizer.secondMoments { moments.append(("v/" + name, tensor)) }
             try SafetensorsWriter.write(moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
-            let state = JSONValue.object([("step", .int(step)), ("optimizer_steps", .int(optimizer.stepCount)), ("total_steps", .int(totalSteps))])
-            try Data(state.prettyText().utf8).write(to: staging.appendingPathComponent("state.json"))
+            try Data(CheckpointState.json(of: self).prettyText().utf8).write(to: staging.appendingPathComponent("state.json"))
             try? fm.removeItem(at: final)
             try fm.moveItem(at: staging, to: final)
         } catch let error as ModelError {
@@ -231,57 +242,6 @@ public final class Trainer: @unchecked Sendable {
             if let v = tensors["v/" + parameter.name] { second[parameter.name] = try tensor(v, shape: parameter.value.shape, name: parameter.name) }
         }
         apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, first: first, second: second)
-    }
-
-    // MARK: Whole run
-
-    /// Trains to `totalSteps`, writing `train_log.jsonl`, checkpoints and the result into `output`.
-    /// With `resume`, continues from the newest checkpoint there. An error thrown by `progress`
-    /// stops the run where it is (the result is then not written).
-    public func run(output: URL, resume: Bool, progress: (TrainingProgress) throws -> Void = { _ in }) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(at: output, withIntermediateDirectories: true)
-        let logURL = output.appendingPathComponent("train_log.jsonl")
-        var logLines: [String] = []
-        if resume, let checkpoint = Self.latestCheckpoint(in: output) {
-            try restore(from: checkpoint)
-            // Keep the log up to the checkpoint; later rows are recomputed exactly.
-            let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
-            logLines = text.split(separator: "\n").map(String.init).filter { line in
-                (try? JSONValue.parse(line))?["step"]?.intValue.map { $0 <= step } ?? false
-            }
-        }
-        try (logLines.map { $0 + "\n" }.joined()).write(to: logURL, atomically: true, encoding: .utf8)
-        guard let log = FileHandle(forWritingAtPath: logURL.path) else { throw ModelError("cannot write \(logURL.path)") }
-        defer { try? log.close() }
-        _ = try? log.seekToEnd()
-        var lastCheckpoint: URL? = Self.latestCheckpoint(in: output)
-        let start = Date()
-        let startStep = step
-        var tokensSeen = 0
-        while step < totalSteps {
-            let record: StepRecord
-            do { record = try runStep() } catch let error as ModelError {
-                let hint = lastCheckpoint.map { " The last good checkpoint is \($0.path); lower --lr and resume with --resume." } ?? " No checkpoint was written yet."
-                throw ModelError(error.message + hint)
-            }
-            tokensSeen += record.tokens
-            log.write(Data((record.logLine + "\n").utf8))
-            var evalLoss: Double? = nil
-            if let every = options.evalEvery, !evalSequences.isEmpty, step % every == 0 || step == totalSteps {
-                let value = try evaluate()
-                evalLoss = value
-                log.write(Data((StepRecord.evalLogLine(step: step, loss: value) + "\n").utf8))
-            }
-            if let every = options.checkpointEvery, step % every == 0, step < totalSteps {
-                lastCheckpoint = try saveCheckpoint(in: output)
-            }
-            let elapsed = Date().timeIntervalSince(start)
-            let done = step - startStep
-            try progress(TrainingProgress(record: record, totalSteps: totalSteps, tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
-                                      secondsRemaining: elapsed / Double(max(done, 1)) * Double(totalSteps - step), evalLoss: evalLoss))
-        }
-        try writeResult(to: output)
     }
 
     /// Writes the trained adapter (LoRA) or model folder (full) into `output`.

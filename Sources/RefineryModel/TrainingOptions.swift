@@ -24,8 +24,10 @@ public struct TrainingOptions: Sendable, Equatable {
     /// nil or ≤ 0 disables clipping.
     public var maxGradNorm: Double? = 1.0
     public var weightDecay: Double = 0.01
+    /// Evaluate every N steps (and after the last); nil: never.
     public var evalEvery: Int?
-    public var checkpointEvery: Int?
+    /// Save the resumable state every N steps (and after the last), in `train` and the cluster alike.
+    public var checkpointEvery = 10
     public var gradientCheckpointing = false
     public var trainOn: TrainOn = .assistant
 
@@ -44,7 +46,7 @@ public struct TrainingOptions: Sendable, Equatable {
         try check(maxLength >= 2, "--max-length must be at least 2")
         try check(weightDecay >= 0, "--weight-decay must be ≥ 0")
         try check((evalEvery ?? 1) > 0, "--eval-every must be positive")
-        try check((checkpointEvery ?? 1) > 0, "--checkpoint-every must be positive")
+        try check(checkpointEvery > 0, "--checkpoint-every must be positive")
         if method == .lora {
             try check(lora.rank > 0, "--lora-r must be positive")
             try check(lora.alpha > 0, "--lora-alpha must be positive")

@@ -1,3 +1,4 @@
+import RefineryCore
 /// An entry of `added_tokens` in `tokenizer.json`: matched in the raw text before BPE.
 public struct AddedToken: Sendable, Equatable {
     public let id: Int

@@ -1,3 +1,4 @@
+import RefineryCore
 /// A piece of a word on its way through BPE: a token id and the original-text range it covers.
 struct Symbol {
     var id: Int

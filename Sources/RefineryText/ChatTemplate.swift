@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// One chat message: a role (`system`, `user`, `assistant`, …) and its text.
 public struct ChatMessage: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// A model folder's text side: `tokenizer.json`, `tokenizer_config.json` (special tokens,
 /// `chat_template`) and `chat_template.jinja`.

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// The dataset formats of the training engine.
 public enum DatasetFormat: String, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// The `normalizer` section of `tokenizer.json`.
 indirect enum Normalizer: Sendable {

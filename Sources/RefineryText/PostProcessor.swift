@@ -1,3 +1,4 @@
+import RefineryCore
 /// The `post_processor` section of `tokenizer.json` (what `add_special_tokens=True` adds).
 indirect enum PostProcessor: Sendable {
     case sequence([PostProcessor])

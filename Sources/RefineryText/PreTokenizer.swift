@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// The `pre_tokenizer` section of `tokenizer.json`: splits normalized text into words.
 indirect enum PreTokenizer: Sendable {

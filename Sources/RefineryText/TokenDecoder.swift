@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// The `decoder` section of `tokenizer.json`: turns token strings back into text.
 indirect enum TokenDecoder: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// One encoded text: token ids with, for each token, the range of Unicode scalars of the input
 /// it came from (`tokenizers`' character offsets).

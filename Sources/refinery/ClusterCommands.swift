@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import RefineryCluster
-import RefineryStore
+import RefineryPipeline
 
 /// CURVE options shared by the coordinator and `run`.
 struct CoordinatorSecurityOptions: ParsableArguments {
@@ -46,8 +46,10 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let run = ClusterRun(configPath: config, statePath: state, listen: listen, security: try security.resolve(listen: listen), heartbeat: heartbeat)
-            let written = try run.run()
+            var pipeline = try ClusterPipeline(config: try RunConfig(path: config), statePath: state, listen: listen,
+                                               security: try security.resolve(listen: listen), report: Output.progress)
+            pipeline.heartbeat = heartbeat
+            let written = try pipeline.run()
             Output.line("run complete; wrote " + written.joined(separator: ", "))
         }
     }
@@ -105,63 +107,16 @@ struct RunCommand: ParsableCommand {
         try reportingErrors {
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             guard slots > 0 else { throw CommandError("--slots must be positive") }
-            let cluster = ClusterRun(configPath: config, statePath: state, listen: "tcp://127.0.0.1:*", security: nil)
-            let plan = try cluster.plan()
+            let pipeline = try ClusterPipeline(config: try RunConfig(path: config), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
+                                               report: Output.progress)
             let processes = LocalWorkers()
             defer { processes.stop() }
-            let written = try cluster.run(plan: plan, stopCheck: processes.allExited) { endpoint in
-                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: plan.trainModel)
+            let written = try pipeline.run(stopCheck: processes.allExited) { endpoint in
+                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel)
             }
             processes.waitOrStop(seconds: 10)
             Output.line("run complete; wrote " + written.joined(separator: ", "))
         }
-    }
-}
-
-/// Worker subprocesses of `run` and `demo`.
-final class LocalWorkers {
-    private var processes: [Process] = []
-
-    func start(count: Int, endpoint: String, slots: Int, model: String?, quiet: Bool = false) throws {
-        // This very executable (found through /proc/self/exe, so also when started through PATH).
-        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        // The workers share this machine's cores: Refinery's pool gets a share each (unless the
-        // user chose). How matrix products are cut into blocks changes the bits of a gradient, so
-        // the cut follows the coordinator (its REFINERY_THREADS), whatever each worker's pool size.
-        var environment = ProcessInfo.processInfo.environment
-        let share = String(max(1, ProcessInfo.processInfo.activeProcessorCount / max(count, 1)))
-        if environment["REFINERY_THREADS"] == nil { environment["REFINERY_THREADS"] = share }
-        for index in 0..<count {
-            let process = Process()
-            process.executableURL = executable
-            process.environment = environment
-            var arguments = ["worker", "--coordinator", endpoint, "--slots", String(slots), "--name", "local-\(getpid())-\(index + 1)"]
-            if let model { arguments += ["--model", model] }
-            process.arguments = arguments
-            if quiet { process.standardError = FileHandle.nullDevice }
-            do { try process.run() } catch { throw CommandError("cannot start worker \(index + 1) (\(executable.path)): \(error.localizedDescription)") }
-            processes.append(process)
-        }
-    }
-
-    /// A reason to stop when every worker process has exited (nothing is left to do the work).
-    func allExited() -> String? {
-        guard !processes.isEmpty, processes.allSatisfy({ !$0.isRunning }) else { return nil }
-        let codes = processes.map { String($0.terminationStatus) }.joined(separator: ", ")
-        return "all \(processes.count) worker processes exited (codes \(codes)); their messages above say why"
-    }
-
-    /// Waits for the workers to exit after the coordinator's stop; ends those that do not.
-    func waitOrStop(seconds: Double) {
-        let end = Date().addingTimeInterval(seconds)
-        while processes.contains(where: \.isRunning) && Date() < end { Thread.sleep(forTimeInterval: 0.05) }
-        stop()
-    }
-
-    func stop() {
-        for process in processes where process.isRunning { process.terminate() }
-        for process in processes { process.waitUntilExit() }
-        processes.removeAll()
     }
 }
 

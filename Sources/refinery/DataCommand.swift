@@ -1,47 +1,15 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryData
-import RefineryLLM
-import RefineryStore
+import RefineryPipeline
 import RefineryText
-
-/// Lets a progress line through at most four times a second.
-final class ProgressThrottle: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last = 0.0
-
-    func due(final: Bool) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        let now = Date().timeIntervalSince1970
-        if final || now - last >= 0.25 { last = now; return true }
-        return false
-    }
-}
 
 /// `refinery data …`: the data stages.
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
         subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self])
-}
-
-/// Reads a JSONL dataset keeping each line's original JSON (rows are written back unchanged).
-enum DatasetLines {
-    static func read(_ path: String) throws -> [(row: String, sample: Sample)] {
-        var rows: [(String, Sample)] = []
-        let reader = DatasetReader()
-        try LineReader.forEachLine(path: path) { line, number in
-            rows.append((line, try reader.parse(line: line, lineNumber: number, source: path)))
-        }
-        return rows
-    }
-
-    static func write(_ rows: [String], to path: String) throws {
-        do { try Data(rows.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw CommandError("cannot write \(path): \(error.localizedDescription)")
-        }
-    }
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping the first of each cluster.
@@ -57,16 +25,12 @@ struct DataDedupCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            guard method != "semantic" else { throw CommandError("--method semantic is not available yet; use exact or minhash") }
+            guard let parsed = DedupStage.Method(rawValue: method) else { throw CommandError("--method must be exact or minhash") }
             guard (0...1).contains(threshold), numPerm > 0, ngram > 0 else { throw CommandError("--threshold must be in [0, 1]; --num-perm and --ngram positive") }
             let rows = try DatasetLines.read(input)
-            let kept: [Int]
-            switch method {
-            case "exact": kept = Deduplication.exact(rows.map(\.sample))
-            case "minhash": kept = Deduplication.minHash(rows.map(\.sample), threshold: threshold, permutations: numPerm, ngram: ngram)
-            case "semantic": throw CommandError("--method semantic is not available yet; use exact or minhash")
-            default: throw CommandError("--method must be exact or minhash")
-            }
-            try DatasetLines.write(kept.map { rows[$0].row }, to: output)
+            let (kept, _) = try DedupStage(method: parsed, threshold: threshold, permutations: numPerm, ngram: ngram).apply(rows)
+            try DatasetLines.write(kept.map(\.row), to: output)
             Output.line("kept \(kept.count) of \(rows.count) samples (\(rows.count - kept.count) duplicates removed) → \(output)")
         }
     }
@@ -85,7 +49,8 @@ struct DataSplitCommand: ParsableCommand {
         try reportingErrors {
             guard (0..<1).contains(testFraction) else { throw CommandError("--test-fraction must be in [0, 1)") }
             var train: [String] = [], test: [String] = []
-            for (row, sample) in try DatasetLines.read(input) {
+            for line in try DatasetLines.read(input) {
+                let (row, sample) = (line.row, line.sample)
                 let id = (try? JSONValue.parse(row))?["lineage"]?["id"]?.stringValue ?? Deduplication.key(sample)
                 if DatasetExport.isTest(id, fraction: testFraction, seed: seed) { test.append(row) } else { train.append(row) }
             }
@@ -154,53 +119,29 @@ struct DataGenerateCommand: AsyncParsableCommand {
     @Option(help: "Largest chunk, characters (default 2000).") var maxChars: Int?
     @Option(help: "reference or keep-markup (default reference).") var cleaning: String?
     @Option(help: "Share of samples in the test split (default 0.1).") var testFraction: Double?
-    @Option(help: "Seed of the split (default 42).") var seed: UInt64?
+    @Option(help: "Seed of the split (default 42).") var seed: Int?
     @Flag(help: "Send failed chunks again.") var retryFailed = false
 
-    func run() async throws {
-        do { try await generate() } catch let error as CustomStringConvertible & Error {
-            throw CommandError(error.description)
-        }
+    /// The flags the user gave, keyed like the config's keys, per section.
+    var overrides: [String: ConfigOverrides] {
+        let data: [String: (any Sendable)?] = [
+            "articles": articles, "state": state, "out": out, "format": format, "min_chars": minChars, "max_chars": maxChars,
+            "cleaning": cleaning, "test_fraction": testFraction, "seed": seed,
+        ]
+        let generate: [String: (any Sendable)?] = [
+            "base_url": baseURL, "model": model, "api_key_env": apiKeyEnv, "slots": slots, "rpm": rpm, "tpm": tpm, "budget": budget,
+            "price_input": priceInput, "price_output": priceOutput, "temperature": temperature, "max_tokens": maxTokens,
+            "response_format": responseFormat, "max_invalid": maxInvalid, "timeout": timeout,
+        ]
+        return ["data": data.compactMapValues { $0 }, "generate": generate.compactMapValues { $0 }]
     }
 
-    private func generate() async throws {
-        let job = try GenerationJob(config: config, flags: GenerationFlags(
-            articles: articles, state: state, out: out, format: format, baseURL: baseURL, model: model, apiKeyEnv: apiKeyEnv,
-            slots: slots, rpm: rpm, tpm: tpm, budget: budget, priceInput: priceInput, priceOutput: priceOutput,
-            temperature: temperature, maxTokens: maxTokens, responseFormat: responseFormat, maxInvalid: maxInvalid,
-            timeout: timeout, minChars: minChars, maxChars: maxChars, cleaning: cleaning, testFraction: testFraction, seed: seed))
-        let (state, out, model, baseURL, slots) = (job.state, job.out, job.settings.model, job.baseURL, job.slots)
-        let key = job.apiKey
-        let store = try RunStore(path: state)
-        try job.ingest(into: store)
-        if retryFailed { Output.progress("[generate] \(try store.requeueFailed()) failed chunks queued again\n") }
-        let settings = job.settings
-        let limiter = RateLimiter(slots: slots, requestsPerMinute: job.rpm, tokensPerMinute: job.tpm, budget: job.budget)
-        let client = LLMClient(endpoint: LLMEndpoint(baseURL: baseURL, apiKey: key, timeout: job.timeout))
-        let generator = Generator(store: store, client: client, limiter: limiter, settings: settings)
-        let pending = try store.pendingChunks().count
-        Output.progress("[generate] \(pending) chunks to send to \(model) at \(baseURL) with \(slots) slots\n")
-        var stopped: Error? = nil
-        let throttle = ProgressThrottle()
-        let generationStart = Date()
+    func run() async throws {
         do {
-            try await generator.run { p in
-                guard throttle.due(final: p.done + p.failed == p.total) else { return }
-                let rate = Double(p.requests) / max(p.elapsed, 1e-9)
-                let remaining = Double(p.total - p.done - p.failed) / max(Double(p.done + p.failed) / max(p.elapsed, 1e-9), 1e-9)
-                Output.progress(String(format: "\r[generate] %d/%d chunks done, %d failed, %d requests (%.1f/s), $%.4f, ETA %@",
-                                       p.done, p.total, p.failed, p.requests, rate, p.dollars, TrainCommand.duration(remaining)))
-            }
-        } catch {
-            stopped = error
+            let job = try GenerationJob(config: try RunConfig(path: config, overrides: overrides))
+            Output.line(try await job.runHere(retryFailed: retryFailed, report: Output.progress))
+        } catch let error as CustomStringConvertible & Error {
+            throw CommandError(error.description)
         }
-        let generationSeconds = Date().timeIntervalSince(generationStart)
-        Output.progress("\n")
-        Output.progress(String(format: "[generate] %d chunks in %.2f s: %.2f chunks/s\n", pending, generationSeconds, Double(pending) / max(generationSeconds, 1e-9)))
-        let (trainCount, testCount) = try DatasetExport.write(store: store, output: out, format: job.exportFormat, testFraction: job.testFraction, seed: job.seed)
-        let counts = try store.chunkCounts()
-        let usage = try store.totalUsage()
-        Output.line("wrote \(out) (\(trainCount) samples) and \(DatasetExport.testPath(for: out)) (\(testCount)); chunks: \(counts[.done] ?? 0) done, \(counts[.failed] ?? 0) failed, \(counts[.pending] ?? 0) pending; \(usage.requests) requests, \(usage.usage.promptTokens)+\(usage.usage.completionTokens) tokens, $\(String(format: "%.4f", usage.usage.cost))")
-        if let stopped { throw stopped }
     }
 }

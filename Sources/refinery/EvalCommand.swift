@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryText
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import RefineryLLM
+import RefineryMockLLM
 
 /// `refinery mock-llm`: an OpenAI-compatible dry-run server for tests, demos and rehearsals.
 struct MockLLMCommand: AsyncParsableCommand {

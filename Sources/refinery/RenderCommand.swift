@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// `refinery render`: JSONL conversations in, JSONL `{"text": …}` rendered by the chat template out.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// `refinery tokenize`: JSONL `{"text": …}` in, JSONL `{"ids": […]}` out.

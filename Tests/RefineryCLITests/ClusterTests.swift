@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import RefineryCore
 import RefineryStore
 import RefineryText
 import Testing

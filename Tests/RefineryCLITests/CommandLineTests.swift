@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryText
 import Testing

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import RefineryCore
 import RefineryLLM
 import RefineryStore
 import RefineryText

@@ -31,7 +31,7 @@ import Testing
         init(store: RunStore, modelHash: String = "") throws {
             var options = CoordinatorOptions(listen: "tcp://127.0.0.1:*")
             options.modelHash = modelHash
-            options.generationSettingsJSON = ""
+            options.generationSettings = nil
             coordinator = try Coordinator(store: store, options: options)
             stage = try GenerationStage(store: store)
             let thread = Thread { [self] in

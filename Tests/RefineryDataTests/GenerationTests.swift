@@ -1,7 +1,9 @@
 import Foundation
+import RefineryCore
 import Testing
 @testable import RefineryData
 @testable import RefineryLLM
+import RefineryMockLLM
 import RefineryStore
 import RefineryText
 

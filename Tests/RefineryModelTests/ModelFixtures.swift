@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// The reference checkpoints and expected values made by scripts/make_fixtures.py.

@@ -111,11 +111,11 @@ import RefineryText
                                train: samples, eval: Array(samples.prefix(2)))
         }
         let whole = try ModelFixtures.temporaryDirectory()
-        try trainer().run(output: whole, resume: false)
+        try Self.run(trainer(), output: whole, resume: false)
         // Interrupted after step 4 (its log row written, the checkpoint of step 3 the newest).
         let parts = try ModelFixtures.temporaryDirectory()
         #expect(throws: Interruption.self) {
-            try trainer().run(output: parts, resume: false) { progress in
+            try Self.run(trainer(), output: parts, resume: false) { progress in
                 if progress.record.step == 4 { throw Interruption() }
             }
         }
@@ -123,7 +123,7 @@ import RefineryText
         #expect(!FileManager.default.fileExists(atPath: parts.appendingPathComponent("adapter_model.safetensors").path))
         let partial = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
         #expect(partial.contains("\"step\":4"))
-        try trainer().run(output: parts, resume: true)
+        try Self.run(trainer(), output: parts, resume: true)
         let logA = try String(contentsOf: whole.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
         let logB = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
         #expect(logA == logB)
@@ -131,6 +131,14 @@ import RefineryText
         let adapterA = try Data(contentsOf: whole.appendingPathComponent("adapter_model.safetensors"))
         let adapterB = try Data(contentsOf: parts.appendingPathComponent("adapter_model.safetensors"))
         #expect(adapterA == adapterB)
+    }
+
+    /// The one-process training loop as `refinery train` runs it: checkpoint folders and the log
+    /// file in `output`.
+    static func run(_ trainer: Trainer, output: URL, resume: Bool, progress: (TrainingProgress) throws -> Void = { _ in }) throws {
+        let driver = TrainingDriver(trainer: trainer, checkpoints: FolderCheckpointStore(output: output),
+                                    log: FileTrainLog(url: output.appendingPathComponent("train_log.jsonl")), output: output, recoveryHint: "")
+        try driver.runHere(resume: resume, progress: progress)
     }
 
     /// Stands for a kill after step 4.

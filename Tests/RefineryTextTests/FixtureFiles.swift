@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// Locates this test target's committed fixtures (made by scripts/make_fixtures.py).

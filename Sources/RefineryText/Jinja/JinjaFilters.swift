@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// Built-in filters and tests (the ones chat templates use), with transformers' `tojson`.
 enum JinjaFilters {

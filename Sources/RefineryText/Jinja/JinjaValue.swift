@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 
 /// A value inside the template engine, with Python's semantics for printing, truthiness and
 /// comparison (chat templates are written against Python's Jinja).

@@ -11,7 +11,7 @@ public enum LineReader {
             return
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw TextError("cannot open \(path): no such file or not readable")
+            throw CoreError("cannot open \(path): no such file or not readable")
         }
         defer { try? handle.close() }
         try forEachLine(of: handle, source: path, body)
@@ -24,7 +24,7 @@ public enum LineReader {
         func emit(_ data: Data) throws {
             lineNumber += 1
             guard let line = String(data: data, encoding: .utf8) else {
-                throw TextError("\(source):\(lineNumber): the line is not valid UTF-8")
+                throw CoreError("\(source):\(lineNumber): the line is not valid UTF-8")
             }
             if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
             try body(line, lineNumber)

@@ -335,9 +335,10 @@ struct JSONParser {
     }
 }
 
-/// JSON serialisation, compact or Python-`json.dumps`-style.
-enum JSONWriter {
-    static func write(_ value: JSONValue, into out: inout String, pythonStyle: Bool, indent: Int?, level: Int) {
+/// Serialises `JSONValue`s: compact JSON, or Python `json.dumps` style (for Jinja's `tojson`).
+public enum JSONWriter {
+    /// Appends `value` to `out`; `pythonStyle` uses `", "` and `": "` separators, `indent` pretty-prints.
+    public static func write(_ value: JSONValue, into out: inout String, pythonStyle: Bool, indent: Int?, level: Int) {
         let itemSeparator = indent != nil ? "," : (pythonStyle ? ", " : ",")
         let keySeparator = pythonStyle ? ": " : ":"
         func newline(_ lvl: Int) {
@@ -397,7 +398,8 @@ enum JSONWriter {
     }
 
     /// Python's `repr(float)`: shortest round-trip digits, always with a '.' or exponent.
-    static func pythonFloatRepr(_ d: Double) -> String {
+    /// A double as Python's `repr` writes it (shortest round-trip form, `1e-05`, `inf`).
+    public static func pythonFloatRepr(_ d: Double) -> String {
         if d.isNaN { return "NaN" }
         if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
         var text = "\(d)"  // Swift prints shortest round-trip digits

@@ -5,7 +5,11 @@ import Testing
 
 /// The SQLite run state: resumable, idempotent, and careful with files that are not its own.
 @Suite struct RunStoreTests {
-    static func path() throws -> String { try IngestTests.temporary().appendingPathComponent("state.db").path }
+    static func path() throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("refinery-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.appendingPathComponent("state.db").path
+    }
 
     @Test func articlesAndChunksResumeWithoutDuplicates() throws {
         let path = try Self.path()

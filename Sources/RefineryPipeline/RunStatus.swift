@@ -1,23 +1,25 @@
 import Foundation
+import RefineryCore
 import RefineryStore
 import RefineryText
 
 /// Where a run stands, read from its state file without writing to it. Holds no secret: the
 /// API key is never in the state file.
-struct RunStatus {
-    var stage: String
-    var stoppedReason: String?
-    var chunks: [ChunkStatus: Int]
-    var requests: Int
-    var usage: Usage
-    var requestsLastMinute: Int
-    var workers: [WorkerRecord]
-    var failures: [(chunkID: Int64, reason: String)]
-    var lastTrainRow: String?
-    var lastEvalRow: String?
-    var checkpointStep: Int?
+public struct RunStatus: Sendable {
+    public var stage: String
+    public var stoppedReason: String?
+    public var chunks: [ChunkStatus: Int]
+    public var requests: Int
+    public var usage: Usage
+    public var requestsLastMinute: Int
+    public var workers: [WorkerRecord]
+    public var failures: [(chunkID: Int64, reason: String)]
+    public var lastTrainRow: String?
+    public var lastEvalRow: String?
+    public var checkpointStep: Int?
 
-    static func read(path: String) throws -> RunStatus {
+    /// Reads the state file at `path` without writing to it.
+    public static func read(path: String) throws -> RunStatus {
         let store = try RunStore(path: path, readOnly: true)
         let (requests, usage) = try store.totalUsage()
         let log = try store.trainLog()
@@ -32,7 +34,8 @@ struct RunStatus {
             checkpointStep: try store.trainingCheckpointStep())
     }
 
-    var text: String {
+    /// A few lines for people.
+    public var text: String {
         let total = chunks.values.reduce(0, +)
         var lines = ["stage: \(stage)" + (stoppedReason.map { " (stopped: \($0))" } ?? "")]
         lines.append("chunks: \(chunks[.done] ?? 0)/\(total) done, \(chunks[.failed] ?? 0) failed, \(chunks[.pending] ?? 0) pending")
@@ -52,7 +55,8 @@ struct RunStatus {
         return lines.joined(separator: "\n")
     }
 
-    var json: String {
+    /// One JSON object (`status --json`).
+    public var json: String {
         func row(_ text: String?) -> JSONValue { text.flatMap { try? JSONValue.parse($0) } ?? .null }
         return JSONValue.object([
             ("stage", .string(stage)), ("stopped_reason", stoppedReason.map { .string($0) } ?? .null),

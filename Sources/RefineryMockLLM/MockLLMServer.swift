@@ -3,7 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import RefineryText
+import RefineryCore
+import RefineryLLM
 
 /// Knobs of the dry-run server: latency and the share of each kind of fault.
 public struct MockLLMOptions: Sendable {

@@ -1,0 +1,105 @@
+import Foundation
+import RefineryCluster
+import RefineryData
+import RefineryModel
+import RefineryStore
+import RefineryTensor
+
+/// One run of the whole pipeline at the coordinator, from a run config: ingest → generate
+/// (workers) → dataset and split → curate → train (workers) → outputs. Every stage resumes from
+/// the state file, so starting the coordinator again after a kill continues where it was.
+public struct ClusterPipeline {
+    public let config: RunConfig
+    public let listen: String
+    public let security: CurveServerSecurity?
+    public var heartbeat = 1.0
+    /// Where progress text goes.
+    public var report: ProgressReport
+    /// The generation job (nil: the config makes no dataset).
+    public let generation: GenerationJob?
+    /// The state file.
+    public let state: String
+
+    /// Resolves what the run will do before anything starts; `statePath` overrides `data.state`.
+    public init(config: RunConfig, statePath: String?, listen: String, security: CurveServerSecurity?, report: @escaping ProgressReport) throws {
+        var config = config
+        if let statePath { config.data.state = statePath }
+        let path = config.path ?? "the config"
+        generation = config.data.articles != nil ? try GenerationJob(config: config) : nil
+        guard generation != nil || config.train.isRequested else {
+            throw PipelineError("\(path) asks for nothing: give data.articles (and a generate section) to make a dataset, and/or a train section to fine-tune")
+        }
+        guard let state = config.data.state else { throw PipelineError("--state is required (or data.state in \(path))") }
+        if config.export.merged != nil && !config.train.isRequested {
+            throw PipelineError("\(path): export.merged needs a train section (there is no adapter to merge)")
+        }
+        self.config = config
+        self.state = state
+        self.listen = listen
+        self.security = security
+        self.report = report
+    }
+
+    /// The base model workers need (nil when the run does not train).
+    public var trainModel: String? { config.train.isRequested ? config.train.model : nil }
+
+    /// Runs the plan; returns the files written. `started` is called with the bound endpoint once
+    /// workers can connect; `stopCheck` is asked all along and a reason it gives stops the run.
+    public func run(stopCheck: @escaping () -> String? = { nil }, started: (String) throws -> Void = { _ in }) throws -> [String] {
+        let store = try RunStore(path: state)
+        var options = CoordinatorOptions(listen: listen)
+        options.heartbeatInterval = heartbeat
+        options.security = security
+        if let job = generation {
+            options.generationSettings = GenerationWireSettings(baseURL: job.generate.baseURL, timeout: job.generate.timeout,
+                                                                apiKeyEnv: job.generate.apiKeyEnv, settings: job.generate.settings)
+            options.apiKeyForWorkers = job.generate.apiKey
+        }
+        if let model = trainModel {
+            options.modelHash = try ModelHash.of(directory: model)
+            options.modelDirectory = model
+        }
+        var written: [String] = []
+        let coordinator = try Coordinator(store: store, options: options)
+        let report = self.report
+        coordinator.report = { report($0 + "\n") }
+        coordinator.stopCheck = stopCheck
+        report("[cluster] coordinator listening on \(coordinator.endpoint)\(security == nil ? "" : " (CURVE)"); state \(state)\n")
+        try started(coordinator.endpoint)
+        do {
+            if let job = generation {
+                try job.ingest(into: store, report: report)
+                let stage = try GenerationStage(store: store, requestsPerMinute: job.generate.rpm, tokensPerMinute: job.generate.tpm,
+                                                tokenEstimate: job.tokenEstimate, budget: job.generate.budget)
+                try coordinator.run(stage)
+                report("[generate] " + (try job.writeDataset(from: store)) + "\n")
+                written += [job.out, DatasetExport.testPath(for: job.out)]
+                try config.curate.run(on: job.out, report: report)
+            }
+            if config.train.isRequested {
+                let plan = try TrainingPlan(config: config.train, checkOutput: false, report: report)
+                let trainer = plan.trainer
+                let driver = TrainingDriver(trainer: trainer, checkpoints: StateFileCheckpointStore(store: store), log: StateFileTrainLog(store: store),
+                                            output: plan.output, recoveryHint: "Lower train.lr and start the coordinator again.")
+                let stage = try TrainingStage(driver: driver, store: store)
+                stage.onStep = { record, evalLoss in
+                    var line = String(format: "[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e", record.step, trainer.totalSteps,
+                                      record.loss, record.gradNorm, record.learningRate)
+                    if let evalLoss { line += String(format: "  eval_loss %.4f", evalLoss) }
+                    report(line + "\n")
+                }
+                coordinator.trainingSettings = TrainingWireSettings(method: trainer.options.method, lora: trainer.options.lora,
+                                                                    gradientCheckpointing: trainer.options.gradientCheckpointing,
+                                                                    blasThreads: BLAS.threadCount)
+                try coordinator.run(stage)
+                report("[train] timing \(stage.timingJSON)\n")
+                written += plan.writtenFiles
+                if let merged = config.export.merged { written.append(try plan.writeMerged(to: merged, report: report)) }
+            }
+        } catch let error as ClusterError {
+            throw PipelineError(error.message)
+        }
+        coordinator.finish(reason: "the run is complete")
+        return written
+    }
+}
