@@ -8,7 +8,7 @@ public final class ConnectedWorker {
     public var slots: Int
     public var modelHash: String
     /// Tasks leased to this worker and not yet answered.
-    public var held: Set<String> = []
+    public var held: Set<TaskID> = []
     public var lastHeard: Double
     var lastSent: Double = 0
     /// Parameter version this worker holds (training).
@@ -24,8 +24,14 @@ public final class ConnectedWorker {
     }
 }
 
+/// A result a worker sent, checked on decode.
+public enum StageResult: Sendable {
+    case generation(Refinery_Cluster_GenerateResult)
+    case gradient(Refinery_Cluster_GradientResult)
+}
+
 /// What a stage says about a result it was given.
-public enum ResultVerdict {
+public enum ResultVerdict: Sendable {
     /// Stored (or already stored): acknowledge it so the worker drops it from its spool.
     case stored
     /// Stale or unusable: acknowledge it too (the worker must not send it again).
@@ -35,7 +41,8 @@ public enum ResultVerdict {
 }
 
 /// A phase of the run whose work the coordinator hands to workers as leased tasks. The
-/// coordinator owns the leases; the stage owns the queue of tasks and what results mean.
+/// coordinator owns the leases and checks that a result comes from a worker that was granted
+/// its lease; the stage owns the queue of tasks and what results mean.
 public protocol ClusterStage: AnyObject {
     /// "generate" or "train".
     var name: String { get }
@@ -44,16 +51,16 @@ public protocol ClusterStage: AnyObject {
     /// How many tasks of this stage `worker` may hold at once (0: it cannot take them).
     func capacity(of worker: ConnectedWorker) -> Int
     /// The next task `worker` should get, taken off the queue; nil when none is ready.
-    func takeTask(for worker: ConnectedWorker, now: Double) throws -> String?
+    func takeTask(for worker: ConnectedWorker, now: Double) throws -> TaskID?
     /// Messages to send for a granted lease (the task, and anything the worker needs first).
-    func messages(for taskID: String, epoch: Int64, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body]
+    func messages(for lease: Lease, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body]
     /// Puts a task whose lease ended without a result back in the queue.
-    func requeue(_ taskID: String)
-    /// Whether `taskID` still waits for a result (so a lease on it may be re-adopted).
-    func isOpen(_ taskID: String) -> Bool
-    /// Handles a result; `currentEpoch` is the task's newest lease epoch.
-    func accept(_ body: Refinery_Cluster_Envelope.OneOf_Body, taskID: String, epoch: Int64, currentEpoch: Int64?,
-                from worker: ConnectedWorker) throws -> ResultVerdict
+    func requeue(_ task: TaskID)
+    /// Whether `task` still waits for a result (so a lease on it may be re-adopted).
+    func isOpen(_ task: TaskID) -> Bool
+    /// Handles a result from a worker that was granted `lease`; `isCurrent`: it is the task's
+    /// newest lease and that worker still holds it.
+    func accept(_ result: StageResult, lease: Lease, isCurrent: Bool, from worker: ConnectedWorker) throws -> ResultVerdict
     /// Called on every turn of the coordinator's loop (progress, step completion…).
     func tick(now: Double) throws
     /// How long a lease lasts without a result before the task goes back to the queue.

@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 import RefineryStore
 
@@ -18,8 +17,9 @@ public struct CoordinatorOptions: Sendable {
     /// Heartbeats missed before a worker counts as dead.
     public var liveness = 3
     /// After a restart, leases recorded as held wait this long for their worker to come back
-    /// before the tasks are handed to others (so an answer in flight is not paid for twice).
-    public var restartGrace: Double = 6
+    /// before the tasks are handed to others, so an answer in flight is not paid for twice. It
+    /// outlasts a worker's longest reconnect backoff (32 s) plus its liveness window.
+    public var restartGrace: Double = 45
     /// CURVE server keys and the allowlist of worker keys; nil: plain TCP.
     public var security: CurveServerSecurity?
     /// Generation settings for workers (nil: the run does not generate).
@@ -34,21 +34,22 @@ public struct CoordinatorOptions: Sendable {
     public init(listen: String) { self.listen = listen }
 }
 
-/// The coordinator's side of the cluster: one ROUTER socket, the connected workers, task
-/// leases persisted in SQLite, heartbeats and dead-worker detection. Stages (generation,
-/// training) supply the tasks and interpret the results. Single-threaded: everything happens
-/// on the thread that calls `run`.
+/// The coordinator's side of the cluster: admission, leases persisted in SQLite, dispatch,
+/// results, heartbeats and dead-worker detection. It knows nothing of sockets (a
+/// `CoordinatorTransport` carries the bytes) and reads time from a `ClusterClock`, so the same
+/// core runs on ZeroMQ in production and in memory with a manual clock in tests. Stages
+/// (generation, training) supply the tasks and interpret the results. Single-threaded:
+/// everything happens on the thread that calls `run` or `turn`.
 public final class Coordinator {
     public let store: RunStore
     public let options: CoordinatorOptions
-    private let context: ZMQContext
-    private let socket: ZMQSocket
-    private var authenticator: ZAPAuthenticator?
+    private let transport: CoordinatorTransport
+    private let clock: ClusterClock
     /// The endpoint actually bound.
-    public let endpoint: String
+    public var endpoint: String { transport.endpoint }
     public private(set) var workers: [String: ConnectedWorker] = [:]
     /// Newest epoch, holder and expiry of every task leased in this run.
-    private var leases: [String: LeaseRecord] = [:]
+    private var leases: [TaskID: LeaseRecord] = [:]
     private let runID: String
     private var stageName = "idle"
     private var lastWorkerSave = 0.0
@@ -58,26 +59,23 @@ public final class Coordinator {
     public var trainingSettings: TrainingWireSettings?
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
+    /// Messages refused since the start (a hostile or broken peer), for tests and `status`.
+    public private(set) var refusedMessages = 0
     private let cancellation = CancellationFlag()
 
-    public init(store: RunStore, options: CoordinatorOptions) throws {
+    /// A coordinator listening with ZeroMQ on `options.listen`, on the wall clock.
+    public convenience init(store: RunStore, options: CoordinatorOptions) throws {
+        try self.init(store: store, options: options, transport: ZMQRouterTransport(listen: options.listen, security: options.security),
+                      clock: SystemClock())
+    }
+
+    /// A coordinator on any transport and clock. A state file that cannot be read stops it with
+    /// the reason.
+    public init(store: RunStore, options: CoordinatorOptions, transport: CoordinatorTransport, clock: ClusterClock) throws {
         self.store = store
         self.options = options
-        context = try ZMQContext()
-        if let security = options.security { authenticator = try ZAPAuthenticator(context: context, allowed: security.allowedWorkerKeys) }
-        socket = try ZMQSocket(context: context, type: .router)
-        try socket.setOption(ZMQ_ROUTER_MANDATORY, 1)
-        try socket.setOption(ZMQ_ROUTER_HANDOVER, 1)
-        try socket.setOption(ZMQ_SNDHWM, 0)
-        try socket.setOption(ZMQ_RCVHWM, 0)
-        if let security = options.security {
-            try socket.setOption(ZMQ_CURVE_SERVER, 1)
-            try socket.setOption(ZMQ_CURVE_SECRETKEY, string: security.serverSecretKey)
-            try socket.setOption(ZMQ_ZAP_DOMAIN, string: ZAPAuthenticator.domain)
-        }
-        try socket.bind(options.listen)
-        endpoint = try socket.lastEndpoint()
-        // A state file that cannot be read stops the coordinator (never a fresh run id over it).
+        self.transport = transport
+        self.clock = clock
         runID = try store.meta("run_id") ?? UUID().uuidString
         try store.setMeta("run_id", runID)
         try store.removeMeta("stopped_reason")  // a new attempt: an earlier stop's reason no longer holds
@@ -85,54 +83,60 @@ public final class Coordinator {
         modelServer = options.modelDirectory.map { ModelFileServer(directory: $0) }
         // Leases held when the previous coordinator stopped: their workers get `restartGrace`
         // seconds to come back and claim them.
-        let now = Self.now()
+        let now = clock.now
         for lease in try store.leases() {
+            guard let task = TaskID(key: lease.taskID) else { continue }
             var record = lease
             if record.workerID != nil { record.expiresAt = now + options.restartGrace }
-            leases[lease.taskID] = record
+            leases[task] = record
         }
     }
-
-    deinit {
-        socket.close()
-        authenticator?.stop()
-    }
-
-    static func now() -> Double { Date().timeIntervalSince1970 }
 
     // MARK: Running a stage
 
     /// Hands out `stage`'s tasks until all are answered. Throws when a result stops the run
     /// (after telling every worker to stop).
     public func run(_ stage: ClusterStage) throws {
-        stageName = stage.name
-        try store.setMeta("stage", stage.name)
-        // Workers that joined in an earlier stage learn this one's settings.
-        for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
+        try begin(stage)
         while !stage.isComplete {
             if cancellation.isSet { throw ClusterError("the coordinator was cancelled") }
             if let reason = stopCheck() { try stopRun(reason) }
-            if try socket.waitForMessage(milliseconds: 20) {
-                while let frames = try socket.receive() {
-                    if let reason = try handle(frames, stage: stage) { try stopRun(reason) }
-                }
-            }
-            let now = Self.now()
-            try expireLeases(stage: stage, now: now)
-            try dropDeadWorkers(stage: stage, now: now)
-            try dispatch(stage: stage, now: now)
-            sendHeartbeats(now: now)
-            do { try stage.tick(now: now) } catch let error as ClusterError { try stopRun(error.message) }
-            if now - lastWorkerSave >= 2 {
-                lastWorkerSave = now
-                try store.updateWorkers(lastSeen: workers.mapValues(\.lastHeard), gone: [])
-            }
-            if now - lastProgress >= 1 {
-                lastProgress = now
-                report("[\(stage.name)] \(stage.progressLine); \(workers.count) worker\(workers.count == 1 ? "" : "s")")
-            }
+            try turn(stage, waitingMilliseconds: 20)
         }
         report("[\(stage.name)] \(stage.progressLine)")
+    }
+
+    /// Makes `stage` the current one: workers that joined earlier learn its settings, and
+    /// leases of tasks it does not need (answered, or of another stage) are let go.
+    public func begin(_ stage: ClusterStage) throws {
+        stageName = stage.name
+        try store.setMeta("stage", stage.name)
+        let idle = leases.filter { $0.value.workerID != nil && !stage.isOpen($0.key) }.map(\.key)
+        for task in idle { release(task) }
+        try store.releaseLeases(idle.map(\.key))
+        for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
+    }
+
+    /// One turn of the loop: take the messages that arrived (waiting up to `milliseconds`),
+    /// end expired leases and dead workers, hand out tasks, heartbeat, let the stage advance.
+    public func turn(_ stage: ClusterStage, waitingMilliseconds milliseconds: Int = 0) throws {
+        for message in try transport.receive(waitingMilliseconds: milliseconds) {
+            if let reason = try handle(message, stage: stage) { try stopRun(reason) }
+        }
+        let now = clock.now
+        try expireLeases(stage: stage, now: now)
+        try dropDeadWorkers(stage: stage, now: now)
+        try dispatch(stage: stage, now: now)
+        sendHeartbeats(now: now)
+        do { try stage.tick(now: now) } catch let error as ClusterError { try stopRun(error.message) }
+        if now - lastWorkerSave >= 2 {
+            lastWorkerSave = now
+            try store.updateWorkers(lastSeen: workers.mapValues(\.lastHeard), gone: [])
+        }
+        if now - lastProgress >= 1 {
+            lastProgress = now
+            report("[\(stage.name)] \(stage.progressLine); \(workers.count) worker\(workers.count == 1 ? "" : "s")")
+        }
     }
 
     /// Asked on every turn of the loop; a reason stops the run (e.g. `run` lost all its worker processes).
@@ -140,6 +144,9 @@ public final class Coordinator {
 
     /// Makes `run` end (from any thread) with an error at its next turn.
     public func cancel() { cancellation.set() }
+
+    /// The lease of `task` as the coordinator holds it now.
+    public func lease(of task: TaskID) -> LeaseRecord? { leases[task] }
 
     /// Tells every worker the run is over and gives the messages a moment to leave.
     public func finish(reason: String, failed: Bool = false) {
@@ -151,11 +158,9 @@ public final class Coordinator {
         try? store.updateWorkers(lastSeen: [:], gone: Array(workers.keys))
         // Answer stragglers for a little while so that every worker hears the news.
         stageName = failed ? "stopped" : "done"
-        let end = Self.now() + 0.3
-        while Self.now() < end {
-            if (try? socket.waitForMessage(milliseconds: 20)) == true {
-                while let frames = try? socket.receive() { _ = try? handle(frames, stage: nil) }
-            }
+        let end = Date().addingTimeInterval(0.3)
+        while Date() < end {
+            for message in (try? transport.receive(waitingMilliseconds: 20)) ?? [] { _ = try? handle(message, stage: nil) }
         }
     }
 
@@ -167,82 +172,94 @@ public final class Coordinator {
 
     // MARK: Messages
 
-    /// Handles one incoming message; returns a reason when the run must stop.
-    private func handle(_ frames: [[UInt8]], stage: ClusterStage?) throws -> String? {
-        guard frames.count == 2, let envelope = Wire.decode(frames[1]) else { return nil }
-        let routingID = frames[0]
-        let workerID = String(decoding: routingID, as: UTF8.self)
-        let now = Self.now()
-        if case let .hello(hello)? = envelope.body {
-            try welcome(hello, version: envelope.protocolVersion, routingID: routingID, stage: stage, now: now)
+    /// Handles one incoming message; returns a reason when the run must stop. A message that
+    /// fails its checks is refused with the reason in the log, and changes nothing.
+    private func handle(_ message: PeerMessage, stage: ClusterStage?) throws -> String? {
+        let workerID = String(decoding: message.peer, as: UTF8.self)
+        let decoded: WorkerMessage
+        do { decoded = try Wire.fromWorker(message.bytes) } catch {
+            refuse(message: error, from: workerID)
             return nil
         }
-        guard let worker = workers[workerID] else {
+        let now = clock.now
+        if case let .hello(hello) = decoded {
+            try welcome(hello, routingID: message.peer, stage: stage, now: now)
+            return nil
+        }
+        guard let worker = workers[workerID], worker.routingID == message.peer else {
             // A worker from before a restart (or after a cut link): it must introduce itself again.
             var heartbeat = Refinery_Cluster_Heartbeat()
             heartbeat.helloRequired = true
-            if let bytes = try? Wire.encode(.heartbeat(heartbeat)) { _ = try? socket.send([routingID, bytes]) }
+            if let bytes = try? Wire.encode(.heartbeat(heartbeat)) { _ = transport.send(bytes, to: message.peer) }
             return nil
         }
         worker.lastHeard = now
-        switch envelope.body {
-        case .generateResult(let result)?:
-            return try handleResult(.generateResult(result), lease: result.lease, worker: worker, stage: stage)
-        case .gradientResult(let result)?:
-            return try handleResult(.gradientResult(result), lease: result.lease, worker: worker, stage: stage)
-        case .modelFileRequest(let request)?:
-            if let modelServer { send(.modelFileChunk(modelServer.chunk(for: request)), to: worker) }
-        default:
+        switch decoded {
+        case let .generateResult(lease, result):
+            return try handleResult(.generation(result), lease: lease, worker: worker, stage: stage)
+        case let .gradientResult(lease, result):
+            return try handleResult(.gradient(result), lease: lease, worker: worker, stage: stage)
+        case let .modelFileRequest(name, offset):
+            if let modelServer { send(.modelFileChunk(modelServer.chunk(name: name, offset: offset)), to: worker) }
+        case .hello, .heartbeat, .taskRequest:
             break
         }
         return nil
     }
 
-    private func welcome(_ hello: Refinery_Cluster_Hello, version: UInt32, routingID: [UInt8], stage: ClusterStage?, now: Double) throws {
+    private func refuse(message reason: WireRefusal, from workerID: String) {
+        refusedMessages += 1
+        report("[cluster] refused a message from \(workerID.prefix(80)): \(reason.reason)")
+    }
+
+    private func welcome(_ hello: WorkerHello, routingID: [UInt8], stage: ClusterStage?, now: Double) throws {
         func refuse(_ reason: String) {
             var refused = Refinery_Cluster_Refused()
             refused.reason = reason
-            if let bytes = try? Wire.encode(.refused(refused)) { _ = try? socket.send([routingID, bytes]) }
+            if let bytes = try? Wire.encode(.refused(refused)) { _ = transport.send(bytes, to: routingID) }
             report("[cluster] refused worker \(hello.workerID)@\(hello.host): \(reason)")
         }
-        guard version == Wire.protocolVersion else {
-            return refuse("protocol version \(version) is not this coordinator's \(Wire.protocolVersion); run the same Refinery release on every machine")
+        guard hello.protocolVersion == Wire.protocolVersion else {
+            return refuse("protocol version \(hello.protocolVersion) is not this coordinator's \(Wire.protocolVersion); run the same Refinery release on every machine")
         }
-        guard String(decoding: routingID, as: UTF8.self) == hello.workerID, !hello.workerID.isEmpty else {
+        guard String(decoding: routingID, as: UTF8.self) == hello.workerID else {
             return refuse("the worker's routing id does not match its hello")
         }
         if !options.modelHash.isEmpty && !hello.modelHash.isEmpty && hello.modelHash != options.modelHash {
             return refuse("its base model (content hash \(hello.modelHash)) differs from the coordinator's (\(options.modelHash)); give --model the same model folder, or start the worker with --fetch-model")
         }
         let known = workers[hello.workerID]
-        let worker = known ?? ConnectedWorker(id: hello.workerID, routingID: routingID, host: hello.host, slots: Int(max(1, hello.slots)),
+        let worker = known ?? ConnectedWorker(id: hello.workerID, routingID: routingID, host: hello.host, slots: hello.slots,
                                               modelHash: hello.modelHash, now: now)
         worker.lastHeard = now
         worker.host = hello.host
-        worker.slots = Int(max(1, hello.slots))
+        worker.slots = hello.slots
         worker.modelHash = hello.modelHash
         worker.parameterVersion = nil
         workers[worker.id] = worker
         try store.registerWorker(id: worker.id, host: worker.host, slots: worker.slots, at: now)
         if known == nil { report("[cluster] worker \(worker.id) joined from \(worker.host) with \(worker.slots) slots") }
-        // Re-adopt the leases it still works on, if they are still its own.
-        var adopted: [String] = []
-        for held in hello.held {
-            guard var lease = leases[held.taskID], lease.epoch == Int64(held.epoch), stage?.isOpen(held.taskID) ?? false else { continue }
-            if let holder = lease.workerID, holder != worker.id { workers[holder]?.held.remove(held.taskID) }
-            lease.workerID = worker.id
-            lease.expiresAt = now + (stage?.leaseTimeout ?? 600)
-            leases[held.taskID] = lease
-            worker.held.insert(held.taskID)
-            adopted.append(held.taskID)
+        // Re-adopt the leases it still works on, and those whose results wait in its spool (they
+        // follow right after the welcome), if they are still its own.
+        var adopted: [TaskID] = []
+        let timeout = stage?.leaseTimeout ?? 600
+        for lease in hello.held + hello.answered {
+            guard var record = leases[lease.task], record.epoch == lease.epoch, stage?.isOpen(lease.task) ?? false else { continue }
+            guard try store.wasGranted(taskID: lease.task.key, epoch: lease.epoch, to: worker.id) else { continue }
+            if let holder = record.workerID, holder != worker.id { workers[holder]?.held.remove(lease.task) }
+            record.workerID = worker.id
+            record.expiresAt = now + timeout
+            leases[lease.task] = record
+            worker.held.insert(lease.task)
+            adopted.append(lease.task)
         }
-        try store.extendLeases(workerID: worker.id, taskIDs: adopted, expiresAt: now + (stage?.leaseTimeout ?? 600))
-        // Tasks it held before and does not hold now: either answered (the results follow from its
-        // spool right after the welcome) or lost with a restarted process. Give them a short grace.
+        try store.extendLeases(workerID: worker.id, taskIDs: adopted.map(\.key), expiresAt: now + timeout)
+        // Tasks it held before and does not hold now were lost with a restarted process: give
+        // them a short grace and hand them out again.
         let grace = now + options.heartbeatInterval * Double(options.liveness)
-        for taskID in worker.held.subtracting(adopted) where leases[taskID]?.workerID == worker.id {
-            let current = leases[taskID]?.expiresAt ?? grace
-            leases[taskID]?.expiresAt = min(current, grace)
+        for task in worker.held.subtracting(adopted) where leases[task]?.workerID == worker.id {
+            let current = leases[task]?.expiresAt ?? grace
+            leases[task]?.expiresAt = min(current, grace)
         }
         send(.welcome(welcomeMessage()), to: worker)
         if stageName == "done" || stageName == "stopped" {
@@ -256,42 +273,52 @@ public final class Coordinator {
     private func welcomeMessage() -> Refinery_Cluster_Welcome {
         var welcome = Refinery_Cluster_Welcome()
         welcome.runID = runID
-        welcome.heartbeatMs = UInt32(options.heartbeatInterval * 1000)
+        welcome.heartbeatMs = UInt32(clamping: Int((options.heartbeatInterval * 1000).rounded()))
         welcome.stage = stageName
-        welcome.generationSettingsJson = options.generationSettings?.json ?? ""
-        welcome.trainingSettingsJson = trainingSettings?.json ?? ""
+        if let generation = options.generationSettings { welcome.generation = generation.message }
+        if let trainingSettings { welcome.training = trainingSettings.message }
         welcome.modelHash = options.modelHash
         // The API key travels only over CURVE-encrypted links.
         if options.security != nil, let key = options.apiKeyForWorkers { welcome.apiKey = key }
         return welcome
     }
 
-    private func handleResult(_ body: Refinery_Cluster_Envelope.OneOf_Body, lease: Refinery_Cluster_Lease, worker: ConnectedWorker,
-                              stage: ClusterStage?) throws -> String? {
-        let taskID = lease.taskID
-        let epoch = Int64(lease.epoch)
-        let current = leases[taskID]
-        var verdict = ResultVerdict.dropped("no stage is running")
-        if let stage { verdict = try stage.accept(body, taskID: taskID, epoch: epoch, currentEpoch: current?.epoch, from: worker) }
-        worker.held.remove(taskID)
-        if case .stored = verdict, var record = current {
-            // The task is answered: whoever else holds it is released from it.
-            if let holder = record.workerID, holder != worker.id { workers[holder]?.held.remove(taskID) }
-            record.workerID = nil
-            record.expiresAt = nil
-            leases[taskID] = record
-        } else if current?.workerID == worker.id, stage?.isOpen(taskID) == true {
-            // Its holder answered with something unusable: hand the task out again.
-            leases[taskID]?.workerID = nil
-            leases[taskID]?.expiresAt = nil
-            try store.releaseLeases([taskID])
-            stage?.requeue(taskID)
+    /// A result counts only if its sender was granted its lease: the current holder of the
+    /// current epoch, or (generation, DESIGN §4) a holder of an earlier epoch whose chunk is
+    /// still open. Anything else is refused and changes nothing.
+    private func handleResult(_ result: StageResult, lease: Lease, worker: ConnectedWorker, stage: ClusterStage?) throws -> String? {
+        let current = leases[lease.task]
+        let isCurrent = current?.epoch == lease.epoch && current?.workerID == worker.id
+        let wasGranted = try isCurrent || store.wasGranted(taskID: lease.task.key, epoch: lease.epoch, to: worker.id)
+        guard wasGranted else {
+            refusedMessages += 1
+            report("[cluster] refused a result for \(lease) from \(worker.id): that lease was never granted to it")
+            return nil
         }
+        var verdict = ResultVerdict.dropped("no stage is running")
+        if let stage { verdict = try stage.accept(result, lease: lease, isCurrent: isCurrent, from: worker) }
+        worker.held.remove(lease.task)
+        if case .stored = verdict {
+            // The task is answered: whoever else holds it is released from it.
+            if let holder = current?.workerID, holder != worker.id { workers[holder]?.held.remove(lease.task) }
+            release(lease.task)
+        } else if isCurrent, stage?.isOpen(lease.task) == true {
+            // Its holder answered with something unusable: hand the task out again.
+            release(lease.task)
+            try store.releaseLeases([lease.task.key])
+            stage?.requeue(lease.task)
+        }
+        if case let .dropped(reason) = verdict { report("[cluster] dropped a result for \(lease) from \(worker.id): \(reason)") }
         var ack = Refinery_Cluster_ResultAck()
-        ack.lease = lease
+        ack.lease = lease.message
         send(.resultAck(ack), to: worker)
         if case let .stopRun(reason) = verdict { return reason }
         return nil
+    }
+
+    private func release(_ task: TaskID) {
+        leases[task]?.workerID = nil
+        leases[task]?.expiresAt = nil
     }
 
     // MARK: Leases and workers
@@ -303,38 +330,34 @@ public final class Coordinator {
         while gave {
             gave = false
             for worker in order where worker.held.count < stage.capacity(of: worker) {
-                guard let taskID = try stage.takeTask(for: worker, now: now) else { return }
+                guard let task = try stage.takeTask(for: worker, now: now) else { return }
                 // Still held by a worker from before a restart: it goes back to the queue when
                 // that lease ends without a result.
-                if leases[taskID]?.workerID != nil { gave = true; continue }
-                let lease = try store.grantLease(taskID: taskID, workerID: worker.id, expiresAt: now + stage.leaseTimeout)
-                leases[taskID] = lease
-                worker.held.insert(taskID)
-                for body in try stage.messages(for: taskID, epoch: lease.epoch, worker: worker) { send(body, to: worker) }
+                if leases[task]?.workerID != nil { gave = true; continue }
+                let record = try store.grantLease(taskID: task.key, workerID: worker.id, expiresAt: now + stage.leaseTimeout)
+                leases[task] = record
+                worker.held.insert(task)
+                for body in try stage.messages(for: Lease(task: task, epoch: record.epoch), worker: worker) { send(body, to: worker) }
                 gave = true
             }
         }
     }
 
     private func expireLeases(stage: ClusterStage, now: Double) throws {
-        var expired: [String] = []
-        for (taskID, lease) in leases where lease.workerID != nil && (lease.expiresAt ?? .infinity) < now {
-            expired.append(taskID)
-        }
+        let expired = leases.filter { $0.value.workerID != nil && ($0.value.expiresAt ?? .infinity) < now }.map(\.key).sorted()
         guard !expired.isEmpty else { return }
-        for taskID in expired.sorted() {
-            if let holder = leases[taskID]?.workerID { workers[holder]?.held.remove(taskID) }
-            leases[taskID]?.workerID = nil
-            leases[taskID]?.expiresAt = nil
-            if stage.isOpen(taskID) { stage.requeue(taskID) }
+        for task in expired {
+            if let holder = leases[task]?.workerID { workers[holder]?.held.remove(task) }
+            release(task)
+            if stage.isOpen(task) { stage.requeue(task) }
         }
-        try store.releaseLeases(expired)
+        try store.releaseLeases(expired.map(\.key))
         report("[cluster] \(expired.count) lease\(expired.count == 1 ? "" : "s") expired; the tasks go back to the queue")
     }
 
     private func dropDeadWorkers(stage: ClusterStage, now: Double) throws {
         let limit = options.heartbeatInterval * Double(options.liveness)
-        for worker in workers.values where now - worker.lastHeard > limit {
+        for worker in workers.values.sorted(by: { $0.id < $1.id }) where now - worker.lastHeard > limit {
             try drop(worker, stage: stage, reason: "missed \(options.liveness) heartbeats")
         }
     }
@@ -342,12 +365,11 @@ public final class Coordinator {
     private func drop(_ worker: ConnectedWorker, stage: ClusterStage?, reason: String) throws {
         workers[worker.id] = nil
         let released = worker.held.sorted()
-        for taskID in released where leases[taskID]?.workerID == worker.id {
-            leases[taskID]?.workerID = nil
-            leases[taskID]?.expiresAt = nil
-            if stage?.isOpen(taskID) == true { stage?.requeue(taskID) }
+        for task in released where leases[task]?.workerID == worker.id {
+            release(task)
+            if stage?.isOpen(task) == true { stage?.requeue(task) }
         }
-        try store.releaseLeases(released)
+        try store.releaseLeases(released.map(\.key))
         try store.updateWorkers(lastSeen: [:], gone: [worker.id])
         report("[cluster] worker \(worker.id) lost (\(reason)); \(released.count) task\(released.count == 1 ? "" : "s") back in the queue")
     }
@@ -361,7 +383,7 @@ public final class Coordinator {
     /// Sends to a connected worker; a worker that cannot be reached is left to the liveness check.
     func send(_ body: Refinery_Cluster_Envelope.OneOf_Body, to worker: ConnectedWorker) {
         guard let bytes = try? Wire.encode(body) else { return }
-        if (try? socket.send([worker.routingID, bytes])) == true { worker.lastSent = Self.now() }
+        if transport.send(bytes, to: worker.routingID) { worker.lastSent = clock.now }
     }
 }
 

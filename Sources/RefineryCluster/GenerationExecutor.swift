@@ -81,7 +81,7 @@ final class RecordingLedger: ChunkLedger, @unchecked Sendable {
 
 /// Runs generation tasks on a worker: at most `slots` LLM calls in flight (the limiter), each
 /// chunk taken to its end by the same `ChunkProcessor` as a one-machine run.
-final class GenerationExecutor: Sendable {
+final class GenerationExecutor: GenerationTaskRunner {
     let processor: ChunkProcessor
 
     init(settings: GenerationWireSettings, apiKey: String?, slots: Int) {
@@ -90,19 +90,19 @@ final class GenerationExecutor: Sendable {
     }
 
     /// Starts the chunk; `deliver` gets the result message when it ends.
-    func start(_ task: Refinery_Cluster_GenerateTask, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) {
+    func start(lease: Lease, chunkID: Int64, text: String, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) {
         let processor = processor
         Task {
             let ledger = RecordingLedger()
             var stopped: String? = nil
             do {
-                _ = try await processor.process(chunkID: task.chunkID, text: task.text, ledger: ledger)
+                _ = try await processor.process(chunkID: chunkID, text: text, ledger: ledger)
             } catch let error as GenerationStopped {
                 stopped = error.description
             } catch {
                 stopped = "the worker failed: \(error)"
             }
-            deliver(.generateResult(ledger.result(lease: task.lease, chunkID: task.chunkID, stopped: stopped)))
+            deliver(.generateResult(ledger.result(lease: lease.message, chunkID: chunkID, stopped: stopped)))
         }
     }
 }

@@ -50,8 +50,7 @@ public final class GenerationStage: ClusterStage {
         spent = try store.totalUsage().usage.cost
     }
 
-    static func taskID(_ chunkID: Int64) -> String { "chunk:\(chunkID)" }
-    static func chunkID(_ taskID: String) -> Int64? { taskID.hasPrefix("chunk:") ? Int64(taskID.dropFirst(6)) : nil }
+    static func chunkID(_ task: TaskID) -> Int64? { if case let .chunk(id) = task { return id } else { return nil } }
 
     public var isComplete: Bool { open.isEmpty }
 
@@ -59,7 +58,7 @@ public final class GenerationStage: ClusterStage {
 
     public func capacity(of worker: ConnectedWorker) -> Int { worker.slots }
 
-    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> String? {
+    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> TaskID? {
         if budgetSpent { return nil }
         granted.removeAll { now - $0.time >= 60 }
         if let rpm = requestsPerMinute, granted.count >= rpm { return nil }
@@ -75,35 +74,36 @@ public final class GenerationStage: ClusterStage {
             queue.removeLast()
             queued.remove(id)
             granted.append((now, tokens))
-            return Self.taskID(id)
+            return .chunk(id)
         }
         return nil
     }
 
-    public func messages(for taskID: String, epoch: Int64, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
-        guard let id = Self.chunkID(taskID), let text = texts[id] else { throw ClusterError("no chunk for task \(taskID)") }
+    public func messages(for lease: Lease, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
+        guard let id = Self.chunkID(lease.task), let text = texts[id] else { throw ClusterError("no chunk for task \(lease.task)") }
         var task = Refinery_Cluster_GenerateTask()
-        task.lease = Wire.lease(taskID, epoch)
+        task.lease = lease.message
         task.chunkID = id
         task.text = text
         return [.generateTask(task)]
     }
 
-    public func requeue(_ taskID: String) {
-        guard let id = Self.chunkID(taskID), open.contains(id), !queued.contains(id) else { return }
+    public func requeue(_ task: TaskID) {
+        guard let id = Self.chunkID(task), open.contains(id), !queued.contains(id) else { return }
         queue.append(id)  // next out
         queued.insert(id)
     }
 
-    public func isOpen(_ taskID: String) -> Bool { Self.chunkID(taskID).map { open.contains($0) } ?? false }
+    public func isOpen(_ task: TaskID) -> Bool { Self.chunkID(task).map { open.contains($0) } ?? false }
 
-    /// A result is stored whenever its chunk is still open, whatever its epoch: the answer is
-    /// as good as the current holder's will be, and it is paid for already.
-    public func accept(_ body: Refinery_Cluster_Envelope.OneOf_Body, taskID: String, epoch: Int64, currentEpoch: Int64?,
-                       from worker: ConnectedWorker) throws -> ResultVerdict {
-        guard case let .generateResult(result) = body, let id = Self.chunkID(taskID), id == result.chunkID else {
-            return .dropped("not a generation result for \(taskID)")
+    /// A result is stored whenever its chunk is still open, whatever its epoch (the
+    /// coordinator checked that its sender was granted that epoch): the answer is as good as
+    /// the current holder's will be, and it is paid for already.
+    public func accept(_ stageResult: StageResult, lease: Lease, isCurrent: Bool, from worker: ConnectedWorker) throws -> ResultVerdict {
+        guard case let .generation(result) = stageResult, let id = Self.chunkID(lease.task), id == result.chunkID else {
+            return .dropped("not a generation result for \(lease.task)")
         }
+        let taskID = lease.task.key
         let requests = result.requests.map {
             RequestRow(promptHash: $0.promptHash, succeeded: $0.status == "done", rawReply: $0.rawReply.isEmpty ? nil : $0.rawReply,
                        usage: Usage(promptTokens: Int($0.promptTokens), completionTokens: Int($0.completionTokens), cost: $0.cost),

@@ -5,10 +5,10 @@ import RefineryTensor
 /// Computes gradient tasks on a worker, one at a time on its own thread: the summed gradient of
 /// a micro-batch with the parameters of the version the task names, or an eval loss. The engine
 /// is the one `refinery train` uses, so the numbers are the same bits.
-final class GradientExecutor: @unchecked Sendable {
+final class GradientExecutor: GradientTaskRunner, @unchecked Sendable {
     let modelDirectory: String
     let modelHash: String
-    private let outbox: Outbox
+    private let deliver: @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void
     private let queue = DispatchQueue(label: "refinery-gradients")
     private var model: LlamaModel?
     private var engine: GradientEngine?
@@ -16,15 +16,14 @@ final class GradientExecutor: @unchecked Sendable {
     private var version: UInt64?
     private let lock = NSLock()
 
-    init(modelDirectory: String, outbox: Outbox) throws {
+    init(modelDirectory: String, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws {
         self.modelDirectory = modelDirectory
-        self.outbox = outbox
+        self.deliver = deliver
         modelHash = try ModelHash.of(directory: modelDirectory)
     }
 
     /// Builds the engine for these settings (once; again only if they change).
-    func configure(json: String) throws {
-        let settings = try TrainingWireSettings(json: json)
+    func configure(_ settings: TrainingWireSettings) throws {
         lock.lock()
         defer { lock.unlock() }
         BLAS.setThreads(settings.blasThreads)
@@ -38,31 +37,34 @@ final class GradientExecutor: @unchecked Sendable {
         version = nil
     }
 
-    func enqueue(update: Refinery_Cluster_ParameterUpdate) {
+    func enqueue(version newVersion: UInt64, values: Data) {
         queue.async { [self] in
             lock.lock()
             defer { lock.unlock() }
             guard let engine else { return }
             do {
-                try engine.loadParameterBytes(update.values)
-                version = update.version
+                try engine.loadParameterBytes(values)
+                version = newVersion
             } catch {
                 version = nil
             }
         }
     }
 
-    func enqueue(task: Refinery_Cluster_GradientTask) {
+    func enqueue(lease: Lease, task: GradientTaskSpec) {
         queue.async { [self] in
-            outbox.post(.gradientResult(compute(task)))
+            deliver(.gradientResult(compute(lease: lease, task: task)))
         }
     }
 
-    private func compute(_ task: Refinery_Cluster_GradientTask) -> Refinery_Cluster_GradientResult {
+    /// Computes a task; a task the model cannot take (ids outside its vocabulary, geometry the
+    /// kernels cannot follow) comes back as an error, never as a gradient. (A non-finite loss
+    /// from a well-formed task goes back as it is: the coordinator stops the run on it.)
+    private func compute(lease: Lease, task: GradientTaskSpec) -> Refinery_Cluster_GradientResult {
         lock.lock()
         defer { lock.unlock() }
         var result = Refinery_Cluster_GradientResult()
-        result.lease = task.lease
+        result.lease = lease.message
         result.parameterVersion = task.parameterVersion
         guard let engine else {
             result.error = "no training settings yet"
@@ -73,11 +75,7 @@ final class GradientExecutor: @unchecked Sendable {
             return result
         }
         let start = Date()
-        let sequences = task.sequences.map { s in
-            TrainingSequence(ids: s.ids.map(Int.init), trained: s.trained.map { $0 != 0 },
-                             positions: s.positions.isEmpty ? nil : s.positions.map(Int.init),
-                             keyStart: s.keyStart.isEmpty ? nil : s.keyStart.map(Int.init))
-        }
+        let sequences = task.sequences.map { TrainingSequence(ids: $0.ids, trained: $0.trained, positions: $0.positions, keyStart: $0.keyStart) }
         do {
             if task.lossOnly {
                 var sum = 0.0, count = 0
@@ -89,13 +87,16 @@ final class GradientExecutor: @unchecked Sendable {
                 result.lossSum = sum
                 result.tokens = UInt64(count)
             } else {
-                let work = MicroBatchWork(step: Int(task.step), micro: Int(task.microBatch), sequences: sequences, dropoutSeeds: task.dropoutSeeds)
+                let work = MicroBatchWork(step: task.step, micro: task.microBatch, sequences: sequences, dropoutSeeds: task.dropoutSeeds)
                 let (lossSum, tokens) = try engine.microBatchGradient(work)
                 result.lossSum = lossSum
                 result.tokens = UInt64(tokens)
                 result.gradient = engine.gradientBytes()
             }
         } catch {
+            result = Refinery_Cluster_GradientResult()
+            result.lease = lease.message
+            result.parameterVersion = task.parameterVersion
             result.error = "\(error)"
         }
         result.computeSeconds = Date().timeIntervalSince(start)

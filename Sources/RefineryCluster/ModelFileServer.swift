@@ -8,11 +8,20 @@ final class ModelFileServer {
         name.hasSuffix(".safetensors") || name.hasSuffix(".json") || name.hasSuffix(".jinja") || name == "tokenizer.model"
     }
 
+    /// A file name the model folder may hold: one path component, no `.`/`..`, no separators,
+    /// no control characters. Anything else is refused on both sides of the wire.
+    static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && !name.hasPrefix(".")
+            && !name.unicodeScalars.contains { $0 == "/" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7F }
+    }
+
     let directory: String
 
     init(directory: String) { self.directory = directory }
 
-    func chunk(for request: Refinery_Cluster_ModelFileRequest) -> Refinery_Cluster_ModelFileChunk {
+    /// The piece of `name` at `offset`, or (empty name) the list of files.
+    func chunk(name: String, offset: UInt64) -> Refinery_Cluster_ModelFileChunk {
+        let request = (name: name, offset: offset)
         var reply = Refinery_Cluster_ModelFileChunk()
         reply.name = request.name
         reply.offset = request.offset
@@ -21,7 +30,7 @@ final class ModelFileServer {
             reply.names = names
             return reply
         }
-        guard names.contains(request.name) else {
+        guard Self.isPlainName(request.name), names.contains(request.name) else {
             reply.error = "the coordinator's model folder has no file \(request.name)"
             return reply
         }

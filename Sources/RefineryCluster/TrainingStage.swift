@@ -28,8 +28,8 @@ public final class TrainingStage: ClusterStage {
     private var early: [Int: (loss: Double, gradient: Data)] = [:]
     private var lossSum = 0.0
     private var evalResults: [Int: (Double, Int)] = [:]
-    private var queue: [String] = []
-    private var open: Set<String> = []
+    private var queue: [TaskID] = []
+    private var open: Set<TaskID> = []
     private var parameters = Data()
     private var version: UInt64 = 0
     private let started = Date().timeIntervalSince1970
@@ -74,7 +74,7 @@ public final class TrainingStage: ClusterStage {
         early.removeAll()
         lossSum = 0
         trainer.accumulator.reset()
-        queue = work.map { "train:\(trainer.step):\($0.micro)" }.reversed()
+        queue = work.map { TaskID.microBatch(step: trainer.step, index: $0.micro) }.reversed()
         open = Set(queue)
         phase = .gradients
         if stepTokens == 0 { open.removeAll(); queue.removeAll() }
@@ -84,24 +84,24 @@ public final class TrainingStage: ClusterStage {
         version = UInt64(trainer.step)
         parameters = trainer.engine.parameterBytes()
         evalResults.removeAll()
-        queue = trainer.evalSequences.indices.map { "eval:\(trainer.step):\($0)" }.reversed()
+        queue = trainer.evalSequences.indices.map { TaskID.eval(step: trainer.step, index: $0) }.reversed()
         open = Set(queue)
         phase = .eval
     }
 
-    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> String? {
-        while let taskID = queue.popLast() {
-            if open.contains(taskID) { return taskID }
+    public func takeTask(for worker: ConnectedWorker, now: Double) throws -> TaskID? {
+        while let task = queue.popLast() {
+            if open.contains(task) { return task }
         }
         return nil
     }
 
-    public func requeue(_ taskID: String) {
-        guard open.contains(taskID), !queue.contains(taskID) else { return }
-        queue.append(taskID)
+    public func requeue(_ task: TaskID) {
+        guard open.contains(task), !queue.contains(task) else { return }
+        queue.append(task)
     }
 
-    public func isOpen(_ taskID: String) -> Bool { open.contains(taskID) }
+    public func isOpen(_ task: TaskID) -> Bool { open.contains(task) }
 
     private static func sequenceMessage(_ sequence: TrainingSequence) -> Refinery_Cluster_Sequence {
         var message = Refinery_Cluster_Sequence()
@@ -112,9 +112,7 @@ public final class TrainingStage: ClusterStage {
         return message
     }
 
-    public func messages(for taskID: String, epoch: Int64, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
-        let parts = taskID.split(separator: ":")
-        guard parts.count == 3, let index = Int(parts[2]) else { throw ClusterError("malformed training task \(taskID)") }
+    public func messages(for lease: Lease, worker: ConnectedWorker) throws -> [Refinery_Cluster_Envelope.OneOf_Body] {
         var bodies: [Refinery_Cluster_Envelope.OneOf_Body] = []
         if worker.parameterVersion != version {
             var update = Refinery_Cluster_ParameterUpdate()
@@ -125,43 +123,52 @@ public final class TrainingStage: ClusterStage {
             worker.parameterVersion = version
         }
         var task = Refinery_Cluster_GradientTask()
-        task.lease = Wire.lease(taskID, epoch)
+        task.lease = lease.message
         task.parameterVersion = version
         task.step = UInt64(trainer.step)
-        if parts[0] == "eval" {
+        switch lease.task {
+        case let .eval(_, index):
+            guard trainer.evalSequences.indices.contains(index) else { throw ClusterError("no eval sequence \(index)") }
             task.lossOnly = true
             task.sequences = [Self.sequenceMessage(trainer.evalSequences[index])]
-        } else {
+        case let .microBatch(_, index):
+            guard work.indices.contains(index) else { throw ClusterError("no micro-batch \(index) in step \(trainer.step)") }
             let micro = work[index]
             task.microBatch = UInt32(micro.micro)
             task.sequences = micro.sequences.map(Self.sequenceMessage)
             task.dropoutSeeds = micro.dropoutSeeds
+        case .chunk:
+            throw ClusterError("\(lease.task) is not a training task")
         }
         bodies.append(.gradientTask(task))
         return bodies
     }
 
-    public func accept(_ body: Refinery_Cluster_Envelope.OneOf_Body, taskID: String, epoch: Int64, currentEpoch: Int64?,
-                       from worker: ConnectedWorker) throws -> ResultVerdict {
-        guard case let .gradientResult(result) = body else { return .dropped("not a gradient result") }
-        guard open.contains(taskID) else { return .dropped("\(taskID) is answered already or belongs to another step") }
-        guard result.parameterVersion == version else { return .dropped("\(taskID) was computed with parameters \(result.parameterVersion), not \(version)") }
+    /// Adds a gradient from the current holder of the current lease, computed with the current
+    /// parameters and of the engine's size; anything else is dropped and changes nothing.
+    public func accept(_ stageResult: StageResult, lease: Lease, isCurrent: Bool, from worker: ConnectedWorker) throws -> ResultVerdict {
+        guard case let .gradient(result) = stageResult else { return .dropped("not a gradient result") }
+        let task = lease.task
+        guard open.contains(task) else { return .dropped("\(task) is answered already or belongs to another step") }
+        guard isCurrent else { return .dropped("\(lease) is not the task's current lease, or \(worker.id) no longer holds it") }
+        guard result.parameterVersion == version else { return .dropped("\(task) was computed with parameters \(result.parameterVersion), not \(version)") }
         guard result.error.isEmpty else {
             worker.parameterVersion = nil  // send the parameters again with its next task
-            return .dropped("worker \(worker.id) could not compute \(taskID): \(result.error)")
+            return .dropped("worker \(worker.id) could not compute \(task): \(result.error.prefix(500))")
         }
-        let parts = taskID.split(separator: ":")
-        guard parts.count == 3, let index = Int(parts[2]) else { return .dropped("malformed task \(taskID)") }
-        stepCompute[worker.id, default: 0] += result.computeSeconds
-        try store.countTask(workerID: worker.id)
-        if parts[0] == "eval" {
-            open.remove(taskID)
+        switch task {
+        case let .eval(_, index):
+            guard trainer.evalSequences.indices.contains(index) else { return .dropped("no eval sequence \(index)") }
+            open.remove(task)
+            try store.commitTaskResult(taskID: task.key, workerID: worker.id)
             evalResults[index] = (result.lossSum, Int(result.tokens))
-        } else {
+        case let .microBatch(_, index):
+            guard work.indices.contains(index) else { return .dropped("no micro-batch \(index) in step \(trainer.step)") }
             guard result.gradient.count == trainer.accumulator.count * 4 else {
-                return .dropped("\(taskID): a gradient of \(result.gradient.count / 4) floats, expected \(trainer.accumulator.count)")
+                return .dropped("\(task): a gradient of \(result.gradient.count / 4) floats, expected \(trainer.accumulator.count)")
             }
-            open.remove(taskID)
+            open.remove(task)
+            try store.commitTaskResult(taskID: task.key, workerID: worker.id)
             early[index] = (result.lossSum, result.gradient)
             while let next = early.removeValue(forKey: nextMicro) {
                 next.gradient.withUnsafeBytes { raw in
@@ -170,7 +177,10 @@ public final class TrainingStage: ClusterStage {
                 lossSum += next.loss
                 nextMicro += 1
             }
+        case .chunk:
+            return .dropped("\(task) is not a training task")
         }
+        stepCompute[worker.id, default: 0] += result.computeSeconds
         return .stored
     }
 

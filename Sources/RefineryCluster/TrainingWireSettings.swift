@@ -3,7 +3,7 @@ import RefineryCore
 import RefineryModel
 import RefineryText
 
-/// What a worker needs to build the same gradient engine as the coordinator, as JSON in `Welcome`.
+/// What a worker needs to build the same gradient engine as the coordinator (`Welcome.training`).
 public struct TrainingWireSettings: Sendable, Equatable {
     public var method: TrainingMethod
     public var lora: LoRAConfig
@@ -19,40 +19,58 @@ public struct TrainingWireSettings: Sendable, Equatable {
         self.blasThreads = blasThreads
     }
 
-    public var json: String {
-        let targets: JSONValue
-        switch lora.targets {
-        case .allLinear: targets = .string("all-linear")
-        case let .names(names): targets = .array(names.map { .string($0) })
-        case let .regex(pattern): targets = .object([("regex", .string(pattern))])
+    /// The wire form (`Welcome.training`).
+    public var message: Refinery_Cluster_TrainingSettings {
+        var m = Refinery_Cluster_TrainingSettings()
+        switch method {
+        case .lora: m.method = .lora
+        case .full: m.method = .full
+        case .qlora: m.method = .qlora
         }
-        return JSONValue.object([
-            ("method", .string(method.rawValue)), ("lora_r", .int(lora.rank)), ("lora_alpha", .double(lora.alpha)),
-            ("lora_dropout", .double(lora.dropout)), ("use_rslora", .bool(lora.useRSLoRA)), ("targets", targets),
-            ("gradient_checkpointing", .bool(gradientCheckpointing)), ("blas_threads", .int(blasThreads)),
-        ]).compactText
+        m.loraR = UInt32(clamping: lora.rank)
+        m.loraAlpha = lora.alpha
+        m.loraDropout = lora.dropout
+        m.useRslora = lora.useRSLoRA
+        switch lora.targets {
+        case .allLinear: m.allLinear = true
+        case let .names(names):
+            var list = Refinery_Cluster_TrainingSettings.ModuleNames()
+            list.names = names
+            m.names = list
+        case let .regex(pattern): m.regex = pattern
+        }
+        m.gradientCheckpointing = gradientCheckpointing
+        m.blasThreads = UInt32(clamping: blasThreads)
+        return m
     }
 
-    public init(json text: String) throws {
-        let value: JSONValue
-        do { value = try JSONValue.parse(text) } catch { throw ClusterError("the coordinator sent unreadable training settings: \(error)") }
-        guard let methodName = value["method"]?.stringValue, let method = TrainingMethod(rawValue: methodName),
-              let rank = value["lora_r"]?.intValue, let alpha = value["lora_alpha"]?.doubleValue,
-              let dropout = value["lora_dropout"]?.doubleValue, let targetsValue = value["targets"] else {
-            throw ClusterError("the coordinator's training settings are incomplete: \(text)")
+    /// Reads and checks the wire form.
+    public init(message m: Refinery_Cluster_TrainingSettings) throws(WireRefusal) {
+        func check(_ condition: Bool, _ what: String) throws(WireRefusal) { if !condition { throw WireRefusal("training settings: \(what)") } }
+        let method: TrainingMethod
+        switch m.method {
+        case .lora: method = .lora
+        case .full: method = .full
+        case .qlora: method = .qlora
+        case .UNRECOGNIZED(let value): throw WireRefusal("training settings: unknown method \(value)")
         }
+        try check((1...65_536).contains(m.loraR), "lora_r \(m.loraR) is out of range")
+        try check(m.loraAlpha.isFinite && m.loraAlpha > 0, "lora_alpha \(m.loraAlpha) is out of range")
+        try check(m.loraDropout.isFinite && m.loraDropout >= 0 && m.loraDropout < 1, "lora_dropout \(m.loraDropout) is out of range")
+        try check((1...1024).contains(m.blasThreads), "blas_threads \(m.blasThreads) is out of range")
         let targets: LoRATargets
-        if let list = targetsValue.arrayValue {
-            targets = .names(list.compactMap(\.stringValue))
-        } else if let pattern = targetsValue["regex"]?.stringValue {
+        switch m.targets {
+        case .allLinear?, nil: targets = .allLinear
+        case let .names(list)?:
+            try check(!list.names.isEmpty && list.names.count <= 1024 && list.names.allSatisfy { !$0.isEmpty && $0.utf8.count <= 256 }, "target module names are empty or too long")
+            targets = .names(list.names)
+        case let .regex(pattern)?:
+            try check(!pattern.isEmpty && pattern.utf8.count <= 4096, "the target pattern is empty or too long")
             targets = .regex(pattern)
-        } else {
-            targets = .allLinear
         }
         self.init(method: method,
-                  lora: LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, useRSLoRA: value["use_rslora"]?.boolValue ?? false, targets: targets),
-                  gradientCheckpointing: value["gradient_checkpointing"]?.boolValue ?? false,
-                  blasThreads: max(1, value["blas_threads"]?.intValue ?? 1))
+                  lora: LoRAConfig(rank: Int(m.loraR), alpha: m.loraAlpha, dropout: m.loraDropout, useRSLoRA: m.useRslora, targets: targets),
+                  gradientCheckpointing: m.gradientCheckpointing, blasThreads: Int(m.blasThreads))
     }
 }
 

@@ -4,7 +4,7 @@ import SwiftProtobuf
 /// Messages on the wire: one protobuf `Envelope` per ZeroMQ message.
 public enum Wire {
     /// Version of `proto/refinery.proto` this build speaks. A worker of another version is refused.
-    public static let protocolVersion: UInt32 = 1
+    public static let protocolVersion: UInt32 = 2
 
     /// Serializes a message body into an envelope's bytes.
     public static func encode(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws -> [UInt8] {
@@ -18,12 +18,5 @@ public enum Wire {
     /// Parses an envelope; nil for bytes that are not one (a stray or hostile peer).
     public static func decode(_ bytes: [UInt8]) -> Refinery_Cluster_Envelope? {
         try? Refinery_Cluster_Envelope(serializedBytes: bytes)
-    }
-
-    static func lease(_ taskID: String, _ epoch: Int64) -> Refinery_Cluster_Lease {
-        var lease = Refinery_Cluster_Lease()
-        lease.taskID = taskID
-        lease.epoch = UInt64(max(0, epoch))
-        return lease
     }
 }

@@ -53,19 +53,20 @@ public final class Worker {
     private var socket: ZMQSocket?
     private var monitor: ZMQSocket?
     private let outbox = Outbox()
-    /// Tasks being worked on: task id → lease epoch.
-    private var held: [String: UInt64] = [:]
-    /// Results sent and not yet acknowledged: task id → encoded envelope.
-    private var spool: [String: [UInt8]] = [:]
+    /// Tasks being worked on: task → lease epoch.
+    private var held: [TaskID: Int64] = [:]
+    /// Results sent and not yet acknowledged: lease → encoded envelope.
+    private var spool: [Lease: [UInt8]] = [:]
     private var heartbeatInterval = 1.0
     private var lastHeard = 0.0
     private var lastSent = 0.0
     private var backoff = 1.0
     private var admitted = false
-    private var generation: GenerationExecutor?
-    private var generationSettingsJSON = ""
-    private var trainingSettingsJSON = ""
-    private var gradients: GradientExecutor?
+    private var generation: (any GenerationTaskRunner)?
+    private var generationSettings: Refinery_Cluster_GenerationSettings?
+    private var trainingSettings: TrainingWireSettings?
+    private var gradients: (any GradientTaskRunner)?
+    private let executors: WorkerExecutors
     /// Model files still to fetch (`--fetch-model`), and the one being written.
     private var fetchQueue: [String] = []
     private var fetching: (name: String, handle: FileHandle, written: UInt64)?
@@ -73,10 +74,12 @@ public final class Worker {
     /// Events, one line at a time.
     public var report: (String) -> Void = { _ in }
 
-    public init(options: WorkerOptions) throws {
+    /// `executors` builds what carries tasks out (LLM calls, gradients); tests may pass others.
+    public init(options: WorkerOptions, executors: WorkerExecutors = .standard) throws {
         self.options = options
+        self.executors = executors
         context = try ZMQContext()
-        if let directory = options.modelDirectory { gradients = try GradientExecutor(modelDirectory: directory, outbox: outbox) }
+        if let directory = options.modelDirectory { gradients = try executors.gradients(directory, outbox.post) }
     }
 
     deinit {
@@ -93,9 +96,14 @@ public final class Worker {
         while true {
             if let socket, try socket.waitForMessage(milliseconds: 10) {
                 while let frames = try socket.receive() {
-                    guard let envelope = frames.last.flatMap(Wire.decode) else { continue }
+                    guard frames.count == 1, let bytes = frames.first else { continue }
+                    let message: CoordinatorMessage
+                    do { message = try Wire.fromCoordinator(bytes) } catch {
+                        report("[worker] refused a message from the coordinator: \(error.reason)")
+                        continue
+                    }
                     lastHeard = Self.now()
-                    if let stop = try handle(envelope) { return stop }
+                    if let stop = try handle(message) { return stop }
                 }
             }
             try checkMonitor()
@@ -162,7 +170,8 @@ public final class Worker {
         hello.slots = UInt32(options.slots)
         hello.modelHash = gradients?.modelHash ?? ""
         hello.fetchModel = options.fetchModelInto != nil
-        hello.held = held.map { Wire.lease($0.key, Int64($0.value)) }.sorted { $0.taskID < $1.taskID }
+        hello.held = held.map { Lease(task: $0.key, epoch: $0.value) }.sorted { $0.task < $1.task }.map(\.message)
+        hello.answered = spool.keys.sorted { $0.task < $1.task }.map(\.message)
         send(.hello(hello))
     }
 
@@ -177,61 +186,60 @@ public final class Worker {
 
     /// Sends a finished result and keeps it until the coordinator acknowledges it.
     private func deliver(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws {
-        let taskID: String
+        let wireLease: Refinery_Cluster_Lease
         switch body {
-        case .generateResult(let result): taskID = result.lease.taskID
-        case .gradientResult(let result): taskID = result.lease.taskID
+        case .generateResult(let result): wireLease = result.lease
+        case .gradientResult(let result): wireLease = result.lease
         default: send(body); return
         }
-        held[taskID] = nil
+        guard let lease = try? Lease(message: wireLease) else { return }
+        held[lease.task] = nil
         let bytes = try Wire.encode(body)
-        spool[taskID] = bytes
+        spool[lease] = bytes
         send(bytes: bytes)
     }
 
     // MARK: Messages
 
-    /// Handles one message; returns the reason when the run is over.
-    private func handle(_ envelope: Refinery_Cluster_Envelope) throws -> String? {
-        switch envelope.body {
-        case .welcome(let welcome)?:
+    /// Handles one checked message; returns the reason when the run is over.
+    private func handle(_ message: CoordinatorMessage) throws -> String? {
+        switch message {
+        case let .welcome(welcome, generation, training):
             admitted = true
             backoff = 1
             heartbeatInterval = max(0.05, Double(welcome.heartbeatMs) / 1000)
-            try configure(welcome)
+            try configure(welcome, generation: generation, training: training)
             report("[worker] \(options.workerID) admitted by \(options.coordinator) (run \(welcome.runID), stage \(welcome.stage))")
             for bytes in spool.values { send(bytes: bytes) }
             if options.fetchModelInto != nil && gradients == nil && !fetchStarted {
                 fetchStarted = true
                 send(.modelFileRequest(Refinery_Cluster_ModelFileRequest()))
             }
-        case .modelFileChunk(let chunk)?:
+        case let .modelFileChunk(chunk):
             try receiveModelFile(chunk)
-        case .refused(let refused)?:
-            throw ClusterError("the coordinator refused this worker: \(refused.reason)")
-        case .heartbeat(let heartbeat)?:
-            if heartbeat.helloRequired { sendHello() }
-        case .generateTask(let task)?:
-            guard held[task.lease.taskID] == nil else { break }
+        case let .refused(reason):
+            throw ClusterError("the coordinator refused this worker: \(reason)")
+        case let .heartbeat(helloRequired):
+            if helloRequired { sendHello() }
+        case let .generateTask(lease, chunkID, text):
+            guard held[lease.task] == nil else { break }
             guard let generation else { throw ClusterError("a generation task arrived before the run's settings") }
-            held[task.lease.taskID] = task.lease.epoch
+            held[lease.task] = lease.epoch
             let outbox = outbox
-            generation.start(task) { outbox.post($0) }
-        case .resultAck(let ack)?:
-            spool[ack.lease.taskID] = nil
-        case .parameterUpdate(let update)?:
+            generation.start(lease: lease, chunkID: chunkID, text: text) { outbox.post($0) }
+        case let .resultAck(lease):
+            spool[lease] = nil
+        case let .parameterUpdate(version, values):
             guard let gradients else { throw ClusterError("parameters arrived but this worker has no model (start it with --model or --fetch-model)") }
-            gradients.enqueue(update: update)
-        case .gradientTask(let task)?:
-            guard held[task.lease.taskID] == nil else { break }
+            gradients.enqueue(version: version, values: values)
+        case let .gradientTask(lease, task):
+            guard held[lease.task] == nil else { break }
             guard let gradients else { throw ClusterError("a gradient task arrived but this worker has no model") }
-            held[task.lease.taskID] = task.lease.epoch
-            gradients.enqueue(task: task)
-        case .stop(let stop)?:
-            if stop.failed { throw ClusterError("the run stopped: \(stop.reason)") }
-            return stop.reason
-        default:
-            break
+            held[lease.task] = lease.epoch
+            gradients.enqueue(lease: lease, task: task)
+        case let .stop(reason, failed):
+            if failed { throw ClusterError("the run stopped: \(reason)") }
+            return reason
         }
         return nil
     }
@@ -246,6 +254,7 @@ public final class Worker {
             do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
                 throw ClusterError("cannot create \(folder): \(error.localizedDescription)")
             }
+            guard chunk.names.allSatisfy(ModelFileServer.isPlainName) else { throw ClusterError("the coordinator named a model file outside the model folder") }
             fetchQueue = chunk.names.reversed()
             report("[worker] fetching \(chunk.names.count) model files into \(folder)")
             try fetchNextFile()
@@ -256,8 +265,8 @@ public final class Worker {
         let written = current.written + UInt64(chunk.data.count)
         if written >= chunk.totalSize || chunk.data.isEmpty {
             try current.handle.close()
-            let part = (folder as NSString).appendingPathComponent(current.name + ".part")
-            let final = (folder as NSString).appendingPathComponent(current.name)
+            let part = try Self.path(in: folder, name: current.name + ".part")
+            let final = try Self.path(in: folder, name: current.name)
             try? FileManager.default.removeItem(atPath: final)
             try FileManager.default.moveItem(atPath: part, toPath: final)
             fetching = nil
@@ -274,12 +283,12 @@ public final class Worker {
     private func fetchNextFile() throws {
         guard let folder = options.fetchModelInto else { return }
         guard let name = fetchQueue.popLast() else {
-            gradients = try GradientExecutor(modelDirectory: folder, outbox: outbox)
+            gradients = try executors.gradients(folder, outbox.post)
             report("[worker] model fetched (content hash \(gradients?.modelHash ?? "")); taking gradient tasks")
             sendHello()
             return
         }
-        let part = (folder as NSString).appendingPathComponent(name + ".part")
+        let part = try Self.path(in: folder, name: name + ".part")
         guard FileManager.default.createFile(atPath: part, contents: nil), let handle = FileHandle(forWritingAtPath: part) else {
             throw ClusterError("cannot write \(part)")
         }
@@ -289,22 +298,31 @@ public final class Worker {
         send(.modelFileRequest(request))
     }
 
-    private func configure(_ welcome: Refinery_Cluster_Welcome) throws {
-        if !welcome.generationSettingsJson.isEmpty && welcome.generationSettingsJson != generationSettingsJSON {
-            let settings = try GenerationWireSettings(json: welcome.generationSettingsJson)
+    /// `folder/name` for a plain file name, checked to lie directly inside `folder`: nothing the
+    /// coordinator sends can make a worker touch a path outside its model folder.
+    static func path(in folder: String, name: String) throws -> String {
+        guard ModelFileServer.isPlainName(name) else { throw ClusterError("refusing the model file name \(name.prefix(80)): not a plain file name") }
+        let base = URL(fileURLWithPath: folder).standardizedFileURL
+        let file = base.appendingPathComponent(name).standardizedFileURL
+        guard file.deletingLastPathComponent().path == base.path else { throw ClusterError("refusing \(name.prefix(80)): outside \(folder)") }
+        return file.path
+    }
+
+    private func configure(_ welcome: Refinery_Cluster_Welcome, generation settings: GenerationWireSettings?, training: TrainingWireSettings?) throws {
+        if let settings, welcome.generation != generationSettings {
             let keyVariable = options.apiKeyEnv ?? settings.apiKeyEnv
             let key = welcome.apiKey.isEmpty ? ProcessInfo.processInfo.environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 } : welcome.apiKey
-            generation = GenerationExecutor(settings: settings, apiKey: key, slots: options.slots)
-            generationSettingsJSON = welcome.generationSettingsJson
+            generation = executors.generation(settings, key, options.slots)
+            generationSettings = welcome.generation
         }
-        if let gradients, !welcome.trainingSettingsJson.isEmpty {
+        if let gradients, let training {
             if !welcome.modelHash.isEmpty && welcome.modelHash != gradients.modelHash {
                 throw ClusterError("this worker's model (content hash \(gradients.modelHash)) is not the run's (\(welcome.modelHash)); give --model the same folder as the coordinator's")
             }
             // Only new settings rebuild the engine (which waits for a gradient in progress).
-            if welcome.trainingSettingsJson != trainingSettingsJSON {
-                try gradients.configure(json: welcome.trainingSettingsJson)
-                trainingSettingsJSON = welcome.trainingSettingsJson
+            if training != trainingSettings {
+                try gradients.configure(training)
+                trainingSettings = training
             }
         }
     }

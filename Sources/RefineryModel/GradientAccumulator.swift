@@ -75,6 +75,9 @@ extension GradientEngine {
     /// The summed (unscaled) gradient of one micro-batch, left in the parameters' gradients;
     /// returns the summed loss and the trained tokens.
     public func microBatchGradient(_ work: MicroBatchWork) throws -> (lossSum: Double, tokens: Int) {
+        guard work.dropoutSeeds.count == work.sequences.count else {
+            throw ModelError("a micro-batch of \(work.sequences.count) sequences came with \(work.dropoutSeeds.count) dropout seeds")
+        }
         zeroGradients()
         var lossSum = 0.0
         for (sequence, seed) in zip(work.sequences, work.dropoutSeeds) {

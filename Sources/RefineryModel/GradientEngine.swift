@@ -301,6 +301,31 @@ public final class GradientEngine: @unchecked Sendable {
         return try run(sequence, scale: 0, backward: false)
     }
 
+    /// Largest position a sequence may give a token (RoPE's tables are built per row, so this
+    /// bounds nothing but nonsense).
+    public static let maxPosition = 1 << 24
+
+    /// Refuses packed-row geometry the kernels cannot follow: positions and first keys must have
+    /// one entry per token, positions lie in 0..<maxPosition, and each query's first key lies
+    /// at or before the query and never before the previous query's.
+    static func checkGeometry(_ sequence: TrainingSequence) throws {
+        let t = sequence.ids.count
+        if let positions = sequence.positions {
+            guard positions.count == t else { throw ModelError("sequence has \(t) ids but \(positions.count) positions") }
+            if let bad = positions.first(where: { $0 < 0 || $0 >= maxPosition }) { throw ModelError("position \(bad) is outside 0..<\(maxPosition)") }
+        }
+        if let keyStart = sequence.keyStart {
+            guard keyStart.count == t else { throw ModelError("sequence has \(t) ids but \(keyStart.count) first keys") }
+            var previous = 0
+            for (query, first) in keyStart.enumerated() {
+                guard first >= previous, first <= query else {
+                    throw ModelError("query \(query)'s first key \(first) is not within \(previous)...\(query)")
+                }
+                previous = first
+            }
+        }
+    }
+
     private func run(_ sequence: TrainingSequence, scale: Float, backward: Bool) throws -> (lossSum: Double, tokens: Int) {
         let droppingOut = backward && (adapter?.config.dropout ?? 0) > 0
         let previousAdapterDropout = droppingOut
@@ -310,6 +335,7 @@ public final class GradientEngine: @unchecked Sendable {
         for token in sequence.ids where token < 0 || token >= c.vocabSize {
             throw ModelError("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
         }
+        try Self.checkGeometry(sequence)
         let targets = (1..<max(t, 1)).filter { sequence.trained[$0] }
         if targets.isEmpty { return (0, 0) }
         let (cos, sin) = model.rotaryTables(positions: sequence.positions ?? Array(0..<t))

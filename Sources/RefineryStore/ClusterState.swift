@@ -15,6 +15,12 @@ enum ClusterSchema {
             name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (step, name));
         CREATE TABLE train_log (step INTEGER NOT NULL, kind TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (step, kind));
         """
+    /// Every (task, epoch) ever granted and to whom: a result is accepted only from a worker that
+    /// was granted its lease, also after a restart.
+    static let v3 = """
+        CREATE TABLE lease_grant (
+            task_id TEXT NOT NULL, epoch INTEGER NOT NULL, worker_id TEXT NOT NULL, PRIMARY KEY (task_id, epoch));
+        """
 }
 
 /// A task handed to a worker: `(taskID, epoch)`; a result for another epoch is stale.
@@ -92,7 +98,24 @@ extension RunStore {
                 ON CONFLICT(task_id) DO UPDATE SET epoch = epoch + 1, worker_id = excluded.worker_id, expires_at = excluded.expires_at
                 """, arguments: [taskID, workerID, expiresAt])
             let epoch = try Int64.fetchOne(db, sql: "SELECT epoch FROM lease WHERE task_id = ?", arguments: [taskID]) ?? 1
+            try db.execute(sql: "INSERT OR REPLACE INTO lease_grant (task_id, epoch, worker_id) VALUES (?, ?, ?)", arguments: [taskID, epoch, workerID])
             return LeaseRecord(taskID: taskID, epoch: epoch, workerID: workerID, expiresAt: expiresAt)
+        }
+    }
+
+    /// Whether `(taskID, epoch)` was ever granted to `workerID`.
+    public func wasGranted(taskID: String, epoch: Int64, to workerID: String) throws -> Bool {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT worker_id FROM lease_grant WHERE task_id = ? AND epoch = ?", arguments: [taskID, epoch]) == workerID
+        }
+    }
+
+    /// A training task answered: its lease ends and its worker is credited, in one transaction
+    /// (a restarted coordinator then finds the lease free, not held).
+    public func commitTaskResult(taskID: String, workerID: String) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE lease SET worker_id = NULL, expires_at = NULL WHERE task_id = ?", arguments: [taskID])
+            try db.execute(sql: "UPDATE worker SET tasks_done = tasks_done + 1 WHERE id = ?", arguments: [workerID])
         }
     }
 

@@ -155,6 +155,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v2-cluster") { db in
             try db.execute(sql: ClusterSchema.v2)
         }
+        migrator.registerMigration("v3-lease-grants") { db in
+            try db.execute(sql: ClusterSchema.v3)
+        }
         return migrator
     }
 

@@ -9,10 +9,10 @@ import Testing
 
     @Test func requestsPerMinuteLimitTheTasksGrantedAcrossAllWorkers() throws {
         let stage = try GenerationStage(store: try ProtocolTests.store(chunks: 5), requestsPerMinute: 2)
-        #expect(try stage.takeTask(for: Self.worker, now: 100) == "chunk:1")
-        #expect(try stage.takeTask(for: Self.worker, now: 100) == "chunk:2")
+        #expect(try stage.takeTask(for: Self.worker, now: 100) == .chunk(1))
+        #expect(try stage.takeTask(for: Self.worker, now: 100) == .chunk(2))
         #expect(try stage.takeTask(for: Self.worker, now: 130) == nil, "the third call waits for the minute to pass")
-        #expect(try stage.takeTask(for: Self.worker, now: 160.5) == "chunk:3")
+        #expect(try stage.takeTask(for: Self.worker, now: 160.5) == .chunk(3))
     }
 
     @Test func tokensPerMinuteCountTheEstimatedTokensOfEachCall() throws {
@@ -26,12 +26,12 @@ import Testing
     @Test func aRequeuedTaskIsHandedOutNextAndOnlyOnce() throws {
         let stage = try GenerationStage(store: try ProtocolTests.store(chunks: 3))
         let first = try stage.takeTask(for: Self.worker, now: 0)
-        #expect(first == "chunk:1")
-        stage.requeue("chunk:1")
-        stage.requeue("chunk:1")
-        #expect(try stage.takeTask(for: Self.worker, now: 0) == "chunk:1")
-        #expect(try stage.takeTask(for: Self.worker, now: 0) == "chunk:2")
-        #expect(try stage.takeTask(for: Self.worker, now: 0) == "chunk:3")
+        #expect(first == .chunk(1))
+        stage.requeue(.chunk(1))
+        stage.requeue(.chunk(1))
+        #expect(try stage.takeTask(for: Self.worker, now: 0) == .chunk(1))
+        #expect(try stage.takeTask(for: Self.worker, now: 0) == .chunk(2))
+        #expect(try stage.takeTask(for: Self.worker, now: 0) == .chunk(3))
         #expect(try stage.takeTask(for: Self.worker, now: 0) == nil)
     }
 
@@ -53,10 +53,10 @@ import Testing
         request.promptHash = "p"
         result.requests = [request]
         // Epoch 1 answers after the task was leased again under epoch 2: the answer is kept.
-        guard case .stored = try stage.accept(.generateResult(result), taskID: "chunk:1", epoch: 1, currentEpoch: 2, from: Self.worker) else {
+        guard case .stored = try stage.accept(.generation(result), lease: Lease(task: .chunk(1), epoch: 1), isCurrent: false, from: Self.worker) else {
             Issue.record("a valid answer for an open chunk was not stored"); return
         }
-        guard case .dropped = try stage.accept(.generateResult(result), taskID: "chunk:1", epoch: 2, currentEpoch: 2, from: Self.worker) else {
+        guard case .dropped = try stage.accept(.generation(result), lease: Lease(task: .chunk(1), epoch: 2), isCurrent: true, from: Self.worker) else {
             Issue.record("a second answer was not dropped"); return
         }
         #expect(try store.samples().count == 5)

@@ -198,55 +198,364 @@ public nonisolated struct Refinery_Cluster_Hello: Sendable {
   /// The worker can fetch the model from the coordinator (`--fetch-model`).
   public var fetchModel: Bool = false
 
+  /// Leases whose results wait in the worker's spool: they follow right after the Welcome, so
+  /// the coordinator keeps these tasks for this worker instead of paying for them again.
+  public var answered: [Refinery_Cluster_Lease] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// A task assignment: (task_id, lease_epoch). A result for another epoch is stale.
+/// What a task is: a chunk to back-translate, a micro-batch of a training step, or one eval
+/// sequence after a step.
+public nonisolated struct Refinery_Cluster_TaskId: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Refinery_Cluster_TaskId.OneOf_Kind? = nil
+
+  public var chunk: Int64 {
+    get {
+      if case .chunk(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .chunk(newValue)}
+  }
+
+  public var microBatch: Refinery_Cluster_TaskId.MicroBatch {
+    get {
+      if case .microBatch(let v)? = kind {return v}
+      return Refinery_Cluster_TaskId.MicroBatch()
+    }
+    set {kind = .microBatch(newValue)}
+  }
+
+  public var eval: Refinery_Cluster_TaskId.EvalSequence {
+    get {
+      if case .eval(let v)? = kind {return v}
+      return Refinery_Cluster_TaskId.EvalSequence()
+    }
+    set {kind = .eval(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    case chunk(Int64)
+    case microBatch(Refinery_Cluster_TaskId.MicroBatch)
+    case eval(Refinery_Cluster_TaskId.EvalSequence)
+
+  }
+
+  public nonisolated struct MicroBatch: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var step: UInt64 = 0
+
+    public var index: UInt32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct EvalSequence: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var step: UInt64 = 0
+
+    public var index: UInt32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
+}
+
+/// A task assignment: (task, lease epoch). A result for another epoch is stale.
 public nonisolated struct Refinery_Cluster_Lease: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var taskID: String = String()
-
   public var epoch: UInt64 = 0
 
+  public var task: Refinery_Cluster_TaskId {
+    get {_task ?? Refinery_Cluster_TaskId()}
+    set {_task = newValue}
+  }
+  /// Returns true if `task` has been explicitly set.
+  public var hasTask: Bool {self._task != nil}
+  /// Clears the value of `task`. Subsequent reads from it will return its default value.
+  public mutating func clearTask() {self._task = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _task: Refinery_Cluster_TaskId? = nil
+}
+
+/// How a generation call is made (everything but the key).
+public nonisolated struct Refinery_Cluster_GenerationSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var baseURL: String = String()
+
+  public var timeoutSeconds: Double = 0
+
+  /// Environment variable the worker reads the key from when the coordinator sends none.
+  public var apiKeyEnv: String = String()
+
+  public var model: String = String()
+
+  public var systemPrompt: String = String()
+
+  public var userPrompt: String = String()
+
+  public var pairsPerChunk: UInt32 = 0
+
+  public var temperature: Double = 0
+
+  public var maxTokens: UInt32 = 0
+
+  public var responseFormat: Refinery_Cluster_GenerationSettings.ResponseFormat = .jsonObject
+
+  public var maxInvalid: UInt32 = 0
+
+  public var retryAttempts: UInt32 = 0
+
+  public var retryBaseDelay: Double = 0
+
+  public var retryMaxDelay: Double = 0
+
+  public var priceInput: Double = 0
+
+  public var priceOutput: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum ResponseFormat: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case jsonObject // = 0
+    case jsonSchema // = 1
+    case text // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .jsonObject
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .jsonObject
+      case 1: self = .jsonSchema
+      case 2: self = .text
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .jsonObject: return 0
+      case .jsonSchema: return 1
+      case .text: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Refinery_Cluster_GenerationSettings.ResponseFormat] = [
+      .jsonObject,
+      .jsonSchema,
+      .text,
+    ]
+
+  }
+
+  public init() {}
+}
+
+/// What a worker needs to build the same gradient engine as the coordinator.
+public nonisolated struct Refinery_Cluster_TrainingSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var method: Refinery_Cluster_TrainingSettings.Method = .lora
+
+  public var loraR: UInt32 = 0
+
+  public var loraAlpha: Double = 0
+
+  public var loraDropout: Double = 0
+
+  public var useRslora: Bool = false
+
+  public var targets: Refinery_Cluster_TrainingSettings.OneOf_Targets? = nil
+
+  public var allLinear: Bool {
+    get {
+      if case .allLinear(let v)? = targets {return v}
+      return false
+    }
+    set {targets = .allLinear(newValue)}
+  }
+
+  public var names: Refinery_Cluster_TrainingSettings.ModuleNames {
+    get {
+      if case .names(let v)? = targets {return v}
+      return Refinery_Cluster_TrainingSettings.ModuleNames()
+    }
+    set {targets = .names(newValue)}
+  }
+
+  public var regex: String {
+    get {
+      if case .regex(let v)? = targets {return v}
+      return String()
+    }
+    set {targets = .regex(newValue)}
+  }
+
+  public var gradientCheckpointing: Bool = false
+
+  /// Threads the coordinator cuts products for: every worker cuts the same way, so the bits of a
+  /// gradient do not depend on which machine computed it.
+  public var blasThreads: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Targets: Equatable, Sendable {
+    case allLinear(Bool)
+    case names(Refinery_Cluster_TrainingSettings.ModuleNames)
+    case regex(String)
+
+  }
+
+  public nonisolated enum Method: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case lora // = 0
+    case full // = 1
+    case qlora // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .lora
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .lora
+      case 1: self = .full
+      case 2: self = .qlora
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .lora: return 0
+      case .full: return 1
+      case .qlora: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Refinery_Cluster_TrainingSettings.Method] = [
+      .lora,
+      .full,
+      .qlora,
+    ]
+
+  }
+
+  public nonisolated struct ModuleNames: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var names: [String] = []
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
 
   public init() {}
 }
 
 /// Coordinator → worker: admitted.
-public nonisolated struct Refinery_Cluster_Welcome: Sendable {
+public nonisolated struct Refinery_Cluster_Welcome: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var runID: String = String()
+  public var runID: String {
+    get {_storage._runID}
+    set {_uniqueStorage()._runID = newValue}
+  }
 
   /// Heartbeat interval the worker should use.
-  public var heartbeatMs: UInt32 = 0
+  public var heartbeatMs: UInt32 {
+    get {_storage._heartbeatMs}
+    set {_uniqueStorage()._heartbeatMs = newValue}
+  }
 
   /// What the run needs now: "generate", "train" or "idle".
-  public var stage: String = String()
-
-  /// Settings of generation tasks (model name, prompts, sampling, limits); JSON.
-  public var generationSettingsJson: String = String()
+  public var stage: String {
+    get {_storage._stage}
+    set {_uniqueStorage()._stage = newValue}
+  }
 
   /// API key for the LLM endpoint: sent only over CURVE-encrypted links, never stored.
-  public var apiKey: String = String()
-
-  /// Training settings the worker needs to build its gradient engine; JSON.
-  public var trainingSettingsJson: String = String()
+  public var apiKey: String {
+    get {_storage._apiKey}
+    set {_uniqueStorage()._apiKey = newValue}
+  }
 
   /// Content hash the worker's base model must have for gradient tasks.
-  public var modelHash: String = String()
+  public var modelHash: String {
+    get {_storage._modelHash}
+    set {_uniqueStorage()._modelHash = newValue}
+  }
+
+  /// Settings of generation tasks (absent: the run does not generate).
+  public var generation: Refinery_Cluster_GenerationSettings {
+    get {_storage._generation ?? Refinery_Cluster_GenerationSettings()}
+    set {_uniqueStorage()._generation = newValue}
+  }
+  /// Returns true if `generation` has been explicitly set.
+  public var hasGeneration: Bool {_storage._generation != nil}
+  /// Clears the value of `generation`. Subsequent reads from it will return its default value.
+  public mutating func clearGeneration() {_uniqueStorage()._generation = nil}
+
+  /// Settings of gradient tasks (absent: the run does not train, or not yet).
+  public var training: Refinery_Cluster_TrainingSettings {
+    get {_storage._training ?? Refinery_Cluster_TrainingSettings()}
+    set {_uniqueStorage()._training = newValue}
+  }
+  /// Returns true if `training` has been explicitly set.
+  public var hasTraining: Bool {_storage._training != nil}
+  /// Clears the value of `training`. Subsequent reads from it will return its default value.
+  public mutating func clearTraining() {_uniqueStorage()._training = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Coordinator → worker: not admitted; the worker prints the reason and exits.
@@ -864,7 +1173,7 @@ nonisolated extension Refinery_Cluster_Envelope: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}host\0\u{1}slots\0\u{3}model_hash\0\u{1}held\0\u{3}fetch_model\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}host\0\u{1}slots\0\u{3}model_hash\0\u{1}held\0\u{3}fetch_model\0\u{1}answered\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -878,6 +1187,7 @@ nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtob
       case 4: try { try decoder.decodeSingularStringField(value: &self.modelHash) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.held) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.fetchModel) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.answered) }()
       default: break
       }
     }
@@ -902,6 +1212,9 @@ nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtob
     if self.fetchModel != false {
       try visitor.visitSingularBoolField(value: self.fetchModel, fieldNumber: 6)
     }
+    if !self.answered.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.answered, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -912,6 +1225,156 @@ nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtob
     if lhs.modelHash != rhs.modelHash {return false}
     if lhs.held != rhs.held {return false}
     if lhs.fetchModel != rhs.fetchModel {return false}
+    if lhs.answered != rhs.answered {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_TaskId: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskId"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}micro_batch\0\u{1}eval\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .chunk(v)
+        }
+      }()
+      case 2: try {
+        var v: Refinery_Cluster_TaskId.MicroBatch?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .microBatch(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .microBatch(v)
+        }
+      }()
+      case 3: try {
+        var v: Refinery_Cluster_TaskId.EvalSequence?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .eval(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .eval(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .chunk?: try {
+      guard case .chunk(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 1)
+    }()
+    case .microBatch?: try {
+      guard case .microBatch(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .eval?: try {
+      guard case .eval(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_TaskId, rhs: Refinery_Cluster_TaskId) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_TaskId.MicroBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Refinery_Cluster_TaskId.protoMessageName + ".MicroBatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.step) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.step != 0 {
+      try visitor.visitSingularUInt64Field(value: self.step, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_TaskId.MicroBatch, rhs: Refinery_Cluster_TaskId.MicroBatch) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_TaskId.EvalSequence: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Refinery_Cluster_TaskId.protoMessageName + ".EvalSequence"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.step) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.step != 0 {
+      try visitor.visitSingularUInt64Field(value: self.step, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_TaskId.EvalSequence, rhs: Refinery_Cluster_TaskId.EvalSequence) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.index != rhs.index {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -919,7 +1382,7 @@ nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Refinery_Cluster_Lease: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Lease"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{2}epoch\0\u{1}task\0\u{c}\u{1}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -927,26 +1390,282 @@ nonisolated extension Refinery_Cluster_Lease: SwiftProtobuf.Message, SwiftProtob
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._task) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
-    }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.epoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 2)
     }
+    try { if let v = self._task {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Refinery_Cluster_Lease, rhs: Refinery_Cluster_Lease) -> Bool {
-    if lhs.taskID != rhs.taskID {return false}
     if lhs.epoch != rhs.epoch {return false}
+    if lhs._task != rhs._task {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_GenerationSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GenerationSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}base_url\0\u{3}timeout_seconds\0\u{3}api_key_env\0\u{1}model\0\u{3}system_prompt\0\u{3}user_prompt\0\u{3}pairs_per_chunk\0\u{1}temperature\0\u{3}max_tokens\0\u{3}response_format\0\u{3}max_invalid\0\u{3}retry_attempts\0\u{3}retry_base_delay\0\u{3}retry_max_delay\0\u{3}price_input\0\u{3}price_output\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.baseURL) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.timeoutSeconds) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.apiKeyEnv) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.model) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.systemPrompt) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.userPrompt) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.pairsPerChunk) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.temperature) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.maxTokens) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.responseFormat) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.maxInvalid) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.retryAttempts) }()
+      case 13: try { try decoder.decodeSingularDoubleField(value: &self.retryBaseDelay) }()
+      case 14: try { try decoder.decodeSingularDoubleField(value: &self.retryMaxDelay) }()
+      case 15: try { try decoder.decodeSingularDoubleField(value: &self.priceInput) }()
+      case 16: try { try decoder.decodeSingularDoubleField(value: &self.priceOutput) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.baseURL.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseURL, fieldNumber: 1)
+    }
+    if self.timeoutSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.timeoutSeconds, fieldNumber: 2)
+    }
+    if !self.apiKeyEnv.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiKeyEnv, fieldNumber: 3)
+    }
+    if !self.model.isEmpty {
+      try visitor.visitSingularStringField(value: self.model, fieldNumber: 4)
+    }
+    if !self.systemPrompt.isEmpty {
+      try visitor.visitSingularStringField(value: self.systemPrompt, fieldNumber: 5)
+    }
+    if !self.userPrompt.isEmpty {
+      try visitor.visitSingularStringField(value: self.userPrompt, fieldNumber: 6)
+    }
+    if self.pairsPerChunk != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pairsPerChunk, fieldNumber: 7)
+    }
+    if self.temperature.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.temperature, fieldNumber: 8)
+    }
+    if self.maxTokens != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxTokens, fieldNumber: 9)
+    }
+    if self.responseFormat != .jsonObject {
+      try visitor.visitSingularEnumField(value: self.responseFormat, fieldNumber: 10)
+    }
+    if self.maxInvalid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxInvalid, fieldNumber: 11)
+    }
+    if self.retryAttempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retryAttempts, fieldNumber: 12)
+    }
+    if self.retryBaseDelay.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.retryBaseDelay, fieldNumber: 13)
+    }
+    if self.retryMaxDelay.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.retryMaxDelay, fieldNumber: 14)
+    }
+    if self.priceInput.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.priceInput, fieldNumber: 15)
+    }
+    if self.priceOutput.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.priceOutput, fieldNumber: 16)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_GenerationSettings, rhs: Refinery_Cluster_GenerationSettings) -> Bool {
+    if lhs.baseURL != rhs.baseURL {return false}
+    if lhs.timeoutSeconds != rhs.timeoutSeconds {return false}
+    if lhs.apiKeyEnv != rhs.apiKeyEnv {return false}
+    if lhs.model != rhs.model {return false}
+    if lhs.systemPrompt != rhs.systemPrompt {return false}
+    if lhs.userPrompt != rhs.userPrompt {return false}
+    if lhs.pairsPerChunk != rhs.pairsPerChunk {return false}
+    if lhs.temperature != rhs.temperature {return false}
+    if lhs.maxTokens != rhs.maxTokens {return false}
+    if lhs.responseFormat != rhs.responseFormat {return false}
+    if lhs.maxInvalid != rhs.maxInvalid {return false}
+    if lhs.retryAttempts != rhs.retryAttempts {return false}
+    if lhs.retryBaseDelay != rhs.retryBaseDelay {return false}
+    if lhs.retryMaxDelay != rhs.retryMaxDelay {return false}
+    if lhs.priceInput != rhs.priceInput {return false}
+    if lhs.priceOutput != rhs.priceOutput {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_GenerationSettings.ResponseFormat: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JSON_OBJECT\0\u{1}JSON_SCHEMA\0\u{1}TEXT\0")
+}
+
+nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrainingSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{3}lora_r\0\u{3}lora_alpha\0\u{3}lora_dropout\0\u{3}use_rslora\0\u{3}all_linear\0\u{1}names\0\u{1}regex\0\u{3}gradient_checkpointing\0\u{3}blas_threads\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.method) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.loraR) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.loraAlpha) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.loraDropout) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.useRslora) }()
+      case 6: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.targets != nil {try decoder.handleConflictingOneOf()}
+          self.targets = .allLinear(v)
+        }
+      }()
+      case 7: try {
+        var v: Refinery_Cluster_TrainingSettings.ModuleNames?
+        var hadOneofValue = false
+        if let current = self.targets {
+          hadOneofValue = true
+          if case .names(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.targets = .names(v)
+        }
+      }()
+      case 8: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.targets != nil {try decoder.handleConflictingOneOf()}
+          self.targets = .regex(v)
+        }
+      }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.gradientCheckpointing) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.blasThreads) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.method != .lora {
+      try visitor.visitSingularEnumField(value: self.method, fieldNumber: 1)
+    }
+    if self.loraR != 0 {
+      try visitor.visitSingularUInt32Field(value: self.loraR, fieldNumber: 2)
+    }
+    if self.loraAlpha.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.loraAlpha, fieldNumber: 3)
+    }
+    if self.loraDropout.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.loraDropout, fieldNumber: 4)
+    }
+    if self.useRslora != false {
+      try visitor.visitSingularBoolField(value: self.useRslora, fieldNumber: 5)
+    }
+    switch self.targets {
+    case .allLinear?: try {
+      guard case .allLinear(let v)? = self.targets else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 6)
+    }()
+    case .names?: try {
+      guard case .names(let v)? = self.targets else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .regex?: try {
+      guard case .regex(let v)? = self.targets else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 8)
+    }()
+    case nil: break
+    }
+    if self.gradientCheckpointing != false {
+      try visitor.visitSingularBoolField(value: self.gradientCheckpointing, fieldNumber: 9)
+    }
+    if self.blasThreads != 0 {
+      try visitor.visitSingularUInt32Field(value: self.blasThreads, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_TrainingSettings, rhs: Refinery_Cluster_TrainingSettings) -> Bool {
+    if lhs.method != rhs.method {return false}
+    if lhs.loraR != rhs.loraR {return false}
+    if lhs.loraAlpha != rhs.loraAlpha {return false}
+    if lhs.loraDropout != rhs.loraDropout {return false}
+    if lhs.useRslora != rhs.useRslora {return false}
+    if lhs.targets != rhs.targets {return false}
+    if lhs.gradientCheckpointing != rhs.gradientCheckpointing {return false}
+    if lhs.blasThreads != rhs.blasThreads {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_TrainingSettings.Method: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LORA\0\u{1}FULL\0\u{1}QLORA\0")
+}
+
+nonisolated extension Refinery_Cluster_TrainingSettings.ModuleNames: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Refinery_Cluster_TrainingSettings.protoMessageName + ".ModuleNames"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}names\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.names) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.names.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.names, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_TrainingSettings.ModuleNames, rhs: Refinery_Cluster_TrainingSettings.ModuleNames) -> Bool {
+    if lhs.names != rhs.names {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -954,59 +1673,111 @@ nonisolated extension Refinery_Cluster_Lease: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Refinery_Cluster_Welcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Welcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}heartbeat_ms\0\u{1}stage\0\u{3}generation_settings_json\0\u{3}api_key\0\u{3}training_settings_json\0\u{3}model_hash\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}heartbeat_ms\0\u{1}stage\0\u{4}\u{2}api_key\0\u{4}\u{2}model_hash\0\u{1}generation\0\u{1}training\0\u{c}\u{4}\u{1}\u{c}\u{6}\u{1}")
+
+  fileprivate class _StorageClass {
+    var _runID: String = String()
+    var _heartbeatMs: UInt32 = 0
+    var _stage: String = String()
+    var _apiKey: String = String()
+    var _modelHash: String = String()
+    var _generation: Refinery_Cluster_GenerationSettings? = nil
+    var _training: Refinery_Cluster_TrainingSettings? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _runID = source._runID
+      _heartbeatMs = source._heartbeatMs
+      _stage = source._stage
+      _apiKey = source._apiKey
+      _modelHash = source._modelHash
+      _generation = source._generation
+      _training = source._training
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatMs) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.stage) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.generationSettingsJson) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.apiKey) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.trainingSettingsJson) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.modelHash) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._runID) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._heartbeatMs) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._stage) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._apiKey) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._modelHash) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._generation) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._training) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.runID.isEmpty {
-      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
-    }
-    if self.heartbeatMs != 0 {
-      try visitor.visitSingularUInt32Field(value: self.heartbeatMs, fieldNumber: 2)
-    }
-    if !self.stage.isEmpty {
-      try visitor.visitSingularStringField(value: self.stage, fieldNumber: 3)
-    }
-    if !self.generationSettingsJson.isEmpty {
-      try visitor.visitSingularStringField(value: self.generationSettingsJson, fieldNumber: 4)
-    }
-    if !self.apiKey.isEmpty {
-      try visitor.visitSingularStringField(value: self.apiKey, fieldNumber: 5)
-    }
-    if !self.trainingSettingsJson.isEmpty {
-      try visitor.visitSingularStringField(value: self.trainingSettingsJson, fieldNumber: 6)
-    }
-    if !self.modelHash.isEmpty {
-      try visitor.visitSingularStringField(value: self.modelHash, fieldNumber: 7)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._runID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._runID, fieldNumber: 1)
+      }
+      if _storage._heartbeatMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._heartbeatMs, fieldNumber: 2)
+      }
+      if !_storage._stage.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stage, fieldNumber: 3)
+      }
+      if !_storage._apiKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._apiKey, fieldNumber: 5)
+      }
+      if !_storage._modelHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._modelHash, fieldNumber: 7)
+      }
+      try { if let v = _storage._generation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._training {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Refinery_Cluster_Welcome, rhs: Refinery_Cluster_Welcome) -> Bool {
-    if lhs.runID != rhs.runID {return false}
-    if lhs.heartbeatMs != rhs.heartbeatMs {return false}
-    if lhs.stage != rhs.stage {return false}
-    if lhs.generationSettingsJson != rhs.generationSettingsJson {return false}
-    if lhs.apiKey != rhs.apiKey {return false}
-    if lhs.trainingSettingsJson != rhs.trainingSettingsJson {return false}
-    if lhs.modelHash != rhs.modelHash {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._runID != rhs_storage._runID {return false}
+        if _storage._heartbeatMs != rhs_storage._heartbeatMs {return false}
+        if _storage._stage != rhs_storage._stage {return false}
+        if _storage._apiKey != rhs_storage._apiKey {return false}
+        if _storage._modelHash != rhs_storage._modelHash {return false}
+        if _storage._generation != rhs_storage._generation {return false}
+        if _storage._training != rhs_storage._training {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Carries out generation tasks on a worker: at most `slots` LLM calls in flight; the result
+/// message goes to `deliver` when the chunk ends.
+public protocol GenerationTaskRunner: AnyObject, Sendable {
+    func start(lease: Lease, chunkID: Int64, text: String, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void)
+}
+
+/// Carries out gradient tasks on a worker, one at a time, with the parameters of the version a
+/// task names; results go to the sink given when it was built.
+public protocol GradientTaskRunner: AnyObject {
+    /// Content hash of the base model it holds.
+    var modelHash: String { get }
+    /// Builds the engine for these settings (again only if they change).
+    func configure(_ settings: TrainingWireSettings) throws
+    /// Loads the trainable parameters of `version`.
+    func enqueue(version: UInt64, values: Data)
+    /// Computes the task (after any parameters enqueued before it).
+    func enqueue(lease: Lease, task: GradientTaskSpec)
+}
+
+/// How a worker builds its executors: the real ones by default; tests may pass others.
+public struct WorkerExecutors: Sendable {
+    /// Settings, API key (nil: none), slots → a generation runner.
+    public var generation: @Sendable (GenerationWireSettings, String?, Int) -> any GenerationTaskRunner
+    /// Model folder, result sink → a gradient runner.
+    public var gradients: @Sendable (String, @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws -> any GradientTaskRunner
+
+    public init(generation: @escaping @Sendable (GenerationWireSettings, String?, Int) -> any GenerationTaskRunner,
+                gradients: @escaping @Sendable (String, @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws -> any GradientTaskRunner) {
+        self.generation = generation
+        self.gradients = gradients
+    }
+
+    /// LLM calls through `ChunkProcessor`, gradients through `GradientEngine`.
+    public static let standard = WorkerExecutors(
+        generation: { settings, key, slots in GenerationExecutor(settings: settings, apiKey: key, slots: slots) },
+        gradients: { directory, deliver in try GradientExecutor(modelDirectory: directory, deliver: deliver) })
+}

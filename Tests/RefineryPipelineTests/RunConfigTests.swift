@@ -1,0 +1,96 @@
+import Foundation
+import RefineryModel
+import RefineryPipeline
+import Testing
+
+/// The typed run config: defaults defined once, flags over the file, unknown keys refused
+/// with the key and section named, the curation plan as an ordered list of stages.
+@Suite struct RunConfigTests {
+    static func write(_ yaml: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("refinery-config-\(UUID().uuidString).yaml")
+        try yaml.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    static func error(_ body: () throws -> Void) -> String {
+        do { try body() } catch { return "\(error)" }
+        return ""
+    }
+
+    @Test func defaultsComeFromOnePlaceAndFlagsWinOverTheFile() throws {
+        let empty = try RunConfig(path: nil)
+        #expect(empty.train.options == TrainingOptions())
+        #expect(empty.train.options.checkpointEvery == 10 && empty.data.minChars == 1000 && empty.generate.slots == 4)
+        let path = try Self.write("""
+            train:
+              model: m
+              lr: 0.001
+              lora-r: 8
+              packing: true
+            generate:
+              slots: 2
+            """)
+        let config = try RunConfig(path: path, overrides: ["train": ["lr": 0.005, "seed": 7], "generate": ["rpm": 60]])
+        #expect(config.train.model == "m" && config.train.options.learningRate == 0.005 && config.train.options.seed == 7)
+        #expect(config.train.options.lora.rank == 8 && config.train.options.lora.alpha == 16, "alpha defaults to 2·r")
+        #expect(config.train.options.packing && config.generate.slots == 2 && config.generate.rpm == 60)
+    }
+
+    @Test func unknownKeysAndSectionsAreRefusedByName() throws {
+        let typo = try Self.write("train:\n  modle: m\n")
+        let message = Self.error { _ = try RunConfig(path: typo) }
+        #expect(message.contains("unknown key train.modle") && message.contains(typo), "\(message)")
+        let section = try Self.write("trian:\n  model: m\n")
+        #expect(Self.error { _ = try RunConfig(path: section) }.contains("unknown section \"trian\""))
+        let value = try Self.write("train:\n  lr: fast\n")
+        #expect(Self.error { _ = try RunConfig(path: value) }.contains("train.lr must be a number"))
+        let stage = try Self.write("curate:\n  - polish: yes\n")
+        #expect(Self.error { _ = try RunConfig(path: stage) }.contains("unknown curation stage"))
+        let knob = try Self.write("curate:\n  - dedup: {method: minhash, treshold: 0.5}\n")
+        #expect(Self.error { _ = try RunConfig(path: knob) }.contains("treshold"))
+    }
+
+    @Test func curationIsAnOrderedListAndTheOldMappingIsOneDedupStage() throws {
+        let list = try RunConfig(path: try Self.write("""
+            curate:
+              - dedup: exact
+              - dedup: {method: minhash, threshold: 0.7, num_perm: 64}
+            """))
+        let stages = list.curate.stages.compactMap { $0 as? DedupStage }
+        #expect(stages.map(\.method) == [.exact, .minhash] && stages[1].threshold == 0.7 && stages[1].permutations == 64)
+        let legacy = try RunConfig(path: try Self.write("curate:\n  dedup: minhash\n  threshold: 0.9\n"))
+        let only = legacy.curate.stages.compactMap { $0 as? DedupStage }
+        #expect(only.count == 1 && only[0].method == .minhash && only[0].threshold == 0.9)
+    }
+
+    @Test func curationRewritesTheDatasetWithTheRowsKeptInOrder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("refinery-curate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let data = dir.appendingPathComponent("d.jsonl").path
+        let rows = [#"{"instruction":"What is A?","output":"A is a letter."}"#, #"{"instruction":"what is a?","output":"A  is a letter."}"#,
+                    #"{"instruction":"What is B?","output":"B is another."}"#]
+        try (rows.joined(separator: "\n") + "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        let lines = LinesBox()
+        try CurationPlan(stages: [DedupStage(method: .exact)]).run(on: data) { lines.append($0) }
+        #expect(try String(contentsOfFile: data, encoding: .utf8) == rows[0] + "\n" + rows[2] + "\n")
+        #expect(lines.all.contains { $0.contains("kept 2 of 3") })
+    }
+
+    @Test func theStepPolicyIsTheSameForEveryDriver() {
+        var options = TrainingOptions()
+        options.evalEvery = 4
+        options.checkpointEvery = 3
+        let policy = StepPolicy(options: options, totalSteps: 10, hasEvalSet: true)
+        #expect((1...10).filter(policy.evaluates(after:)) == [4, 8, 10])
+        #expect((1...10).filter(policy.checkpoints(after:)) == [3, 6, 9, 10])
+        #expect(!StepPolicy(options: options, totalSteps: 10, hasEvalSet: false).evaluates(after: 4))
+    }
+}
+
+/// Progress lines collected from a `ProgressReport`.
+final class LinesBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
