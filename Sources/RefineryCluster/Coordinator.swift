@@ -346,7 +346,8 @@ public final class Coordinator {
     private func expireLeases(stage: ClusterStage, now: Double) throws {
         let expired = leases.filter { $0.value.workerID != nil && ($0.value.expiresAt ?? .infinity) < now }.map(\.key).sorted()
         guard !expired.isEmpty else { return }
-        for task in expired {
+        // Requeued highest first, so the lowest is handed out next.
+        for task in expired.reversed() {
             if let holder = leases[task]?.workerID { workers[holder]?.held.remove(task) }
             release(task)
             if stage.isOpen(task) { stage.requeue(task) }
@@ -365,7 +366,7 @@ public final class Coordinator {
     private func drop(_ worker: ConnectedWorker, stage: ClusterStage?, reason: String) throws {
         workers[worker.id] = nil
         let released = worker.held.sorted()
-        for task in released where leases[task]?.workerID == worker.id {
+        for task in released.reversed() where leases[task]?.workerID == worker.id {
             release(task)
             if stage?.isOpen(task) == true { stage?.requeue(task) }
         }
