@@ -59,8 +59,9 @@ public final class Coordinator {
     public var trainingSettings: TrainingWireSettings?
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
-    /// Messages refused since the start (a hostile or broken peer), for tests and `status`.
-    public private(set) var refusedMessages = 0
+    /// Messages refused since the start (a hostile or broken peer); readable from any thread.
+    public var refusedMessages: Int { refusals.value }
+    private let refusals = Counter()
     private let cancellation = CancellationFlag()
 
     /// A coordinator listening with ZeroMQ on `options.listen`, on the wall clock.
@@ -208,7 +209,7 @@ public final class Coordinator {
     }
 
     private func refuse(message reason: WireRefusal, from workerID: String) {
-        refusedMessages += 1
+        refusals.increment()
         report("[cluster] refused a message from \(workerID.prefix(80)): \(reason.reason)")
     }
 
@@ -291,7 +292,7 @@ public final class Coordinator {
         let isCurrent = current?.epoch == lease.epoch && current?.workerID == worker.id
         let wasGranted = try isCurrent || store.wasGranted(taskID: lease.task.key, epoch: lease.epoch, to: worker.id)
         guard wasGranted else {
-            refusedMessages += 1
+            refusals.increment()
             report("[cluster] refused a result for \(lease) from \(worker.id): that lease was never granted to it")
             return nil
         }

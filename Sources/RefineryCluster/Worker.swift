@@ -23,6 +23,14 @@ public struct WorkerOptions: Sendable {
     public init(coordinator: String) { self.coordinator = coordinator }
 }
 
+/// A count read from other threads.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+}
+
 /// Messages produced off the loop thread (LLM answers, gradients) waiting to be sent.
 final class Outbox: @unchecked Sendable {
     private let lock = NSLock()
@@ -73,6 +81,9 @@ public final class Worker {
     private var fetchStarted = false
     /// Events, one line at a time.
     public var report: (String) -> Void = { _ in }
+    /// Messages from the coordinator refused since the start (broken or hostile).
+    public var refusedMessages: Int { refusals.value }
+    private let refusals = Counter()
 
     /// `executors` builds what carries tasks out (LLM calls, gradients); tests may pass others.
     public init(options: WorkerOptions, executors: WorkerExecutors = .standard) throws {
@@ -99,6 +110,7 @@ public final class Worker {
                     guard frames.count == 1, let bytes = frames.first else { continue }
                     let message: CoordinatorMessage
                     do { message = try Wire.fromCoordinator(bytes) } catch {
+                        refusals.increment()
                         report("[worker] refused a message from the coordinator: \(error.reason)")
                         continue
                     }
