@@ -255,12 +255,14 @@ public final class Coordinator {
             adopted.append(lease.task)
         }
         try store.extendLeases(workerID: worker.id, taskIDs: adopted.map(\.key), expiresAt: now + timeout)
-        // Tasks it held before and does not hold now were lost with a restarted process: give
-        // them a short grace and hand them out again.
+        // Leases recorded as its own (also by a coordinator before a restart) that its hello does
+        // not list were lost with a restarted process, or their task never reached it: a hello
+        // lists everything a worker holds or has answered, so they go back to the queue after a
+        // short grace instead of waiting out the restart grace.
         let grace = now + options.heartbeatInterval * Double(options.liveness)
-        for task in worker.held.subtracting(adopted) where leases[task]?.workerID == worker.id {
-            let current = leases[task]?.expiresAt ?? grace
-            leases[task]?.expiresAt = min(current, grace)
+        let listed = Set(adopted)
+        for (task, record) in leases where record.workerID == worker.id && !listed.contains(task) {
+            leases[task]?.expiresAt = min(record.expiresAt ?? grace, grace)
         }
         send(.welcome(welcomeMessage()), to: worker)
         if stageName == "done" || stageName == "stopped" {

@@ -185,6 +185,26 @@ import Testing
         #expect(try store.leases().first { $0.taskID == "chunk:1" }?.epoch == 1)
     }
 
+    @Test func aReturningHolderThatNoLongerListsALeaseGetsItReleasedWithoutTheRestartGrace() throws {
+        let store = try ProtocolTests.store(chunks: 2)
+        let first = try Harness(store: store)
+        try first.hello("w1", slots: 2)
+        try first.turn()
+        #expect(first.leases(in: try first.received("w1")).count == 2)
+        // After the restart w1 comes back with only chunk 1 (the task of chunk 2 never reached it).
+        let second = try Harness(store: store, clock: ManualClock(start: first.clock.now + 10))
+        try second.hello("w1", slots: 1, held: [Lease(task: .chunk(1), epoch: 1)])
+        try second.hello("w2", slots: 1)
+        try second.turn()
+        #expect(second.holder(.chunk(1)) == "w1" && second.holder(.chunk(2)) == "w1")
+        for _ in 0..<4 {
+            try second.heartbeat("w1")
+            try second.heartbeat("w2")
+            try second.turn(after: 1)
+        }
+        #expect(second.leases(in: try second.received("w2")) == [Lease(task: .chunk(2), epoch: 2)], "after the liveness window, not the 45 s grace")
+    }
+
     @Test func aLeaseWhoseHolderNeverReturnsIsHandedOutAfterTheGrace() throws {
         let store = try ProtocolTests.store(chunks: 1)
         let first = try Harness(store: store)
