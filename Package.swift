@@ -91,7 +91,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryCLITests",
-            dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM", "RefineryModel", "RefineryCluster", "CZeroMQ",
+                           .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "RefineryDataTests",

@@ -81,6 +81,20 @@ public actor MockLLMState {
 /// pairs built from the extract in the prompt, deterministic embeddings, `/v1/models`, fault
 /// injection, and `/stats`.
 public enum MockLLMServer {
+    /// Starts a server on a free loopback port in a task of its own; returns its base URL (up to
+    /// `/v1`), its state and the task (cancel it to stop the server).
+    public static func start(_ options: MockLLMOptions) async throws -> (baseURL: String, state: MockLLMState, task: Task<Void, Error>) {
+        let state = MockLLMState(seed: options.seed)
+        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
+        let task = Task { try await run(port: 0, options: options, state: state, quiet: true) { sink.yield($0) } }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            task.cancel()
+            throw CancellationError()
+        }
+        return ("http://127.0.0.1:\(port)/v1", state, task)
+    }
+
     /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
     /// `quiet` silences the server's own log lines (tests start and stop many servers).
     public static func run(host: String = "127.0.0.1", port: Int, options: MockLLMOptions, state: MockLLMState, quiet: Bool = false,

@@ -1,24 +1,6 @@
 import Foundation
 import RefineryTensor
 
-/// Activations of one decoder layer kept for its backward pass.
-struct LayerActivations {
-    var xIn: Tensor
-    var normed1: Tensor, inverseRMS1: Tensor
-    var q: Tensor, k: Tensor, v: Tensor
-    var attention: Tensor
-    /// The attention probabilities, kept so that the backward pass need not recompute them.
-    var probabilities: Tensor
-    var xMid: Tensor
-    var normed2: Tensor, inverseRMS2: Tensor
-    var gate: Tensor, up: Tensor, act: Tensor
-    /// `x·Aᵀ` of each adapted projection.
-    var loraU: [LinearSlot: Tensor]
-    /// With LoRA dropout: the dropped input `x ⊙ mask` of each adapted projection, and the mask
-    /// (0 or 1/(1 − p) per element).
-    var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
-}
-
 /// Computes gradients of the summed token cross-entropy of sequences with respect to the
 /// trainable parameters (LoRA A/B, or every weight for full fine-tuning). Explicit forward and
 /// backward per layer; frozen weights' gradients are never computed.
@@ -99,25 +81,10 @@ public final class GradientEngine: @unchecked Sendable {
 
     // MARK: Forward
 
-    private func weight(_ layer: DecoderLayerWeights, _ slot: LinearSlot) -> (Tensor, Tensor?) {
-        switch slot {
-        case .q: return (layer.qProj, layer.qBias)
-        case .k: return (layer.kProj, layer.kBias)
-        case .v: return (layer.vProj, layer.vBias)
-        case .o: return (layer.oProj, layer.oBias)
-        case .gate: return (layer.gateProj, layer.gateBias)
-        case .up: return (layer.upProj, layer.upBias)
-        case .down: return (layer.downProj, layer.downBias)
-        }
-    }
-
     /// `out (+)= x·Wᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ`; returns `(dropout(x)·Aᵀ, dropout(x))` when the slot is adapted.
-    private func linear(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) -> (Tensor, (dropped: Tensor, mask: Tensor)?)? {
-        let (w, b) = weight(model.layers[layer], slot)
-        let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
-        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: w.pointer, outFeatures: outFeatures,
-                    into: out.pointer, accumulate: accumulate)
-        if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: outFeatures) }
+    private func linear(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) -> LowRankTrace? {
+        model.baseProjection(x, rows: rows, layer: layer, slot: slot, into: out, accumulate: accumulate)
+        let (outFeatures, inFeatures) = slot.shape(model.config)
         guard let pair = adapter?.pair(layer: layer, slot: slot) else { return nil }
         let r = pair.a.shape[0]
         let dropped = droppedInput(x, layer: layer, slot: slot)
@@ -135,49 +102,11 @@ public final class GradientEngine: @unchecked Sendable {
         return (u, dropped)
     }
 
-    private func forwardLayer(_ index: Int, x xIn: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?) -> (Tensor, LayerActivations) {
-        let c = model.config
-        let t = xIn.shape[0], h = c.hiddenSize
-        let layer = model.layers[index]
-        var loraU: [LinearSlot: Tensor] = [:]
-        var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
-        func keep(_ slot: LinearSlot, _ result: (Tensor, (dropped: Tensor, mask: Tensor)?)?) {
-            guard let (u, dropped) = result else { return }
-            loraU[slot] = u
-            if let dropped { loraX[slot] = dropped }
+    /// The model's layer forward with this engine's projections (base weights plus the adapter).
+    private func forwardLayer(_ index: Int, x: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?, mode: LayerForwardMode) -> (Tensor, LayerActivations?) {
+        model.forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: keyStart, mode: mode) { x, rows, layer, slot, out, accumulate in
+            self.linear(x, rows: rows, layer: layer, slot: slot, into: out, accumulate: accumulate)
         }
-        let normed1 = Tensor(uninitialized: [t, h]), inv1 = Tensor(uninitialized: [t])
-        Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
-        BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
-        let q = Tensor(uninitialized: [t, c.qDim]), k = Tensor(uninitialized: [t, c.kvDim]), v = Tensor(uninitialized: [t, c.kvDim])
-        keep(.q, linear(normed1, rows: t, layer: index, slot: .q, into: q, accumulate: false))
-        keep(.k, linear(normed1, rows: t, layer: index, slot: .k, into: k, accumulate: false))
-        keep(.v, linear(normed1, rows: t, layer: index, slot: .v, into: v, accumulate: false))
-        let rows = Array(0..<t)
-        Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
-        Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
-        let attention = Tensor(uninitialized: [t, c.qDim])
-        let probabilities = Tensor(uninitialized: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: c.headCount,
-                                                                      kvHeads: c.kvHeadCount, keyStart: keyStart)])
-        Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
-                         out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
-                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
-                         probabilities: probabilities.pointer)
-        let xMid = xIn.copy()
-        keep(.o, linear(attention, rows: t, layer: index, slot: .o, into: xMid, accumulate: true))
-        let normed2 = Tensor(uninitialized: [t, h]), inv2 = Tensor(uninitialized: [t])
-        Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
-        BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
-        let gate = Tensor(uninitialized: [t, c.intermediateSize]), up = Tensor(uninitialized: [t, c.intermediateSize])
-        keep(.gate, linear(normed2, rows: t, layer: index, slot: .gate, into: gate, accumulate: false))
-        keep(.up, linear(normed2, rows: t, layer: index, slot: .up, into: up, accumulate: false))
-        let act = gate.copy()
-        Kernels.siluGate(act.pointer, up: up.pointer, count: act.count)
-        let xOut = xMid.copy()
-        keep(.down, linear(act, rows: t, layer: index, slot: .down, into: xOut, accumulate: true))
-        let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention, probabilities: probabilities,
-                                     xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU, loraX: loraX)
-        return (xOut, saved)
     }
 
     // MARK: Backward
@@ -188,7 +117,7 @@ public final class GradientEngine: @unchecked Sendable {
                                 dx: Tensor?, accumulate: Bool) {
         let u = saved.loraU[slot]
         let dropped = saved.loraX[slot]
-        let (w, b) = weight(model.layers[index], slot)
+        let (w, b) = model.layers[index].weights(slot)
         let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
         if let dx {
             BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
@@ -347,9 +276,12 @@ public final class GradientEngine: @unchecked Sendable {
         var inputs: [Tensor] = []
         dropoutActive = previousAdapterDropout
         defer { dropoutActive = false }
+        // Training keeps each layer's activations (or, with checkpointing, only its input);
+        // a loss alone keeps nothing and updates the residual stream in place.
+        let mode: LayerForwardMode = !backward ? .inference : (checkpointing ? LayerForwardMode(keepActivations: false, consumesInput: false, cache: nil) : .training)
         for index in 0..<model.layers.count {
-            let (next, activations) = forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: sequence.keyStart)
-            if checkpointing || !backward { inputs.append(x) } else { saved.append(activations) }
+            let (next, activations) = forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: sequence.keyStart, mode: mode)
+            if backward && checkpointing { inputs.append(x) } else if let activations { saved.append(activations) }
             x = next
         }
         // Final norm, logits of the rows that predict trained tokens, cross-entropy and its gradient.
@@ -385,7 +317,10 @@ public final class GradientEngine: @unchecked Sendable {
         for index in stride(from: model.layers.count - 1, through: 0, by: -1) {
             let activations: LayerActivations
             if checkpointing {
-                activations = forwardLayer(index, x: inputs[index], cos: cos, sin: sin, keyStart: sequence.keyStart).1
+                guard let recomputed = forwardLayer(index, x: inputs[index], cos: cos, sin: sin, keyStart: sequence.keyStart, mode: .training).1 else {
+                    throw ModelError("layer \(index) kept no activations")
+                }
+                activations = recomputed
             } else {
                 activations = saved[index]
                 saved.removeLast()

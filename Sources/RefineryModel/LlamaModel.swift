@@ -94,55 +94,18 @@ public final class LlamaModel: @unchecked Sendable {
             throw ModelError("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
         }
         let positions = positions ?? Array(past..<(past + t))
-        let x = Tensor(zeros: [t, h])
+        var x = Tensor(uninitialized: [t, h])
         for (row, token) in tokens.enumerated() {
             (x.pointer + row * h).update(from: embedTokens.pointer + token * h, count: h)
         }
         let (cosTable, sinTable) = rotaryTables(positions: positions)
-        let rows = Array(0..<t)
-        let normed = Tensor(zeros: [t, h])
-        let q = Tensor(zeros: [t, c.qDim])
-        let newK = Tensor(zeros: [t, c.kvDim]), newV = Tensor(zeros: [t, c.kvDim])
-        let attention = Tensor(zeros: [t, c.qDim])
-        let gate = Tensor(zeros: [t, c.intermediateSize]), up = Tensor(zeros: [t, c.intermediateSize])
         let keyCount = past + t
-
-        for (index, layer) in layers.enumerated() {
-            Kernels.rmsNorm(x.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
-            project(normed, layer.qProj, layer.qBias, into: q)
-            project(normed, layer.kProj, layer.kBias, into: newK)
-            project(normed, layer.vProj, layer.vBias, into: newV)
-            Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
-                                positions: rows, cos: cosTable.pointer, sin: sinTable.pointer)
-            Kernels.applyRotary(newK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,
-                                positions: rows, cos: cosTable.pointer, sin: sinTable.pointer)
-            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
-            if let cache {
-                let k = cache.keys[index], v = cache.values[index]
-                (k.pointer + past * c.kvDim).update(from: newK.pointer, count: t * c.kvDim)
-                (v.pointer + past * c.kvDim).update(from: newV.pointer, count: t * c.kvDim)
-                keys = UnsafePointer(k.pointer)
-                values = UnsafePointer(v.pointer)
-            } else {
-                keys = UnsafePointer(newK.pointer)
-                values = UnsafePointer(newV.pointer)
-            }
-            Attention.causal(q: q.pointer, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
-                             out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: keyCount,
-                             heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
-                             keyStart: keyStart)
-            // x += attention · Woᵀ (+ bias)
-            BLAS.linear(attention.pointer, rows: t, inFeatures: c.qDim, weight: layer.oProj.pointer, outFeatures: h,
-                        into: x.pointer, accumulate: true)
-            if let b = layer.oBias { Kernels.addBias(x.pointer, bias: b.pointer, rows: t, cols: h) }
-
-            Kernels.rmsNorm(x.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed.pointer)
-            project(normed, layer.gateProj, layer.gateBias, into: gate)
-            project(normed, layer.upProj, layer.upBias, into: up)
-            Kernels.siluGate(gate.pointer, up: up.pointer, count: gate.count)
-            BLAS.linear(gate.pointer, rows: t, inFeatures: c.intermediateSize, weight: layer.downProj.pointer, outFeatures: h,
-                        into: x.pointer, accumulate: true)
-            if let b = layer.downBias { Kernels.addBias(x.pointer, bias: b.pointer, rows: t, cols: h) }
+        let mode = LayerForwardMode(keepActivations: false, consumesInput: true, cache: cache)
+        for index in layers.indices {
+            x = forwardLayer(index, x: x, cos: cosTable, sin: sinTable, keyStart: keyStart, mode: mode) { x, rows, layer, slot, out, accumulate in
+                self.baseProjection(x, rows: rows, layer: layer, slot: slot, into: out, accumulate: accumulate)
+                return nil
+            }.0
         }
         cache?.length = keyCount
         let output = Tensor(zeros: [t, h])
@@ -183,13 +146,6 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
         return (cosTable, sinTable)
-    }
-
-    private func project(_ input: Tensor, _ weight: Tensor, _ bias: Tensor?, into output: Tensor) {
-        let rows = input.shape[0]
-        let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
-        BLAS.linear(input.pointer, rows: rows, inFeatures: inFeatures, weight: weight.pointer, outFeatures: outFeatures, into: output.pointer)
-        if let bias { Kernels.addBias(output.pointer, bias: bias.pointer, rows: rows, cols: outFeatures) }
     }
 }
 

@@ -27,12 +27,10 @@ struct DemoCommand: AsyncParsableCommand {
         // 1. The mock LLM, in this process.
         var options = MockLLMOptions()
         options.latency = latencyMs / 1000
-        let state = MockLLMState(seed: 1)
-        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let server = Task { try await MockLLMServer.run(port: 0, options: options, state: state, quiet: true) { portSink.yield($0) } }
+        options.seed = 1
+        let (baseURL, state, server) = try await MockLLMServer.start(options)
         defer { server.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CommandError("the mock LLM did not start") }
+        guard let port = URL(string: baseURL)?.port else { throw CommandError("the mock LLM did not start") }
         Output.progress("[demo] mock LLM on http://127.0.0.1:\(port)/v1 (\(Int(latencyMs)) ms per call)\n")
 
         // 2. A real run config, kept for the user to read and reuse; 3. the run, on its own thread

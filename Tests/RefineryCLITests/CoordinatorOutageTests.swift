@@ -1,5 +1,8 @@
+import CZeroMQ
 import Foundation
+import RefineryCluster
 import RefineryCore
+import RefineryModel
 import RefineryStore
 import Testing
 
@@ -56,6 +59,69 @@ import Testing
         for suffix in ["-data.jsonl", "-data.test.jsonl", "-adapter/train_log.jsonl", "-adapter/adapter_model.safetensors"] {
             let a = ClusterTests.read(dir.appendingPathComponent("ref" + suffix).path), b = ClusterTests.read(dir.appendingPathComponent("outage" + suffix).path)
             #expect(a != nil && a == b, "\(suffix) differs from the uninterrupted run's")
+        }
+    }
+}
+
+/// A peer on the link that forges results for leases it never held, while a real run trains.
+@Suite(.serialized) struct DisturbedRunTests {
+    typealias Background = ClusterTests.Background
+
+    @Test func aRunFloodedWithForgedResultsFinishesWithTheUndisturbedAdapter() throws {
+        let (dir, articles) = try ClusterTests.uninterruptedRun(articles: 12, train: true, steps: 6)
+        let mock = try ClusterTests.Mock(latencyMs: 5)
+        let config = try ClusterTests.config(dir: dir, name: "flooded", articles: articles, mock: mock, train: true, steps: 6)
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
+        let workers = try (1...2).map { i in
+            try Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama, "--name", "fw\(i)"],
+                           log: dir.appendingPathComponent("w\(i).log"))
+        }
+        // The gradient size a forged result needs to be added (LoRA r=4 on every linear module).
+        let llama = try LlamaModel(directory: URL(fileURLWithPath: TrainCommandTests.llama))
+        let engine = try GradientEngine(model: llama, adapter: try LoRAAdapter.initialize(model: llama.config, config: LoRAConfig(rank: 4, alpha: 8), seed: 0),
+                                        trainsBase: false)
+        let nan = Data((0..<engine.gradientCount).flatMap { _ in withUnsafeBytes(of: Float.nan.bitPattern.littleEndian, Array.init) })
+        let context = try ZMQContext()
+        let hostile = try ZMQSocket(context: context, type: .dealer)
+        try hostile.setOption(ZMQ_ROUTING_ID, string: "hostile")
+        try hostile.connect(endpoint)
+        func send(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws {
+            _ = try hostile.send([try Wire.encode(body)])
+        }
+        var hello = Refinery_Cluster_Hello()
+        hello.workerID = "hostile"
+        hello.host = "attacker"
+        hello.slots = 1
+        var forged = 0
+        while coordinator.status == nil {
+            try send(.hello(hello))
+            _ = try hostile.send([[0x0A, 0xFF, 0xFF]])  // and some garbage
+            for step in 0..<6 {
+                for micro in 0..<2 {
+                    for epoch in 1...3 {
+                        var result = Refinery_Cluster_GradientResult()
+                        result.lease = Lease(task: .microBatch(step: step, index: micro), epoch: Int64(epoch)).message
+                        result.parameterVersion = UInt64(step)
+                        result.lossSum = .nan
+                        result.tokens = 1
+                        result.gradient = nan
+                        try send(.gradientResult(result))
+                        forged += 1
+                    }
+                }
+            }
+            while (try? hostile.receive()) != nil {}
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        hostile.close()
+        #expect(forged > 36)
+        #expect(coordinator.status == 0, "\(coordinator.output)")
+        #expect(coordinator.output.contains("refused a result"), "the forgeries were seen and refused")
+        for worker in workers { #expect(worker.wait(seconds: 20)) }
+        for suffix in ["-data.jsonl", "-adapter/train_log.jsonl", "-adapter/adapter_model.safetensors"] {
+            let a = ClusterTests.read(dir.appendingPathComponent("ref" + suffix).path), b = ClusterTests.read(dir.appendingPathComponent("flooded" + suffix).path)
+            #expect(a != nil && a == b, "\(suffix) differs from the undisturbed run's")
         }
     }
 }

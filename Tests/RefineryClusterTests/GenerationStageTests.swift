@@ -39,19 +39,7 @@ import Testing
         let store = try ProtocolTests.store(chunks: 1)
         let stage = try GenerationStage(store: store)
         _ = try stage.takeTask(for: Self.worker, now: 0)
-        var result = Refinery_Cluster_GenerateResult()
-        result.chunkID = 1
-        result.outcome = "done"
-        result.pairs = (0..<5).map { i in
-            var pair = Refinery_Cluster_Pair()
-            pair.instruction = "Q\(i)"
-            pair.answer = "A\(i)"
-            return pair
-        }
-        var request = Refinery_Cluster_RequestRecord()
-        request.status = "done"
-        request.promptHash = "p"
-        result.requests = [request]
+        let result = LeaseTests.result(for: Lease(task: .chunk(1), epoch: 1))
         // Epoch 1 answers after the task was leased again under epoch 2: the answer is kept.
         guard case .stored = try stage.accept(.generation(result), lease: Lease(task: .chunk(1), epoch: 1), isCurrent: false, from: Self.worker) else {
             Issue.record("a valid answer for an open chunk was not stored"); return

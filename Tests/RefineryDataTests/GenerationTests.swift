@@ -11,12 +11,7 @@ import RefineryText
 @Suite struct GenerationTests {
     /// Starts a mock server on a free port; returns its base URL, state and the task to cancel.
     static func startMock(_ options: MockLLMOptions) async throws -> (String, MockLLMState, Task<Void, Error>) {
-        let state = MockLLMState(seed: options.seed)
-        let (stream, continuation) = AsyncStream<Int>.makeStream()
-        let task = Task { try await MockLLMServer.run(port: 0, options: options, state: state, quiet: true) { continuation.yield($0) } }
-        var iterator = stream.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw DataError("mock server did not start") }
-        return ("http://127.0.0.1:\(port)/v1", state, task)
+        try await MockLLMServer.start(options)
     }
 
     /// `count` articles of unique text, each long enough for a few chunks.

@@ -9,12 +9,7 @@ import Testing
 /// retry and limiter rules it relies on.
 @Suite struct LLMClientTests {
     static func startMock(_ options: MockLLMOptions) async throws -> (String, MockLLMState, Task<Void, Error>) {
-        let state = MockLLMState(seed: options.seed)
-        let (stream, continuation) = AsyncStream<Int>.makeStream()
-        let task = Task { try await MockLLMServer.run(port: 0, options: options, state: state, quiet: true) { continuation.yield($0) } }
-        var iterator = stream.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw LLMError.connection("the mock server did not start") }
-        return ("http://127.0.0.1:\(port)/v1", state, task)
+        try await MockLLMServer.start(options)
     }
 
     static func request() -> ChatRequest {

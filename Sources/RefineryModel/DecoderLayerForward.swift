@@ -1,0 +1,134 @@
+import Foundation
+import RefineryTensor
+
+/// What one layer's forward pass leaves for its backward pass.
+struct LayerActivations {
+    var xIn: Tensor
+    var normed1: Tensor, inverseRMS1: Tensor
+    var q: Tensor, k: Tensor, v: Tensor
+    var attention: Tensor
+    /// The attention probabilities, kept so that the backward pass need not recompute them.
+    var probabilities: Tensor
+    var xMid: Tensor
+    var normed2: Tensor, inverseRMS2: Tensor
+    var gate: Tensor, up: Tensor, act: Tensor
+    /// `x·Aᵀ` of each adapted projection.
+    var loraU: [LinearSlot: Tensor]
+    /// With LoRA dropout: the dropped input `x ⊙ mask` of each adapted projection, and the mask
+    /// (0 or 1/(1 − p) per element).
+    var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
+}
+
+/// What an adapted projection computed besides its output: `dropout(x)·Aᵀ`, and the dropped
+/// input with its mask when dropout is on.
+typealias LowRankTrace = (u: Tensor, dropped: (dropped: Tensor, mask: Tensor)?)
+
+/// Computes `out (+)= x·Wᵀ + b (+ the adapter's term)` for projection `slot` of layer `layer`
+/// over `rows` rows; returns the adapter's trace when the projection is adapted.
+typealias Projection = (_ x: Tensor, _ rows: Int, _ layer: Int, _ slot: LinearSlot, _ out: Tensor, _ accumulate: Bool) -> LowRankTrace?
+
+/// How a layer's forward pass is run.
+struct LayerForwardMode {
+    /// Keep every activation the backward pass needs (training).
+    var keepActivations: Bool
+    /// The layer may add its residual updates into its input tensor (nothing else reads it).
+    var consumesInput: Bool
+    /// Keys and values of earlier positions (generation); this pass's are appended.
+    var cache: KVCache?
+
+    static let inference = LayerForwardMode(keepActivations: false, consumesInput: true, cache: nil)
+    static let training = LayerForwardMode(keepActivations: true, consumesInput: false, cache: nil)
+}
+
+extension LlamaModel {
+    /// The base projection: `out (+)= x·Wᵀ + b` with this model's weights.
+    func baseProjection(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) {
+        let (w, b) = layers[layer].weights(slot)
+        let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
+        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: w.pointer, outFeatures: outFeatures,
+                    into: out.pointer, accumulate: accumulate)
+        if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: outFeatures) }
+    }
+
+    /// The forward pass of decoder layer `index` — the only one: generation, evaluation and
+    /// training all run it (the parity tests against transformers and PEFT guard it). `x` holds
+    /// `[t, hidden]` rows whose rotary tables are `cos`/`sin`; `keyStart` is the first key each
+    /// query may attend to (packed rows). Returns the layer's output, and its activations when
+    /// `mode.keepActivations`.
+    func forwardLayer(_ index: Int, x xIn: Tensor, cos: Tensor, sin: Tensor, keyStart: [Int]?, mode: LayerForwardMode,
+                      project: Projection) -> (Tensor, LayerActivations?) {
+        let c = config
+        let t = xIn.shape[0], h = c.hiddenSize
+        let layer = layers[index]
+        let keep = mode.keepActivations
+        var loraU: [LinearSlot: Tensor] = [:]
+        var loraX: [LinearSlot: (dropped: Tensor, mask: Tensor)] = [:]
+        func run(_ x: Tensor, _ slot: LinearSlot, into out: Tensor, accumulate: Bool) {
+            guard let trace = project(x, t, index, slot, out, accumulate), keep else { return }
+            loraU[slot] = trace.u
+            if let dropped = trace.dropped { loraX[slot] = dropped }
+        }
+        let normed1 = Tensor(uninitialized: [t, h])
+        Kernels.rmsNorm(xIn.pointer, weight: layer.inputNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed1.pointer)
+        let q = Tensor(uninitialized: [t, c.qDim]), k = Tensor(uninitialized: [t, c.kvDim]), v = Tensor(uninitialized: [t, c.kvDim])
+        run(normed1, .q, into: q, accumulate: false)
+        run(normed1, .k, into: k, accumulate: false)
+        run(normed1, .v, into: v, accumulate: false)
+        let rows = Array(0..<t)
+        Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
+        Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
+        // Keys and values: this pass's, or the cache's with this pass's appended.
+        var keys = UnsafePointer(k.pointer), values = UnsafePointer(v.pointer)
+        let past = mode.cache?.length ?? 0
+        if let cache = mode.cache {
+            let cachedK = cache.keys[index], cachedV = cache.values[index]
+            (cachedK.pointer + past * c.kvDim).update(from: k.pointer, count: t * c.kvDim)
+            (cachedV.pointer + past * c.kvDim).update(from: v.pointer, count: t * c.kvDim)
+            keys = UnsafePointer(cachedK.pointer)
+            values = UnsafePointer(cachedV.pointer)
+        }
+        let attention = Tensor(uninitialized: [t, c.qDim])
+        let probabilities = keep
+            ? Tensor(uninitialized: [Attention.probabilityCount(queryCount: t, keyCount: past + t, heads: c.headCount, kvHeads: c.kvHeadCount, keyStart: keyStart)])
+            : nil
+        Attention.causal(q: q.pointer, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
+                         out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: past + t,
+                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
+                         probabilities: probabilities?.pointer)
+        // x += attention · Woᵀ (+ bias); in place when nothing else reads the input.
+        let inPlace = mode.consumesInput && !keep
+        let xMid = inPlace ? xIn : xIn.copy()
+        run(attention, .o, into: xMid, accumulate: true)
+        let normed2 = Tensor(uninitialized: [t, h])
+        Kernels.rmsNorm(xMid.pointer, weight: layer.postAttentionNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: normed2.pointer)
+        let gate = Tensor(uninitialized: [t, c.intermediateSize]), up = Tensor(uninitialized: [t, c.intermediateSize])
+        run(normed2, .gate, into: gate, accumulate: false)
+        run(normed2, .up, into: up, accumulate: false)
+        let act = keep ? gate.copy() : gate
+        Kernels.siluGate(act.pointer, up: up.pointer, count: act.count)
+        let xOut = inPlace ? xMid : xMid.copy()
+        run(act, .down, into: xOut, accumulate: true)
+        guard keep, let probabilities else { return (xOut, nil) }
+        let inv1 = Tensor(uninitialized: [t]), inv2 = Tensor(uninitialized: [t])
+        BackwardKernels.inverseRMS(xIn.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv1.pointer)
+        BackwardKernels.inverseRMS(xMid.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: inv2.pointer)
+        let saved = LayerActivations(xIn: xIn, normed1: normed1, inverseRMS1: inv1, q: q, k: k, v: v, attention: attention, probabilities: probabilities,
+                                     xMid: xMid, normed2: normed2, inverseRMS2: inv2, gate: gate, up: up, act: act, loraU: loraU, loraX: loraX)
+        return (xOut, saved)
+    }
+}
+
+extension DecoderLayerWeights {
+    /// The weight and bias of projection `slot`.
+    func weights(_ slot: LinearSlot) -> (Tensor, Tensor?) {
+        switch slot {
+        case .q: return (qProj, qBias)
+        case .k: return (kProj, kBias)
+        case .v: return (vProj, vBias)
+        case .o: return (oProj, oBias)
+        case .gate: return (gateProj, gateBias)
+        case .up: return (upProj, upBias)
+        case .down: return (downProj, downBias)
+        }
+    }
+}
