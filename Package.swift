@@ -86,7 +86,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "refinery-bench",
-            dependencies: ["RefineryModel", "RefineryTensor", "COpenBLAS"],
+            dependencies: ["RefineryCore", "RefineryModel", "RefineryTensor", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
         .testTarget(

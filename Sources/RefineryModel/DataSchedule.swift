@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryText
 
 /// Which sequences every micro-batch of every step holds: a pure function of (seed, epoch, step)

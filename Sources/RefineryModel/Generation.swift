@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryTensor
 
 /// How `generate` picks tokens. Temperature 0 means greedy.
@@ -18,19 +19,6 @@ public struct SamplingOptions: Sendable {
         self.topK = topK
         self.seed = seed
         self.stopTokens = stopTokens
-    }
-}
-
-/// A small, fast, seedable PRNG (SplitMix64), so sampled generations are reproducible.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

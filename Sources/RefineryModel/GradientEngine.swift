@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryTensor
 
 /// Computes gradients of the summed token cross-entropy of sequences with respect to the

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryTensor
 

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import Testing
 @testable import RefineryModel
 

@@ -1,20 +1,12 @@
 import Foundation
+import RefineryCore
 import Testing
 @testable import RefineryModel
 
 /// Throws 100,000+ mutated headers at the safetensors parser: each must be refused with an error
 /// or accepted with every invariant holding. A crash fails the whole run.
 @Suite struct SafetensorsFuzzTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = SplitMix64
 
     static let fragments: [String] = ["-1", "0", "18446744073709551616", "9223372036854775807", "1e9", "1.5", "null", "true",
                                       "\"F32\"", "\"BF16\"", "\"F16\"", "\"I8\"", "[]", "{}", "[0,0]", "\"\\u0000\"", "\"",
@@ -27,7 +19,7 @@ import Testing
         let data = [UInt8](repeating: 0x3C, count: 256)
         let validFile: [UInt8] = (0..<8).map { UInt8((UInt64(headerText.count) >> (8 * UInt64($0))) & 0xFF) } + headerText + data
         #expect((try? validFile.withUnsafeBytes { try SafetensorsFile.parseHeader($0, path: "seed") }) != nil)
-        var generator = Generator(state: 0x5AFE_7E45)
+        var generator = Generator(seed: 0x5AFE_7E45)
         var accepted = 0, refused = 0
         let iterations = 100_000
         for iteration in 0..<iterations {
