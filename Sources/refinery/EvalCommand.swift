@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RefineryCore
 import RefineryModel
+import RefineryPipeline
 import RefineryText
 
 /// `refinery eval`: the masked, token-weighted loss of a dataset.
@@ -44,13 +45,7 @@ struct EvalCommand: ParsableCommand {
             let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory, templateName: template)
             let encoder = SampleEncoder(chat: chat, trainOn: trainOnValue, maxLength: maxLength)
-            var encoded: [EncodedSample] = []
-            try DatasetReader(format: datasetFormat).read(path: data) { sample, line in
-                do { encoded.append(try encoder.encode(sample)) } catch let error as TextError {
-                    throw CommandError("\(data):\(line): \(error.message)")
-                }
-            }
-            guard !encoded.isEmpty else { throw CommandError("\(data) holds no samples") }
+            let encoded = try DatasetLoading.encode(path: data, format: datasetFormat, encoder: encoder)
             let llama = try LlamaModel(directory: directory)
             let start = Date()
             let report: (Int, Int) -> Void = { done, total in

@@ -93,15 +93,23 @@ import Testing
             request.offset = offset
             try hostile.send(version: Wire.protocolVersion, .modelFileRequest(request))
         }
+        // The friend itself, with usage at the limits of its types: refused, its lease kept.
+        var overflowing = LeaseTests.result(for: try Lease(message: leased.lease))
+        overflowing.requests[0].promptTokens = .min
+        try friend.send(version: Wire.protocolVersion, .generateResult(overflowing))
+        overflowing.requests[0].promptTokens = 1
+        overflowing.requests[0].cost = .nan
+        try friend.send(version: Wire.protocolVersion, .generateResult(overflowing))
         // The coordinator is alive, answers a newcomer, and stored nothing of all that.
         let late = try RawPeer(endpoint: endpoint, id: "late")
         try late.send(version: Wire.protocolVersion, ProtocolTests.hello(id: "late"))
         #expect(try Self.welcomed(late))
-        // 2 undecodable + 2 extreme hellos + 3 epochs + 2 gradients + the friend's lease + a ghost chunk + 3 file requests,
+        // 2 undecodable + 2 extreme hellos + 3 epochs + 2 gradients + the friend's lease + a ghost chunk + 3 file requests
+        // + 2 overflowing usages,
         // each refused as it arrives (the peers' messages reach the coordinator in no fixed order).
         let deadline = Date().addingTimeInterval(10)
-        while running.coordinator.refusedMessages < 14 && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        #expect(running.coordinator.refusedMessages == 14, "\(running.coordinator.refusedMessages) refusals")
+        while running.coordinator.refusedMessages < 16 && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(running.coordinator.refusedMessages == 16, "\(running.coordinator.refusedMessages) refusals")
         #expect(running.error == nil)
         #expect(try store.samples().isEmpty)
         #expect(try store.workers().allSatisfy { $0.tasksDone == 0 })
@@ -203,6 +211,10 @@ import Testing
         gradient.sequences = [sequence]
         gradient.dropoutSeeds = []
         try send(.gradientTask(gradient))  // no dropout seeds
+        gradient.dropoutSeeds = [1]
+        sequence.ids = [1, Int32.min, Int32.max]
+        gradient.sequences = [sequence]
+        try send(.gradientTask(gradient))  // a negative token id
         gradient.step = .max
         try send(.gradientTask(gradient))
         var update = Refinery_Cluster_ParameterUpdate()
@@ -211,8 +223,8 @@ import Testing
         update.count = .max
         try send(.parameterUpdate(update))
         #expect(try alive(), "the worker still answers")
-        // 1 welcome + 4 file lists + 2 pieces + 1 chunk task + 5 gradient tasks + 1 parameter update.
-        #expect(worker.value.refusedMessages == 14, "\(worker.value.refusedMessages) refusals")
+        // 1 welcome + 4 file lists + 2 pieces + 1 chunk task + 6 gradient tasks + 1 parameter update.
+        #expect(worker.value.refusedMessages == 15, "\(worker.value.refusedMessages) refusals")
         #expect(failure.error == nil, "\(String(describing: failure.error))")
         let outside = try FileManager.default.contentsOfDirectory(atPath: root.path).sorted()
         #expect(outside == ["keep.txt", "model"] || outside == ["keep.txt"], "\(outside)")
