@@ -28,3 +28,33 @@ public enum DatasetLines {
         }
     }
 }
+
+extension DatasetLines {
+    /// Splits the dataset at `input` into `output` (train) and its `…test.jsonl` by a seeded hash
+    /// of each sample's lineage id (or its text when it has none), rows unchanged; returns the
+    /// counts.
+    public static func split(_ input: String, into output: String, testFraction: Double, seed: UInt64) throws -> (train: Int, test: Int) {
+        guard (0..<1).contains(testFraction) else { throw DataError("--test-fraction must be in [0, 1)") }
+        var train: [String] = [], test: [String] = []
+        for line in try read(input) {
+            let id = (try? JSONValue.parse(line.row))?["lineage"]?["id"]?.stringValue ?? Deduplication.key(line.sample)
+            if DatasetExport.isTest(id, fraction: testFraction, seed: seed) { test.append(line.row) } else { train.append(line.row) }
+        }
+        try write(train, to: output)
+        try write(test, to: DatasetExport.testPath(for: output))
+        return (train.count, test.count)
+    }
+
+    /// Converts every sample of `input` to `format` and writes `output` atomically; returns the
+    /// number of samples. An error names the line.
+    public static func convert(_ input: String, to format: DatasetFormat, output: String) throws -> Int {
+        var rows: [String] = []
+        try DatasetReader().read(path: input) { sample, line in
+            do { rows.append(try DatasetConversion.row(sample, as: format).compactText) } catch let error as DataError {
+                throw DataError("\(input):\(line): \(error.message)")
+            }
+        }
+        try write(rows, to: output)
+        return rows.count
+    }
+}

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import RefineryCore
 import RefineryData
 import RefineryPipeline
 import RefineryText
@@ -47,16 +46,8 @@ struct DataSplitCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard (0..<1).contains(testFraction) else { throw CommandError("--test-fraction must be in [0, 1)") }
-            var train: [String] = [], test: [String] = []
-            for line in try DatasetLines.read(input) {
-                let (row, sample) = (line.row, line.sample)
-                let id = (try? JSONValue.parse(row))?["lineage"]?["id"]?.stringValue ?? Deduplication.key(sample)
-                if DatasetExport.isTest(id, fraction: testFraction, seed: seed) { test.append(row) } else { train.append(row) }
-            }
-            try DatasetLines.write(train, to: output)
-            try DatasetLines.write(test, to: DatasetExport.testPath(for: output))
-            Output.line("wrote \(train.count) train samples to \(output) and \(test.count) test samples to \(DatasetExport.testPath(for: output))")
+            let (train, test) = try DatasetLines.split(input, into: output, testFraction: testFraction, seed: seed)
+            Output.line("wrote \(train) train samples to \(output) and \(test) test samples to \(DatasetExport.testPath(for: output))")
         }
     }
 }
@@ -74,17 +65,7 @@ struct DataConvertCommand: ParsableCommand {
             guard let format = DatasetFormat(rawValue: to) else {
                 throw CommandError("--to must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            var text = ""
-            var count = 0
-            try DatasetReader().read(path: input) { sample, line in
-                do { text += try DatasetConversion.row(sample, as: format).compactText + "\n" } catch let error as DataError {
-                    throw CommandError("\(input):\(line): \(error.message)")
-                }
-                count += 1
-            }
-            do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                throw CommandError("cannot write \(output): \(error.localizedDescription)")
-            }
+            let count = try DatasetLines.convert(input, to: format, output: output)
             Output.line("wrote \(count) samples to \(output) as \(format.rawValue)")
         }
     }
