@@ -76,6 +76,15 @@ import Testing
         #expect(lines.all.contains { $0.contains("kept 2 of 3") })
     }
 
+    @Test func theExampleConfigReadsWithEverySection() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/run.yaml").path
+        let config = try RunConfig(path: path)
+        #expect(config.curate.stages.compactMap { ($0 as? DedupStage)?.method } == [.exact, .minhash])
+        #expect(config.train.options.lora.rank == 32 && config.train.options.checkpointEvery == 100 && config.train.options.packing)
+        #expect(config.generate.budget == 5.0 && config.data.articles == "examples/articles.json" && config.export.merged != nil)
+    }
+
     @Test func theStepPolicyIsTheSameForEveryDriver() {
         var options = TrainingOptions()
         options.evalEvery = 4
