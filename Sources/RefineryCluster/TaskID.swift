@@ -47,7 +47,17 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
         }
     }
 
-    public static func < (lhs: TaskID, rhs: TaskID) -> Bool { lhs.key < rhs.key }
+    /// Chunks by id, then micro-batches and eval sequences by (step, index): numeric order, so
+    /// chunk 2 comes before chunk 10.
+    public static func < (lhs: TaskID, rhs: TaskID) -> Bool { lhs.order < rhs.order }
+
+    private var order: (Int, Int64, Int) {
+        switch self {
+        case let .chunk(id): return (0, id, 0)
+        case let .microBatch(step, index): return (1, Int64(step), index)
+        case let .eval(step, index): return (2, Int64(step), index)
+        }
+    }
 
     /// The wire form.
     public var message: Refinery_Cluster_TaskId {
