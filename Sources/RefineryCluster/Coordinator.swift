@@ -73,6 +73,10 @@ public final class Coordinator {
     /// A coordinator on any transport and clock. A state file that cannot be read stops it with
     /// the reason.
     public init(store: RunStore, options: CoordinatorOptions, transport: CoordinatorTransport, clock: ClusterClock) throws {
+        guard options.heartbeatInterval.isFinite, (0.001...600).contains(options.heartbeatInterval), options.liveness >= 1,
+              options.restartGrace.isFinite, options.restartGrace >= 0 else {
+            throw ClusterError("the heartbeat must be between 0.001 and 600 seconds (got \(options.heartbeatInterval)), the liveness at least 1 (got \(options.liveness)) and the restart grace ≥ 0 s (got \(options.restartGrace))")
+        }
         self.store = store
         self.options = options
         self.transport = transport
@@ -218,6 +222,7 @@ public final class Coordinator {
             var refused = Refinery_Cluster_Refused()
             refused.reason = reason
             if let bytes = try? Wire.encode(.refused(refused)) { _ = transport.send(bytes, to: routingID) }
+            refusals.increment()
             report("[cluster] refused worker \(hello.workerID)@\(hello.host): \(reason)")
         }
         guard hello.protocolVersion == Wire.protocolVersion else {

@@ -40,6 +40,8 @@ public final class ZMQRouterTransport: CoordinatorTransport {
         try socket.setOption(ZMQ_ROUTER_HANDOVER, 1)
         try socket.setOption(ZMQ_SNDHWM, 0)
         try socket.setOption(ZMQ_RCVHWM, 0)
+        // A peer that sends more than a message may hold is cut off before it is read into memory.
+        try socket.setOption(ZMQ_MAXMSGSIZE, int64: Int64(WireLimits.maxMessageBytes))
         if let security {
             try socket.setOption(ZMQ_CURVE_SERVER, 1)
             try socket.setOption(ZMQ_CURVE_SECRETKEY, string: security.serverSecretKey)

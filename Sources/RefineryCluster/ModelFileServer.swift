@@ -16,41 +16,45 @@ final class ModelFileServer {
     }
 
     let directory: String
+    /// The files a worker may fetch, listed once: the model folder does not change during a run.
+    let names: [String]
 
-    init(directory: String) { self.directory = directory }
+    init(directory: String) {
+        self.directory = directory
+        names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { ModelFileServer.isModelFile($0) && ModelFileServer.isPlainName($0) }.sorted()
+    }
 
     /// The piece of `name` at `offset`, or (empty name) the list of files.
     func chunk(name: String, offset: UInt64) -> Refinery_Cluster_ModelFileChunk {
-        let request = (name: name, offset: offset)
         var reply = Refinery_Cluster_ModelFileChunk()
-        reply.name = request.name
-        reply.offset = request.offset
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(Self.isModelFile).sorted()
-        if request.name.isEmpty {
+        reply.name = name
+        reply.offset = offset
+        if name.isEmpty {
             reply.names = names
             return reply
         }
-        guard Self.isPlainName(request.name), names.contains(request.name) else {
-            reply.error = "the coordinator's model folder has no file \(request.name)"
+        guard names.contains(name) else {
+            reply.error = "the coordinator's model folder has no file \(name)"
             return reply
         }
-        let path = (directory as NSString).appendingPathComponent(request.name)
+        let path = (directory as NSString).appendingPathComponent(name)
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            reply.error = "the coordinator cannot read \(request.name)"
+            reply.error = "the coordinator cannot read \(name)"
             return reply
         }
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()) ?? 0
         reply.totalSize = size
-        guard request.offset <= size else {
-            reply.error = "offset \(request.offset) is past the end of \(request.name) (\(size) bytes)"
+        guard offset <= size else {
+            reply.error = "offset \(offset) is past the end of \(name) (\(size) bytes)"
             return reply
         }
         do {
-            try handle.seek(toOffset: request.offset)
+            try handle.seek(toOffset: offset)
             reply.data = try handle.read(upToCount: Self.pieceSize) ?? Data()
         } catch {
-            reply.error = "cannot read \(request.name): \(error.localizedDescription)"
+            reply.error = "cannot read \(name): \(error.localizedDescription)"
         }
         return reply
     }

@@ -52,6 +52,10 @@ public final class TrainingStage: ClusterStage {
         trainer = driver.trainer
         self.store = store
         self.leaseTimeout = leaseTimeout
+        let bytes = trainer.engine.gradientCount * MemoryLayout<Float>.size
+        guard bytes <= WireLimits.maxMessageBytes else {
+            throw ClusterError("the trainable parameters (\(bytes >> 20) MiB) do not fit in one cluster message (\(WireLimits.maxMessageBytes >> 20) MiB): train this model with LoRA, or on one machine with `refinery train`")
+        }
         if try driver.begin(resume: true) {
             phase = .finished
         } else {

@@ -1,7 +1,8 @@
 import Foundation
 import SwiftProtobuf
 
-/// Messages on the wire: one protobuf `Envelope` per ZeroMQ message.
+/// Messages on the wire: one protobuf `Envelope` per ZeroMQ message. Incoming bytes are read
+/// only through `fromWorker` / `fromCoordinator`, which check every field.
 public enum Wire {
     /// Version of `proto/refinery.proto` this build speaks. A worker of another version is refused.
     public static let protocolVersion: UInt32 = 2
@@ -13,10 +14,5 @@ public enum Wire {
         envelope.body = body
         let data: Data = try envelope.serializedBytes()
         return Array(data)
-    }
-
-    /// Parses an envelope; nil for bytes that are not one (a stray or hostile peer).
-    public static func decode(_ bytes: [UInt8]) -> Refinery_Cluster_Envelope? {
-        try? Refinery_Cluster_Envelope(serializedBytes: bytes)
     }
 }

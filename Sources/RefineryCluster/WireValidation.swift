@@ -18,8 +18,8 @@ enum WireLimits {
 
 extension Wire {
     /// Decodes and checks a message a worker sent. A message that does not decode, comes from
-    /// another protocol version (other than a hello, which is refused with the reason), or
-    /// holds a field out of range is refused with the reason.
+    /// another protocol version (other than a hello, which the coordinator answers with the
+    /// reason), or holds a field out of range is refused with the reason.
     public static func fromWorker(_ bytes: [UInt8]) throws(WireRefusal) -> WorkerMessage {
         let envelope = try envelope(bytes)
         guard let body = envelope.body else { throw WireRefusal("an envelope without a message") }
@@ -71,10 +71,15 @@ extension Wire {
               hello.modelHash.utf8.count <= 64 else {
             throw WireRefusal("a hello with an empty or over-long worker id, host or model hash")
         }
-        guard hello.held.count + hello.answered.count <= WireLimits.maxLeasesInHello else { throw WireRefusal("a hello listing \(hello.held.count) leases") }
+        let listed = hello.held.count + hello.answered.count
+        guard listed <= WireLimits.maxLeasesInHello else { throw WireRefusal("a hello listing \(listed) leases") }
+        // A peer of another version is only told so: its leases are in a shape this build may not
+        // read, and it will not be admitted anyway.
         var held: [Lease] = [], answered: [Lease] = []
-        for lease in hello.held { held.append(try Lease(message: lease)) }
-        for lease in hello.answered { answered.append(try Lease(message: lease)) }
+        if version == protocolVersion {
+            for lease in hello.held { held.append(try Lease(message: lease)) }
+            for lease in hello.answered { answered.append(try Lease(message: lease)) }
+        }
         return WorkerHello(protocolVersion: version, workerID: hello.workerID, host: hello.host, slots: Int(min(max(1, hello.slots), WireLimits.maxSlots)),
                            modelHash: hello.modelHash, held: held, answered: answered, fetchModel: hello.fetchModel)
     }

@@ -147,6 +147,7 @@ public final class Worker {
         try socket.setOption(ZMQ_RECONNECT_IVL_MAX, 32000)
         try socket.setOption(ZMQ_SNDHWM, 0)
         try socket.setOption(ZMQ_RCVHWM, 0)
+        try socket.setOption(ZMQ_MAXMSGSIZE, int64: Int64(WireLimits.maxMessageBytes))
         if let security = options.security {
             try socket.setOption(ZMQ_CURVE_SERVERKEY, string: security.serverPublicKey)
             try socket.setOption(ZMQ_CURVE_PUBLICKEY, string: security.keys.publicKey)
@@ -266,7 +267,6 @@ public final class Worker {
             do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
                 throw ClusterError("cannot create \(folder): \(error.localizedDescription)")
             }
-            guard chunk.names.allSatisfy(ModelFileServer.isPlainName) else { throw ClusterError("the coordinator named a model file outside the model folder") }
             fetchQueue = chunk.names.reversed()
             report("[worker] fetching \(chunk.names.count) model files into \(folder)")
             try fetchNextFile()

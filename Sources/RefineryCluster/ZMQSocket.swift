@@ -70,6 +70,12 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_setsockopt(try live(), option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("cannot set socket option \(option)") }
     }
 
+    /// Sets a 64-bit integer option (`ZMQ_MAXMSGSIZE`).
+    public func setOption(_ option: Int32, int64 value: Int64) throws {
+        var value = value
+        guard zmq_setsockopt(try live(), option, &value, MemoryLayout<Int64>.size) == 0 else { throw ZMQError("cannot set socket option \(option)") }
+    }
+
     /// Sets a bytes or string option (`ZMQ_ROUTING_ID`, CURVE keys, `ZMQ_ZAP_DOMAIN`).
     public func setOption(_ option: Int32, bytes: [UInt8]) throws {
         let result = bytes.withUnsafeBytes { zmq_setsockopt(try? live(), option, $0.baseAddress, bytes.count) }

@@ -158,11 +158,6 @@ extension RunStore {
         }
     }
 
-    /// Counts a task a worker finished (gradient and eval tasks; generation results count in `commitChunkResult`).
-    public func countTask(workerID: String) throws {
-        try write { db in try db.execute(sql: "UPDATE worker SET tasks_done = tasks_done + 1 WHERE id = ?", arguments: [workerID]) }
-    }
-
     /// Marks every worker gone (a coordinator starting up knows none yet).
     public func forgetWorkers() throws {
         try write { db in try db.execute(sql: "UPDATE worker SET state = 'gone'") }

@@ -235,6 +235,37 @@ import Testing
         #expect(try h.store.workers().isEmpty && h.holder(.chunk(1)) == nil)
     }
 
+    @Test func heartbeatsAndGracesOutsideTheirRangesAreRefusedAtStart() throws {
+        let store = try ProtocolTests.store(chunks: 1)
+        for (heartbeat, liveness, grace) in [(0.0, 3, 45.0), (-1, 3, 45), (.nan, 3, 45), (1e9, 3, 45), (1, 0, 45), (1, 3, -1), (1, 3, .infinity)] {
+            var options = CoordinatorOptions(listen: "inproc://unused")
+            options.heartbeatInterval = heartbeat
+            options.liveness = liveness
+            options.restartGrace = grace
+            #expect(throws: ClusterError.self, "\(heartbeat) \(liveness) \(grace)") {
+                _ = try Coordinator(store: store, options: options, transport: InMemoryTransport(), clock: ManualClock())
+            }
+        }
+    }
+
+    @Test func aWorkerOfAnotherVersionHoldingLeasesOfAnotherShapeIsStillToldWhy() throws {
+        let h = try Harness(chunks: 1)
+        var hello = Refinery_Cluster_Hello()
+        hello.workerID = "old"
+        var oldLease = Refinery_Cluster_Lease()  // protocol 1 named the task by a string, gone from this schema
+        oldLease.epoch = 3
+        hello.held = [oldLease]
+        try h.send(.hello(hello), from: "old", version: Wire.protocolVersion - 1)
+        try h.turn()
+        let replies = try h.received("old")
+        guard case let .refused(reason)? = replies.first else { Issue.record("no refusal: \(replies)"); return }
+        #expect(reason.contains("protocol version"))
+        // The same hello from a peer of this version is not readable: refused without a reply.
+        try h.send(.hello(hello), from: "new")
+        try h.turn()
+        #expect(try h.received("new").isEmpty && h.coordinator.refusedMessages == 2)
+    }
+
     @Test func resultsForLeasesNeverGrantedToTheSenderChangeNothing() throws {
         let h = try Harness(chunks: 2)
         try h.hello("w1", slots: 1)
