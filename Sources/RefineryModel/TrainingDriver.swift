@@ -72,7 +72,7 @@ public final class TrainingDriver {
     public func finishStep(lossSum: Double, tokens: Int) throws -> StepRecord {
         let record: StepRecord
         do { record = try trainer.finishStep(lossSum: lossSum, tokens: tokens) } catch let error as ModelError {
-            let last = checkpoints.latestDescription().map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet (the last good checkpoint is none)"
+            let last = "the last good checkpoint is " + (checkpoints.latestDescription() ?? "none: no checkpoint was written yet")
             throw ModelError(error.message + "; " + last + ". " + recoveryHint)
         }
         try log.append(step: record.step, kind: "train", row: record.logLine)
@@ -101,12 +101,11 @@ public final class TrainingDriver {
         do { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) } catch {
             throw ModelError("cannot create the output folder \(output.path): \(error.localizedDescription)")
         }
+        // The log as one file, whole (rewritten atomically even where the log is that file).
         let logURL = output.appendingPathComponent("train_log.jsonl")
-        if (log as? FileTrainLog)?.url.standardizedFileURL != logURL.standardizedFileURL {
-            let text = try log.rows().map { $0 + "\n" }.joined()
-            do { try Data(text.utf8).write(to: logURL, options: .atomic) } catch {
-                throw ModelError("cannot write \(logURL.path): \(error.localizedDescription)")
-            }
+        let text = try log.rows().map { $0 + "\n" }.joined()
+        do { try Data(text.utf8).write(to: logURL, options: .atomic) } catch {
+            throw ModelError("cannot write \(logURL.path): \(error.localizedDescription)")
         }
         try trainer.writeResult(to: output)
     }

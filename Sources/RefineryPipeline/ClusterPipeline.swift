@@ -33,11 +33,24 @@ public struct ClusterPipeline {
         if config.export.merged != nil && !config.train.isRequested {
             throw PipelineError("\(path): export.merged needs a train section (there is no adapter to merge)")
         }
+        if config.train.isRequested {
+            // The rules workers check training settings by when they arrive.
+            do { _ = try TrainingWireSettings(message: Self.trainingSettings(config.train.options).message) } catch {
+                throw PipelineError("\(path): \(error.reason)")
+            }
+        }
         self.config = config
         self.state = state
         self.listen = listen
         self.security = security
         self.report = report
+    }
+
+    /// What workers need to build the coordinator's gradient engine; products cut for this
+    /// process's thread count, so every worker computes the same bits.
+    static func trainingSettings(_ options: TrainingOptions) -> TrainingWireSettings {
+        TrainingWireSettings(method: options.method, lora: options.lora, gradientCheckpointing: options.gradientCheckpointing,
+                             blasThreads: BLAS.threadCount)
     }
 
     /// The base model workers need (nil when the run does not train).
@@ -88,9 +101,7 @@ public struct ClusterPipeline {
                     if let evalLoss { line += String(format: "  eval_loss %.4f", evalLoss) }
                     report(line + "\n")
                 }
-                coordinator.trainingSettings = TrainingWireSettings(method: trainer.options.method, lora: trainer.options.lora,
-                                                                    gradientCheckpointing: trainer.options.gradientCheckpointing,
-                                                                    blasThreads: BLAS.threadCount)
+                coordinator.trainingSettings = Self.trainingSettings(trainer.options)
                 try coordinator.run(stage)
                 report("[train] timing \(stage.timingJSON)\n")
                 written += plan.writtenFiles

@@ -69,7 +69,7 @@ public struct GenerationJob: Sendable {
                 let rate = Double(p.requests) / max(p.elapsed, 1e-9)
                 let remaining = Double(p.total - p.done - p.failed) / max(Double(p.done + p.failed) / max(p.elapsed, 1e-9), 1e-9)
                 report(String(format: "\r[generate] %d/%d chunks done, %d failed, %d requests (%.1f/s), $%.4f, ETA %@",
-                              p.done, p.total, p.failed, p.requests, rate, p.dollars, Duration.text(remaining)))
+                              p.done, p.total, p.failed, p.requests, rate, p.dollars, DurationText.of(remaining)))
             }
         } catch {
             stopped = error
@@ -98,8 +98,8 @@ final class ProgressThrottle: @unchecked Sendable {
 }
 
 /// Durations for progress lines: `42s`, `3m5s`, `2h10m`.
-public enum Duration {
-    public static func text(_ seconds: Double) -> String {
+public enum DurationText {
+    public static func of(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 3600 ? "\(s / 3600)h\((s % 3600) / 60)m" : (s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s")

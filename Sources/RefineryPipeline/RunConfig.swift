@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCluster
 import RefineryData
 import RefineryLLM
 import RefineryModel
@@ -99,10 +100,13 @@ public struct GenerateConfig: Sendable {
         tpm = try s.int("tpm")
         budget = try s.double("budget")
         timeout = try s.double("timeout") ?? timeout
+        guard (rpm ?? 1) > 0, (tpm ?? 1) > 0 else { throw PipelineError("\(s.path): generate.rpm and generate.tpm (--rpm, --tpm) must be positive") }
+        guard budget.map({ $0.isFinite && $0 >= 0 }) ?? true else { throw PipelineError("\(s.path): generate.budget (--budget) must be a number of dollars ≥ 0") }
         settings.model = try s.string("model") ?? settings.model
         settings.temperature = try s.double("temperature") ?? settings.temperature
         settings.maxTokens = try s.int("max_tokens") ?? settings.maxTokens
         settings.maxInvalidReplies = try s.int("max_invalid") ?? settings.maxInvalidReplies
+        guard settings.maxInvalidReplies >= 0 else { throw PipelineError("\(s.path): generate.max_invalid (--max-invalid) must be ≥ 0") }
         settings.price = Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0)
         if let system = try s.string("system_prompt") { settings.prompt.system = system }
         if let user = try s.string("user_prompt") {
@@ -119,6 +123,10 @@ public struct GenerateConfig: Sendable {
         case let other: throw PipelineError("\(s.path): generate.response_format (--response-format) must be json_object or json_schema, found \(other)")
         }
         try s.finish(known: Self.keys)
+        // The rules workers check these settings by when they arrive: a config they would refuse
+        // is refused here, before anything runs (on one machine too, for the same limits).
+        let wire = GenerationWireSettings(baseURL: baseURL, timeout: timeout, apiKeyEnv: apiKeyEnv, settings: settings)
+        do { _ = try GenerationWireSettings(message: wire.message) } catch { throw PipelineError("\(s.path): \(error.reason)") }
     }
 
     /// The API key from the environment variable named by `apiKeyEnv` (never from a flag or file).
@@ -191,7 +199,10 @@ public struct TrainConfig: Sendable {
         o.shuffle = try s.bool("shuffle") ?? o.shuffle
         if try s.bool("no_shuffle") == true { o.shuffle = false }
         o.seed = try s.seed("seed") ?? o.seed
-        if let clip = try s.double("max_grad_norm") { o.maxGradNorm = clip > 0 ? clip : nil }
+        if let clip = try s.double("max_grad_norm") {
+            guard clip.isFinite else { throw PipelineError("\(s.path): train.max_grad_norm (--max-grad-norm) must be a number (0 disables clipping)") }
+            o.maxGradNorm = clip > 0 ? clip : nil
+        }
         o.weightDecay = try s.double("weight_decay") ?? o.weightDecay
         o.evalEvery = try s.int("eval_every")
         o.checkpointEvery = try s.int("checkpoint_every") ?? o.checkpointEvery

@@ -77,7 +77,8 @@ public struct TrainingPlan {
         guard trainer.options.method == .lora, let adapter = trainer.engine.adapter else {
             throw PipelineError("export.merged needs a LoRA run (a full fine-tune writes the model folder itself)")
         }
-        let model = try LlamaModel(directory: trainer.modelDirectory)
+        // The run is over: the base weights the trainer held frozen take the adapter in place.
+        let model = trainer.model
         model.merge(adapter)
         let dtype = try Checkpoint(directory: trainer.modelDirectory).storedDType
         try model.writeFolder(to: URL(fileURLWithPath: merged), copyingFrom: trainer.modelDirectory, dtype: dtype)

@@ -64,7 +64,7 @@ struct TrainCommand: ParsableCommand {
             try plan.runHere(resume: resume) { p in
                 var line = String(format: "\r[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@",
                                   p.record.step, p.totalSteps, p.record.loss, p.record.gradNorm, p.record.learningRate,
-                                  p.tokensPerSecond, Duration.text(p.secondsRemaining))
+                                  p.tokensPerSecond, DurationText.of(p.secondsRemaining))
                 if let e = p.evalLoss { line += String(format: "  eval_loss %.4f", e) }
                 Output.progress(line + (p.evalLoss != nil || p.record.step == p.totalSteps ? "\n" : ""))
             }

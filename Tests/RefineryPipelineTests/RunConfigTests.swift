@@ -50,6 +50,15 @@ import Testing
         #expect(Self.error { _ = try RunConfig(path: knob) }.contains("treshold"))
     }
 
+    @Test func settingsWorkersWouldRefuseAreRefusedWhenTheConfigIsRead() throws {
+        for (yaml, expected) in [("generate:\n  temperature: 50\n", "temperature"), ("generate:\n  rpm: -1\n", "generate.rpm"),
+                                 ("generate:\n  max_tokens: 0\n", "max_tokens"), ("generate:\n  budget: .nan\n", "generate.budget"),
+                                 ("generate:\n  timeout: -3\n", "timeout"), ("train:\n  max_grad_norm: .inf\n", "max_grad_norm")] {
+            let message = Self.error { _ = try RunConfig(path: try Self.write(yaml)) }
+            #expect(message.contains(expected), "\(yaml): \(message)")
+        }
+    }
+
     @Test func curationIsAnOrderedListAndTheOldMappingIsOneDedupStage() throws {
         let list = try RunConfig(path: try Self.write("""
             curate:
