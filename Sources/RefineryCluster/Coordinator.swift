@@ -395,21 +395,3 @@ public final class Coordinator {
         if transport.send(bytes, to: worker.routingID) { worker.lastSent = clock.now }
     }
 }
-
-/// A flag set from one thread and read by another.
-final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
-    }
-}

@@ -23,14 +23,6 @@ public struct WorkerOptions: Sendable {
     public init(coordinator: String) { self.coordinator = coordinator }
 }
 
-/// A count read from other threads.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
-    func increment() { lock.lock(); count += 1; lock.unlock() }
-}
-
 /// Messages produced off the loop thread (LLM answers, gradients) waiting to be sent.
 final class Outbox: @unchecked Sendable {
     private let lock = NSLock()

@@ -45,12 +45,14 @@ public struct StableHasher: Sendable {
 /// One-shot FNV-1a of a string.
 public enum StableHash {
     /// The 64-bit hash of `text`'s UTF-8 bytes.
-    public static func value(_ text: String) -> UInt64 {
-        var hasher = StableHasher()
-        hasher.combine(text)
-        return hasher.value
-    }
+    public static func value(_ text: String) -> UInt64 { hasher(text).value }
 
     /// The same as 16 lower-case hex digits.
-    public static func hex(_ text: String) -> String { String(format: "%016llx", value(text)) }
+    public static func hex(_ text: String) -> String { hasher(text).hex }
+
+    private static func hasher(_ text: String) -> StableHasher {
+        var hasher = StableHasher()
+        hasher.combine(text)
+        return hasher
+    }
 }
