@@ -93,13 +93,6 @@ public final class InMemoryTransport: CoordinatorTransport, @unchecked Sendable 
         lock.unlock()
     }
 
-    /// Makes `peer` unreachable (its connection is gone).
-    public func disconnect(_ peer: String) {
-        lock.lock()
-        reachable.remove(Array(peer.utf8))
-        lock.unlock()
-    }
-
     /// Everything sent to `peer` since the last call, oldest first.
     public func take(for peer: String) -> [[UInt8]] {
         lock.lock()

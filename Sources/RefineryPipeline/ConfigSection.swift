@@ -24,9 +24,6 @@ struct ConfigSection {
         for (key, value) in overrides { values[key] = value }
     }
 
-    /// Whether the section has any key.
-    var isEmpty: Bool { values.isEmpty }
-
     /// Fails on a key no getter asked for, listing the known ones.
     func finish(known: [String]) throws {
         let unknown = Set(values.keys).subtracting(known).sorted()
@@ -34,8 +31,6 @@ struct ConfigSection {
             throw PipelineError("\(path): unknown key \(name).\(key); known keys of \(name): \(known.sorted().joined(separator: ", "))")
         }
     }
-
-    func has(_ key: String) -> Bool { values[key] != nil }
 
     func string(_ key: String) throws -> String? {
         guard let value = values[key] else { return nil }
