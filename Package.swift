@@ -31,6 +31,10 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"])]
         ),
+        .systemLibrary(
+            name: "COneDNN",
+            providers: [.apt(["libdnnl-dev"])]
+        ),
         .target(
             name: "CRefineryKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
@@ -38,7 +42,7 @@ let package = Package(
         .target(name: "RefineryCore"),
         .target(
             name: "RefineryTensor",
-            dependencies: ["COpenBLAS", "CRefineryKernels"],
+            dependencies: ["COpenBLAS", "COneDNN", "CRefineryKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .target(name: "RefineryText", dependencies: ["RefineryCore"]),

@@ -84,4 +84,15 @@ public final class Checkpoint: @unchecked Sendable {
         }
         return try file.tensor(name)
     }
+
+    /// Reads `name` as a weight matrix for products in `dtype`, checking its shape. A bfloat16
+    /// tensor read for bfloat16 products is copied as it is (no float32 step); `keepFloat` also
+    /// keeps float32 values (a trained weight's master copy).
+    public func matrix(_ name: String, shape: [Int], dtype: ComputeDType, keepFloat: Bool) throws -> WeightMatrix {
+        if dtype == .bfloat16, !keepFloat, let fileName = location[name], let file = files[fileName],
+           let entry = file.entries[name], entry.dtype == .bf16, entry.shape == shape {
+            return WeightMatrix(bfloat16: try file.bfloat16Bits(name), shape: shape)
+        }
+        return WeightMatrix(try tensor(name, shape: shape), dtype: dtype, keepFloat: keepFloat)
+    }
 }

@@ -44,10 +44,8 @@ extension LlamaModel {
     /// The base projection: `out (+)= x·Wᵀ + b` with this model's weights.
     func baseProjection(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) {
         let (w, b) = layers[layer].weights(slot)
-        let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
-        BLAS.linear(x.pointer, rows: rows, inFeatures: inFeatures, weight: w.pointer, outFeatures: outFeatures,
-                    into: out.pointer, accumulate: accumulate)
-        if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: outFeatures) }
+        BLAS.linear(x.pointer, rows: rows, weight: w, into: out.pointer, accumulate: accumulate)
+        if let b { Kernels.addBias(out.pointer, bias: b.pointer, rows: rows, cols: w.shape[0]) }
     }
 
     /// The forward pass of decoder layer `index` — the only one: generation, evaluation and
@@ -120,7 +118,7 @@ extension LlamaModel {
 
 extension DecoderLayerWeights {
     /// The weight and bias of projection `slot`.
-    func weights(_ slot: LinearSlot) -> (Tensor, Tensor?) {
+    func weights(_ slot: LinearSlot) -> (WeightMatrix, Tensor?) {
         switch slot {
         case .q: return (qProj, qBias)
         case .k: return (kProj, kBias)

@@ -117,5 +117,6 @@ extension GradientEngine {
                 offset += parameter.value.count * 4
             }
         }
+        parametersChanged()
     }
 }

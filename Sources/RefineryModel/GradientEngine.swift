@@ -36,6 +36,9 @@ public final class GradientEngine: @unchecked Sendable {
             }
         }
         if trainsBase {
+            guard model.keepsFloatWeights else {
+                throw ModelError("full fine-tuning in \(model.dtype.rawValue) needs float32 master weights: load the model with keepFloatWeights (the trainer does)")
+            }
             for (name, tensor) in model.namedWeights() { parameters.append(TrainableParameter(name: name, value: tensor)) }
         }
         parameters.sort { $0.name < $1.name }
@@ -52,6 +55,21 @@ public final class GradientEngine: @unchecked Sendable {
     }
 
     private func grad(_ name: String) -> Tensor? { gradients[name] }
+
+    /// The float32 master weights changed (an optimizer step, a restore, new values from the
+    /// coordinator): a bfloat16 model rounds them into the copies its products read before the
+    /// next pass. Parameters changed outside the engine must be announced here.
+    public func parametersChanged() {
+        if trainsBase && model.dtype == .bfloat16 { computeCopiesStale = true }
+    }
+
+    private var computeCopiesStale = false
+
+    private func refreshComputeCopies() {
+        guard computeCopiesStale else { return }
+        model.refreshBFloat16Copies()
+        computeCopiesStale = false
+    }
 
     /// Seed of the LoRA dropout masks of the next `accumulate` call; the trainer sets it from
     /// (seed, step, micro-batch) so results never depend on scheduling.
@@ -121,15 +139,13 @@ public final class GradientEngine: @unchecked Sendable {
         let (w, b) = model.layers[index].weights(slot)
         let (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
         if let dx {
-            BLAS.gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
-                      a: dy.pointer, lda: outFeatures, b: w.pointer, ldb: inFeatures,
-                      beta: accumulate ? 1 : 0, c: dx.pointer, ldc: inFeatures)
+            BLAS.linearInputGradient(dy.pointer, rows: rows, weight: w, into: dx.pointer, accumulate: accumulate)
         }
         if trainsBase {
             let prefix = "model.layers.\(index).\(slot.rawValue)"
             if let dW = grad(prefix + ".weight") {
-                BLAS.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
-                          a: dy.pointer, lda: outFeatures, b: x.pointer, ldb: inFeatures, beta: 1, c: dW.pointer, ldc: inFeatures)
+                BLAS.addLinearWeightGradient(dy.pointer, x: x.pointer, rows: rows, outFeatures: outFeatures, inFeatures: inFeatures,
+                                             dtype: model.dtype, into: dW.pointer)
             }
             if b != nil, let dB = grad(prefix + ".bias") {
                 BackwardKernels.addColumnSums(dy.pointer, rows: rows, cols: outFeatures, into: dB.pointer)
@@ -270,9 +286,8 @@ public final class GradientEngine: @unchecked Sendable {
         if targets.isEmpty { return (0, 0) }
         let (cos, sin) = model.rotaryTables(positions: sequence.positions ?? Array(0..<t))
         var x = Tensor(uninitialized: [t, h])
-        for (row, token) in sequence.ids.enumerated() {
-            (x.pointer + row * h).update(from: model.embedTokens.pointer + token * h, count: h)
-        }
+        refreshComputeCopies()
+        for (row, token) in sequence.ids.enumerated() { model.embedTokens.copyRow(token, into: x.pointer + row * h) }
         var saved: [LayerActivations] = []
         var inputs: [Tensor] = []
         dropoutActive = previousAdapterDropout
@@ -304,11 +319,10 @@ public final class GradientEngine: @unchecked Sendable {
         let selected = Tensor(uninitialized: [rows.count, h])
         for (i, row) in rows.enumerated() { (selected.pointer + i * h).update(from: normed.pointer + row * h, count: h) }
         let dSelected = Tensor(uninitialized: [rows.count, h])
-        BLAS.gemm(transA: false, transB: false, m: rows.count, n: h, k: vocab, a: logits.pointer, lda: vocab,
-                  b: model.lmHead.pointer, ldb: h, c: dSelected.pointer, ldc: h)
+        BLAS.linearInputGradient(logits.pointer, rows: rows.count, weight: model.lmHead, into: dSelected.pointer)
         if trainsBase, let dHead = grad(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight") {
-            BLAS.gemm(transA: true, transB: false, m: vocab, n: h, k: rows.count, a: logits.pointer, lda: vocab,
-                      b: selected.pointer, ldb: h, beta: 1, c: dHead.pointer, ldc: h)
+            BLAS.addLinearWeightGradient(logits.pointer, x: selected.pointer, rows: rows.count, outFeatures: vocab, inFeatures: h,
+                                         dtype: model.dtype, into: dHead.pointer)
         }
         let dNormed = Tensor(zeros: [t, h])
         for (i, row) in rows.enumerated() { (dNormed.pointer + row * h).update(from: dSelected.pointer + i * h, count: h) }
@@ -339,20 +353,22 @@ public final class GradientEngine: @unchecked Sendable {
 
 extension LlamaModel {
     /// Every weight tensor by its Hugging Face name (the lm head only when untied).
+    /// The float32 values of a matrix are the kept ones (shared: full fine-tuning trains them in
+    /// place), or widened copies when the model holds bfloat16 only.
     public func namedWeights() -> [(String, Tensor)] {
-        var result: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens), ("model.norm.weight", finalNorm)]
-        if !config.tieWordEmbeddings { result.append(("lm_head.weight", lmHead)) }
+        var result: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens.floatValues()), ("model.norm.weight", finalNorm)]
+        if !config.tieWordEmbeddings { result.append(("lm_head.weight", lmHead.floatValues())) }
         for (index, layer) in layers.enumerated() {
             let p = "model.layers.\(index)."
             result.append((p + "input_layernorm.weight", layer.inputNorm))
             result.append((p + "post_attention_layernorm.weight", layer.postAttentionNorm))
-            let projections: [(LinearSlot, Tensor, Tensor?)] = [
+            let projections: [(LinearSlot, WeightMatrix, Tensor?)] = [
                 (.q, layer.qProj, layer.qBias), (.k, layer.kProj, layer.kBias), (.v, layer.vProj, layer.vBias),
                 (.o, layer.oProj, layer.oBias), (.gate, layer.gateProj, layer.gateBias), (.up, layer.upProj, layer.upBias),
                 (.down, layer.downProj, layer.downBias),
             ]
             for (slot, weight, bias) in projections {
-                result.append((p + slot.rawValue + ".weight", weight))
+                result.append((p + slot.rawValue + ".weight", weight.floatValues()))
                 if let bias { result.append((p + slot.rawValue + ".bias", bias)) }
             }
         }

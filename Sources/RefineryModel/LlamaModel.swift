@@ -4,40 +4,50 @@ import RefineryTensor
 /// The weights of one decoder layer.
 public struct DecoderLayerWeights: Sendable {
     public var inputNorm: Tensor
-    public var qProj: Tensor, kProj: Tensor, vProj: Tensor, oProj: Tensor
+    public var qProj: WeightMatrix, kProj: WeightMatrix, vProj: WeightMatrix, oProj: WeightMatrix
     public var qBias: Tensor?, kBias: Tensor?, vBias: Tensor?, oBias: Tensor?
     public var postAttentionNorm: Tensor
-    public var gateProj: Tensor, upProj: Tensor, downProj: Tensor
+    public var gateProj: WeightMatrix, upProj: WeightMatrix, downProj: WeightMatrix
     public var gateBias: Tensor?, upBias: Tensor?, downBias: Tensor?
 }
 
-/// A Llama-family decoder (Llama, Mistral, Qwen2, SmolLM, TinyLlama) in Float32, computing what
-/// transformers computes.
+/// A Llama-family decoder (Llama, Mistral, Qwen2, SmolLM, TinyLlama), computing what transformers
+/// computes: products in float32 or bfloat16 (`dtype`), everything else in float32.
 public final class LlamaModel: @unchecked Sendable {
     /// The architecture.
     public let config: ModelConfig
+    /// The precision of the matrix products (and of the frozen weights in memory).
+    public let dtype: ComputeDType
     /// `model.embed_tokens.weight` `[vocab, hidden]`.
-    public let embedTokens: Tensor
+    public let embedTokens: WeightMatrix
     /// The decoder layers.
     public let layers: [DecoderLayerWeights]
     /// `model.norm.weight`.
     public let finalNorm: Tensor
     /// `lm_head.weight` (the embedding matrix when tied).
-    public let lmHead: Tensor
+    public let lmHead: WeightMatrix
     private let inverseFrequencies: [Float]
 
-    /// Loads `config.json` and the safetensors weights of `directory`.
-    public convenience init(directory: URL) throws {
+    /// Loads `config.json` and the safetensors weights of `directory`, products in `dtype` (`.auto`
+    /// follows the checkpoint as transformers does). `keepFloatWeights` keeps float32 master copies
+    /// of every matrix (full fine-tuning in bfloat16); otherwise a bfloat16 model holds its
+    /// matrices in bfloat16 only.
+    public convenience init(directory: URL, dtype: DTypeChoice = .float32, keepFloatWeights: Bool = false) throws {
         let config = try ModelConfig.load(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
-        try self.init(config: config, checkpoint: checkpoint)
+        try self.init(config: config, checkpoint: checkpoint, dtype: dtype.resolve(config: config, checkpoint: checkpoint),
+                      keepFloatWeights: keepFloatWeights)
     }
 
     /// Builds the model from an opened checkpoint, checking every tensor's shape against `config`.
-    public init(config: ModelConfig, checkpoint: Checkpoint) throws {
+    public init(config: ModelConfig, checkpoint: Checkpoint, dtype: ComputeDType = .float32, keepFloatWeights: Bool = false) throws {
         self.config = config
+        self.dtype = dtype
         let h = config.hiddenSize, i = config.intermediateSize
-        embedTokens = try checkpoint.tensor("model.embed_tokens.weight", shape: [config.vocabSize, h])
+        func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
+            try checkpoint.matrix(name, shape: shape, dtype: dtype, keepFloat: keepFloatWeights)
+        }
+        embedTokens = try matrix("model.embed_tokens.weight", [config.vocabSize, h])
         var layers: [DecoderLayerWeights] = []
         for l in 0..<config.layerCount {
             let p = "model.layers.\(l)."
@@ -46,18 +56,18 @@ public final class LlamaModel: @unchecked Sendable {
             }
             layers.append(DecoderLayerWeights(
                 inputNorm: try checkpoint.tensor(p + "input_layernorm.weight", shape: [h]),
-                qProj: try checkpoint.tensor(p + "self_attn.q_proj.weight", shape: [config.qDim, h]),
-                kProj: try checkpoint.tensor(p + "self_attn.k_proj.weight", shape: [config.kvDim, h]),
-                vProj: try checkpoint.tensor(p + "self_attn.v_proj.weight", shape: [config.kvDim, h]),
-                oProj: try checkpoint.tensor(p + "self_attn.o_proj.weight", shape: [h, config.qDim]),
+                qProj: try matrix(p + "self_attn.q_proj.weight", [config.qDim, h]),
+                kProj: try matrix(p + "self_attn.k_proj.weight", [config.kvDim, h]),
+                vProj: try matrix(p + "self_attn.v_proj.weight", [config.kvDim, h]),
+                oProj: try matrix(p + "self_attn.o_proj.weight", [h, config.qDim]),
                 qBias: try bias("self_attn.q_proj.bias", config.qDim, config.qkvBias),
                 kBias: try bias("self_attn.k_proj.bias", config.kvDim, config.qkvBias),
                 vBias: try bias("self_attn.v_proj.bias", config.kvDim, config.qkvBias),
                 oBias: try bias("self_attn.o_proj.bias", h, config.outputBias),
                 postAttentionNorm: try checkpoint.tensor(p + "post_attention_layernorm.weight", shape: [h]),
-                gateProj: try checkpoint.tensor(p + "mlp.gate_proj.weight", shape: [i, h]),
-                upProj: try checkpoint.tensor(p + "mlp.up_proj.weight", shape: [i, h]),
-                downProj: try checkpoint.tensor(p + "mlp.down_proj.weight", shape: [h, i]),
+                gateProj: try matrix(p + "mlp.gate_proj.weight", [i, h]),
+                upProj: try matrix(p + "mlp.up_proj.weight", [i, h]),
+                downProj: try matrix(p + "mlp.down_proj.weight", [h, i]),
                 gateBias: try bias("mlp.gate_proj.bias", i, config.mlpBias),
                 upBias: try bias("mlp.up_proj.bias", i, config.mlpBias),
                 downBias: try bias("mlp.down_proj.bias", h, config.mlpBias)))
@@ -67,9 +77,27 @@ public final class LlamaModel: @unchecked Sendable {
         if config.tieWordEmbeddings {
             lmHead = embedTokens
         } else {
-            lmHead = try checkpoint.tensor("lm_head.weight", shape: [config.vocabSize, h])
+            lmHead = try matrix("lm_head.weight", [config.vocabSize, h])
         }
         inverseFrequencies = config.inverseFrequencies
+    }
+
+    /// Every weight matrix, each once (the lm head is the embedding matrix when tied).
+    public var matrices: [WeightMatrix] {
+        var result = [embedTokens]
+        if !config.tieWordEmbeddings { result.append(lmHead) }
+        for layer in layers {
+            result += [layer.qProj, layer.kProj, layer.vProj, layer.oProj, layer.gateProj, layer.upProj, layer.downProj]
+        }
+        return result
+    }
+
+    /// True when every matrix keeps float32 values (a float32 model, or one loaded with `keepFloatWeights`).
+    public var keepsFloatWeights: Bool { matrices.allSatisfy { $0.float != nil } }
+
+    /// Rounds every float32 master matrix into its bfloat16 copy (after the master changed).
+    public func refreshBFloat16Copies() {
+        for matrix in matrices { matrix.refreshBFloat16() }
     }
 
     /// Creates a KV cache for up to `capacity` positions.
@@ -95,9 +123,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let positions = positions ?? Array(past..<(past + t))
         var x = Tensor(uninitialized: [t, h])
-        for (row, token) in tokens.enumerated() {
-            (x.pointer + row * h).update(from: embedTokens.pointer + token * h, count: h)
-        }
+        for (row, token) in tokens.enumerated() { embedTokens.copyRow(token, into: x.pointer + row * h) }
         let (cosTable, sinTable) = rotaryTables(positions: positions)
         let keyCount = past + t
         let mode = LayerForwardMode(keepActivations: false, consumesInput: true, cache: cache)
@@ -125,7 +151,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let count = selected.count / h
         let result = Tensor(uninitialized: [count, config.vocabSize])
-        BLAS.linear(selected.pointer, rows: count, inFeatures: h, weight: lmHead.pointer, outFeatures: config.vocabSize, into: result.pointer)
+        BLAS.linear(selected.pointer, rows: count, weight: lmHead, into: result.pointer)
         return result
     }
 

@@ -3,11 +3,12 @@ import RefineryTensor
 
 extension LlamaModel {
     /// Adds `s·B·A` of every adapted projection into the base weights, in place (inference and
-    /// export; training keeps the adapter separate).
+    /// export; training keeps the adapter separate). A bfloat16 weight is merged in float32 and
+    /// rounded back to bfloat16, as PEFT's merge into a bfloat16 base does.
     public func merge(_ adapter: LoRAAdapter) {
         let scaling = adapter.config.scaling
         for (index, layer) in layers.enumerated() {
-            let projections: [(LinearSlot, Tensor)] = [
+            let projections: [(LinearSlot, WeightMatrix)] = [
                 (.q, layer.qProj), (.k, layer.kProj), (.v, layer.vProj), (.o, layer.oProj),
                 (.gate, layer.gateProj), (.up, layer.upProj), (.down, layer.downProj),
             ]
@@ -15,8 +16,10 @@ extension LlamaModel {
                 guard let pair = adapter.pair(layer: index, slot: slot) else { continue }
                 let (out, inFeatures) = (weight.shape[0], weight.shape[1])
                 let r = pair.a.shape[0]
-                BLAS.gemm(transA: false, transB: false, m: out, n: inFeatures, k: r, alpha: scaling,
-                          a: pair.b.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: weight.pointer, ldc: inFeatures)
+                weight.update { values in
+                    BLAS.gemm(transA: false, transB: false, m: out, n: inFeatures, k: r, alpha: scaling,
+                              a: pair.b.pointer, lda: r, b: pair.a.pointer, ldb: inFeatures, beta: 1, c: values.pointer, ldc: inFeatures)
+                }
             }
         }
     }

@@ -96,7 +96,8 @@ public struct ModelConfig: Sendable, Equatable {
         } else {
             eosTokenIDs = json["eos_token_id"]?.intValue.map { [$0] } ?? []
         }
-        storedDType = json["torch_dtype"]?.stringValue ?? json["dtype"]?.stringValue
+        // transformers ≥ 4.56 writes `dtype`; older versions `torch_dtype`.
+        storedDType = json["dtype"]?.stringValue ?? json["torch_dtype"]?.stringValue
 
         // rope_theta at the top level (transformers ≤ 4.x) or inside rope_parameters (5.x).
         let parameters = json["rope_parameters"].flatMap { $0.isNull ? nil : $0 }

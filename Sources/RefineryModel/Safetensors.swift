@@ -146,6 +146,17 @@ public final class SafetensorsFile: @unchecked Sendable {
         return result
     }
 
+    /// Reads a BF16 tensor's bits as they are stored.
+    func bfloat16Bits(_ name: String) throws -> BFloat16Storage {
+        guard let entry = entries[name], entry.dtype == .bf16 else { throw ModelError("\(file.path) has no BF16 tensor \"\(name)\"") }
+        let count = entry.shape.reduce(1, *)
+        let result = BFloat16Storage(uninitializedCount: count)
+        if count > 0, let base = file.base {
+            UnsafeMutableRawPointer(result.pointer).copyMemory(from: base + dataStart + entry.begin, byteCount: count * 2)
+        }
+        return result
+    }
+
     /// The dtype of tensor `name`, or nil.
     public func dtype(of name: String) -> SafetensorsDType? { entries[name]?.dtype }
 }

@@ -120,6 +120,7 @@ public final class Trainer: @unchecked Sendable {
         }
         let lr = learningRate(at: step)
         optimizer.step(engine.parameters, learningRate: Float(lr))
+        engine.parametersChanged()
         step += 1
         return StepRecord(step: step, loss: loss, gradNorm: norm, learningRate: lr, tokens: tokens)
     }
@@ -206,6 +207,7 @@ public final class Trainer: @unchecked Sendable {
             parameter.value.pointer.update(from: saved.pointer, count: saved.count)
         }
         optimizer.restore(step: optimizerSteps, first: first, second: second)
+        engine.parametersChanged()
         step = savedStep
     }
 

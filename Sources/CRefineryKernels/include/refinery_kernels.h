@@ -84,3 +84,29 @@ void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, f
 void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
                      size_t depth, size_t rank, size_t cols, float alpha);
 #endif
+
+#ifndef REFINERY_KERNELS_ONEDNN_H
+#define REFINERY_KERNELS_ONEDNN_H
+/// Operand types of `rk_dnnl_gemm`.
+enum { RK_DNNL_F32 = 0, RK_DNNL_BF16 = 1 };
+
+/// 1 when oneDNN's CPU engine could be created.
+int rk_dnnl_available(void);
+
+/// C[m,n] = alpha · op(A) · op(B) + beta · C, row-major, on the calling thread alone. A and B hold
+/// floats (`dtype` RK_DNNL_F32) or bfloat16 bits (RK_DNNL_BF16, accumulated in fp32); C is fp32.
+/// op(A) is [m,k]: A stored [m,k] (trans_a 0, lda ≥ k) or [k,m]; op(B) is [k,n]: B stored [k,n]
+/// (trans_b 0) or [n,k]. Returns 1 on success, 0 when oneDNN refused (nothing was written then).
+int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, float alpha, const void *a, long lda,
+                 const void *b, long ldb, float beta, float *c, long ldc);
+#endif
+
+#ifndef REFINERY_KERNELS_CONVERT_H
+#define REFINERY_KERNELS_CONVERT_H
+#include <stdint.h>
+/// y[i] = bfloat16(x[i]), rounding to nearest even (NaN stays NaN); the same bits on every CPU.
+void rk_f32_to_bf16(const float *x, uint16_t *y, size_t n);
+
+/// y[i] = float(x[i]) (exact).
+void rk_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+#endif
