@@ -27,11 +27,13 @@ def make(directory):
 def run(directory, sequence, iterations):
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
-    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    # BENCH_DTYPE=bfloat16: weights in bf16 and CPU autocast, the fastest setup a user picks.
+    bf16 = os.environ.get("BENCH_DTYPE", "float32") == "bfloat16"
+    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.bfloat16 if bf16 else torch.float32)
     model.eval()
     ids = torch.randint(0, SMOLLM2_135M["vocab_size"], (1, sequence))
     seconds = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model(ids)
         for _ in range(iterations):
             start = time.perf_counter()

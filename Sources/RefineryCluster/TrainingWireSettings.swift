@@ -1,6 +1,7 @@
 import Foundation
 import RefineryCore
 import RefineryModel
+import RefineryTensor
 import RefineryText
 
 /// What a worker needs to build the same gradient engine as the coordinator (`Welcome.training`).
@@ -11,12 +12,15 @@ public struct TrainingWireSettings: Sendable, Equatable {
     /// OpenBLAS threads every worker computes gradients with: the coordinator's own count, so that
     /// a run's bits do not depend on which machines (with how many cores) did the work.
     public var blasThreads: Int
+    /// The precision of the products (the coordinator's resolved `--dtype`).
+    public var dtype: ComputeDType
 
-    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool, blasThreads: Int) {
+    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool, blasThreads: Int, dtype: ComputeDType = .float32) {
         self.method = method
         self.lora = lora
         self.gradientCheckpointing = gradientCheckpointing
         self.blasThreads = blasThreads
+        self.dtype = dtype
     }
 
     /// The wire form (`Welcome.training`).
@@ -41,6 +45,7 @@ public struct TrainingWireSettings: Sendable, Equatable {
         }
         m.gradientCheckpointing = gradientCheckpointing
         m.blasThreads = UInt32(clamping: blasThreads)
+        m.precision = dtype == .bfloat16 ? .bfloat16 : .float32
         return m
     }
 
@@ -58,6 +63,12 @@ public struct TrainingWireSettings: Sendable, Equatable {
         try check(m.loraAlpha.isFinite && m.loraAlpha > 0, "lora_alpha \(m.loraAlpha) is out of range")
         try check(m.loraDropout.isFinite && m.loraDropout >= 0 && m.loraDropout < 1, "lora_dropout \(m.loraDropout) is out of range")
         try check((1...1024).contains(m.blasThreads), "blas_threads \(m.blasThreads) is out of range")
+        let dtype: ComputeDType
+        switch m.precision {
+        case .float32: dtype = .float32
+        case .bfloat16: dtype = .bfloat16
+        case .UNRECOGNIZED(let value): throw WireRefusal("training settings: unknown precision \(value)")
+        }
         let targets: LoRATargets
         switch m.targets {
         case .allLinear?, nil: targets = .allLinear
@@ -70,7 +81,7 @@ public struct TrainingWireSettings: Sendable, Equatable {
         }
         self.init(method: method,
                   lora: LoRAConfig(rank: Int(m.loraR), alpha: m.loraAlpha, dropout: m.loraDropout, useRSLoRA: m.useRslora, targets: targets),
-                  gradientCheckpointing: m.gradientCheckpointing, blasThreads: Int(m.blasThreads))
+                  gradientCheckpointing: m.gradientCheckpointing, blasThreads: Int(m.blasThreads), dtype: dtype)
     }
 }
 

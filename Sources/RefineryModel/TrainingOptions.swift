@@ -29,6 +29,8 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Save the resumable state every N steps (and after the last), in `train` and the cluster alike.
     public var checkpointEvery = 10
     public var gradientCheckpointing = false
+    /// Precision of the products (`auto` follows the checkpoint; see `DTypeChoice`).
+    public var dtype: DTypeChoice = .auto
     public var trainOn: TrainOn = .assistant
 
     public init() {}

@@ -48,9 +48,9 @@ public struct ClusterPipeline {
 
     /// What workers need to build the coordinator's gradient engine; products cut for this
     /// process's thread count, so every worker computes the same bits.
-    static func trainingSettings(_ options: TrainingOptions) -> TrainingWireSettings {
+    static func trainingSettings(_ options: TrainingOptions, dtype: ComputeDType = .float32) -> TrainingWireSettings {
         TrainingWireSettings(method: options.method, lora: options.lora, gradientCheckpointing: options.gradientCheckpointing,
-                             blasThreads: BLAS.threadCount)
+                             blasThreads: BLAS.threadCount, dtype: dtype)
     }
 
     /// The base model workers need (nil when the run does not train).
@@ -101,7 +101,7 @@ public struct ClusterPipeline {
                     if let evalLoss { line += String(format: "  eval_loss %.4f", evalLoss) }
                     report(line + "\n")
                 }
-                coordinator.trainingSettings = Self.trainingSettings(trainer.options)
+                coordinator.trainingSettings = Self.trainingSettings(trainer.options, dtype: trainer.engine.model.dtype)
                 try coordinator.run(stage)
                 report("[train] timing \(stage.timingJSON)\n")
                 written += plan.writtenFiles

@@ -138,7 +138,7 @@ public struct TrainConfig: Sendable {
     public static let keys = [
         "model", "data", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "targets", "lr", "scheduler",
         "warmup_steps", "steps", "epochs", "micro_batch_size", "grad_accum", "max_length", "packing", "no_shuffle", "shuffle", "seed",
-        "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every", "checkpoint_every", "gradient_checkpointing",
+        "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every", "checkpoint_every", "gradient_checkpointing", "dtype",
         "format", "template", "train_on", "eval_split",
     ]
     public var model: String?
@@ -207,6 +207,11 @@ public struct TrainConfig: Sendable {
         o.evalEvery = try s.int("eval_every")
         o.checkpointEvery = try s.int("checkpoint_every") ?? o.checkpointEvery
         o.gradientCheckpointing = try s.bool("gradient_checkpointing") ?? o.gradientCheckpointing
+        if let text = try s.string("dtype") {
+            do { o.dtype = try DTypeChoice(parsing: text, source: "train.dtype (--dtype)") } catch let error as ModelError {
+                throw PipelineError("\(s.path): \(error.message)")
+            }
+        }
         if let name = try s.string("train_on") {
             guard let value = TrainOn(rawValue: name) else { throw PipelineError("\(s.path): train.train_on (--train-on) must be assistant or all, found \(name)") }
             o.trainOn = value

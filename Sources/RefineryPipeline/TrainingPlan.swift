@@ -2,6 +2,7 @@ import Foundation
 import RefineryCore
 import RefineryData
 import RefineryModel
+import RefineryTensor
 import RefineryText
 
 /// Fine-tuning resolved from the config's `train` section: the datasets read, encoded and
@@ -35,7 +36,7 @@ public struct TrainingPlan {
                 throw PipelineError("--eval-split \(fraction) leaves an empty train or eval set with \(trainSamples.count + heldOut.count) samples")
             }
         }
-        let llama = try LlamaModel(directory: modelURL)
+        let llama = try LlamaModel(directory: modelURL, dtype: options.dtype, keepFloatWeights: options.method == .full)
         try DatasetLoading.checkMasks(trainSamples, path: dataPath, stopTokens: chat.stopTokenIDs.union(llama.config.eosTokenIDs), chat: chat)
         var evalSamples = heldOut
         if let evalPath = config.evalData {
@@ -54,7 +55,7 @@ public struct TrainingPlan {
         self.output = output
         self.config = config
         let truncated = trainSamples.filter(\.truncated).count
-        report("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters\n")
+        report("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters; products in \(llama.dtype.rawValue) on \(ProductBackend.current.libraryVersion)\n")
     }
 
     /// The files a finished run leaves in `output`.

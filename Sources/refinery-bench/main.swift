@@ -73,12 +73,18 @@ if arguments.count >= 5 && arguments[1] == "gemm" {
     print("{\"gflops_median\": \(result.gflops), \"milliseconds_median\": \(result.seconds * 1e3)}")
     exit(0)
 }
+/// The products' precision: `BENCH_DTYPE` (auto, float32, bfloat16; default float32).
+func benchDType() throws -> DTypeChoice {
+    try DTypeChoice(parsing: ProcessInfo.processInfo.environment["BENCH_DTYPE"] ?? "float32", source: "BENCH_DTYPE")
+}
+
 if arguments.count >= 4 && arguments[1] == "train" {
     let method = arguments[3]
     let sequenceLength = arguments.count > 4 ? Int(arguments[4]) ?? 512 : 512
     let iterations = arguments.count > 5 ? Int(arguments[5]) ?? 3 : 3
     do {
-        let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]))
+        let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]), dtype: try benchDType(),
+                                   keepFloatWeights: method == "full")
         let lora = LoRAConfig(rank: 16, alpha: 32, dropout: 0, targets: .allLinear)
         let adapter = method == "lora" ? try LoRAAdapter.initialize(model: model.config, config: lora, seed: 1) : nil
         let engine = try GradientEngine(model: model, adapter: adapter, trainsBase: method == "full")
@@ -126,7 +132,7 @@ guard arguments.count >= 3, arguments[1] == "forward" else {
 let sequenceLength = arguments.count > 3 ? Int(arguments[3]) ?? 512 : 512
 let iterations = arguments.count > 4 ? Int(arguments[4]) ?? 5 : 5
 let model: LlamaModel
-do { model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2])) } catch { fail("\(error)") }
+do { model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]), dtype: try benchDType()) } catch { fail("\(error)") }
 var generator = SystemRandomNumberGenerator()
 let tokens = (0..<sequenceLength).map { _ in Int.random(in: 0..<model.config.vocabSize, using: &generator) }
 do {

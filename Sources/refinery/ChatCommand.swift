@@ -17,12 +17,15 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "Nucleus sampling mass.") var topP: Float = 1
     @Option(help: "Keep only the k most likely tokens (0: all).") var topK: Int = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .long, help: "Precision of the matrix products: auto (the checkpoint's), float32 or bfloat16.")
+    var dtype: String = "auto"
+
 
     func run() throws {
         try reportingErrors {
             let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory, templateName: template)
-            let llama = try LlamaModel(directory: directory)
+            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"))
             if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
             var stops = chat.stopTokenIDs
             stops.formUnion(llama.config.eosTokenIDs)

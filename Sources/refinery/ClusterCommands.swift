@@ -39,6 +39,7 @@ struct CoordinatorCommand: ParsableCommand {
         abstract: "Run a config's pipeline (generate, curate, train), handing chunks and micro-batches to workers; start it again to resume.")
 
     @Option(help: "Run config YAML (sections data, generate, curate, train, export).") var config: String
+    @Option(help: "Precision of the training products: auto (the checkpoint's), float32 or bfloat16 (overrides train.dtype).") var dtype: String?
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "ZeroMQ endpoint to listen on.") var listen: String = "tcp://127.0.0.1:5555"
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 1
@@ -46,7 +47,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            var pipeline = try ClusterPipeline(config: try RunConfig(path: config), statePath: state, listen: listen,
+            var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: listen,
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
             let written = try pipeline.run()
@@ -99,6 +100,7 @@ struct RunCommand: ParsableCommand {
         commandName: "run", abstract: "Run a config's pipeline with a local cluster: this process coordinates, N worker processes work.")
 
     @Option(help: "Run config YAML.") var config: String
+    @Option(help: "Precision of the training products: auto (the checkpoint's), float32 or bfloat16 (overrides train.dtype).") var dtype: String?
     @Option(help: "Worker processes to start.") var workers: Int = 2
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "LLM calls in flight per worker.") var slots: Int = 4
@@ -107,7 +109,7 @@ struct RunCommand: ParsableCommand {
         try reportingErrors {
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             guard slots > 0 else { throw CommandError("--slots must be positive") }
-            let pipeline = try ClusterPipeline(config: try RunConfig(path: config), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
+            let pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
                                                report: Output.progress)
             let processes = LocalWorkers()
             defer { processes.stop() }

@@ -10,6 +10,9 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Masked mean loss of a JSONL dataset (assistant tokens only by default).")
 
+    @Option(name: .long, help: "Precision of the matrix products: auto (the checkpoint's), float32 or bfloat16.")
+    var dtype: String = "auto"
+
     @Option(name: .long, help: "Model folder.")
     var model: String
 
@@ -46,7 +49,7 @@ struct EvalCommand: ParsableCommand {
             let chat = try ChatTokenizer(directory: directory, templateName: template)
             let encoder = SampleEncoder(chat: chat, trainOn: trainOnValue, maxLength: maxLength)
             let encoded = try DatasetLoading.encode(path: data, format: datasetFormat, encoder: encoder)
-            let llama = try LlamaModel(directory: directory)
+            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"))
             let start = Date()
             let report: (Int, Int) -> Void = { done, total in
                 Output.progress("\r[eval] \(done)/\(total) samples, \(String(format: "%.1f", Date().timeIntervalSince(start)))s")

@@ -9,6 +9,9 @@ struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate", abstract: "Continue a raw text prompt (temperature 0 = greedy).")
 
+    @Option(name: .long, help: "Precision of the matrix products: auto (the checkpoint's), float32 or bfloat16.")
+    var dtype: String = "auto"
+
     @Option(name: .long, help: "Model folder.")
     var model: String
 
@@ -47,7 +50,7 @@ struct GenerateCommand: ParsableCommand {
         try reportingErrors {
             let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory)
-            let llama = try LlamaModel(directory: directory)
+            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"))
             if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
             let promptIDs = chat.tokenizer.encode(prompt, addSpecialTokens: true).ids
             var stops = chat.stopTokenIDs

@@ -22,6 +22,7 @@ struct CommandError: Error, CustomStringConvertible {
 /// Runs `body`, turning library errors into one clear line for the user.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
+        try ProductBackend.checkEnvironment()
         return try body()
     } catch let error as CustomStringConvertible & Error {
         throw CommandError(error.description)

@@ -434,6 +434,8 @@ public nonisolated struct Refinery_Cluster_TrainingSettings: Sendable {
   /// gradient do not depend on which machine computed it.
   public var blasThreads: UInt32 = 0
 
+  public var precision: Refinery_Cluster_TrainingSettings.Precision = .float32
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Targets: Equatable, Sendable {
@@ -477,6 +479,42 @@ public nonisolated struct Refinery_Cluster_TrainingSettings: Sendable {
       .lora,
       .full,
       .qlora,
+    ]
+
+  }
+
+  /// Precision of the products: every worker loads the base model in the coordinator's resolved
+  /// precision, so the bits of a gradient do not depend on the worker (protocol version 3).
+  public nonisolated enum Precision: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case float32 // = 0
+    case bfloat16 // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .float32
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .float32
+      case 1: self = .bfloat16
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .float32: return 0
+      case .bfloat16: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Refinery_Cluster_TrainingSettings.Precision] = [
+      .float32,
+      .bfloat16,
     ]
 
   }
@@ -1530,7 +1568,7 @@ nonisolated extension Refinery_Cluster_GenerationSettings.ResponseFormat: SwiftP
 
 nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TrainingSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{3}lora_r\0\u{3}lora_alpha\0\u{3}lora_dropout\0\u{3}use_rslora\0\u{3}all_linear\0\u{1}names\0\u{1}regex\0\u{3}gradient_checkpointing\0\u{3}blas_threads\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{3}lora_r\0\u{3}lora_alpha\0\u{3}lora_dropout\0\u{3}use_rslora\0\u{3}all_linear\0\u{1}names\0\u{1}regex\0\u{3}gradient_checkpointing\0\u{3}blas_threads\0\u{1}precision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1574,6 +1612,7 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
       }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.gradientCheckpointing) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.blasThreads) }()
+      case 11: try { try decoder.decodeSingularEnumField(value: &self.precision) }()
       default: break
       }
     }
@@ -1620,6 +1659,9 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
     if self.blasThreads != 0 {
       try visitor.visitSingularUInt32Field(value: self.blasThreads, fieldNumber: 10)
     }
+    if self.precision != .float32 {
+      try visitor.visitSingularEnumField(value: self.precision, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1632,6 +1674,7 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
     if lhs.targets != rhs.targets {return false}
     if lhs.gradientCheckpointing != rhs.gradientCheckpointing {return false}
     if lhs.blasThreads != rhs.blasThreads {return false}
+    if lhs.precision != rhs.precision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1639,6 +1682,10 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
 
 nonisolated extension Refinery_Cluster_TrainingSettings.Method: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LORA\0\u{1}FULL\0\u{1}QLORA\0")
+}
+
+nonisolated extension Refinery_Cluster_TrainingSettings.Precision: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FLOAT32\0\u{1}BFLOAT16\0")
 }
 
 nonisolated extension Refinery_Cluster_TrainingSettings.ModuleNames: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
