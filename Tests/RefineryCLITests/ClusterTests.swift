@@ -121,7 +121,10 @@ import Testing
         return (dir, articles)
     }
 
-    @Test func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess() throws {
+    /// In float32 and in bfloat16 (frozen base in bf16, bf16 products), the same bits for one
+    /// process and 1, 2, 3 workers, and for workers whose pools have other thread counts.
+    @Test(arguments: ["float32", "bfloat16"])
+    func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess(dtype: String) throws {
         let dir = try TrainCommandTests.temporary()
         // Samples of very different lengths, so micro-batches differ a lot in size and cost.
         let data = dir.appendingPathComponent("train.jsonl")
@@ -153,6 +156,7 @@ import Testing
               eval_split: 0.2
               eval_every: 2
               checkpoint_every: 2
+              dtype: \(dtype)
             """
             let url = dir.appendingPathComponent("\(name).yaml")
             try yaml.write(to: url, atomically: true, encoding: .utf8)
@@ -161,6 +165,7 @@ import Testing
         // The reference: one process with two BLAS threads (the coordinators below keep that count).
         let single = try CommandLineTests.run(["train", "--config", try config("single").path], environment: ["OPENBLAS_NUM_THREADS": "2"])
         #expect(single.status == 0, "\(single.stderr)")
+        #expect(single.stderr.contains("products in \(dtype)"), "the run says which precision it computes in: \(single.stderr)")
         let log = Self.read(dir.appendingPathComponent("single/train_log.jsonl").path)
         let adapter = Self.read(dir.appendingPathComponent("single/adapter_model.safetensors").path)
         #expect(log != nil && adapter != nil)
@@ -179,13 +184,14 @@ import Testing
                                           "--listen", endpoint], log: dir.appendingPathComponent("mixed.log"), environment: ["OPENBLAS_NUM_THREADS": "2"])
         let workers = try ["1", "3"].map { threads in
             try Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama], log: dir.appendingPathComponent("w\(threads).log"),
-                           environment: ["OPENBLAS_NUM_THREADS": threads])
+                           environment: ["OPENBLAS_NUM_THREADS": threads, "REFINERY_THREADS": threads])
         }
         #expect(coordinator.wait(seconds: 120) && coordinator.status == 0, "\(coordinator.output)")
         // A worker that connects after so short a run has ended waits for a coordinator to come back,
         // as a worker service should; end it here.
         for worker in workers where !worker.wait(seconds: 2) { worker.kill9() }
-        #expect(Self.read(dir.appendingPathComponent("mixed/train_log.jsonl").path) == log, "workers with other BLAS thread counts: train_log.jsonl differs")
+        #expect(Self.read(dir.appendingPathComponent("mixed/train_log.jsonl").path) == log, "workers with other thread counts: train_log.jsonl differs")
+
         #expect(Self.read(dir.appendingPathComponent("mixed/adapter_model.safetensors").path) == adapter)
     }
 
