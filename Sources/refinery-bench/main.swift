@@ -78,6 +78,31 @@ func benchDType() throws -> DTypeChoice {
     try DTypeChoice(parsing: ProcessInfo.processInfo.environment["BENCH_DTYPE"] ?? "float32", source: "BENCH_DTYPE")
 }
 
+// Greedy decoding, batch 1: refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS]
+if arguments.count >= 3 && arguments[1] == "decode" {
+    let promptLength = arguments.count > 3 ? Int(arguments[3]) ?? 32 : 32
+    let newTokens = arguments.count > 4 ? Int(arguments[4]) ?? 128 : 128
+    let iterations = arguments.count > 5 ? Int(arguments[5]) ?? 3 : 3
+    do {
+        let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]), dtype: try benchDType())
+        var generator = SplitMix64(seed: 5)
+        let prompt = (0..<promptLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) }
+        let options = SamplingOptions(maxNewTokens: newTokens)
+        _ = try model.generate(prompt: prompt, options: options)  // warm-up
+        var seconds: [Double] = []
+        for _ in 0..<iterations {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let output = try model.generate(prompt: prompt, options: options)
+            if output.count != newTokens { fail("generated \(output.count) tokens, expected \(newTokens)") }
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        print("{\"tokens_per_second_median\": \(Double(newTokens) / median(seconds)), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes())}")
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
+
 if arguments.count >= 4 && arguments[1] == "train" {
     let method = arguments[3]
     let sequenceLength = arguments.count > 4 ? Int(arguments[4]) ?? 512 : 512

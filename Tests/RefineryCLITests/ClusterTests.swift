@@ -196,10 +196,12 @@ import Testing
     }
 
     @Test func aCoordinatorKilledFiveTimesFinishesWithTheSameDatasetAndAdapterAndPaysNoChunkTwice() throws {
-        let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true, steps: 20)
+        // 60 steps: a step of the fixture model takes milliseconds, and the training stage must last
+        // long enough for two kills at random moments inside it.
+        let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true, steps: 60)
 
         let mock = try Mock(latencyMs: 250)
-        let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true, steps: 20)
+        let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true, steps: 60)
         let state = dir.appendingPathComponent("crash.db").path
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
         let workers = try (1...2).map { i in
@@ -233,7 +235,7 @@ import Testing
                     killedInTraining += 1
                 }
                 if fired { break }
-                Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.3))
+                Thread.sleep(forTimeInterval: wantTraining ? Double.random(in: 0.01...0.05) : Double.random(in: 0.05...0.3))
             }
             if !fired { break }
             current.kill9()
