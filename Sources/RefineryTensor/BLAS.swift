@@ -99,7 +99,10 @@ public enum BLAS {
         let width = (extent + count - 1) / count
         let blockSize = (width + 15) / 16 * 16
         let blocks = (extent + blockSize - 1) / blockSize
-        if count <= 1 || blocks <= 1 || m * n * k < 1 << 21 {
+        // Small products run on the calling thread, unless they stream a big operand (decoding's
+        // one-row products are bound by reading the weight, which both cores read faster).
+        let streamed = byColumns ? n * k : m * k
+        if count <= 1 || blocks <= 1 || (m * n * k < 1 << 21 && streamed < 1 << 17) {
             block(operands, backend, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
