@@ -15,7 +15,7 @@ MODEL=${BENCH_MODEL:-bench/out/smollm2-135m-shape}
 mkdir -p bench/out
 if [ ! -f "$MODEL/config.json" ]; then "$PYTHON" bench/forward_pytorch.py make "$MODEL"; fi
 swift build -c release --product refinery-bench >/dev/null
-echo "threads=$THREADS seq=$SEQ iterations=$ITERS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+echo "threads=$THREADS seq=$SEQ iterations=$ITERS dtype=${BENCH_DTYPE:-float32} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 # Alternate the two sides for ROUNDS rounds so drifting machine load hits both alike; report medians.
 ROUNDS=${ROUNDS:-3}
 : > bench/out/forward-refinery.jsonl
@@ -30,11 +30,12 @@ seq = int(sys.argv[1])
 def load(path):
     rows = [json.loads(line) for line in open(path)]
     seconds = [s for row in rows for s in row["seconds"]]
-    return seq / statistics.median(seconds), len(seconds)
-r, rn = load("bench/out/forward-refinery.jsonl")
-p, pn = load("bench/out/forward-pytorch.jsonl")
+    return seq / statistics.median(seconds), len(seconds), max(row.get("peak_rss_mb", 0) for row in rows)
+r, rn, rm = load("bench/out/forward-refinery.jsonl")
+p, pn, pm = load("bench/out/forward-pytorch.jsonl")
 print(f"forward pass, sequence {seq}, median of {rn} / {pn} runs")
 print(f"  refinery {r:8.1f} tokens/s")
 print(f"  pytorch  {p:8.1f} tokens/s")
 print(f"  ratio    {r / p:8.2f}x")
+print(f"  peak RSS refinery {rm:.0f} MB  pytorch {pm:.0f} MB")
 PY

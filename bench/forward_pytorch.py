@@ -6,6 +6,7 @@
 """
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -41,6 +42,7 @@ def run(directory, sequence, iterations):
             seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
     print(json.dumps({"tokens_per_second_median": sequence / median, "seconds": seconds, "threads": threads,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "torch": torch.__version__, "attention": model.config._attn_implementation}))
 
 

@@ -15,7 +15,7 @@ MODEL=${BENCH_MODEL:-bench/out/smollm2-135m-shape}
 mkdir -p bench/out
 if [ ! -f "$MODEL/config.json" ]; then "$PYTHON" bench/forward_pytorch.py make "$MODEL"; fi
 swift build -c release --product refinery-bench >/dev/null
-echo "threads=$THREADS seq=$SEQ iterations=$ITERS rounds=$ROUNDS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+echo "threads=$THREADS seq=$SEQ iterations=$ITERS rounds=$ROUNDS dtype=${BENCH_DTYPE:-float32} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 export OPENBLAS_NUM_THREADS=$THREADS REFINERY_THREADS=$THREADS OMP_NUM_THREADS=$THREADS BENCH_THREADS=$THREADS
 sgemm=$(.build/release/refinery-bench sgemm 2048 7)
 for method in ${METHODS:-lora full}; do
@@ -27,7 +27,7 @@ for method in ${METHODS:-lora full}; do
   done
 done
 METHODS=${METHODS:-lora full} "$PYTHON" - "$SEQ" "$sgemm" "$MODEL" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 seq, sgemm, model_dir = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 config = json.load(open(f"{model_dir}/config.json"))
 h, i, layers, vocab = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"], config["vocab_size"]
@@ -38,7 +38,8 @@ attention = layers * heads * 2 * 2 * seq * seq * d / 2                        # 
 forward = 2 * seq * linear + attention
 flops = {"lora": forward + 2 * seq * linear + 2 * attention,                   # + dx through every weight, attention backward
          "full": forward + 4 * seq * linear + 2 * attention}                   # + dW as well
-print(f"sgemm peak on this machine: {sgemm['gflops_median']:.0f} GFLOP/s ({sgemm['blas_threads']} threads)")
+print(f"float32 product peak on this machine: {sgemm['gflops_median']:.0f} GFLOP/s ({sgemm['blas_threads']} threads)"
+      + ("; bf16's is about twice that (oneDNN, 840 GFLOP/s on these shapes)" if os.environ.get("BENCH_DTYPE") == "bfloat16" else ""))
 import os
 for method in os.environ.get("METHODS", "lora full").split():
     def load(side):
@@ -52,6 +53,6 @@ for method in os.environ.get("METHODS", "lora full").split():
     rounds = [statistics.median(json.loads(b)["seconds"]) / statistics.median(json.loads(a)["seconds"])
               for a, b in zip(open(f"bench/out/train-{method}-refinery.jsonl"), open(f"bench/out/train-{method}-pytorch.jsonl"))]
     print(f"{method:4}: refinery {r:6.1f} tok/s  pytorch {p:6.1f} tok/s  ratio {r / p:.2f}x (rounds {min(rounds):.2f}–{max(rounds):.2f}x) | "
-          f"peak RSS refinery {r_mem:.0f} MB  pytorch {p_mem:.0f} MB | refinery reaches {fraction:.0%} of sgemm peak "
+          f"peak RSS refinery {r_mem:.0f} MB  pytorch {p_mem:.0f} MB | refinery reaches {fraction:.0%} of the float32 product peak "
           f"({flops[method] / 1e9:.0f} GFLOP/step)")
 PY

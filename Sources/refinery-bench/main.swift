@@ -171,7 +171,7 @@ do {
         seconds.append(elapsed)
     }
     let median = seconds.sorted()[seconds.count / 2]
-    let line = "{\"tokens_per_second_median\": \(Double(sequenceLength) / median), \"seconds\": \(seconds), \"threads\": \(Parallel.threadCount)}"
+    let line = "{\"tokens_per_second_median\": \(Double(sequenceLength) / median), \"seconds\": \(seconds), \"threads\": \(Parallel.threadCount), \"peak_rss_mb\": \(peakResidentMegabytes())}"
     print(line)
 } catch {
     fail("\(error)")
