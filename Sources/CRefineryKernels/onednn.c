@@ -145,17 +145,13 @@ static rk_dnnl_entry *build(const rk_dnnl_key *key) {
     return entry;
 }
 
-static rk_dnnl_entry *lookup(const rk_dnnl_key *key) {
-    uint64_t hash = key_hash(key);
-    pthread_rwlock_rdlock(&dn.lock);
-    rk_dnnl_entry *entry = find(key, hash);
-    pthread_rwlock_unlock(&dn.lock);
-    if (entry) return entry;
+/// Builds the primitive of `key` and adds it to the table (unless another thread just did);
+/// returns 0 when oneDNN refuses the product.
+static int insert(const rk_dnnl_key *key, uint64_t hash) {
     rk_dnnl_entry *built = build(key);
-    if (!built) return NULL;
+    if (!built) return 0;
     pthread_rwlock_wrlock(&dn.lock);
-    entry = find(key, hash);
-    if (entry) {
+    if (find(key, hash)) {
         dnnl_primitive_destroy(built->primitive);
         free(built);
     } else {
@@ -163,10 +159,9 @@ static rk_dnnl_entry *lookup(const rk_dnnl_key *key) {
         built->next = dn.buckets[hash % RK_DNNL_BUCKETS];
         dn.buckets[hash % RK_DNNL_BUCKETS] = built;
         dn.entries++;
-        entry = built;
     }
     pthread_rwlock_unlock(&dn.lock);
-    return entry;
+    return 1;
 }
 
 int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, float alpha, const void *a, long lda,
@@ -180,16 +175,16 @@ int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, fl
     key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
     memcpy(&key.alpha_bits, &alpha, 4);
     memcpy(&key.beta_bits, &beta, 4);
-    // Reading and write rights are taken before the lock is dropped: a clear never runs while a
-    // thread uses an entry, because entries are only freed under the write lock and a reader
-    // holds the read lock for the whole execution.
+    // The read lock is held for the whole execution: entries are freed only under the write
+    // lock, so a clear of the table never frees a primitive a thread is running.
+    uint64_t hash = key_hash(&key);
     pthread_rwlock_rdlock(&dn.lock);
-    rk_dnnl_entry *entry = find(&key, key_hash(&key));
+    rk_dnnl_entry *entry = find(&key, hash);
     if (!entry) {
         pthread_rwlock_unlock(&dn.lock);
-        if (!lookup(&key)) return 0;
+        if (!insert(&key, hash)) return 0;
         pthread_rwlock_rdlock(&dn.lock);
-        entry = find(&key, key_hash(&key));
+        entry = find(&key, hash);
         if (!entry) {
             pthread_rwlock_unlock(&dn.lock);
             return 0;

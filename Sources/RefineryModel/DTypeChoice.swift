@@ -36,10 +36,4 @@ public enum DTypeChoice: Sendable, Equatable {
             return checkpoint.storedDType == .bf16 ? .bfloat16 : .float32
         }
     }
-
-    /// `resolve` for a model folder (reads config.json and the safetensors headers).
-    public func resolve(directory: URL) throws -> ComputeDType {
-        if case .fixed(let dtype) = self { return dtype }
-        return resolve(config: try ModelConfig.load(directory: directory), checkpoint: try Checkpoint(directory: directory))
-    }
 }

@@ -1,3 +1,5 @@
+import CRefineryKernels
+
 /// A weight matrix `[rows, cols]` (Hugging Face layout: `[out, in]` for a linear layer) in the form
 /// the products read it.
 ///
@@ -81,8 +83,7 @@ public final class WeightMatrix: @unchecked Sendable {
         if let float {
             target.update(from: float.pointer + row * cols, count: cols)
         } else if let bfloat16 {
-            let source = bfloat16.pointer + row * cols
-            for i in 0..<cols { target[i] = Float(bitPattern: UInt32(source[i]) << 16) }
+            rk_bf16_to_f32(bfloat16.pointer + row * cols, target, cols)
         }
     }
 }

@@ -34,7 +34,10 @@ import RefineryText
     }
 
     @Test func autoFollowsTheCheckpointAsTransformersDoes() throws {
-        func resolved(_ name: String) throws -> ComputeDType { try DTypeChoice.auto.resolve(directory: ModelFixtures.directory(name)) }
+        func auto(_ folder: URL) throws -> ComputeDType {
+            DTypeChoice.auto.resolve(config: try ModelConfig.load(directory: folder), checkpoint: try Checkpoint(directory: folder))
+        }
+        func resolved(_ name: String) throws -> ComputeDType { try auto(ModelFixtures.directory(name)) }
         #expect(try resolved("llama-gqa") == .float32)    // "dtype": "float32"
         #expect(try resolved("qwen2-tied") == .bfloat16)  // "dtype": "bfloat16"
         #expect(try resolved("mistral-sp") == .float32)   // "dtype": "float16": no fp16 products, float32 keeps its bits
@@ -49,11 +52,11 @@ import RefineryText
         config["dtype"] = nil
         config["torch_dtype"] = nil
         try JSONSerialization.data(withJSONObject: config).write(to: configURL)
-        #expect(try DTypeChoice.auto.resolve(directory: folder) == .bfloat16)
+        #expect(try auto(folder) == .bfloat16)
         // An older config's torch_dtype is read when dtype is absent.
         config["torch_dtype"] = "float32"
         try JSONSerialization.data(withJSONObject: config).write(to: configURL)
-        #expect(try DTypeChoice.auto.resolve(directory: folder) == .float32)
+        #expect(try auto(folder) == .float32)
         #expect(throws: ModelError.self) { try DTypeChoice(parsing: "half", source: "--dtype") }
         #expect(try DTypeChoice(parsing: "bf16", source: "--dtype") == .bfloat16)
     }

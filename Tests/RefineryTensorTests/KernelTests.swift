@@ -196,19 +196,22 @@ import Testing
 
     @Test(arguments: ProductBackend.allCases)
     func bf16ProductsSumInFloat32OnEveryCut(backend: ProductBackend) {
-        var generator = SplitMixForTests(seed: 7)
+        var random = KernelTests.Random(state: 7)
         for (m, n, k, transA, transB) in [(37, 300, 70, false, true), (300, 20, 90, true, false), (64, 48, 2000, false, false), (1, 200, 64, false, true)] {
-            let a = (0..<(m * k)).map { _ in generator.nextFloat() }, b = (0..<(k * n)).map { _ in generator.nextFloat() }
+            let a = (0..<(m * k)).map { _ in random.next() }, b = (0..<(k * n)).map { _ in random.next() }
             let a16 = a.withUnsafeBufferPointer { BFloat16Storage(rounding: $0.baseAddress!, count: a.count) }
             let b16 = b.withUnsafeBufferPointer { BFloat16Storage(rounding: $0.baseAddress!, count: b.count) }
             func value(_ s: BFloat16Storage, _ i: Int) -> Double { Double(HalfPrecision.bfloat16ToFloat(s.pointer[i])) }
             let (lda, ldb) = (transA ? m : k, transB ? k : n)
-            var results: [[Float]] = []
-            for parts in [1, 2, 3] {
+            func product(parts: Int) -> [Float] {
                 let c = Tensor(zeros: [m, n])
                 for i in 0..<(m * n) { c.pointer[i] = 0.5 }
                 BLAS.gemmBF16(parts: parts, backend: backend, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2,
                               a: a16.pointer, lda: lda, b: b16.pointer, ldb: ldb, beta: 1, c: c.pointer, ldc: n)
+                return c.array
+            }
+            for parts in [1, 2, 3] {
+                let c = product(parts: parts)
                 for i in 0..<m {
                     for j in 0..<n {
                         var sum = 0.0
@@ -216,39 +219,11 @@ import Testing
                             sum += value(a16, transA ? p * lda + i : i * lda + p) * value(b16, transB ? j * ldb + p : p * ldb + j)
                         }
                         let want = 2 * sum + 0.5
-                        #expect(abs(Double(c.pointer[i * n + j]) - want) <= 1e-4 * (1 + abs(want)), "\(backend) \(m)×\(n)×\(k) [\(i),\(j)]")
+                        #expect(abs(Double(c[i * n + j]) - want) <= 1e-4 * (1 + abs(want)), "\(backend) \(m)×\(n)×\(k) [\(i),\(j)]")
                     }
                 }
-                results.append(c.array)
+                #expect(c == product(parts: parts), "same cut, same bits")
             }
-            #expect(results[1] == BLAS.gemmBF16Twice(parts: 2, backend: backend, m: m, n: n, k: k, transA: transA, transB: transB,
-                                                    a: a16, b: b16), "same cut, same bits")
         }
-    }
-}
-
-/// A small seeded generator for test data.
-struct SplitMixForTests {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
-}
-
-extension BLAS {
-    /// The product of `bf16ProductsSumInFloat32OnEveryCut` with alpha 2 over C = 0.5, computed again.
-    static func gemmBF16Twice(parts: Int, backend: ProductBackend, m: Int, n: Int, k: Int, transA: Bool, transB: Bool,
-                              a: BFloat16Storage, b: BFloat16Storage) -> [Float] {
-        let c = Tensor(zeros: [m, n])
-        for i in 0..<(m * n) { c.pointer[i] = 0.5 }
-        gemmBF16(parts: parts, backend: backend, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2,
-                 a: a.pointer, lda: transA ? m : k, b: b.pointer, ldb: transB ? k : n, beta: 1, c: c.pointer, ldc: n)
-        return c.array
     }
 }
