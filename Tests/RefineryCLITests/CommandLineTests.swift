@@ -49,75 +49,87 @@ import Testing
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
-    @Test func tokenizeMatchesTheLibrary() throws {
-        let result = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"Hello world\"}\n{\"text\": \"数据 🙂\"}\n")
-        #expect(result.status == 0, "\(result.stderr)")
-        let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: Self.llama).appendingPathComponent("tokenizer.json"))
-        let lines = result.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.count == 2)
-        let expected = ["Hello world", "数据 🙂"].map { text in
-            JSONValue.object([("ids", .array(tokenizer.encode(text).ids.map { .int($0) }))]).compactText
+    @Test func tokenizeMatchesTheLibrary() async throws {
+        try await offThePool {
+            let result = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"Hello world\"}\n{\"text\": \"数据 🙂\"}\n")
+            #expect(result.status == 0, "\(result.stderr)")
+            let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: Self.llama).appendingPathComponent("tokenizer.json"))
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.count == 2)
+            let expected = ["Hello world", "数据 🙂"].map { text in
+                JSONValue.object([("ids", .array(tokenizer.encode(text).ids.map { .int($0) }))]).compactText
+            }
+            #expect(lines == expected)
         }
-        #expect(lines == expected)
     }
 
-    @Test func renderUsesTheModelTemplate() throws {
-        let result = try Self.run(["render", "--model", Self.llama, "--add-generation-prompt"],
-                                  stdin: "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n")
-        #expect(result.status == 0)
-        let text = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))["text"]?.stringValue
-        #expect(text == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    @Test func renderUsesTheModelTemplate() async throws {
+        try await offThePool {
+            let result = try Self.run(["render", "--model", Self.llama, "--add-generation-prompt"],
+                                      stdin: "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n")
+            #expect(result.status == 0)
+            let text = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))["text"]?.stringValue
+            #expect(text == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        }
     }
 
-    @Test func evalPrintsTheReferenceLoss() throws {
-        let result = try Self.run(["eval", "--model", Self.llama, "--data", Self.llama + "/eval.jsonl"])
-        #expect(result.status == 0, "\(result.stderr)")
-        let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
-        let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
-        let loss = try #require(json["loss"]?.doubleValue)
-        let want = try #require(expected["eval"]?["loss"]?.doubleValue)
-        #expect(abs(loss - want) / want <= 1e-5)
-        #expect(json["tokens"]?.intValue == expected["eval"]?["tokens"]?.intValue)
-        #expect(result.stderr.contains("3/3 samples"), "progress is shown on stderr")
+    @Test func evalPrintsTheReferenceLoss() async throws {
+        try await offThePool {
+            let result = try Self.run(["eval", "--model", Self.llama, "--data", Self.llama + "/eval.jsonl"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
+            let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
+            let loss = try #require(json["loss"]?.doubleValue)
+            let want = try #require(expected["eval"]?["loss"]?.doubleValue)
+            #expect(abs(loss - want) / want <= 1e-5)
+            #expect(json["tokens"]?.intValue == expected["eval"]?["tokens"]?.intValue)
+            #expect(result.stderr.contains("3/3 samples"), "progress is shown on stderr")
+        }
     }
 
-    @Test func generateJSONIsTheGreedyReference() throws {
-        let result = try Self.run(["generate", "--model", Self.llama, "--prompt", "The assistant answers", "--max-new-tokens", "16", "--json"])
-        #expect(result.status == 0, "\(result.stderr)")
-        let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
-        let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
-        #expect(json["ids"] == expected["greedy"]?["ids"])
+    @Test func generateJSONIsTheGreedyReference() async throws {
+        try await offThePool {
+            let result = try Self.run(["generate", "--model", Self.llama, "--prompt", "The assistant answers", "--max-new-tokens", "16", "--json"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try JSONValue.parse(result.stdout.trimmingCharacters(in: .newlines))
+            let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Self.llama + "/expected.json"))))
+            #expect(json["ids"] == expected["greedy"]?["ids"])
+        }
     }
 
-    @Test func badInputFailsWithAClearMessage() throws {
-        let missing = try Self.run(["eval", "--model", "/nonexistent/model", "--data", Self.llama + "/eval.jsonl"])
-        #expect(missing.status != 0)
-        #expect(missing.stderr.contains("tokenizer.json") && missing.stderr.contains("/nonexistent/model"), "\(missing.stderr)")
-        let badLine = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"ok\"}\n{\"text\": 3}\n")
-        #expect(badLine.status != 0)
-        #expect(badLine.stderr.contains("<stdin>:2"), "\(badLine.stderr)")
-        let badTemplate = try Self.run(["render", "--model", Self.llama, "--template", "nope"], stdin: "{\"messages\": []}\n")
-        #expect(badTemplate.status != 0 && badTemplate.stderr.contains("chatml"))
-        let badFlag = try Self.run(["generate", "--model", Self.llama, "--prompt", "x", "--top-p", "0"])
-        #expect(badFlag.status != 0 && badFlag.stderr.contains("--top-p"))
+    @Test func badInputFailsWithAClearMessage() async throws {
+        try await offThePool {
+            let missing = try Self.run(["eval", "--model", "/nonexistent/model", "--data", Self.llama + "/eval.jsonl"])
+            #expect(missing.status != 0)
+            #expect(missing.stderr.contains("tokenizer.json") && missing.stderr.contains("/nonexistent/model"), "\(missing.stderr)")
+            let badLine = try Self.run(["tokenize", "--model", Self.llama], stdin: "{\"text\": \"ok\"}\n{\"text\": 3}\n")
+            #expect(badLine.status != 0)
+            #expect(badLine.stderr.contains("<stdin>:2"), "\(badLine.stderr)")
+            let badTemplate = try Self.run(["render", "--model", Self.llama, "--template", "nope"], stdin: "{\"messages\": []}\n")
+            #expect(badTemplate.status != 0 && badTemplate.stderr.contains("chatml"))
+            let badFlag = try Self.run(["generate", "--model", Self.llama, "--prompt", "x", "--top-p", "0"])
+            #expect(badFlag.status != 0 && badFlag.stderr.contains("--top-p"))
+        }
     }
 }
 
 /// `refinery chat` renders each turn with the template and answers greedily.
 @Suite struct ChatCommandTests {
-    @Test func answersEachTurnThroughTheTemplate() throws {
-        let result = try CommandLineTests.run(["chat", "--model", CommandLineTests.llama, "--max-new-tokens", "8"], stdin: "Hi there\n/reset\nHi there\n/exit\nignored\n")
-        #expect(result.status == 0, "\(result.stderr)")
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        #expect(lines.count >= 2 && lines[0] == lines[1], "after /reset the same question gets the same greedy answer")
-        #expect(!lines[0].isEmpty)
-        // The same answer computed through the library: template with generation prompt, greedy.
-        let directory = URL(fileURLWithPath: CommandLineTests.llama)
-        let chat = try ChatTokenizer(directory: directory)
-        let model = try LlamaModel(directory: directory)
-        let prompt = try chat.render([ChatMessage(role: "user", content: "Hi there")], addGenerationPrompt: true)
-        let ids = try model.generate(prompt: chat.tokenizer.encode(prompt, addSpecialTokens: false).ids,
-                                     options: SamplingOptions(maxNewTokens: 8, stopTokens: chat.stopTokenIDs.union(model.config.eosTokenIDs)))
-        #expect(String(lines[0]) == chat.tokenizer.decode(ids, skipSpecialTokens: true))
+    @Test func answersEachTurnThroughTheTemplate() async throws {
+        try await offThePool {
+            let result = try CommandLineTests.run(["chat", "--model", CommandLineTests.llama, "--max-new-tokens", "8"], stdin: "Hi there\n/reset\nHi there\n/exit\nignored\n")
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(lines.count >= 2 && lines[0] == lines[1], "after /reset the same question gets the same greedy answer")
+            #expect(!lines[0].isEmpty)
+            // The same answer computed through the library: template with generation prompt, greedy.
+            let directory = URL(fileURLWithPath: CommandLineTests.llama)
+            let chat = try ChatTokenizer(directory: directory)
+            let model = try LlamaModel(directory: directory)
+            let prompt = try chat.render([ChatMessage(role: "user", content: "Hi there")], addGenerationPrompt: true)
+            let ids = try model.generate(prompt: chat.tokenizer.encode(prompt, addSpecialTokens: false).ids,
+                                         options: SamplingOptions(maxNewTokens: 8, stopTokens: chat.stopTokenIDs.union(model.config.eosTokenIDs)))
+            #expect(String(lines[0]) == chat.tokenizer.decode(ids, skipSpecialTokens: true))
+        }
     }
 }

@@ -12,21 +12,8 @@ import Testing
 @Suite(.serialized) struct CoordinatorOutageTests {
     typealias Background = ClusterTests.Background
 
-    /// Runs `body` on a thread of its own and waits for it without holding one of the
-    /// cooperative pool's threads: these tests poll and sleep for minutes, and neither their
-    /// timing nor the async tests running beside them may depend on how busy that pool is.
-    static func onOwnThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            let thread = Thread {
-                do { try body(); continuation.resume() } catch { continuation.resume(throwing: error) }
-            }
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
-    }
-
     @Test func aCoordinatorDownForAMinuteMidGenerationPaysNoChunkTwice() async throws {
-        try await Self.onOwnThread(Self.outage)
+        try await offThePool(Self.outage)
     }
 
     static func outage() throws {
@@ -85,7 +72,7 @@ import Testing
     typealias Background = ClusterTests.Background
 
     @Test func aRunFloodedWithForgedResultsFinishesWithTheUndisturbedAdapter() async throws {
-        try await CoordinatorOutageTests.onOwnThread(Self.flood)
+        try await offThePool(Self.flood)
     }
 
     static func flood() throws {

@@ -16,140 +16,158 @@ import Testing
         return url
     }
 
-    @Test func trainWritesAdapterLogAndRefusesToOverwrite() throws {
-        let out = try Self.temporary().appendingPathComponent("run")
-        let args = ["train", "--model", Self.qwen, "--data", Self.trainData, "--output", out.path, "--steps", "3", "--lora-r", "4", "--lr", "1e-3"]
-        let first = try CommandLineTests.run(args)
-        #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stderr.contains("step 3/3"), "progress line")
-        let log = try String(contentsOf: out.appendingPathComponent("train_log.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(log.count == 3)
-        let row = try JSONValue.parse(String(log[0]))
-        for key in ["step", "loss", "grad_norm", "lr", "tokens"] { #expect(row[key] != nil, "\(key)") }
-        let config = try JSONValue.parse(bytes: Array(try Data(contentsOf: out.appendingPathComponent("adapter_config.json"))))
-        #expect(config["r"]?.intValue == 4 && config["peft_type"]?.stringValue == "LORA")
-        let again = try CommandLineTests.run(args)
-        #expect(again.status != 0 && again.stderr.contains("--resume") && again.stderr.contains("--overwrite"))
-        let overwrite = try CommandLineTests.run(args + ["--overwrite"])
-        #expect(overwrite.status == 0, "\(overwrite.stderr)")
+    @Test func trainWritesAdapterLogAndRefusesToOverwrite() async throws {
+        try await offThePool {
+            let out = try Self.temporary().appendingPathComponent("run")
+            let args = ["train", "--model", Self.qwen, "--data", Self.trainData, "--output", out.path, "--steps", "3", "--lora-r", "4", "--lr", "1e-3"]
+            let first = try CommandLineTests.run(args)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("step 3/3"), "progress line")
+            let log = try String(contentsOf: out.appendingPathComponent("train_log.jsonl"), encoding: .utf8).split(separator: "\n")
+            #expect(log.count == 3)
+            let row = try JSONValue.parse(String(log[0]))
+            for key in ["step", "loss", "grad_norm", "lr", "tokens"] { #expect(row[key] != nil, "\(key)") }
+            let config = try JSONValue.parse(bytes: Array(try Data(contentsOf: out.appendingPathComponent("adapter_config.json"))))
+            #expect(config["r"]?.intValue == 4 && config["peft_type"]?.stringValue == "LORA")
+            let again = try CommandLineTests.run(args)
+            #expect(again.status != 0 && again.stderr.contains("--resume") && again.stderr.contains("--overwrite"))
+            let overwrite = try CommandLineTests.run(args + ["--overwrite"])
+            #expect(overwrite.status == 0, "\(overwrite.stderr)")
+        }
     }
 
-    @Test func configFileWithFlagOverrides() throws {
-        let dir = try Self.temporary()
-        let yaml = """
-        train:
-          model: \(Self.qwen)
-          data: \(Self.trainData)
-          output: \(dir.appendingPathComponent("run").path)
-          lora-r: 4
-          lr: 0.001
-          steps: 5
-          no_shuffle: true
-        """
-        try yaml.write(to: dir.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
-        let result = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("run.yaml").path, "--steps", "2"])
-        #expect(result.status == 0, "\(result.stderr)")
-        let log = try String(contentsOf: dir.appendingPathComponent("run/train_log.jsonl"), encoding: .utf8)
-        #expect(log.split(separator: "\n").count == 2, "the --steps flag overrides the config")
-        try "train:\n  modle: x\n".write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
-        let bad = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("bad.yaml").path])
-        #expect(bad.status != 0 && bad.stderr.contains("unknown key train.modle"), "\(bad.stderr)")
+    @Test func configFileWithFlagOverrides() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let yaml = """
+            train:
+              model: \(Self.qwen)
+              data: \(Self.trainData)
+              output: \(dir.appendingPathComponent("run").path)
+              lora-r: 4
+              lr: 0.001
+              steps: 5
+              no_shuffle: true
+            """
+            try yaml.write(to: dir.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("run.yaml").path, "--steps", "2"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let log = try String(contentsOf: dir.appendingPathComponent("run/train_log.jsonl"), encoding: .utf8)
+            #expect(log.split(separator: "\n").count == 2, "the --steps flag overrides the config")
+            try "train:\n  modle: x\n".write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+            let bad = try CommandLineTests.run(["train", "--config", dir.appendingPathComponent("bad.yaml").path])
+            #expect(bad.status != 0 && bad.stderr.contains("unknown key train.modle"), "\(bad.stderr)")
+        }
     }
 
-    @Test func malformedDatasetNamesTheLine() throws {
-        let dir = try Self.temporary()
-        let data = dir.appendingPathComponent("bad.jsonl")
-        try "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n{\"messages\": [}\n".write(to: data, atomically: true, encoding: .utf8)
-        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
-        #expect(result.status != 0 && result.stderr.contains("bad.jsonl:2"), "\(result.stderr)")
-        let unknown = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--format", "csv"])
-        #expect(unknown.status != 0 && unknown.stderr.contains("unknown --format csv"))
+    @Test func malformedDatasetNamesTheLine() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let data = dir.appendingPathComponent("bad.jsonl")
+            try "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n{\"messages\": [}\n".write(to: data, atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
+            #expect(result.status != 0 && result.stderr.contains("bad.jsonl:2"), "\(result.stderr)")
+            let unknown = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--format", "csv"])
+            #expect(unknown.status != 0 && unknown.stderr.contains("unknown --format csv"))
+        }
     }
 
-    @Test func datasetThatNeverTrainsEndOfTurnIsRefused() throws {
-        let dir = try Self.temporary()
-        let data = dir.appendingPathComponent("users.jsonl")
-        try "{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n".write(to: data, atomically: true, encoding: .utf8)
-        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
-        #expect(result.status != 0 && result.stderr.contains("no token"), "\(result.stderr)")
-        // phi3's <|end|> is no special token of this tokenizer: assistant turns end in plain text.
-        let noEOS = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--template", "phi3"])
-        #expect(noEOS.status != 0 && noEOS.stderr.contains("never include an end-of-turn"), "\(noEOS.stderr)")
+    @Test func datasetThatNeverTrainsEndOfTurnIsRefused() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let data = dir.appendingPathComponent("users.jsonl")
+            try "{\"messages\": [{\"role\": \"user\", \"content\": \"only a question\"}]}\n".write(to: data, atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", data.path, "--output", dir.appendingPathComponent("o").path])
+            #expect(result.status != 0 && result.stderr.contains("no token"), "\(result.stderr)")
+            // phi3's <|end|> is no special token of this tokenizer: assistant turns end in plain text.
+            let noEOS = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path, "--template", "phi3"])
+            #expect(noEOS.status != 0 && noEOS.stderr.contains("never include an end-of-turn"), "\(noEOS.stderr)")
+        }
     }
 
-    @Test func mismatchedInitAdapterIsRefused() throws {
-        let dir = try Self.temporary()
-        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
-                                               "--init-adapter", Self.llama + "/training/init_adapter"])
-        #expect(result.status != 0 && result.stderr.contains("trained on another model"), "\(result.stderr)")
+    @Test func mismatchedInitAdapterIsRefused() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
+                                                   "--init-adapter", Self.llama + "/training/init_adapter"])
+            #expect(result.status != 0 && result.stderr.contains("trained on another model"), "\(result.stderr)")
+        }
     }
 
-    @Test func divergingRunStopsWithStepAndCheckpoint() throws {
-        let dir = try Self.temporary()
-        let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
-                                               "--lr", "1e30", "--steps", "8", "--checkpoint-every", "1", "--max-grad-norm", "0", "--method", "full"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("not finite") && result.stderr.contains("last good checkpoint"), "\(result.stderr)")
+    @Test func divergingRunStopsWithStepAndCheckpoint() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let result = try CommandLineTests.run(["train", "--model", Self.qwen, "--data", Self.trainData, "--output", dir.appendingPathComponent("o").path,
+                                                   "--lr", "1e30", "--steps", "8", "--checkpoint-every", "1", "--max-grad-norm", "0", "--method", "full"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("not finite") && result.stderr.contains("last good checkpoint"), "\(result.stderr)")
+        }
     }
 
-    @Test func exportWritesAModelFolder() throws {
-        let dir = try Self.temporary()
-        let result = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
-        #expect(result.status == 0, "\(result.stderr)")
-        let eval = try CommandLineTests.run(["eval", "--model", dir.appendingPathComponent("m").path, "--data", Self.qwen + "/eval.jsonl"])
-        #expect(eval.status == 0, "\(eval.stderr)")
-        let again = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
-        #expect(again.status != 0 && again.stderr.contains("--overwrite"))
+    @Test func exportWritesAModelFolder() async throws {
+        try await offThePool {
+            let dir = try Self.temporary()
+            let result = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
+            #expect(result.status == 0, "\(result.stderr)")
+            let eval = try CommandLineTests.run(["eval", "--model", dir.appendingPathComponent("m").path, "--data", Self.qwen + "/eval.jsonl"])
+            #expect(eval.status == 0, "\(eval.stderr)")
+            let again = try CommandLineTests.run(["export", "--model", Self.qwen, "--adapter", Self.qwen + "/training/lora_final", "--output", dir.appendingPathComponent("m").path])
+            #expect(again.status != 0 && again.stderr.contains("--overwrite"))
+        }
     }
 }
 
 /// `refinery data convert` round trips between the training formats.
 @Suite struct DataConvertTests {
-    @Test func convertsAndRoundTrips() throws {
-        let dir = try TrainCommandTests.temporary()
-        let input = dir.appendingPathComponent("in.jsonl")
-        try """
-        {"instruction": "Name a colour.", "input": "", "output": "Blue.", "system": "Be brief."}
-        {"INSTRUCTION": "Say hi", "RESPONSE": "Hi!"}
+    @Test func convertsAndRoundTrips() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try """
+            {"instruction": "Name a colour.", "input": "", "output": "Blue.", "system": "Be brief."}
+            {"INSTRUCTION": "Say hi", "RESPONSE": "Hi!"}
 
-        """.write(to: input, atomically: true, encoding: .utf8)
-        let toShareGPT = try CommandLineTests.run(["data", "convert", "--input", input.path, "--output", dir.appendingPathComponent("s.jsonl").path, "--to", "sharegpt"])
-        #expect(toShareGPT.status == 0, "\(toShareGPT.stderr)")
-        let back = try CommandLineTests.run(["data", "convert", "--input", dir.appendingPathComponent("s.jsonl").path, "--output", dir.appendingPathComponent("a.jsonl").path, "--to", "alpaca"])
-        #expect(back.status == 0, "\(back.stderr)")
-        let lines = try String(contentsOf: dir.appendingPathComponent("a.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.first == #"{"instruction":"Name a colour.","input":"","output":"Blue.","system":"Be brief."}"#)
-        #expect(lines.last == #"{"instruction":"Say hi","input":"","output":"Hi!"}"#)
-        let multi = dir.appendingPathComponent("multi.jsonl")
-        try #"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}"#
-            .write(to: multi, atomically: true, encoding: .utf8)
-        let refused = try CommandLineTests.run(["data", "convert", "--input", multi.path, "--output", dir.appendingPathComponent("x.jsonl").path, "--to", "alpaca"])
-        #expect(refused.status != 0 && refused.stderr.contains("multi.jsonl:1") && refused.stderr.contains("4 turns"), "\(refused.stderr)")
+            """.write(to: input, atomically: true, encoding: .utf8)
+            let toShareGPT = try CommandLineTests.run(["data", "convert", "--input", input.path, "--output", dir.appendingPathComponent("s.jsonl").path, "--to", "sharegpt"])
+            #expect(toShareGPT.status == 0, "\(toShareGPT.stderr)")
+            let back = try CommandLineTests.run(["data", "convert", "--input", dir.appendingPathComponent("s.jsonl").path, "--output", dir.appendingPathComponent("a.jsonl").path, "--to", "alpaca"])
+            #expect(back.status == 0, "\(back.stderr)")
+            let lines = try String(contentsOf: dir.appendingPathComponent("a.jsonl"), encoding: .utf8).split(separator: "\n")
+            #expect(lines.first == #"{"instruction":"Name a colour.","input":"","output":"Blue.","system":"Be brief."}"#)
+            #expect(lines.last == #"{"instruction":"Say hi","input":"","output":"Hi!"}"#)
+            let multi = dir.appendingPathComponent("multi.jsonl")
+            try #"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}"#
+                .write(to: multi, atomically: true, encoding: .utf8)
+            let refused = try CommandLineTests.run(["data", "convert", "--input", multi.path, "--output", dir.appendingPathComponent("x.jsonl").path, "--to", "alpaca"])
+            #expect(refused.status != 0 && refused.stderr.contains("multi.jsonl:1") && refused.stderr.contains("4 turns"), "\(refused.stderr)")
+        }
     }
 }
 
 /// `refinery data dedup` and `data split` on a generated-style dataset.
 @Suite struct DataCurationCommandTests {
-    @Test func dedupThenSplitIsStable() throws {
-        let dir = try TrainCommandTests.temporary()
-        let input = dir.appendingPathComponent("in.jsonl")
-        var lines: [String] = []
-        for i in 0..<40 {
-            let row = JSONValue.object([("messages", .array([.object([("role", .string("user")), ("content", .string("Question \(i % 30)?"))]),
-                                                          .object([("role", .string("assistant")), ("content", .string("Answer \(i % 30).") )])])),
-                                        ("lineage", .object([("id", .string("a#\(i)#0"))]))])
-            lines.append(row.compactText)
+    @Test func dedupThenSplitIsStable() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            var lines: [String] = []
+            for i in 0..<40 {
+                let row = JSONValue.object([("messages", .array([.object([("role", .string("user")), ("content", .string("Question \(i % 30)?"))]),
+                                                              .object([("role", .string("assistant")), ("content", .string("Answer \(i % 30).") )])])),
+                                            ("lineage", .object([("id", .string("a#\(i)#0"))]))])
+                lines.append(row.compactText)
+            }
+            try lines.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            let dedup = try CommandLineTests.run(["data", "dedup", "--input", input.path, "--output", dir.appendingPathComponent("d.jsonl").path])
+            #expect(dedup.status == 0 && dedup.stdout.contains("kept 30 of 40"), "\(dedup.stdout)\(dedup.stderr)")
+            let split = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("s.jsonl").path, "--test-fraction", "0.3"])
+            #expect(split.status == 0, "\(split.stderr)")
+            let train = try String(contentsOf: dir.appendingPathComponent("s.jsonl"), encoding: .utf8).split(separator: "\n")
+            let test = try String(contentsOf: dir.appendingPathComponent("s.test.jsonl"), encoding: .utf8).split(separator: "\n")
+            #expect(train.count + test.count == 30 && test.count > 0 && train.count > test.count)
+            let again = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("t.jsonl").path, "--test-fraction", "0.3"])
+            #expect(again.status == 0)
+            #expect(try String(contentsOf: dir.appendingPathComponent("t.test.jsonl"), encoding: .utf8).split(separator: "\n") == test, "the split is stable")
         }
-        try lines.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
-        let dedup = try CommandLineTests.run(["data", "dedup", "--input", input.path, "--output", dir.appendingPathComponent("d.jsonl").path])
-        #expect(dedup.status == 0 && dedup.stdout.contains("kept 30 of 40"), "\(dedup.stdout)\(dedup.stderr)")
-        let split = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("s.jsonl").path, "--test-fraction", "0.3"])
-        #expect(split.status == 0, "\(split.stderr)")
-        let train = try String(contentsOf: dir.appendingPathComponent("s.jsonl"), encoding: .utf8).split(separator: "\n")
-        let test = try String(contentsOf: dir.appendingPathComponent("s.test.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(train.count + test.count == 30 && test.count > 0 && train.count > test.count)
-        let again = try CommandLineTests.run(["data", "split", "--input", dir.appendingPathComponent("d.jsonl").path, "--output", dir.appendingPathComponent("t.jsonl").path, "--test-fraction", "0.3"])
-        #expect(again.status == 0)
-        #expect(try String(contentsOf: dir.appendingPathComponent("t.test.jsonl"), encoding: .utf8).split(separator: "\n") == test, "the split is stable")
     }
 }
