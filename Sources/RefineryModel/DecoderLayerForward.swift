@@ -33,11 +33,19 @@ struct LayerForwardMode {
     var keepActivations: Bool
     /// The layer may add its residual updates into its input tensor (nothing else reads it).
     var consumesInput: Bool
-    /// Keys and values of earlier positions (generation); this pass's are appended.
-    var cache: KVCache?
+    /// Decoding: the pass's rows continue these sequences, each attending to its own cache (this
+    /// pass's keys and values are appended to it). Empty: the rows are one sequence (or packed
+    /// ones, see `keyStart`) with no past.
+    var segments: [CachedSegment] = []
 
-    static let inference = LayerForwardMode(keepActivations: false, consumesInput: true, cache: nil)
-    static let training = LayerForwardMode(keepActivations: true, consumesInput: false, cache: nil)
+    static let inference = LayerForwardMode(keepActivations: false, consumesInput: true)
+    static let training = LayerForwardMode(keepActivations: true, consumesInput: false)
+}
+
+/// Rows `rows` of a decoding pass: the next tokens of the sequence whose past is in `cache`.
+struct CachedSegment {
+    let rows: Range<Int>
+    let cache: KVCache
 }
 
 extension LlamaModel {
@@ -75,24 +83,28 @@ extension LlamaModel {
         let rows = Array(0..<t)
         Kernels.applyRotary(q.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
         Kernels.applyRotary(k.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim, positions: rows, cos: cos.pointer, sin: sin.pointer)
-        // Keys and values: this pass's, or the cache's with this pass's appended.
-        var keys = UnsafePointer(k.pointer), values = UnsafePointer(v.pointer)
-        let past = mode.cache?.length ?? 0
-        if let cache = mode.cache {
-            let cachedK = cache.keys[index], cachedV = cache.values[index]
-            (cachedK.pointer + past * c.kvDim).update(from: k.pointer, count: t * c.kvDim)
-            (cachedV.pointer + past * c.kvDim).update(from: v.pointer, count: t * c.kvDim)
-            keys = UnsafePointer(cachedK.pointer)
-            values = UnsafePointer(cachedV.pointer)
-        }
         let attention = Tensor(uninitialized: [t, c.qDim])
-        let probabilities = keep
-            ? Tensor(uninitialized: [Attention.probabilityCount(queryCount: t, keyCount: past + t, heads: c.headCount, kvHeads: c.kvHeadCount, keyStart: keyStart)])
-            : nil
-        Attention.causal(q: q.pointer, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
-                         out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: past + t,
-                         heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
-                         probabilities: probabilities?.pointer)
+        var probabilities: Tensor?
+        if mode.segments.isEmpty {
+            probabilities = keep
+                ? Tensor(uninitialized: [Attention.probabilityCount(queryCount: t, keyCount: t, heads: c.headCount, kvHeads: c.kvHeadCount, keyStart: keyStart)])
+                : nil
+            Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
+                             out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
+                             heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
+                             probabilities: probabilities?.pointer)
+        } else {
+            precondition(!keep && keyStart == nil, "decoding keeps no activations and packs no rows")
+            for segment in mode.segments {
+                let first = segment.rows.lowerBound, count = segment.rows.count, past = segment.cache.length
+                segment.cache.store(layer: index, keys: k.pointer + first * c.kvDim, values: v.pointer + first * c.kvDim, rows: count)
+                segment.cache.withFloatRows(layer: index, positions: past + count) { keys, values in
+                    Attention.causal(q: q.pointer + first * c.qDim, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
+                                     out: attention.pointer + first * c.qDim, outStride: c.qDim, queryCount: count,
+                                     keyCount: past + count, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim)
+                }
+            }
+        }
         // x += attention · Woᵀ (+ bias); in place when nothing else reads the input.
         let inPlace = mode.consumesInput && !keep
         let xMid = inPlace ? xIn : xIn.copy()

@@ -26,23 +26,47 @@ extension LlamaModel {
     /// Continues `prompt` (token ids) and returns the new ids. `onToken` sees each new id as it
     /// is produced and may return false to stop early.
     public func generate(prompt: [Int], options: SamplingOptions, onToken: (Int) -> Bool = { _ in true }) throws -> [Int] {
-        guard !prompt.isEmpty else { throw ModelError("the prompt is empty: give at least one token (or a tokenizer that adds BOS)") }
-        guard options.maxNewTokens >= 0 else { throw ModelError("max new tokens must be ≥ 0") }
-        let cache = makeCache(capacity: prompt.count + options.maxNewTokens)
-        var generator = SplitMix64(seed: options.seed)
-        var hidden = try hiddenStates(tokens: prompt, cache: cache)
-        var lastRow = prompt.count - 1
-        var output: [Int] = []
-        for _ in 0..<options.maxNewTokens {
-            let logits = self.logits(hidden: hidden, rows: [lastRow])
-            let next = Sampler.pick(Array(UnsafeBufferPointer(start: logits.pointer, count: config.vocabSize)),
-                                    options: options, generator: &generator)
-            output.append(next)
-            if !onToken(next) || options.stopTokens.contains(next) { break }
-            hidden = try hiddenStates(tokens: [next], cache: cache)
-            lastRow = 0
+        let decoder = BatchDecoder(model: self)
+        let id = try decoder.add(prompt: prompt, options: options)
+        while !decoder.isFinished(id) {
+            for emission in try decoder.step() where !onToken(emission.token) { decoder.finish(id) }
         }
-        return output
+        return decoder.output(of: id)
+    }
+
+    /// Continues every prompt, decoding up to `batchSize` sequences together (continuous
+    /// batching: a finished sequence's place goes to the next prompt at once). Returns the new
+    /// ids of each prompt, in order. `onToken(prompt index, id)` sees each new id as it is
+    /// produced and may return false to stop that sequence early.
+    public func generate(prompts: [(prompt: [Int], options: SamplingOptions)], batchSize: Int,
+                         onToken: (Int, Int) -> Bool = { _, _ in true }) throws -> [[Int]] {
+        guard batchSize >= 1 else { throw ModelError("the batch size must be ≥ 1") }
+        let decoder = BatchDecoder(model: self)
+        var outputs = [[Int]](repeating: [], count: prompts.count)
+        var promptOf: [Int: Int] = [:]
+        var next = 0
+        func admit() throws {
+            while next < prompts.count && decoder.activeCount < batchSize {
+                let id = try decoder.add(prompt: prompts[next].prompt, options: prompts[next].options)
+                promptOf[id] = next
+                next += 1
+            }
+        }
+        try admit()
+        while decoder.activeCount > 0 {
+            for emission in try decoder.step() {
+                guard let index = promptOf[emission.sequence] else { continue }
+                if !onToken(index, emission.token) { decoder.finish(emission.sequence) }
+            }
+            for (id, index) in promptOf where decoder.isFinished(id) {
+                outputs[index] = decoder.output(of: id)
+                decoder.remove(id)
+                promptOf[id] = nil
+            }
+            try admit()
+        }
+        for (id, index) in promptOf { outputs[index] = decoder.output(of: id) }
+        return outputs
     }
 }
 

@@ -294,7 +294,7 @@ public final class GradientEngine: @unchecked Sendable {
         defer { dropoutActive = false }
         // Training keeps each layer's activations (or, with checkpointing, only its input);
         // a loss alone keeps nothing and updates the residual stream in place.
-        let mode: LayerForwardMode = !backward ? .inference : (checkpointing ? LayerForwardMode(keepActivations: false, consumesInput: false, cache: nil) : .training)
+        let mode: LayerForwardMode = !backward ? .inference : (checkpointing ? LayerForwardMode(keepActivations: false, consumesInput: false) : .training)
         for index in 0..<model.layers.count {
             let (next, activations) = forwardLayer(index, x: x, cos: cos, sin: sin, keyStart: sequence.keyStart, mode: mode)
             if backward && checkpointing { inputs.append(x) } else if let activations { saved.append(activations) }

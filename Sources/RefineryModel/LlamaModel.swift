@@ -100,9 +100,10 @@ public final class LlamaModel: @unchecked Sendable {
         for matrix in matrices { matrix.refreshBFloat16() }
     }
 
-    /// Creates a KV cache for up to `capacity` positions.
+    /// Creates a KV cache for up to `capacity` positions, in this model's dtype (bfloat16 keys and
+    /// values for a bfloat16 model, as transformers keeps them).
     public func makeCache(capacity: Int) -> KVCache {
-        KVCache(layers: config.layerCount, capacity: capacity, width: config.kvDim)
+        KVCache(layers: config.layerCount, capacity: capacity, width: config.kvDim, dtype: dtype)
     }
 
     /// Runs the decoder over `tokens` and returns the final-norm hidden states `[T, hidden]`.
@@ -111,31 +112,68 @@ public final class LlamaModel: @unchecked Sendable {
     /// - `cache`: when given, keys/values are appended and attention covers the cached prefix.
     /// - `keyStart`: for packed rows, the first key each query may attend to (block-diagonal mask).
     public func hiddenStates(tokens: [Int], positions: [Int]? = nil, cache: KVCache? = nil, keyStart: [Int]? = nil) throws -> Tensor {
-        let t = tokens.count
-        let c = config
-        let h = c.hiddenSize
-        let past = cache?.length ?? 0
-        if let cache, past + t > cache.capacity {
-            throw ModelError("sequence of \(past + t) tokens exceeds the KV cache capacity \(cache.capacity)")
+        if let cache {
+            guard positions == nil, keyStart == nil else {
+                throw ModelError("a pass over a KV cache continues one sequence: it takes neither positions nor packed rows")
+            }
+            return try hiddenStates(batch: [SequenceStep(tokens: tokens, cache: cache)])
         }
-        for token in tokens where token < 0 || token >= c.vocabSize {
-            throw ModelError("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
+        try checkTokens(tokens)
+        return run(tokens: tokens, positions: positions ?? Array(tokens.indices), keyStart: keyStart, segments: [])
+    }
+
+    /// One decoding pass over several sequences at once: each step's tokens continue its own
+    /// cache (a whole prompt when a sequence starts, then one token at a time). The projections
+    /// run once over all rows, so the weights are read once for the whole batch; attention runs
+    /// per sequence against its cache. Returns the final-norm hidden states of all rows, the
+    /// steps' rows one after another.
+    public func hiddenStates(batch: [SequenceStep]) throws -> Tensor {
+        var tokens: [Int] = [], positions: [Int] = [], segments: [CachedSegment] = []
+        var seen = Set<ObjectIdentifier>()
+        for step in batch {
+            guard !step.tokens.isEmpty else { throw ModelError("a decoding step has no tokens: give each sequence at least one") }
+            guard seen.insert(ObjectIdentifier(step.cache)).inserted else {
+                throw ModelError("one KV cache appears twice in a decoding batch: each sequence needs its own")
+            }
+            let past = step.cache.length
+            guard past + step.tokens.count <= step.cache.capacity else {
+                throw ModelError("sequence of \(past + step.tokens.count) tokens exceeds the KV cache capacity \(step.cache.capacity)")
+            }
+            guard step.cache.width == config.kvDim, step.cache.dtype == dtype else {
+                throw ModelError("a KV cache made for another model was passed: make it with this model's makeCache(capacity:)")
+            }
+            try checkTokens(step.tokens)
+            segments.append(CachedSegment(rows: tokens.count..<(tokens.count + step.tokens.count), cache: step.cache))
+            tokens += step.tokens
+            positions += past..<(past + step.tokens.count)
         }
-        let positions = positions ?? Array(past..<(past + t))
+        let hidden = run(tokens: tokens, positions: positions, keyStart: nil, segments: segments)
+        for segment in segments { segment.cache.length += segment.rows.count }
+        return hidden
+    }
+
+    private func checkTokens(_ tokens: [Int]) throws {
+        for token in tokens where token < 0 || token >= config.vocabSize {
+            throw ModelError("token id \(token) is outside the vocabulary (0..<\(config.vocabSize))")
+        }
+    }
+
+    /// The decoder over rows whose tokens, rotary positions and caches are given.
+    private func run(tokens: [Int], positions: [Int], keyStart: [Int]?, segments: [CachedSegment]) -> Tensor {
+        let t = tokens.count, h = config.hiddenSize
         var x = Tensor(uninitialized: [t, h])
         for (row, token) in tokens.enumerated() { embedTokens.copyRow(token, into: x.pointer + row * h) }
         let (cosTable, sinTable) = rotaryTables(positions: positions)
-        let keyCount = past + t
-        let mode = LayerForwardMode(keepActivations: false, consumesInput: true, cache: cache)
+        var mode = LayerForwardMode.inference
+        mode.segments = segments
         for index in layers.indices {
             x = forwardLayer(index, x: x, cos: cosTable, sin: sinTable, keyStart: keyStart, mode: mode) { x, rows, layer, slot, out, accumulate in
                 self.baseProjection(x, rows: rows, layer: layer, slot: slot, into: out, accumulate: accumulate)
                 return nil
             }.0
         }
-        cache?.length = keyCount
         let output = Tensor(zeros: [t, h])
-        Kernels.rmsNorm(x.pointer, weight: finalNorm.pointer, rows: t, dim: h, eps: c.rmsNormEps, into: output.pointer)
+        Kernels.rmsNorm(x.pointer, weight: finalNorm.pointer, rows: t, dim: h, eps: config.rmsNormEps, into: output.pointer)
         return output
     }
 
@@ -172,23 +210,5 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
         return (cosTable, sinTable)
-    }
-}
-
-/// Keys and values of past positions, per layer, already rotated.
-public final class KVCache: @unchecked Sendable {
-    /// Per-layer keys `[capacity, kvHeads × headDim]`.
-    public let keys: [Tensor]
-    /// Per-layer values.
-    public let values: [Tensor]
-    /// Maximum positions.
-    public let capacity: Int
-    /// Positions filled so far.
-    public internal(set) var length = 0
-
-    init(layers: Int, capacity: Int, width: Int) {
-        self.capacity = capacity
-        keys = (0..<layers).map { _ in Tensor(zeros: [capacity, width]) }
-        values = (0..<layers).map { _ in Tensor(zeros: [capacity, width]) }
     }
 }

@@ -97,6 +97,36 @@ import Testing
         }
     }
 
+    @Test func generateAnswersAFileInBatchesLikeOnePromptAtATime() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("prompts.jsonl"), output = dir.appendingPathComponent("answers.jsonl")
+            let samples = ["{\"text\": \"The assistant answers\"}", "{\"instruction\": \"Say hi\", \"output\": \"hi\"}",
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"id\": 7}", "{\"text\": \"数据\"}"]
+            try Data((samples.joined(separator: "\n") + "\n").utf8).write(to: input)
+            let batched = try Self.run(["generate", "--model", Self.llama, "--input", input.path, "--output", output.path,
+                                        "--max-new-tokens", "12", "--batch-size", "3"])
+            #expect(batched.status == 0, "\(batched.stderr)")
+            #expect(batched.stderr.contains("4 samples"), "\(batched.stderr)")
+            let rows = try String(decoding: Data(contentsOf: output), as: UTF8.self).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+            #expect(rows.count == 4 && rows[2]["id"]?.intValue == 7, "input fields are kept")
+            // The text samples' answers equal one-prompt runs; the chat sample's equals a run on its rendered prompt.
+            for (index, prompt) in [(0, "The assistant answers"), (3, "数据")] {
+                let alone = try Self.run(["generate", "--model", Self.llama, "--prompt", prompt, "--max-new-tokens", "12", "--json"])
+                #expect(rows[index]["completion"] == (try JSONValue.parse(alone.stdout.trimmingCharacters(in: .newlines)))["text"])
+            }
+            let once = try Self.run(["generate", "--model", Self.llama, "--input", input.path, "--max-new-tokens", "12", "--batch-size", "1"])
+            #expect(once.stdout.split(separator: "\n").map { try? JSONValue.parse(String($0)) } == rows.map { $0 }, "batch size changes nothing")
+            try Data("{\"text\": \"ok\"}\n{\"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}]}\n".utf8).write(to: input)
+            let bad = try Self.run(["generate", "--model", Self.llama, "--input", input.path, "--output", output.path])
+            #expect(bad.status != 0 && bad.stderr.contains("prompts.jsonl:2") && bad.stderr.contains("no user message"), "\(bad.stderr)")
+            #expect(rows.count == (try String(decoding: Data(contentsOf: output), as: UTF8.self)).split(separator: "\n").count,
+                    "a failed run leaves the earlier output whole")
+            let neither = try Self.run(["generate", "--model", Self.llama])
+            #expect(neither.status != 0 && neither.stderr.contains("--input"))
+        }
+    }
+
     @Test func badInputFailsWithAClearMessage() async throws {
         try await offThePool {
             let missing = try Self.run(["eval", "--model", "/nonexistent/model", "--data", Self.llama + "/eval.jsonl"])

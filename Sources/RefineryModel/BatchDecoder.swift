@@ -1,0 +1,104 @@
+import RefineryCore
+import RefineryTensor
+
+/// Decodes several sequences together (continuous batching). Each `step()` is one pass over the
+/// new tokens of every unfinished sequence — its whole prompt when it has just joined, else its
+/// last token — so the weights are read once per step for the whole batch. Every sequence keeps
+/// its own KV cache (in the model's dtype), sampler state, token budget and stop tokens, and may
+/// join or leave between steps.
+public final class BatchDecoder {
+    /// One sequence's new token from a step.
+    public struct Emission: Sendable, Equatable {
+        /// The sequence (`add`'s return value).
+        public let sequence: Int
+        public let token: Int
+        /// True when the sequence ended with this token (a stop token or its token budget).
+        public let finished: Bool
+    }
+
+    private struct Sequence {
+        let options: SamplingOptions
+        let cache: KVCache
+        var generator: SplitMix64
+        var pending: [Int]
+        var output: [Int] = []
+        var finished = false
+    }
+
+    /// The model decoded with.
+    public let model: LlamaModel
+    private var sequences: [Int: Sequence] = [:]
+    private var order: [Int] = []
+    private var nextID = 0
+
+    public init(model: LlamaModel) {
+        self.model = model
+    }
+
+    /// Unfinished sequences.
+    public var activeCount: Int { order.count { !(sequences[$0]?.finished ?? true) } }
+
+    /// Starts a sequence continuing `prompt` (token ids); its prompt runs in the next step.
+    /// Returns its id.
+    public func add(prompt: [Int], options: SamplingOptions) throws -> Int {
+        guard !prompt.isEmpty else { throw ModelError("the prompt is empty: give at least one token (or a tokenizer that adds BOS)") }
+        guard options.maxNewTokens >= 0 else { throw ModelError("max new tokens must be ≥ 0") }
+        for token in prompt where token < 0 || token >= model.config.vocabSize {
+            throw ModelError("token id \(token) is outside the vocabulary (0..<\(model.config.vocabSize))")
+        }
+        let id = nextID
+        nextID += 1
+        sequences[id] = Sequence(options: options, cache: model.makeCache(capacity: prompt.count + options.maxNewTokens),
+                                 generator: SplitMix64(seed: options.seed), pending: prompt,
+                                 finished: options.maxNewTokens == 0)
+        order.append(id)
+        return id
+    }
+
+    /// The tokens sequence `id` has produced so far (empty for an unknown id).
+    public func output(of id: Int) -> [Int] { sequences[id]?.output ?? [] }
+
+    /// True once sequence `id` has ended (or is unknown).
+    public func isFinished(_ id: Int) -> Bool { sequences[id]?.finished ?? true }
+
+    /// Forgets sequence `id` (finished or not) and frees its cache.
+    public func remove(_ id: Int) {
+        sequences[id] = nil
+        order.removeAll { $0 == id }
+    }
+
+    /// Ends sequence `id` early: it takes no further part in steps (its output stays readable).
+    public func finish(_ id: Int) {
+        sequences[id]?.finished = true
+    }
+
+    /// Runs one pass over every unfinished sequence and samples one token for each. Returns the
+    /// new tokens in the order the sequences were added; empty when none is unfinished.
+    public func step() throws -> [Emission] {
+        let active = order.filter { !(sequences[$0]?.finished ?? true) }
+        guard !active.isEmpty else { return [] }
+        var steps: [SequenceStep] = [], lastRows: [Int] = []
+        var rows = 0
+        for id in active {
+            guard let sequence = sequences[id] else { continue }
+            steps.append(SequenceStep(tokens: sequence.pending, cache: sequence.cache))
+            rows += sequence.pending.count
+            lastRows.append(rows - 1)
+        }
+        let hidden = try model.hiddenStates(batch: steps)
+        let logits = model.logits(hidden: hidden, rows: lastRows)
+        let vocab = model.config.vocabSize
+        var emitted: [Emission] = []
+        for (row, id) in active.enumerated() {
+            guard var sequence = sequences[id] else { continue }
+            let values = Array(UnsafeBufferPointer(start: logits.pointer + row * vocab, count: vocab))
+            let next = Sampler.pick(values, options: sequence.options, generator: &sequence.generator)
+            sequence.output.append(next)
+            sequence.pending = [next]
+            sequence.finished = sequence.options.stopTokens.contains(next) || sequence.output.count >= sequence.options.maxNewTokens
+            sequences[id] = sequence
+            emitted.append(Emission(sequence: id, token: next, finished: sequence.finished))
+        }
+        return emitted
+    }
+}
