@@ -78,25 +78,32 @@ func benchDType() throws -> DTypeChoice {
     try DTypeChoice(parsing: ProcessInfo.processInfo.environment["BENCH_DTYPE"] ?? "float32", source: "BENCH_DTYPE")
 }
 
-// Greedy decoding, batch 1: refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS]
+// Greedy decoding: refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH]
+// BATCH sequences (different random prompts of PROMPT tokens) are decoded together.
 if arguments.count >= 3 && arguments[1] == "decode" {
     let promptLength = arguments.count > 3 ? Int(arguments[3]) ?? 32 : 32
     let newTokens = arguments.count > 4 ? Int(arguments[4]) ?? 128 : 128
     let iterations = arguments.count > 5 ? Int(arguments[5]) ?? 3 : 3
+    let batch = arguments.count > 6 ? Int(arguments[6]) ?? 1 : 1
     do {
         let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]), dtype: try benchDType())
         var generator = SplitMix64(seed: 5)
-        let prompt = (0..<promptLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) }
         let options = SamplingOptions(maxNewTokens: newTokens)
-        _ = try model.generate(prompt: prompt, options: options)  // warm-up
+        let prompts = (0..<batch).map { _ in
+            ((0..<promptLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) }, options)
+        }
+        func run() throws {
+            let outputs = try model.generate(prompts: prompts, batchSize: batch)
+            if outputs.contains(where: { $0.count != newTokens }) { fail("a sequence did not generate \(newTokens) tokens") }
+        }
+        try run()  // warm-up
         var seconds: [Double] = []
         for _ in 0..<iterations {
             let start = DispatchTime.now().uptimeNanoseconds
-            let output = try model.generate(prompt: prompt, options: options)
-            if output.count != newTokens { fail("generated \(output.count) tokens, expected \(newTokens)") }
+            try run()
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        print("{\"tokens_per_second_median\": \(Double(newTokens) / median(seconds)), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes())}")
+        print("{\"tokens_per_second_median\": \(Double(batch * newTokens) / median(seconds)), \"batch\": \(batch), \"seconds\": \(seconds), \"peak_rss_mb\": \(peakResidentMegabytes())}")
     } catch {
         fail("\(error)")
     }
