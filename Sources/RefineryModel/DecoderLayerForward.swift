@@ -92,7 +92,7 @@ extension LlamaModel {
             Attention.causal(q: q.pointer, qStride: c.qDim, k: k.pointer, v: v.pointer, kvStride: c.kvDim,
                              out: attention.pointer, outStride: c.qDim, queryCount: t, keyCount: t,
                              heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
-                             probabilities: probabilities?.pointer)
+                             probabilities: probabilities?.pointer, products: dtype)
         } else {
             precondition(!keep && keyStart == nil, "decoding keeps no activations and packs no rows")
             for segment in mode.segments {
@@ -101,7 +101,8 @@ extension LlamaModel {
                 segment.cache.withFloatRows(layer: index, positions: past + count) { keys, values in
                     Attention.causal(q: q.pointer + first * c.qDim, qStride: c.qDim, k: keys, v: values, kvStride: c.kvDim,
                                      out: attention.pointer + first * c.qDim, outStride: c.qDim, queryCount: count,
-                                     keyCount: past + count, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim)
+                                     keyCount: past + count, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
+                                     products: dtype)
                 }
             }
         }

@@ -81,12 +81,17 @@ public enum Attention {
     ///   `nil` means 0 for all. Must be non-decreasing.
     /// - `probabilities`: when given (`probabilityCount(...)` floats), the softmax probabilities are
     ///   kept there for `backward`, which then need not recompute them.
+    /// - `products`: `.bfloat16` runs the two products on bfloat16 operands (queries, keys, the
+    ///   probabilities and values rounded; float32 accumulation), as PyTorch's autocast runs
+    ///   attention — on oneDNN and for blocks of at least `bfloat16MinimumRows` queries; the
+    ///   softmax stays float32, and the kept probabilities are the float32 ones.
     public static func causal(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
         out: UnsafeMutablePointer<Float>, outStride: Int,
         queryCount: Int, keyCount: Int, heads: Int, kvHeads: Int, headDim: Int,
-        keyStart: [Int]? = nil, probabilities: UnsafeMutablePointer<Float>? = nil
+        keyStart: [Int]? = nil, probabilities: UnsafeMutablePointer<Float>? = nil,
+        products: ComputeDType = .float32
     ) {
         if queryCount == 0 { return }
         let groups = heads / kvHeads
@@ -103,6 +108,11 @@ public enum Attention {
         let layout = probabilities.map { _ in
             probabilityLayout(tasks, queryCount: queryCount, keyCount: keyCount, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
         }
+        // bfloat16 copies of Kᵀ and V, rounded once for all tasks.
+        let halves = products == .bfloat16 && queryCount >= bfloat16MinimumRows && ProductBackend.current == .onednn
+            ? (keys: BFloat16Storage(rounding: keysT, count: kvHeads * headDim * keyCount),
+               values: BFloat16Storage(rounding: v, count: (keyCount - 1) * kvStride + kvHeads * headDim))
+            : nil
         let kept = probabilities.map { SendablePointer($0) }
         let qs = SendablePointer(UnsafeMutablePointer(mutating: q)), vs = SendablePointer(UnsafeMutablePointer(mutating: v))
         let ks = SendablePointer(keysT), os = SendablePointer(out)
@@ -117,8 +127,15 @@ public enum Attention {
             let scores = if let kept, let layout { kept.pointer + layout.offsets[index] } else { scratch }
             stack(qs.pointer, stride: qStride, stacked: stackedQ, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: true)
-            rk_lowrank_expand(stackedQ, headDim, ks.pointer + task.kvHead * headDim * keyCount + keyLow, keyCount,
-                              scores, width, rows, width, headDim, scale, 0)
+            let keyColumns = task.kvHead * headDim * keyCount + keyLow
+            let halfScratch = halves.map { _ in UnsafeMutablePointer<UInt16>.allocate(capacity: rows * Swift.max(width, headDim)) }
+            defer { halfScratch?.deallocate() }
+            if let halves, let halfScratch,
+               bfloat16Product(stackedQ, lda: headDim, halfScratch, halves.keys.pointer + keyColumns, ldb: keyCount,
+                               into: scores, ldc: width, m: rows, n: width, k: headDim, alpha: scale) {
+            } else {
+                rk_lowrank_expand(stackedQ, headDim, ks.pointer + keyColumns, keyCount, scores, width, rows, width, headDim, scale, 0)
+            }
             for stackedRow in 0..<rows {
                 let row = r0 + stackedRow % b
                 let r = scores + stackedRow * width
@@ -128,10 +145,29 @@ public enum Attention {
                 rk_softmax(r + first, last - first + 1)
                 if last + 1 < width { (r + last + 1).update(repeating: 0, count: width - last - 1) }
             }
-            rk_lowrank_expand(scores, width, vs.pointer + keyLow * kvStride + task.kvHead * headDim, kvStride,
-                              stackedOut, headDim, rows, headDim, width, 1, 0)
+            let valueRows = keyLow * kvStride + task.kvHead * headDim
+            if let halves, let halfScratch,
+               bfloat16Product(scores, lda: width, halfScratch, halves.values.pointer + valueRows, ldb: kvStride,
+                               into: stackedOut, ldc: headDim, m: rows, n: headDim, k: width, alpha: 1) {
+            } else {
+                rk_lowrank_expand(scores, width, vs.pointer + valueRows, kvStride, stackedOut, headDim, rows, headDim, width, 1, 0)
+            }
             stack(os.pointer, stride: outStride, stacked: stackedOut, kvHead: task.kvHead, groups: groups, r0: r0, r1: r1,
                   headDim: headDim, gather: false)
         }
+    }
+
+    /// Query blocks shorter than this keep float32 products in bfloat16 mode: decoding's one-row
+    /// blocks have a new width at every step (a new oneDNN primitive each time) and read few keys.
+    static let bfloat16MinimumRows = 16
+
+    /// `c[m, n] = alpha · bf16(a)[m, k] · b[k, n]` through oneDNN on this thread: `a` (float32, `lda`)
+    /// is rounded into `scratch` (`m × k` elements) first. False when oneDNN refused (then the
+    /// caller computes the product in float32; nothing was written).
+    private static func bfloat16Product(_ a: UnsafePointer<Float>, lda: Int, _ scratch: UnsafeMutablePointer<UInt16>,
+                                        _ b: UnsafePointer<UInt16>, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                                        m: Int, n: Int, k: Int, alpha: Float) -> Bool {
+        for row in 0..<m { rk_f32_to_bf16(a + row * lda, scratch + row * k, k) }
+        return rk_dnnl_gemm(Int32(RK_DNNL_BF16), 0, 0, m, n, k, alpha, scratch, k, b, ldb, 0, c, ldc) == 1
     }
 }
