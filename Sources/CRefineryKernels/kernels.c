@@ -292,3 +292,86 @@ int rk_retain_freed_memory(void) {
 #else
 int rk_retain_freed_memory(void) { return 0; }
 #endif
+
+// RMSNorm's scaling and the rotary embedding: plain elementwise loops, vectorised per instruction
+// set. No reassociation or contraction, so every instruction set computes the same bits.
+#pragma clang fp reassociate(off)
+#pragma clang fp contract(off)
+#define RK_DEFINE_ROWS(SUFFIX, ATTR)                                                        \
+    ATTR static void rms_scale_##SUFFIX(const float *restrict x, const float *restrict w,  \
+                                        float *restrict y, size_t n, float scale) {        \
+        for (size_t i = 0; i < n; i++) y[i] = w[i] * (x[i] * scale);                       \
+    }                                                                                     \
+    ATTR static void rotary_##SUFFIX(float *restrict v, const float *restrict c,          \
+                                     const float *restrict s, size_t half) {              \
+        float *restrict hi = v + half;                                                    \
+        for (size_t i = 0; i < half; i++) {                                               \
+            float a = v[i], b = hi[i];                                                    \
+            v[i] = a * c[i] - b * s[i];                                                   \
+            hi[i] = b * c[i] + a * s[i];                                                  \
+        }                                                                                 \
+    }                                                                                     \
+    ATTR static void rotary_back_##SUFFIX(float *restrict v, const float *restrict c,     \
+                                          const float *restrict s, size_t half) {         \
+        float *restrict hi = v + half;                                                    \
+        for (size_t i = 0; i < half; i++) {                                               \
+            float a = v[i], b = hi[i];                                                    \
+            v[i] = a * c[i] + b * s[i];                                                   \
+            hi[i] = b * c[i] - a * s[i];                                                  \
+        }                                                                                 \
+    }                                                                                     \
+    ATTR static void rms_back_##SUFFIX(const float *restrict x, const float *restrict w,   \
+                                       const float *restrict dy, float *restrict dx,      \
+                                       size_t n, float r, float coefficient) {            \
+        for (size_t i = 0; i < n; i++) dx[i] = r * w[i] * dy[i] - x[i] * coefficient;     \
+    }
+
+RK_DEFINE_ROWS(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_ROWS(avx2, __attribute__((target("avx2,fma"))))
+RK_DEFINE_ROWS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
+#endif
+
+void rk_rms_scale(const float *x, const float *weight, float *y, size_t n, float scale) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: rms_scale_avx512(x, weight, y, n, scale); return;
+    case RK_AVX2: rms_scale_avx2(x, weight, y, n, scale); return;
+    default: break;
+    }
+#endif
+    rms_scale_generic(x, weight, y, n, scale);
+}
+
+void rk_rotary(float *v, const float *cos_row, const float *sin_row, size_t half) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: rotary_avx512(v, cos_row, sin_row, half); return;
+    case RK_AVX2: rotary_avx2(v, cos_row, sin_row, half); return;
+    default: break;
+    }
+#endif
+    rotary_generic(v, cos_row, sin_row, half);
+}
+
+void rk_rotary_backward(float *g, const float *cos_row, const float *sin_row, size_t half) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: rotary_back_avx512(g, cos_row, sin_row, half); return;
+    case RK_AVX2: rotary_back_avx2(g, cos_row, sin_row, half); return;
+    default: break;
+    }
+#endif
+    rotary_back_generic(g, cos_row, sin_row, half);
+}
+
+void rk_rms_backward(const float *x, const float *weight, const float *dy, float *dx, size_t n, float r, float coefficient) {
+#if defined(__x86_64__)
+    switch (rk_current()) {
+    case RK_AVX512: rms_back_avx512(x, weight, dy, dx, n, r, coefficient); return;
+    case RK_AVX2: rms_back_avx2(x, weight, dy, dx, n, r, coefficient); return;
+    default: break;
+    }
+#endif
+    rms_back_generic(x, weight, dy, dx, n, r, coefficient);
+}

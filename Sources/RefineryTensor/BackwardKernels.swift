@@ -31,7 +31,7 @@ public enum BackwardKernels {
                 let r = rs.pointer[row]
                 let dot = rk_dot3(ws.pointer, dyr, xr, dim)
                 let coefficient = r * r * r * dot / Float(dim)
-                for i in 0..<dim { dxr[i] = r * ws.pointer[i] * dyr[i] - xr[i] * coefficient }
+                rk_rms_backward(xr, ws.pointer, dyr, dxr, dim, r, coefficient)
             }
         }
         // The weight gradient sums over rows: serial, in row order, so it is deterministic.
@@ -55,14 +55,7 @@ public enum BackwardKernels {
         Parallel.forEach(rows, costPerItem: heads * headDim * 3) { range in
             for row in range {
                 let c = cs.pointer + row * half, s = ss.pointer + row * half
-                for head in 0..<heads {
-                    let v = gs.pointer + row * rowStride + head * headDim
-                    for i in 0..<half {
-                        let a = v[i], b = v[i + half]
-                        v[i] = a * c[i] + b * s[i]
-                        v[i + half] = b * c[i] - a * s[i]
-                    }
-                }
+                for head in 0..<heads { rk_rotary_backward(gs.pointer + row * rowStride + head * headDim, c, s, half) }
             }
         }
     }

@@ -18,7 +18,7 @@ public enum Kernels {
                 let output = ys.pointer + row * dim
                 let sum = rk_dot(input, input, dim)
                 let scale = 1 / (sum / Float(dim) + eps).squareRoot()
-                for i in 0..<dim { output[i] = ws.pointer[i] * (input[i] * scale) }
+                rk_rms_scale(input, ws.pointer, output, dim, scale)
             }
         }
     }
@@ -42,14 +42,7 @@ public enum Kernels {
                 for row in range {
                     let c = cs.pointer + ps.pointer[row] * half
                     let s = ss.pointer + ps.pointer[row] * half
-                    for head in 0..<heads {
-                        let v = xs.pointer + row * rowStride + head * headDim
-                        for i in 0..<half {
-                            let a = v[i], b = v[i + half]
-                            v[i] = a * c[i] - b * s[i]
-                            v[i + half] = b * c[i] + a * s[i]
-                        }
-                    }
+                    for head in 0..<heads { rk_rotary(xs.pointer + row * rowStride + head * headDim, c, s, half) }
                 }
             }
         }

@@ -102,6 +102,36 @@ import Testing
         }
     }
 
+    @Test func rotaryMatchesTheDefinitionAndItsBackwardUndoesIt() {
+        var random = Random(state: 11)
+        let rows = 3, heads = 2, headDim = 38, half = headDim / 2
+        let x = random.tensor([rows, heads * headDim]), original = x.copy()
+        let cos = Tensor(shape: [5, half], values: (0..<(5 * half)).map { Foundation.cos(Float($0) * 0.37) })
+        let sin = Tensor(shape: [5, half], values: (0..<(5 * half)).map { Foundation.sin(Float($0) * 0.37) })
+        let positions = [4, 0, 2]
+        Kernels.applyRotary(x.pointer, rows: rows, heads: heads, headDim: headDim, rowStride: heads * headDim,
+                            positions: positions, cos: cos.pointer, sin: sin.pointer)
+        var worst: Double = 0
+        for row in 0..<rows {
+            for head in 0..<heads {
+                for i in 0..<half {
+                    let base = row * heads * headDim + head * headDim
+                    let a = Double(original.pointer[base + i]), b = Double(original.pointer[base + i + half])
+                    let c = Double(cos.pointer[positions[row] * half + i]), s = Double(sin.pointer[positions[row] * half + i])
+                    worst = max(worst, abs(Double(x.pointer[base + i]) - (a * c - b * s)), abs(Double(x.pointer[base + i + half]) - (b * c + a * s)))
+                }
+            }
+        }
+        #expect(worst < 1e-6)
+        // The backward pass reads table rows in row order: gather the rows the forward used.
+        let rowCos = Tensor(shape: [rows, half], values: positions.flatMap { p in (0..<half).map { cos.pointer[p * half + $0] } })
+        let rowSin = Tensor(shape: [rows, half], values: positions.flatMap { p in (0..<half).map { sin.pointer[p * half + $0] } })
+        BackwardKernels.applyRotaryBackward(x.pointer, rows: rows, heads: heads, headDim: headDim, rowStride: heads * headDim,
+                                            cos: rowCos.pointer, sin: rowSin.pointer)
+        let back = (0..<x.count).map { abs(x.pointer[$0] - original.pointer[$0]) }.max() ?? 1
+        #expect(back < 1e-6, "rotating by θ then −θ gives the input back (error \(back))")
+    }
+
     @Test func halfPrecisionConversionsAreExact() {
         #expect(HalfPrecision.bfloat16ToFloat(0x3F80) == 1)
         #expect(HalfPrecision.bfloat16ToFloat(0xC040) == -3)

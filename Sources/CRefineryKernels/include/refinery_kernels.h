@@ -12,6 +12,13 @@ void rk_silu_gate(float *gate, const float *up, size_t n);
 /// log(sum(exp(x[0..n)))), accumulated in double.
 double rk_logsumexp(const float *x, size_t n);
 
+/// y[i] = weight[i] · (x[i] · scale): RMSNorm once the row's scale is known.
+void rk_rms_scale(const float *x, const float *weight, float *y, size_t n, float scale);
+
+/// Rotary embedding of one head in rotate-half form, in place: for i < half,
+/// (v[i], v[i+half]) ← (v[i]·c[i] − v[i+half]·s[i], v[i+half]·c[i] + v[i]·s[i]).
+void rk_rotary(float *v, const float *cos_row, const float *sin_row, size_t half);
+
 #endif
 
 #ifndef REFINERY_KERNELS_BACKWARD_H
@@ -25,6 +32,13 @@ float rk_dot(const float *a, const float *b, size_t n);
 
 /// Σ a[i]·b[i]·c[i].
 float rk_dot3(const float *a, const float *b, const float *c, size_t n);
+
+/// Rotary backward of one head in place (rotation by −θ): for i < half,
+/// (g[i], g[i+half]) ← (g[i]·c[i] + g[i+half]·s[i], g[i+half]·c[i] − g[i]·s[i]).
+void rk_rotary_backward(float *g, const float *cos_row, const float *sin_row, size_t half);
+
+/// RMSNorm input gradient of one row: dx[i] = r·weight[i]·dy[i] − x[i]·coefficient.
+void rk_rms_backward(const float *x, const float *weight, const float *dy, float *dx, size_t n, float r, float coefficient);
 
 /// SiLU-gate backward: act = silu(g)·u; dg = dAct·u·σ(g)(1 + g(1 − σ(g))), du = dAct·silu(g).
 void rk_silu_gate_backward(const float *gate, const float *up, const float *d_act, float *d_gate, float *d_up, size_t n);
