@@ -4,7 +4,8 @@
 # vocab 49152, tied embeddings), random weights, sequence 512. Prints both figures and the ratio.
 #
 # Needs the reference Python environment: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements.txt
-# Environment: PYTHON (default .venv/bin/python), BENCH_THREADS (default 2), SEQ (512), ITERS (7).
+# Environment: PYTHON (default .venv/bin/python), BENCH_THREADS (default 2), SEQ (512), ITERS (5),
+# BENCH_DTYPE (bfloat16, the default: bf16 weights on both sides, PyTorch with CPU autocast; or float32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -12,10 +13,11 @@ THREADS=${BENCH_THREADS:-2}
 SEQ=${SEQ:-512}
 ITERS=${ITERS:-5}
 MODEL=${BENCH_MODEL:-bench/out/smollm2-135m-shape}
+export BENCH_DTYPE=${BENCH_DTYPE:-bfloat16}
 mkdir -p bench/out
 if [ ! -f "$MODEL/config.json" ]; then "$PYTHON" bench/forward_pytorch.py make "$MODEL"; fi
 swift build -c release --product refinery-bench >/dev/null
-echo "threads=$THREADS seq=$SEQ iterations=$ITERS dtype=${BENCH_DTYPE:-float32} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+echo "threads=$THREADS seq=$SEQ iterations=$ITERS dtype=$BENCH_DTYPE OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 # Alternate the two sides for ROUNDS rounds so drifting machine load hits both alike; report medians.
 ROUNDS=${ROUNDS:-3}
 : > bench/out/forward-refinery.jsonl

@@ -10,34 +10,20 @@ import RefineryTensor
 //   refinery-bench train MODEL_DIR lora|full [SEQ_LEN] [ITERATIONS]   (LoRA r=16 on all linear modules)
 //   refinery-bench sgemm [N] [ITERATIONS]                              (this machine's sgemm GFLOP/s)
 //   refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]                  (one product shape)
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("refinery-bench: \(message)\n".utf8))
-    exit(2)
-}
-
-func peakResidentMegabytes() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
-}
-
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-
-/// GFLOP/s of `product` (`flops` each run): one warm-up run, then the median of `iterations`.
-func gflops(flops: Double, iterations: Int, _ product: () -> Void) -> (gflops: Double, seconds: Double) {
-    product()
-    var seconds: [Double] = []
-    for _ in 0..<max(iterations, 1) {
-        let start = DispatchTime.now().uptimeNanoseconds
-        product()
-        seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-    let middle = median(seconds)
-    return (flops / middle / 1e9, middle)
-}
+//   refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH] (greedy decoding)
+//   refinery-bench shapes MODEL_DIR [SEQ_LEN] [ITERATIONS]              (every product shape of a
+//                      training step in float32 and bfloat16, against this machine's measured peaks)
 
 let arguments = CommandLine.arguments
+if arguments.count >= 3 && arguments[1] == "shapes" {
+    do {
+        try ProductShapeReport.run(directory: arguments[2], sequenceLength: arguments.count > 3 ? Int(arguments[3]) ?? 512 : 512,
+                                   iterations: arguments.count > 4 ? Int(arguments[4]) ?? 5 : 5)
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
 if arguments.count >= 2 && arguments[1] == "sgemm" {
     let n = arguments.count > 2 ? Int(arguments[2]) ?? 2048 : 2048
     let iterations = arguments.count > 3 ? Int(arguments[3]) ?? 5 : 5
@@ -73,11 +59,6 @@ if arguments.count >= 5 && arguments[1] == "gemm" {
     print("{\"gflops_median\": \(result.gflops), \"milliseconds_median\": \(result.seconds * 1e3)}")
     exit(0)
 }
-/// The products' precision: `BENCH_DTYPE` (auto, float32, bfloat16; default float32).
-func benchDType() throws -> DTypeChoice {
-    try DTypeChoice(parsing: ProcessInfo.processInfo.environment["BENCH_DTYPE"] ?? "float32", source: "BENCH_DTYPE")
-}
-
 // Greedy decoding: refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH]
 // BATCH sequences (different random prompts of PROMPT tokens) are decoded together.
 if arguments.count >= 3 && arguments[1] == "decode" {
