@@ -71,5 +71,5 @@ for method in os.environ.get("METHODS", "lora full").split():
     print(f"{method:4}: refinery {r:6.1f} tok/s  pytorch {p:6.1f} tok/s  ratio {r / p:.2f}x (rounds {min(rounds):.2f}–{max(rounds):.2f}x) | "
           f"peak RSS refinery {r_mem:.0f} MB  pytorch {p_mem:.0f} MB | refinery reaches {fraction:.0%} of the {dtype} product peak "
           f"({flops[method] / 1e9:.0f} GFLOP/step); the weight products take {products * 1e3:.0f} ms of the {r_s * 1e3:.0f} ms step "
-          f"({products / r_s:.0%}), the rest is attention, LoRA's thin products, norms, activations, the loss and conversions")
+          f"({products / r_s:.0%}); the rest is attention, {'LoRA' + chr(39) + 's thin products, ' if method == 'lora' else 'the optimizer, '}norms, activations, the loss and conversions")
 PY
