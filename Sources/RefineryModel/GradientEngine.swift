@@ -210,7 +210,7 @@ public final class GradientEngine: @unchecked Sendable {
         Attention.backward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, dOut: dAttention.pointer,
                            dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, count: t, heads: c.headCount,
                            kvHeads: c.kvHeadCount, headDim: c.headDim, keyStart: keyStart,
-                           probabilities: a.probabilities.pointer)
+                           probabilities: a.probabilities.pointer, products: model.dtype)
         BackwardKernels.applyRotaryBackward(dQ.pointer, rows: t, heads: c.headCount, headDim: c.headDim, rowStride: c.qDim,
                                             cos: cos.pointer, sin: sin.pointer)
         BackwardKernels.applyRotaryBackward(dK.pointer, rows: t, heads: c.kvHeadCount, headDim: c.headDim, rowStride: c.kvDim,

@@ -167,7 +167,19 @@ public enum Attention {
     private static func bfloat16Product(_ a: UnsafePointer<Float>, lda: Int, _ scratch: UnsafeMutablePointer<UInt16>,
                                         _ b: UnsafePointer<UInt16>, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                                         m: Int, n: Int, k: Int, alpha: Float) -> Bool {
-        for row in 0..<m { rk_f32_to_bf16(a + row * lda, scratch + row * k, k) }
-        return rk_dnnl_gemm(Int32(RK_DNNL_BF16), 0, 0, m, n, k, alpha, scratch, k, b, ldb, 0, c, ldc) == 1
+        roundRows(a, ld: lda, rows: m, cols: k, into: scratch)
+        return bfloat16Product(transA: false, scratch, lda: k, b, ldb: ldb, into: c, ldc: ldc, m: m, n: n, k: k, alpha: alpha)
+    }
+
+    /// `c[m, n] = alpha · op(a) · b` on bfloat16 operands through oneDNN on this thread; `op(a)` is
+    /// `a` (`[m, k]`) or, with `transA`, `aᵀ` (`a` stored `[k, m]`). False when oneDNN refused.
+    static func bfloat16Product(transA: Bool, _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
+                                into c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float) -> Bool {
+        rk_dnnl_gemm(Int32(RK_DNNL_BF16), transA ? 1 : 0, 0, m, n, k, alpha, a, lda, b, ldb, 0, c, ldc) == 1
+    }
+
+    /// Rounds `rows × cols` floats (row stride `ld`) into a packed bfloat16 `[rows, cols]`.
+    static func roundRows(_ source: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int, into target: UnsafeMutablePointer<UInt16>) {
+        for row in 0..<rows { rk_f32_to_bf16(source + row * ld, target + row * cols, cols) }
     }
 }
