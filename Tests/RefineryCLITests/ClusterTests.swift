@@ -203,7 +203,9 @@ import Testing
             // long enough for two kills at random moments inside it.
             let (dir, articles) = try Self.uninterruptedRun(articles: 40, train: true, steps: 60)
 
-            let mock = try Mock(latencyMs: 250)
+            // 600 ms a call: generation must outlast three restarts with a random wait after each
+            // (at 250 ms it could finish before the third kill's moment came).
+            let mock = try Mock(latencyMs: 600)
             let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true, steps: 60)
             let state = dir.appendingPathComponent("crash.db").path
             let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
@@ -224,7 +226,7 @@ import Testing
                 let wantTraining = kills >= 3
                 let aimEnd = Date().addingTimeInterval(60)
                 var fired = false
-                Thread.sleep(forTimeInterval: wantTraining ? Double.random(in: 0.1...0.5) : Double.random(in: 0.8...2.0))
+                Thread.sleep(forTimeInterval: wantTraining ? Double.random(in: 0.1...0.5) : Double.random(in: 0.2...0.8))
                 while Date() < aimEnd && current.process.isRunning {
                     let store = try? RunStore(path: state, readOnly: true)
                     let stage = (try? store?.meta("stage")) ?? nil
