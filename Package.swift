@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -66,6 +67,10 @@ let package = Package(
         ),
         .target(name: "RefineryData", dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM"]),
         .target(
+            name: "RefineryCuration",
+            dependencies: ["RefineryCore", "RefineryText", "RefineryData", "RefineryTensor", "RefineryStore",
+                           .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
             name: "RefineryCluster",
             dependencies: [
                 "CZeroMQ", "RefineryCore", "RefineryTensor", "RefineryModel", "RefineryText", "RefineryData", "RefineryStore", "RefineryLLM",
@@ -76,7 +81,7 @@ let package = Package(
             name: "RefineryPipeline",
             dependencies: [
                 "RefineryCore", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData", "RefineryStore",
-                "RefineryLLM",
+                "RefineryLLM", "RefineryCuration",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -84,13 +89,13 @@ let package = Package(
             name: "refinery",
             dependencies: [
                 "RefineryCore", "RefineryPipeline", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData",
-                "RefineryStore", "RefineryLLM", "RefineryMockLLM",
+                "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "refinery-bench",
-            dependencies: ["RefineryCore", "RefineryModel", "RefineryTensor", "COpenBLAS"],
+            dependencies: ["RefineryCore", "RefineryModel", "RefineryTensor", "RefineryText", "RefineryData", "RefineryCuration", "COpenBLAS"],
             path: "Sources/refinery-bench"
         ),
         .testTarget(
@@ -103,6 +108,11 @@ let package = Package(
             dependencies: ["RefineryCore", "RefineryData", "RefineryStore", "RefineryText", "RefineryLLM", "RefineryMockLLM"],
             exclude: ["Fixtures"]
         ),
+        .testTarget(
+            name: "RefineryCurationTests",
+            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "RefineryLLMTests", dependencies: ["RefineryCore", "RefineryLLM", "RefineryMockLLM", "RefineryText"]),
         .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore"]),
@@ -113,7 +123,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryPipelineTests",
-            dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM"]
+            dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM",
+                           "RefineryCuration"]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor", "CRefineryKernels"]),

@@ -37,7 +37,7 @@ extension DatasetLines {
         guard (0..<1).contains(testFraction) else { throw DataError("--test-fraction must be in [0, 1)") }
         var train: [String] = [], test: [String] = []
         for line in try read(input) {
-            let id = (try? JSONValue.parse(line.row))?["lineage"]?["id"]?.stringValue ?? Deduplication.key(line.sample)
+            let id = (try? JSONValue.parse(line.row))?["lineage"]?["id"]?.stringValue ?? SampleKey.of(line.sample)
             if DatasetExport.isTest(id, fraction: testFraction, seed: seed) { test.append(line.row) } else { train.append(line.row) }
         }
         try write(train, to: output)

@@ -11,10 +11,18 @@ import RefineryTensor
 //   refinery-bench sgemm [N] [ITERATIONS]                              (this machine's sgemm GFLOP/s)
 //   refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]                  (one product shape)
 //   refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH] (greedy decoding)
+//   refinery-bench minhash FILE THRESHOLD NUM_PERM NGRAM                (MinHash-LSH dedup of {"id", "text"} lines)
 //   refinery-bench shapes MODEL_DIR [SEQ_LEN] [ITERATIONS]              (every product shape of a
 //                      training step in float32 and bfloat16, against this machine's measured peaks)
 
 let arguments = CommandLine.arguments
+if arguments.count >= 6 && arguments[1] == "minhash" {
+    guard let threshold = Double(arguments[3]), let permutations = Int(arguments[4]), let ngram = Int(arguments[5]) else {
+        fail("minhash FILE THRESHOLD NUM_PERM NGRAM")
+    }
+    do { try MinHashBench.run(path: arguments[2], threshold: threshold, permutations: permutations, ngram: ngram) } catch { fail("\(error)") }
+    exit(0)
+}
 if arguments.count >= 3 && arguments[1] == "shapes" {
     do {
         try ProductShapeReport.run(directory: arguments[2], sequenceLength: arguments.count > 3 ? Int(arguments[3]) ?? 512 : 512,

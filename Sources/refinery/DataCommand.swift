@@ -11,26 +11,47 @@ struct DataCommand: AsyncParsableCommand {
         subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self])
 }
 
-/// `refinery data dedup`: exact or MinHash deduplication, keeping the first of each cluster.
+/// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.
 struct DataDedupCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "dedup", abstract: "Remove duplicate samples (instruction + answer text), keeping the first.")
+    static let configuration = CommandConfiguration(
+        commandName: "dedup", abstract: "Remove duplicate samples (instruction + answer text), keeping one of each group.",
+        discussion: """
+        exact: SHA-256 of the text with whitespace collapsed and case ignored (--compare-case, \
+        --ignore-punctuation change that). minhash: MinHash-LSH over word (or --shingle chars) \
+        n-grams with punctuation and case ignored; bands × rows follow the threshold (datasketch's \
+        rule, weighted towards recall) unless --bands/--rows are given, and candidates are verified \
+        by their signatures' agreement (--no-verify: plain LSH, as datasketch).
+        """)
 
     @Option(help: "Input JSONL (any supported format).") var input: String
     @Option(help: "Output JSONL (rows unchanged).") var output: String
     @Option(help: "exact or minhash.") var method: String = "exact"
     @Option(help: "Jaccard similarity at which MinHash treats samples as duplicates.") var threshold: Double = 0.8
     @Option(help: "MinHash permutations.") var numPerm: Int = 128
-    @Option(help: "Words per shingle.") var ngram: Int = 5
+    @Option(help: "Words (or characters) per shingle.") var ngram: Int = 5
+    @Option(help: "words or chars.") var shingle: String = "words"
+    @Option(help: "LSH bands (with --rows; default: derived from the threshold).") var bands: Int?
+    @Option(help: "Rows per LSH band.") var rows: Int?
+    @Flag(inversion: .prefixedNo, help: "Verify MinHash candidates by their signatures' agreement.") var verify = true
+    @Option(help: "Which sample of a group stays: first, longest or score.") var keep: String = "first"
+    @Option(help: "The numeric field `--keep score` compares.") var scoreField: String = "score"
+    @Flag(help: "Treat samples that differ only in case as different.") var compareCase = false
+    @Flag(help: "Ignore punctuation in exact dedup (MinHash always does).") var ignorePunctuation = false
 
     func run() throws {
         try reportingErrors {
             guard method != "semantic" else { throw CommandError("--method semantic is not available yet; use exact or minhash") }
-            guard let parsed = DedupStage.Method(rawValue: method) else { throw CommandError("--method must be exact or minhash") }
-            guard (0...1).contains(threshold), numPerm > 0, ngram > 0 else { throw CommandError("--threshold must be in [0, 1]; --num-perm and --ngram positive") }
-            let rows = try DatasetLines.read(input)
-            let (kept, _) = try DedupStage(method: parsed, threshold: threshold, permutations: numPerm, ngram: ngram).apply(rows)
+            var settings: [String: Any] = ["method": method, "threshold": threshold, "num_perm": numPerm, "ngram": ngram,
+                                           "shingle": shingle, "verify": verify, "keep": keep, "score_field": scoreField,
+                                           "ignore_case": !compareCase]
+            if ignorePunctuation || method == "minhash" { settings["ignore_punctuation"] = true }
+            if let bands { settings["bands"] = bands }
+            if let rows { settings["rows"] = rows }
+            let stage = try DedupStage.fromSettings(settings, source: "refinery data dedup")
+            let lines = try DatasetLines.read(input)
+            let (kept, summary) = try stage.apply(lines)
             try DatasetLines.write(kept.map(\.row), to: output)
-            Output.line("kept \(kept.count) of \(rows.count) samples (\(rows.count - kept.count) duplicates removed) → \(output)")
+            Output.line("\(summary) (\(lines.count - kept.count) duplicates removed) → \(output)")
         }
     }
 }

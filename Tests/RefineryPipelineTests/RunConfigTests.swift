@@ -1,6 +1,7 @@
 import Foundation
 import RefineryModel
 import RefineryPipeline
+import RefineryCuration
 import Testing
 
 /// The typed run config: defaults defined once, flags over the file, unknown keys refused
@@ -64,12 +65,27 @@ import Testing
             curate:
               - dedup: exact
               - dedup: {method: minhash, threshold: 0.7, num_perm: 64}
+              - dedup: {method: minhash, bands: 14, rows: 8, num_perm: 112, shingle: chars, ngram: 7, keep: longest, verify: false}
+              - dedup: {method: exact, ignore_punctuation: true, keep: score, score_field: rating}
             """))
         let stages = list.curate.stages.compactMap { $0 as? DedupStage }
-        #expect(stages.map(\.method) == [.exact, .minhash] && stages[1].threshold == 0.7 && stages[1].permutations == 64)
+        #expect(stages.map(\.method) == [.exact, .minhash, .minhash, .exact])
+        #expect(stages[1].minHash.threshold == 0.7 && stages[1].minHash.permutations == 64 && stages[1].minHash.verify)
+        #expect(stages[2].minHash.bands == LSHBands(bands: 14, rows: 8) && stages[2].minHash.shingling == .characters(7)
+                && stages[2].keep == .longest && !stages[2].minHash.verify)
+        #expect(stages[3].exactNormalization.stripPunctuation && stages[3].keep == .highestScore && stages[3].scoreField == "rating")
+        #expect(!stages[0].exactNormalization.stripPunctuation && stages[0].exactNormalization.lowercase)
         let legacy = try RunConfig(path: try Self.write("curate:\n  dedup: minhash\n  threshold: 0.9\n"))
         let only = legacy.curate.stages.compactMap { $0 as? DedupStage }
-        #expect(only.count == 1 && only[0].method == .minhash && only[0].threshold == 0.9)
+        #expect(only.count == 1 && only[0].method == .minhash && only[0].minHash.threshold == 0.9)
+        for (yaml, expected) in [("- dedup: {method: minhash, bands: 14}", "both bands and rows"),
+                                 ("- dedup: {method: minhash, bands: 20, rows: 8}", "at most num_perm"),
+                                 ("- dedup: {keep: best}", "first, longest or score"),
+                                 ("- dedup: {method: minhash, shingle: sentences}", "words or chars"),
+                                 ("- dedup: {method: minhash, threshold: 1.5}", "threshold")] {
+            let message = Self.error { _ = try RunConfig(path: try Self.write("curate:\n  " + yaml + "\n")) }
+            #expect(message.contains(expected), "\(yaml): \(message)")
+        }
     }
 
     @Test func curationRewritesTheDatasetWithTheRowsKeptInOrder() throws {

@@ -124,3 +124,11 @@ void rk_f32_to_bf16(const float *x, uint16_t *y, size_t n);
 /// y[i] = float(x[i]) (exact).
 void rk_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 #endif
+
+#ifndef REFINERY_KERNELS_MINHASH_H
+#define REFINERY_KERNELS_MINHASH_H
+#include <stdint.h>
+/// The MinHash signature of one document: out[i] = min over its `count` shingle hashes x of
+/// (a[i]·x + b[i] mod 2^64) >> 32, for i < perms (UINT32_MAX for a document without shingles).
+void rk_minhash(const uint32_t *shingles, size_t count, const uint64_t *a, const uint64_t *b, size_t perms, uint32_t *out);
+#endif
