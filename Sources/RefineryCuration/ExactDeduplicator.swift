@@ -8,12 +8,7 @@ public struct ExactDeduplicator: Sendable {
     public init(normalization: TextNormalization = .exact) { self.normalization = normalization }
 
     /// The hex SHA-256 of the normalised text: what equal texts share.
-    public func key(_ text: String) -> String {
-        SHA256.hash(data: Array(normalization.apply(text).utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
-    }
+    public func key(_ text: String) -> String { ContentDigest.sha256(normalization.apply(text)) }
 
     /// For each text, the index of the text kept among its equals (itself when kept).
     public func keptMembers(_ texts: [String], rule: KeepRule = .first, scores: [Double?] = []) -> [Int] {
@@ -35,5 +30,15 @@ public enum ComparedText {
         case let .text(text): return text
         case let .chat(messages): return messages.filter { $0.role != "system" }.map(\.content).joined(separator: "\n")
         }
+    }
+}
+
+/// Hex SHA-256 digests of text.
+public enum ContentDigest {
+    public static func sha256(_ text: String) -> String {
+        SHA256.hash(data: Array(text.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
     }
 }

@@ -103,6 +103,12 @@ public struct MinHashDeduplicator: Sendable {
     /// For each text, the index of the text kept for its group of near copies (itself when kept).
     /// Texts without a shingle (empty after normalisation) match nothing.
     public func keptMembers(_ texts: [String], rule: KeepRule = .first, scores: [Double?] = []) -> [Int] {
+        decide(texts, rule: rule, scores: scores).map(\.kept)
+    }
+
+    /// For each text, the text kept for its group (itself when kept) and their estimated Jaccard
+    /// similarity (the share of equal signature values; 1 for a kept text).
+    public func decide(_ texts: [String], rule: KeepRule = .first, scores: [Double?] = []) -> [(kept: Int, similarity: Double)] {
         let perms = settings.permutations
         let signatures = signatures(texts)
         var clusters = DuplicateClusters(count: texts.count)
@@ -127,6 +133,12 @@ public struct MinHashDeduplicator: Sendable {
                 }
             }
         }
-        return clusters.keptMember(rule: rule, lengths: rule == .longest ? texts.map(\.count) : [], scores: scores)
+        let kept = clusters.keptMember(rule: rule, lengths: rule == .longest ? texts.map(\.count) : [], scores: scores)
+        return kept.enumerated().map { index, member in
+            guard member != index else { return (member, 1) }
+            var agree = 0
+            for i in 0..<perms where signatures[index * perms + i] == signatures[member * perms + i] { agree += 1 }
+            return (member, Double(agree) / Double(perms))
+        }
     }
 }

@@ -87,7 +87,7 @@ public struct ClusterPipeline {
                 try coordinator.run(stage)
                 report("[generate] " + (try job.writeDataset(from: store)) + "\n")
                 written += [job.out, DatasetExport.testPath(for: job.out)]
-                try config.curate.run(on: job.out, report: report)
+                try config.curate.run(on: job.out, store: store, report: report)
             }
             if config.train.isRequested {
                 let plan = try TrainingPlan(config: config.train, checkOutput: false, report: report)

@@ -2,13 +2,45 @@ import Foundation
 import RefineryCore
 import RefineryCuration
 import RefineryData
+import RefineryStore
 
-/// One curation stage: takes the dataset's lines, returns those it keeps and a line for the
-/// progress display. Stages run in the order the config lists them.
+/// What a curation stage decided about one sample.
+public struct StageDecision: Sendable, Equatable {
+    public var kept: Bool
+    /// Why it was dropped (or a note when kept).
+    public var reason: String?
+    /// The stage's measure (e.g. the estimated similarity with the sample kept in its place).
+    public var score: Double?
+    /// The index of the sample kept in its place, if any.
+    public var matched: Int?
+
+    public init(kept: Bool, reason: String? = nil, score: Double? = nil, matched: Int? = nil) {
+        self.kept = kept
+        self.reason = reason
+        self.score = score
+        self.matched = matched
+    }
+}
+
+/// One curation stage: decides about every sample of its input. Stages run in the order the
+/// config lists them, each on what the one before kept.
 public protocol CurationStage: Sendable {
     /// The stage's name in the config (`dedup`, …).
     var name: String { get }
-    func apply(_ lines: [DatasetLine]) throws -> (kept: [DatasetLine], summary: String)
+    /// Every setting that changes the stage's decisions, canonically written: stored with them, so
+    /// a rerun with other settings recomputes the stage and one with the same settings reuses them.
+    var settingsText: String { get }
+    /// One decision per line, in order.
+    func decide(_ lines: [DatasetLine]) throws -> [StageDecision]
+}
+
+extension CurationStage {
+    /// The lines kept, and a line for the progress display.
+    public func apply(_ lines: [DatasetLine]) throws -> (kept: [DatasetLine], summary: String) {
+        let decisions = try decide(lines)
+        let kept = zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+        return (kept, "\(name) kept \(kept.count) of \(lines.count) samples")
+    }
 }
 
 /// The `curate` section: an ordered list of stages run on the generated train split.
@@ -62,16 +94,63 @@ public struct CurationPlan: Sendable {
     }
 
     /// Runs every stage on the dataset at `path` and rewrites it (atomically) with the lines kept.
-    public func run(on path: String, report: ProgressReport) throws {
+    /// With a `store`, each stage's decisions are stored per sample under `pipeline`; a stage whose
+    /// settings and input are those stored is not recomputed.
+    public func run(on path: String, store: RunStore? = nil, pipeline: String = "curate", report: ProgressReport) throws {
         guard !stages.isEmpty else { return }
         var lines = try DatasetLines.read(path)
-        for stage in stages {
-            let (kept, summary) = try stage.apply(lines)
-            report("[curate] \(stage.name): \(summary)\n")
-            lines = kept
+        for (position, stage) in stages.enumerated() {
+            lines = try Self.run(stage, position: position, on: lines, store: store, pipeline: pipeline, report: report)
         }
         try DatasetLines.write(lines.map(\.row), to: path)
         report("[curate] kept \(lines.count) samples in \(path)\n")
+    }
+
+    /// Runs one stage (or reuses its stored decisions) and returns the lines it keeps.
+    public static func run(_ stage: any CurationStage, position: Int, on lines: [DatasetLine], store: RunStore?, pipeline: String,
+                           report: ProgressReport) throws -> [DatasetLine] {
+        let ids = SampleIDs.of(lines)
+        let digest = ContentDigest.sha256(ids.joined(separator: "\n"))
+        if let store, let stored = try store.curationStage(pipeline: pipeline, position: position),
+           stored.name == stage.name, stored.settings == stage.settingsText, stored.inputDigest == digest {
+            let keptIDs = Set(try store.curationDecisions(pipeline: pipeline, position: position).filter(\.kept).map(\.sample))
+            let kept = zip(lines, ids).filter { keptIDs.contains($0.1) }.map(\.0)
+            if kept.count == stored.kept {
+                report("[curate] \(stage.name): unchanged since the last run, \(kept.count) of \(lines.count) kept (decisions from the state)\n")
+                return kept
+            }
+        }
+        let decisions = try stage.decide(lines)
+        guard decisions.count == lines.count else {
+            throw PipelineError("curation stage \(stage.name) decided about \(decisions.count) of \(lines.count) samples")
+        }
+        let kept = zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+        if let store {
+            let records = zip(ids, decisions).map { id, d in
+                CurationDecisionRecord(sample: id, kept: d.kept, reason: d.reason, score: d.score,
+                                       cluster: d.matched.map { ids[$0] } ?? id, matched: d.matched.map { ids[$0] })
+            }
+            try store.recordCurationStage(CurationStageRecord(pipeline: pipeline, position: position, name: stage.name,
+                                                              settings: stage.settingsText, inputDigest: digest,
+                                                              kept: kept.count, dropped: lines.count - kept.count),
+                                          decisions: records)
+        }
+        report("[curate] \(stage.name): kept \(kept.count) of \(lines.count) samples (\(stage.settingsText))\n")
+        return kept
+    }
+}
+
+/// The ids curation stores decisions under: each line's lineage id, or its text's key; a repeated
+/// id gets `#2`, `#3`, … in order, so every line has its own.
+public enum SampleIDs {
+    public static func of(_ lines: [DatasetLine]) -> [String] {
+        var seen: [String: Int] = [:]
+        return lines.map { line in
+            let base = (try? JSONValue.parse(line.row))?["lineage"]?["id"]?.stringValue ?? SampleKey.of(line.sample)
+            let count = (seen[base] ?? 0) + 1
+            seen[base] = count
+            return count == 1 ? base : "\(base)#\(count)"
+        }
     }
 }
 
@@ -142,20 +221,34 @@ public struct DedupStage: CurationStage {
         try DedupStage(ConfigSection(path: source, name: "dedup", raw: settings))
     }
 
-    /// For each line, the line kept for its group (itself when kept).
-    public func keptMembers(_ lines: [DatasetLine]) -> [Int] {
+    public var settingsText: String {
+        let normalization = method == .exact ? exactNormalization : minHash.normalization
+        var parts = ["method=\(method.rawValue)", "ignore_case=\(normalization.lowercase)", "ignore_punctuation=\(normalization.stripPunctuation)",
+                     "keep=\(keep)"]
+        if keep == .highestScore { parts.append("score_field=\(scoreField)") }
+        if method == .minhash {
+            let shingle = if case .characters = minHash.shingling { "chars" } else { "words" }
+            parts += ["threshold=\(minHash.threshold)", "num_perm=\(minHash.permutations)", "shingle=\(shingle)", "ngram=\(minHash.shingling.size)",
+                      "bands=\(minHash.bands.bands)", "rows=\(minHash.bands.rows)", "verify=\(minHash.verify)", "seed=\(minHash.seed)"]
+        }
+        return parts.joined(separator: " ")
+    }
+
+    public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] {
         let texts = lines.map { ComparedText.of($0.sample) }
         let scores: [Double?] = keep == .highestScore ? lines.map { (try? JSONValue.parse($0.row))?[scoreField]?.doubleValue } : []
         switch method {
-        case .exact: return ExactDeduplicator(normalization: exactNormalization).keptMembers(texts, rule: keep, scores: scores)
-        case .minhash: return MinHashDeduplicator(settings: minHash).keptMembers(texts, rule: keep, scores: scores)
+        case .exact:
+            return ExactDeduplicator(normalization: exactNormalization).keptMembers(texts, rule: keep, scores: scores).enumerated().map { index, member in
+                member == index ? StageDecision(kept: true) : StageDecision(kept: false, reason: "exact copy", score: 1, matched: member)
+            }
+        case .minhash:
+            return MinHashDeduplicator(settings: minHash).decide(texts, rule: keep, scores: scores).enumerated().map { index, decision in
+                decision.kept == index
+                    ? StageDecision(kept: true)
+                    : StageDecision(kept: false, reason: String(format: "near copy (estimated Jaccard similarity %.2f ≥ %.2f)", decision.similarity, minHash.threshold),
+                                    score: decision.similarity, matched: decision.kept)
+            }
         }
-    }
-
-    public func apply(_ lines: [DatasetLine]) throws -> (kept: [DatasetLine], summary: String) {
-        let members = keptMembers(lines)
-        let kept = lines.indices.filter { members[$0] == $0 }.map { lines[$0] }
-        let detail = method == .minhash ? " (\(minHash.bands)\(minHash.verify ? ", verified" : ""))" : ""
-        return (kept, "\(method.rawValue) dedup\(detail) kept \(kept.count) of \(lines.count) samples")
     }
 }

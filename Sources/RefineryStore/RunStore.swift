@@ -158,6 +158,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v3-lease-grants") { db in
             try db.execute(sql: ClusterSchema.v3)
         }
+        migrator.registerMigration("v4-curation") { db in
+            try db.execute(sql: CurationSchema.v4)
+        }
         return migrator
     }
 

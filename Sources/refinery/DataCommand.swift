@@ -1,14 +1,16 @@
 import ArgumentParser
 import Foundation
 import RefineryData
+import RefineryCore
 import RefineryPipeline
+import RefineryStore
 import RefineryText
 
 /// `refinery data …`: the data stages.
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataWhyCommand.self])
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.
@@ -37,6 +39,7 @@ struct DataDedupCommand: ParsableCommand {
     @Option(help: "The numeric field `--keep score` compares.") var scoreField: String = "score"
     @Flag(help: "Treat samples that differ only in case as different.") var compareCase = false
     @Flag(help: "Ignore punctuation in exact dedup (MinHash always does).") var ignorePunctuation = false
+    @Option(help: "SQLite state file: every decision is stored per sample (see `refinery data why`), and a rerun with the same settings and input reuses them.") var state: String?
 
     func run() throws {
         try reportingErrors {
@@ -49,9 +52,11 @@ struct DataDedupCommand: ParsableCommand {
             if let rows { settings["rows"] = rows }
             let stage = try DedupStage.fromSettings(settings, source: "refinery data dedup")
             let lines = try DatasetLines.read(input)
-            let (kept, summary) = try stage.apply(lines)
+            let store = try state.map { try RunStore(path: $0) }
+            let kept = try CurationPlan.run(stage, position: 0, on: lines, store: store, pipeline: "data dedup",
+                                            report: { Output.progress($0) })
             try DatasetLines.write(kept.map(\.row), to: output)
-            Output.line("\(summary) (\(lines.count - kept.count) duplicates removed) → \(output)")
+            Output.line("kept \(kept.count) of \(lines.count) samples (\(lines.count - kept.count) duplicates removed) → \(output)")
         }
     }
 }
@@ -144,6 +149,43 @@ struct DataGenerateCommand: AsyncParsableCommand {
             Output.line(try await job.runHere(retryFailed: retryFailed, report: Output.progress))
         } catch let error as CustomStringConvertible & Error {
             throw CommandError(error.description)
+        }
+    }
+}
+
+/// `refinery data why ID`: why a sample was dropped or kept, stage by stage, from a state file.
+struct DataWhyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "why", abstract: "Say why a sample was dropped or kept by the curation stages of a run (or of data dedup --state).")
+
+    @Argument(help: "The sample's id: its lineage id (generated samples), or what `data dedup --state` stored.") var id: String
+    @Option(help: "The run's SQLite state file.") var state: String
+    @Flag(help: "Print one JSON object per stage instead of text.") var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let store = try RunStore(path: state, readOnly: true)
+            let history = try store.curationHistory(sample: id)
+            guard !history.isEmpty else {
+                throw CommandError("no curation decision about \(id) in \(state): check the id (a lineage id such as article-1:c0:p0), or run the curate stages with this state file first")
+            }
+            for (stage, decision) in history {
+                if json {
+                    var fields: [(String, JSONValue)] = [("pipeline", .string(stage.pipeline)), ("stage", .int(stage.position)),
+                                                         ("name", .string(stage.name)), ("settings", .string(stage.settings)),
+                                                         ("kept", .bool(decision.kept))]
+                    if let reason = decision.reason { fields.append(("reason", .string(reason))) }
+                    if let score = decision.score { fields.append(("score", .double(score))) }
+                    if let matched = decision.matched { fields.append(("matched", .string(matched))) }
+                    Output.line(JSONValue.object(fields).compactText)
+                } else {
+                    let verdict = decision.kept ? "kept" : "dropped"
+                    var line = "\(stage.pipeline) stage \(stage.position + 1) (\(stage.name); \(stage.settings)): \(verdict)"
+                    if let reason = decision.reason { line += " — \(reason)" }
+                    if let matched = decision.matched { line += "; kept in its place: \(matched)" }
+                    Output.line(line)
+                }
+            }
         }
     }
 }

@@ -146,6 +146,46 @@ import Testing
 
 /// `refinery data dedup` and `data split` on a generated-style dataset.
 @Suite struct DataCurationCommandTests {
+    /// Decisions go to the state file per sample; `data why` names the stage, the reason and the
+    /// sample kept instead; a rerun with the same settings reuses them, a changed threshold recomputes.
+    @Test func dedupStoresEveryDecisionAndWhyExplainsIt() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl"), output = dir.appendingPathComponent("out.jsonl")
+            let state = dir.appendingPathComponent("state.db").path
+            let answer = "Gradient accumulation adds the gradients of several micro batches before one optimizer step, so that a large batch fits in a small memory and the loss stays weighted by tokens. The learning rate schedule advances once per optimizer step, not once per micro batch, and the gradient norm is clipped after the last micro batch of the step has been added."
+            let rows: [(String, String, String)] = [
+                ("s-0", "What does gradient accumulation do?", answer),
+                ("s-1", "What is packing?", "Packing lays samples end to end in one row and masks attention so that no sample sees another."),
+                ("s-2", "What does gradient accumulation do?", answer.replacingOccurrences(of: "small memory", with: "little memory")),
+                ("s-3", "WHAT does gradient accumulation do?", answer),
+            ]
+            try rows.map { id, q, a in
+                JSONValue.object([("instruction", .string(q)), ("output", .string(a)), ("lineage", .object([("id", .string(id))]))]).compactText
+            }.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            func dedup(_ extra: [String]) throws -> CommandLineTests.Result {
+                try CommandLineTests.run(["data", "dedup", "--input", input.path, "--output", output.path, "--state", state, "--method", "minhash"] + extra)
+            }
+            let first = try dedup(["--threshold", "0.7"])
+            #expect(first.status == 0 && first.stdout.contains("kept 2 of 4"), "\(first.stdout)\(first.stderr)")
+            let why = try CommandLineTests.run(["data", "why", "s-2", "--state", state])
+            #expect(why.status == 0 && why.stdout.contains("dropped") && why.stdout.contains("near copy") && why.stdout.contains("kept in its place: s-0"),
+                    "\(why.stdout)\(why.stderr)")
+            let kept = try CommandLineTests.run(["data", "why", "s-0", "--state", state, "--json"])
+            #expect((try? JSONValue.parse(kept.stdout.trimmingCharacters(in: .newlines)))?["kept"] == .bool(true), "\(kept.stdout)")
+            let same = try dedup(["--threshold", "0.7"])
+            #expect(same.status == 0 && same.stderr.contains("unchanged since the last run") && same.stdout.contains("kept 2 of 4"), "\(same.stderr)")
+            let stricter = try dedup(["--threshold", "0.99"])
+            #expect(stricter.status == 0 && !stricter.stderr.contains("unchanged") && stricter.stdout.contains("kept 3 of 4"), "\(stricter.stdout)\(stricter.stderr)")
+            let nowKept = try CommandLineTests.run(["data", "why", "s-2", "--state", state])
+            #expect(nowKept.stdout.contains("kept") && !nowKept.stdout.contains("dropped"), "\(nowKept.stdout)")
+            let unknown = try CommandLineTests.run(["data", "why", "nope", "--state", state])
+            #expect(unknown.status != 0 && unknown.stderr.contains("no curation decision about nope"), "\(unknown.stderr)")
+            let badKeep = try dedup(["--keep", "best"])
+            #expect(badKeep.status != 0 && badKeep.stderr.contains("first, longest or score"), "\(badKeep.stderr)")
+        }
+    }
+
     @Test func dedupThenSplitIsStable() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
