@@ -60,6 +60,7 @@ public struct CurationPlan: Sendable {
     /// Stage names and how each is built from its settings.
     static let builders: [String: @Sendable (ConfigSection) throws -> any CurationStage] = [
         "dedup": { try DedupStage($0) },
+        "filter": { try FilterStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {
@@ -109,22 +110,33 @@ public struct CurationPlan: Sendable {
     /// Runs one stage (or reuses its stored decisions) and returns the lines it keeps.
     public static func run(_ stage: any CurationStage, position: Int, on lines: [DatasetLine], store: RunStore?, pipeline: String,
                            report: ProgressReport) throws -> [DatasetLine] {
+        let decisions = try decisions(of: stage, position: position, on: lines, store: store, pipeline: pipeline, report: report)
+        return zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+    }
+
+    /// One decision per line from `stage`: computed and stored, or read back from the store when
+    /// the stage ran before with the same settings on the same input.
+    public static func decisions(of stage: any CurationStage, position: Int, on lines: [DatasetLine], store: RunStore?, pipeline: String,
+                                 report: ProgressReport) throws -> [StageDecision] {
         let ids = SampleIDs.of(lines)
         let digest = ContentDigest.sha256(ids.joined(separator: "\n"))
         if let store, let stored = try store.curationStage(pipeline: pipeline, position: position),
            stored.name == stage.name, stored.settings == stage.settingsText, stored.inputDigest == digest {
-            let keptIDs = Set(try store.curationDecisions(pipeline: pipeline, position: position).filter(\.kept).map(\.sample))
-            let kept = zip(lines, ids).filter { keptIDs.contains($0.1) }.map(\.0)
-            if kept.count == stored.kept {
-                report("[curate] \(stage.name): unchanged since the last run, \(kept.count) of \(lines.count) kept (decisions from the state)\n")
-                return kept
+            let records = Dictionary(try store.curationDecisions(pipeline: pipeline, position: position).map { ($0.sample, $0) }) { a, _ in a }
+            let index = Dictionary(ids.enumerated().map { ($1, $0) }) { a, _ in a }
+            let reused = ids.compactMap { id in
+                records[id].map { StageDecision(kept: $0.kept, reason: $0.reason, score: $0.score, matched: $0.matched.flatMap { index[$0] }) }
+            }
+            if reused.count == lines.count && reused.filter(\.kept).count == stored.kept {
+                report("[curate] \(stage.name): unchanged since the last run, \(stored.kept) of \(lines.count) kept (decisions from the state)\n")
+                return reused
             }
         }
         let decisions = try stage.decide(lines)
         guard decisions.count == lines.count else {
             throw PipelineError("curation stage \(stage.name) decided about \(decisions.count) of \(lines.count) samples")
         }
-        let kept = zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+        let keptCount = decisions.filter(\.kept).count
         if let store {
             let records = zip(ids, decisions).map { id, d in
                 CurationDecisionRecord(sample: id, kept: d.kept, reason: d.reason, score: d.score,
@@ -132,11 +144,11 @@ public struct CurationPlan: Sendable {
             }
             try store.recordCurationStage(CurationStageRecord(pipeline: pipeline, position: position, name: stage.name,
                                                               settings: stage.settingsText, inputDigest: digest,
-                                                              kept: kept.count, dropped: lines.count - kept.count),
+                                                              kept: keptCount, dropped: lines.count - keptCount),
                                           decisions: records)
         }
-        report("[curate] \(stage.name): kept \(kept.count) of \(lines.count) samples (\(stage.settingsText))\n")
-        return kept
+        report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples (\(stage.settingsText))\n")
+        return decisions
     }
 }
 

@@ -146,6 +146,35 @@ import Testing
 
 /// `refinery data dedup` and `data split` on a generated-style dataset.
 @Suite struct DataCurationCommandTests {
+    @Test func filterDropsByRulesWritesRejectsWithReasonsAndNamesBadRules() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl"), output = dir.appendingPathComponent("out.jsonl")
+            let rejected = dir.appendingPathComponent("rejected.jsonl"), state = dir.appendingPathComponent("state.db").path
+            let rows = [
+                #"{"instruction": "What is a warmup?", "output": "It raises the learning rate over the first steps so the first updates stay small.", "lineage": {"id": "ok"}}"#,
+                #"{"instruction": "Summarise.", "output": "As an AI language model, I cannot read the article you mention.", "lineage": {"id": "refusal"}}"#,
+                #"{"instruction": "Show code.", "output": "Here is the program you asked for:\n```python\nprint(1)\n", "lineage": {"id": "fence"}}"#,
+                #"{"instruction": "Why?", "output": "Short.", "lineage": {"id": "short"}}"#,
+            ]
+            try rows.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            let run = try CommandLineTests.run(["data", "filter", "--input", input.path, "--output", output.path, "--rejected", rejected.path,
+                                                "--min-answer-chars", "20", "--language", "en", "--state", state])
+            #expect(run.status == 0 && run.stdout.contains("kept 1 of 4"), "\(run.stdout)\(run.stderr)")
+            let dropped = try String(contentsOf: rejected, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+            #expect(dropped.map { $0["lineage"]?["id"]?.stringValue } == ["refusal", "fence", "short"])
+            #expect(dropped[0]["rejected"]?.stringValue?.hasPrefix("refusal or AI boilerplate") == true)
+            #expect(dropped[2]["rejected"]?.stringValue == "answer has 6 characters, fewer than 20")
+            let why = try CommandLineTests.run(["data", "why", "fence", "--state", state])
+            #expect(why.stdout.contains("code block is never closed"), "\(why.stdout)")
+            let bad = try CommandLineTests.run(["data", "filter", "--input", input.path, "--output", output.path, "--exclude-regex", "(oops"])
+            #expect(bad.status != 0 && bad.stderr.contains("(oops is not a valid regular expression"), "\(bad.stderr)")
+            let range = try CommandLineTests.run(["data", "filter", "--input", input.path, "--output", output.path,
+                                                  "--min-answer-chars", "50", "--max-answer-chars", "10"])
+            #expect(range.status != 0 && range.stderr.contains("min_answer_chars"), "\(range.stderr)")
+        }
+    }
+
     /// Decisions go to the state file per sample; `data why` names the stage, the reason and the
     /// sample kept instead; a rerun with the same settings reuses them, a changed threshold recomputes.
     @Test func dedupStoresEveryDecisionAndWhyExplainsIt() async throws {

@@ -75,6 +75,10 @@ import Testing
                 && stages[2].keep == .longest && !stages[2].minHash.verify)
         #expect(stages[3].exactNormalization.stripPunctuation && stages[3].keep == .highestScore && stages[3].scoreField == "rating")
         #expect(!stages[0].exactNormalization.stripPunctuation && stages[0].exactNormalization.lowercase)
+        let filtered = try RunConfig(path: try Self.write("curate:\n  - filter: {min_answer_chars: 20, language: en, refusals: false}\n  - dedup: exact\n"))
+        let filter = try #require(filtered.curate.stages.first as? FilterStage)
+        #expect(filter.filter.answerCharacters == 20...Int.max && filter.filter.language == "en" && !filter.filter.dropRefusals)
+        #expect(filtered.curate.stages.map(\.name) == ["filter", "dedup"])
         let legacy = try RunConfig(path: try Self.write("curate:\n  dedup: minhash\n  threshold: 0.9\n"))
         let only = legacy.curate.stages.compactMap { $0 as? DedupStage }
         #expect(only.count == 1 && only[0].method == .minhash && only[0].minHash.threshold == 0.9)
@@ -82,7 +86,12 @@ import Testing
                                  ("- dedup: {method: minhash, bands: 20, rows: 8}", "at most num_perm"),
                                  ("- dedup: {keep: best}", "first, longest or score"),
                                  ("- dedup: {method: minhash, shingle: sentences}", "words or chars"),
-                                 ("- dedup: {method: minhash, threshold: 1.5}", "threshold")] {
+                                 ("- dedup: {method: minhash, threshold: 1.5}", "threshold"),
+                                 ("- filter: {exclude_regex: ['(oops']}", "not a valid regular expression"),
+                                 ("- filter: {min_answer_chars: 50, max_answer_chars: 10}", "min_answer_chars"),
+                                 ("- filter: {max_answer_tokens: 100}", "need a tokenizer"),
+                                 ("- filter: {colour: red}", "colour"),
+                                 ("- classify: {}", "unknown curation stage")] {
             let message = Self.error { _ = try RunConfig(path: try Self.write("curate:\n  " + yaml + "\n")) }
             #expect(message.contains(expected), "\(yaml): \(message)")
         }
