@@ -141,4 +141,32 @@ public struct MinHashDeduplicator: Sendable {
             return (member, Double(agree) / Double(perms))
         }
     }
+
+    /// For each query text, an indexed text it is a near copy of (verified like `decide`) and their
+    /// estimated Jaccard similarity, or nil. Queries are never matched with each other.
+    public func nearestIndexed(queries: [String], index: [String]) -> [(index: Int, similarity: Double)?] {
+        let perms = settings.permutations
+        let indexed = signatures(index), asked = signatures(queries)
+        var tables = [[UInt64: [Int]]](repeating: [:], count: bands.bands)
+        for i in index.indices {
+            let signature = indexed[(i * perms)..<((i + 1) * perms)]
+            if signature.allSatisfy({ $0 == UInt32.max }) { continue }
+            for (band, key) in bandKeys(signature).enumerated() { tables[band][key, default: []].append(i) }
+        }
+        let needed = Int((settings.threshold * Double(perms)).rounded(.up))
+        return queries.indices.map { q in
+            let signature = asked[(q * perms)..<((q + 1) * perms)]
+            if signature.allSatisfy({ $0 == UInt32.max }) { return nil }
+            var best: (index: Int, similarity: Double)? = nil
+            for (band, key) in bandKeys(signature).enumerated() {
+                for candidate in tables[band][key] ?? [] {
+                    var agree = 0
+                    for i in 0..<perms where asked[q * perms + i] == indexed[candidate * perms + i] { agree += 1 }
+                    let similarity = Double(agree) / Double(perms)
+                    if (!settings.verify || agree >= needed) && similarity > (best?.similarity ?? -1) { best = (candidate, similarity) }
+                }
+            }
+            return best
+        }
+    }
 }

@@ -37,6 +37,12 @@ public enum Shingling: Sendable, Equatable {
 
     /// Hashes of the n-word runs: each word hashed (FNV-1a over its scalars), each run a mix of its words' hashes.
     static func wordShingles(_ text: String, n: Int, normalization: TextNormalization) -> [UInt32] {
+        wordShingles64(text, n: n, normalization: normalization).map(fold)
+    }
+
+    /// The 64-bit hashes of the n-word runs (for exact n-gram lookups, where 32 bits would collide);
+    /// run `i` starts at word `i` of the normalised text.
+    public static func wordShingles64(_ text: String, n: Int, normalization: TextNormalization) -> [UInt64] {
         var words: [UInt64] = []
         var hash = offset, inWord = false
         normalization.forEachScalar(of: text) { scalar in
@@ -52,12 +58,12 @@ public enum Shingling: Sendable, Equatable {
         if inWord { words.append(hash) }
         if words.isEmpty { return [] }
         let span = min(n, words.count)
-        var result: [UInt32] = []
+        var result: [UInt64] = []
         result.reserveCapacity(words.count - span + 1)
         for start in 0...(words.count - span) {
             var h = UInt64(span)
             for word in words[start..<(start + span)] { h = mix(h ^ word) }
-            result.append(fold(h))
+            result.append(h)
         }
         return result
     }

@@ -7,6 +7,8 @@ import RefineryText
 public struct DatasetLine: Sendable {
     public var row: String
     public var sample: Sample
+    /// Its line number in the file it was read from (1-based).
+    public var lineNumber: Int = 0
 }
 
 /// Reads and writes JSONL datasets keeping each line's original JSON.
@@ -16,7 +18,7 @@ public enum DatasetLines {
         var lines: [DatasetLine] = []
         let reader = DatasetReader()
         try LineReader.forEachLine(path: path) { line, number in
-            lines.append(DatasetLine(row: line, sample: try reader.parse(line: line, lineNumber: number, source: path)))
+            lines.append(DatasetLine(row: line, sample: try reader.parse(line: line, lineNumber: number, source: path), lineNumber: number))
         }
         return lines
     }

@@ -61,6 +61,7 @@ public struct CurationPlan: Sendable {
     static let builders: [String: @Sendable (ConfigSection) throws -> any CurationStage] = [
         "dedup": { try DedupStage($0) },
         "filter": { try FilterStage($0) },
+        "decontaminate": { try DecontaminationStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {

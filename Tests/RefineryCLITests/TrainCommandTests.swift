@@ -175,6 +175,51 @@ import Testing
         }
     }
 
+    /// Every planted copy and near copy of an eval sample is dropped, clean samples stay, the eval
+    /// files are byte-identical afterwards, and the output names each match.
+    @Test func decontaminationRemovesEveryPlantedCopyAndLeavesEvalFilesAlone() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let evalA = dir.appendingPathComponent("eval-alpaca.jsonl"), evalB = dir.appendingPathComponent("eval-sharegpt.jsonl")
+            let questionA = "Which planet in the solar system has the largest number of confirmed moons according to the latest survey?"
+            let questionB = "Explain why the sky appears blue during the day and red at sunset using the physics of Rayleigh scattering."
+            try (JSONValue.object([("instruction", .string(questionA)), ("output", .string("Saturn."))]).compactText + "\n")
+                .write(to: evalA, atomically: true, encoding: .utf8)
+            try (JSONValue.object([("conversations", .array([.object([("from", .string("human")), ("value", .string(questionB))]),
+                                                              .object([("from", .string("gpt")), ("value", .string("Short wavelengths scatter more."))])]))]).compactText + "\n")
+                .write(to: evalB, atomically: true, encoding: .utf8)
+            let before = [try Data(contentsOf: evalA), try Data(contentsOf: evalB)]
+            func chat(_ id: String, _ q: String, _ a: String) -> String {
+                JSONValue.object([("messages", .array([.object([("role", .string("user")), ("content", .string(q))]),
+                                                       .object([("role", .string("assistant")), ("content", .string(a))])])),
+                                  ("lineage", .object([("id", .string(id))]))]).compactText
+            }
+            let train = [
+                chat("clean-1", "What does gradient accumulation do?", "It adds the gradients of several micro batches before one step."),
+                chat("copy", questionA, "Saturn."),
+                chat("case", questionB.uppercased(), "Because blue light scatters more than red light does."),
+                chat("near", questionA.replacingOccurrences(of: "latest", with: "most recent"), "Saturn, with well over a hundred."),
+                chat("embedded", "Answer this quiz question: " + questionB.lowercased() + " Be brief.", "Rayleigh scattering."),
+                chat("clean-2", "Which planet is the largest?", "Jupiter."),
+            ]
+            let input = dir.appendingPathComponent("train.jsonl"), output = dir.appendingPathComponent("clean.jsonl")
+            try train.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            let run = try CommandLineTests.run(["data", "decontaminate", "--input", input.path, "--output", output.path,
+                                                "--eval", evalA.path, "--eval", evalB.path, "--ngram", "8"])
+            #expect(run.status == 0 && run.stdout.contains("kept 2 of 6"), "\(run.stdout)\(run.stderr)")
+            let kept = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0))["lineage"]?["id"]?.stringValue }
+            #expect(kept == ["clean-1", "clean-2"])
+            for line in 2...5 { #expect(run.stdout.contains("train.jsonl:\(line)"), "line \(line) is named: \(run.stdout)") }
+            #expect(run.stdout.contains("eval-alpaca.jsonl:1") && run.stdout.contains("eval-sharegpt.jsonl:1"))
+            #expect([try Data(contentsOf: evalA), try Data(contentsOf: evalB)] == before, "eval files are never written")
+            let none = try CommandLineTests.run(["data", "decontaminate", "--input", input.path, "--output", output.path])
+            #expect(none.status != 0 && none.stderr.contains("--eval"), "\(none.stderr)")
+            try "{\"instruction\": 3}\n".write(to: evalA, atomically: true, encoding: .utf8)
+            let bad = try CommandLineTests.run(["data", "decontaminate", "--input", input.path, "--output", output.path, "--eval", evalA.path])
+            #expect(bad.status != 0 && bad.stderr.contains("eval-alpaca.jsonl:1"), "\(bad.stderr)")
+        }
+    }
+
     /// Decisions go to the state file per sample; `data why` names the stage, the reason and the
     /// sample kept instead; a rerun with the same settings reuses them, a changed threshold recomputes.
     @Test func dedupStoresEveryDecisionAndWhyExplainsIt() async throws {
