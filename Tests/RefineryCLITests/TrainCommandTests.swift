@@ -1,5 +1,6 @@
 import Foundation
 import RefineryCore
+import RefineryStore
 import RefineryText
 import Testing
 
@@ -217,6 +218,55 @@ import Testing
             try "{\"instruction\": 3}\n".write(to: evalA, atomically: true, encoding: .utf8)
             let bad = try CommandLineTests.run(["data", "decontaminate", "--input", input.path, "--output", output.path, "--eval", evalA.path])
             #expect(bad.status != 0 && bad.stderr.contains("eval-alpaca.jsonl:1"), "\(bad.stderr)")
+        }
+    }
+
+    /// A curate run killed with SIGKILL inside its second stage resumes with the first stage's
+    /// stored decisions (not recomputed) and writes what an uninterrupted run writes; a changed
+    /// second stage recomputes only itself.
+    @Test func aKilledCurateRunResumesWithoutRecomputingFinishedStages() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            var generator = SplitMix64(seed: 9)
+            let vocabulary = (0..<3000).map { "w\($0)" }
+            var rows: [String] = []
+            for i in 0..<6000 {
+                let words = (0..<40).map { _ in vocabulary[Int(generator.next() % 3000)] }.joined(separator: " ")
+                let answer = i % 10 == 9 ? String(rows.count / 2) : words   // every tenth a short answer the filter drops
+                rows.append(JSONValue.object([("instruction", .string("Question \(i % 5000)?")), ("output", .string(answer)),
+                                              ("lineage", .object([("id", .string("s-\(i)"))]))]).compactText)
+            }
+            let input = dir.appendingPathComponent("in.jsonl")
+            try rows.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            let config = dir.appendingPathComponent("curate.yaml")
+            try "curate:\n  - filter: {min_answer_chars: 20}\n  - dedup: {method: minhash, num_perm: 512, shingle: chars, ngram: 5}\n"
+                .write(to: config, atomically: true, encoding: .utf8)
+            func curate(_ state: String, _ output: String) -> [String] {
+                ["data", "curate", "--config", config.path, "--input", input.path, "--output", dir.appendingPathComponent(output).path, "--state", state]
+            }
+            let reference = try CommandLineTests.run(curate(dir.appendingPathComponent("ref.db").path, "ref.jsonl"))
+            #expect(reference.status == 0, "\(reference.stderr)")
+
+            let state = dir.appendingPathComponent("state.db").path
+            let first = try ClusterTests.Background(curate(state, "out.jsonl"), log: dir.appendingPathComponent("first.log"))
+            let end = Date().addingTimeInterval(60)
+            func stored(_ position: Int) -> Bool {
+                ((try? RunStore(path: state, readOnly: true).curationStage(pipeline: "curate", position: position)) ?? nil) != nil
+            }
+            while !stored(0) && Date() < end && first.status == nil { Thread.sleep(forTimeInterval: 0.01) }
+            first.kill9()
+            #expect(stored(0) && !stored(1), "killed after the filter finished and before the dedup did: \(first.output)")
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.jsonl").path), "no half-written output")
+
+            let resumed = try CommandLineTests.run(curate(state, "out.jsonl"))
+            #expect(resumed.status == 0 && resumed.stderr.contains("filter: unchanged since the last run"), "\(resumed.stderr)")
+            #expect(resumed.stderr.contains("dedup: kept"), "the dedup is computed: \(resumed.stderr)")
+            #expect(try Data(contentsOf: dir.appendingPathComponent("out.jsonl")) == Data(contentsOf: dir.appendingPathComponent("ref.jsonl")))
+
+            try "curate:\n  - filter: {min_answer_chars: 20}\n  - dedup: {method: minhash, num_perm: 512, shingle: chars, ngram: 6}\n"
+                .write(to: config, atomically: true, encoding: .utf8)
+            let changed = try CommandLineTests.run(curate(state, "out.jsonl"))
+            #expect(changed.stderr.contains("filter: unchanged") && !changed.stderr.contains("dedup: unchanged"), "\(changed.stderr)")
         }
     }
 

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import RefineryData
+import RefineryPipeline
+import RefineryStore
+
+/// `refinery data curate`: a config's `curate:` stages on a dataset.
+struct DataCurateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "curate", abstract: "Run the curate: stages of a run config on a dataset, storing every decision in a state file.",
+        discussion: """
+        The stages run in order, each on what the one before kept. With --state, a stage whose \\
+        settings and input are unchanged since the last run reuses its stored decisions: rerun after \\
+        a kill, or after changing one stage, and only what changed is computed again.
+        """)
+
+    @Option(help: "Run config YAML with a curate: section.") var config: String
+    @Option(help: "Input JSONL (any supported format).") var input: String
+    @Option(help: "Output JSONL (rows unchanged), written whole at the end.") var output: String
+    @Option(help: "SQLite state file for the decisions (see `refinery data why`).") var state: String?
+
+    func run() throws {
+        try reportingErrors {
+            let plan = try RunConfig(path: config).curate
+            guard !plan.stages.isEmpty else { throw CommandError("\(config) has no curate: stages (e.g. `curate:\\n  - dedup: exact`)") }
+            let store = try state.map { try RunStore(path: $0) }
+            var lines = try DatasetLines.read(input)
+            let total = lines.count
+            for (position, stage) in plan.stages.enumerated() {
+                lines = try CurationPlan.run(stage, position: position, on: lines, store: store, pipeline: "curate", report: { Output.progress($0) })
+            }
+            try DatasetLines.write(lines.map(\.row), to: output)
+            Output.line("kept \(lines.count) of \(total) samples → \(output)")
+        }
+    }
+}
