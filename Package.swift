@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(
             name: "RefineryPipelineTests",
             dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM",
-                           "RefineryCuration"]
+                           "RefineryCuration", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
         .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor", "CRefineryKernels"]),

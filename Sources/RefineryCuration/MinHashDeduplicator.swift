@@ -69,6 +69,14 @@ public struct MinHashDeduplicator: Sendable {
         offsets = (0..<settings.permutations).map { _ in generator.next() }
     }
 
+    /// Everything a signature depends on, written out: signatures stored under it can be reused.
+    public var signatureSettings: String {
+        let n = settings.normalization
+        let shingle = if case .characters = settings.shingling { "chars" } else { "words" }
+        return "v1 perms=\(settings.permutations) seed=\(settings.seed) \(shingle)=\(settings.shingling.size) "
+            + "lowercase=\(n.lowercase) whitespace=\(n.collapseWhitespace) punctuation=\(n.stripPunctuation)"
+    }
+
     /// Signatures of `texts`, `permutations` values each, one after another.
     public func signatures(_ texts: [String]) -> [UInt32] {
         let perms = settings.permutations
@@ -108,9 +116,12 @@ public struct MinHashDeduplicator: Sendable {
 
     /// For each text, the text kept for its group (itself when kept) and their estimated Jaccard
     /// similarity (the share of equal signature values; 1 for a kept text).
-    public func decide(_ texts: [String], rule: KeepRule = .first, scores: [Double?] = []) -> [(kept: Int, similarity: Double)] {
+    /// `signatures`: the texts' signatures when already known (`signatures(_:)`'s layout), e.g. from a store.
+    public func decide(_ texts: [String], rule: KeepRule = .first, scores: [Double?] = [], signatures known: [UInt32]? = nil)
+        -> [(kept: Int, similarity: Double)] {
         let perms = settings.permutations
-        let signatures = signatures(texts)
+        let signatures = known ?? signatures(texts)
+        precondition(signatures.count == texts.count * perms, "one signature per text")
         var clusters = DuplicateClusters(count: texts.count)
         var tables = [[UInt64: [Int]]](repeating: [:], count: bands.bands)
         for band in tables.indices { tables[band].reserveCapacity(texts.count) }

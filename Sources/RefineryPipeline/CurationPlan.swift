@@ -30,11 +30,15 @@ public protocol CurationStage: Sendable {
     /// Every setting that changes the stage's decisions, canonically written: stored with them, so
     /// a rerun with other settings recomputes the stage and one with the same settings reuses them.
     var settingsText: String { get }
-    /// One decision per line, in order.
-    func decide(_ lines: [DatasetLine]) throws -> [StageDecision]
+    /// One decision per line, in order. `store` is the run's state, when there is one (a stage may
+    /// keep work there between runs, as MinHash keeps signatures).
+    func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision]
 }
 
 extension CurationStage {
+    /// One decision per line, with nothing kept between runs.
+    public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] { try decide(lines, store: nil) }
+
     /// The lines kept, and a line for the progress display.
     public func apply(_ lines: [DatasetLine]) throws -> (kept: [DatasetLine], summary: String) {
         let decisions = try decide(lines)
@@ -133,7 +137,7 @@ public struct CurationPlan: Sendable {
                 return reused
             }
         }
-        let decisions = try stage.decide(lines)
+        let decisions = try stage.decide(lines, store: store)
         guard decisions.count == lines.count else {
             throw PipelineError("curation stage \(stage.name) decided about \(decisions.count) of \(lines.count) samples")
         }
@@ -247,7 +251,7 @@ public struct DedupStage: CurationStage {
         return parts.joined(separator: " ")
     }
 
-    public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] {
+    public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
         let texts = lines.map { ComparedText.of($0.sample) }
         let scores: [Double?] = keep == .highestScore ? lines.map { (try? JSONValue.parse($0.row))?[scoreField]?.doubleValue } : []
         switch method {
@@ -256,12 +260,33 @@ public struct DedupStage: CurationStage {
                 member == index ? StageDecision(kept: true) : StageDecision(kept: false, reason: "exact copy", score: 1, matched: member)
             }
         case .minhash:
-            return MinHashDeduplicator(settings: minHash).decide(texts, rule: keep, scores: scores).enumerated().map { index, decision in
+            let deduplicator = MinHashDeduplicator(settings: minHash)
+            let signatures = try store.map { try Self.signatures(texts, deduplicator: deduplicator, store: $0) }
+            return deduplicator.decide(texts, rule: keep, scores: scores, signatures: signatures).enumerated().map { index, decision in
                 decision.kept == index
                     ? StageDecision(kept: true)
                     : StageDecision(kept: false, reason: String(format: "near copy (estimated Jaccard similarity %.2f ≥ %.2f)", decision.similarity, minHash.threshold),
                                     score: decision.similarity, matched: decision.kept)
             }
         }
+    }
+
+    /// The texts' signatures: those stored under the same signature settings, the rest computed
+    /// (only theirs) and stored — a rerun over a grown dataset hashes only the new samples.
+    static func signatures(_ texts: [String], deduplicator: MinHashDeduplicator, store: RunStore) throws -> [UInt32] {
+        let perms = deduplicator.settings.permutations, key = deduplicator.signatureSettings
+        let digests = texts.map(ContentDigest.sha256)
+        let stored = try store.minHashSignatures(settings: key, digests: digests)
+        let missing = texts.indices.filter { stored[digests[$0]]?.count != perms }
+        let computed = deduplicator.signatures(missing.map { texts[$0] })
+        var fresh: [(digest: String, values: [UInt32])] = []
+        var byDigest = stored
+        for (n, index) in missing.enumerated() {
+            let values = Array(computed[(n * perms)..<((n + 1) * perms)])
+            byDigest[digests[index]] = values
+            fresh.append((digests[index], values))
+        }
+        try store.storeMinHashSignatures(settings: key, fresh)
+        return digests.flatMap { byDigest[$0] ?? [] }
     }
 }

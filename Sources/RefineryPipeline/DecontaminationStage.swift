@@ -1,6 +1,7 @@
 import Foundation
 import RefineryCuration
 import RefineryData
+import RefineryStore
 
 /// Decontamination as a curation stage: training samples that contain an eval sample are dropped.
 ///
@@ -63,7 +64,7 @@ public struct DecontaminationStage: CurationStage {
         decontaminator.matches(train: lines.map { ComparedText.of($0.sample) }, eval: eval)
     }
 
-    public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] {
+    public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
         matches(lines).map { match in
             guard let match else { return StageDecision(kept: true) }
             let source = eval[match.eval].source

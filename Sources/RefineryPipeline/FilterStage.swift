@@ -1,6 +1,7 @@
 import Foundation
 import RefineryCuration
 import RefineryData
+import RefineryStore
 import RefineryText
 
 /// The rule filters as a curation stage.
@@ -70,7 +71,7 @@ public struct FilterStage: CurationStage {
         try FilterStage(ConfigSection(path: source, name: "filter", raw: settings))
     }
 
-    public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] {
+    public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
         filter.violations(lines.map(\.sample)).map { reason in
             reason.map { StageDecision(kept: false, reason: $0) } ?? StageDecision(kept: true)
         }

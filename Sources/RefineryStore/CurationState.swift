@@ -125,3 +125,44 @@ extension RunStore {
                                cluster: row["cluster"], matched: row["matched"])
     }
 }
+
+/// MinHash signatures kept between runs, by the settings that determine them and the digest of
+/// the text: a rerun over a grown dataset computes signatures for the new texts only.
+enum SignatureSchema {
+    static let v5 = """
+        CREATE TABLE minhash_signature (
+            settings TEXT NOT NULL, text_digest TEXT NOT NULL, signature BLOB NOT NULL,
+            PRIMARY KEY (settings, text_digest));
+        """
+}
+
+extension RunStore {
+    /// The stored signatures among `digests` for `settings` (digest → values).
+    public func minHashSignatures(settings: String, digests: [String]) throws -> [String: [UInt32]] {
+        try read { db in
+            var found: [String: [UInt32]] = [:]
+            for start in stride(from: 0, to: digests.count, by: 500) {
+                let batch = Array(digests[start..<min(digests.count, start + 500)])
+                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
+                let rows = try Row.fetchAll(db, sql: "SELECT text_digest, signature FROM minhash_signature WHERE settings = ? AND text_digest IN (\(marks))",
+                                            arguments: StatementArguments([settings] + batch))
+                for row in rows {
+                    let data: Data = row["signature"]
+                    found[row["text_digest"]] = data.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+                }
+            }
+            return found
+        }
+    }
+
+    /// Stores signatures for `settings` (digest → values), keeping any already stored.
+    public func storeMinHashSignatures(settings: String, _ signatures: [(digest: String, values: [UInt32])]) throws {
+        try write { db in
+            for (digest, values) in signatures {
+                let data = values.withUnsafeBufferPointer { Data(buffer: $0) }
+                try db.execute(sql: "INSERT INTO minhash_signature (settings, text_digest, signature) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                               arguments: [settings, digest, data])
+            }
+        }
+    }
+}

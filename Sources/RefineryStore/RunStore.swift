@@ -161,6 +161,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v4-curation") { db in
             try db.execute(sql: CurationSchema.v4)
         }
+        migrator.registerMigration("v5-minhash-signatures") { db in
+            try db.execute(sql: SignatureSchema.v5)
+        }
         return migrator
     }
 
