@@ -51,7 +51,7 @@ public struct DatasetMixer: Sendable {
             guard wanted >= 0 else { throw CoreError("\(source.name): the amount must be ≥ 0") }
             guard wanted == 0 || !source.rows.isEmpty else { throw CoreError("\(source.name) has no rows to take \(wanted) from") }
             var picked: [String] = []
-            while picked.count + source.rows.count <= wanted { picked += source.rows }
+            while !source.rows.isEmpty && picked.count + source.rows.count <= wanted { picked += source.rows }
             var rest = Array(source.rows.indices)
             for i in stride(from: rest.count - 1, to: 0, by: -1) {
                 rest.swapAt(i, Int(generator.next() % UInt64(i + 1)))

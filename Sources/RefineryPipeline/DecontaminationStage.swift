@@ -34,6 +34,7 @@ public struct DecontaminationStage: CurationStage {
         var digests: [String] = []
         for file in files {
             let lines = try DatasetLines.read(file)
+            guard !lines.isEmpty else { throw PipelineError("\(s.path): \(s.name): the eval set \(file) has no samples: nothing to protect (wrong file?)") }
             for line in lines {
                 // The whole sample, and its question alone: a training sample that asks the eval
                 // question with another answer is contaminated too.

@@ -51,7 +51,7 @@ struct DataDedupCommand: ParsableCommand {
             if let bands { settings["bands"] = bands }
             if let rows { settings["rows"] = rows }
             let stage = try DedupStage.fromSettings(settings, source: "refinery data dedup")
-            let lines = try DatasetLines.read(input)
+            let lines = try DatasetInput.read(input)
             let store = try state.map { try RunStore(path: $0) }
             let kept = try CurationPlan.run(stage, position: 0, on: lines, store: store, pipeline: "data dedup",
                                             report: { Output.progress($0) })

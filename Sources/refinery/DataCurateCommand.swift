@@ -24,7 +24,7 @@ struct DataCurateCommand: ParsableCommand {
             let plan = try RunConfig(path: config).curate
             guard !plan.stages.isEmpty else { throw CommandError("\(config) has no curate: stages (e.g. `curate:\\n  - dedup: exact`)") }
             let store = try state.map { try RunStore(path: $0) }
-            var lines = try DatasetLines.read(input)
+            var lines = try DatasetInput.read(input)
             let total = lines.count
             for (position, stage) in plan.stages.enumerated() {
                 lines = try CurationPlan.run(stage, position: position, on: lines, store: store, pipeline: "curate", report: { Output.progress($0) })

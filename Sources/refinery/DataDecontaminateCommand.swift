@@ -26,7 +26,7 @@ struct DataDecontaminateCommand: ParsableCommand {
             guard !eval.isEmpty else { throw CommandError("give at least one --eval FILE to protect") }
             let stage = try DecontaminationStage.fromSettings(["eval": eval, "ngram": ngram, "minhash": minhash, "threshold": threshold],
                                                              source: "refinery data decontaminate")
-            let lines = try DatasetLines.read(input)
+            let lines = try DatasetInput.read(input)
             let store = try state.map { try RunStore(path: $0) }
             let decisions = try CurationPlan.decisions(of: stage, position: 0, on: lines, store: store, pipeline: "data decontaminate",
                                                        report: { Output.progress($0) })

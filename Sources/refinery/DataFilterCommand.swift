@@ -45,7 +45,7 @@ struct DataFilterCommand: ParsableCommand {
             if !excludeRegex.isEmpty { settings["exclude_regex"] = excludeRegex }
             if let language { settings["language"] = language }
             let stage = try FilterStage.fromSettings(settings, source: "refinery data filter")
-            let lines = try DatasetLines.read(input)
+            let lines = try DatasetInput.read(input)
             let store = try state.map { try RunStore(path: $0) }
             let decisions = try CurationPlan.decisions(of: stage, position: 0, on: lines, store: store, pipeline: "data filter",
                                                        report: { Output.progress($0) })

@@ -270,6 +270,53 @@ import Testing
         }
     }
 
+    /// Bad input to every curation command: a malformed line is named with its file and line, an
+    /// empty dataset is said to be empty, an empty eval set is refused; eval sets in every format work.
+    @Test func curationCommandsNameBadInputAndReadEveryFormat() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            func file(_ name: String, _ text: String) throws -> String {
+                let url = dir.appendingPathComponent(name)
+                try text.write(to: url, atomically: true, encoding: .utf8)
+                return url.path
+            }
+            let good = try file("good.jsonl", #"{"instruction": "Which planet has the most confirmed moons in the solar system today?", "output": "Saturn has the most."}"# + "\n")
+            let broken = try file("broken.jsonl", #"{"instruction": "ok", "output": "fine answer here"}"# + "\n" + #"{"messages": [{"role": "user"}]}"# + "\n")
+            let empty = try file("empty.jsonl", "\n\n")
+            let config = try file("c.yaml", "curate:\n  - dedup: exact\n")
+            let out = dir.appendingPathComponent("out.jsonl").path
+            let commands: [[String]] = [
+                ["data", "dedup", "--output", out, "--input"], ["data", "filter", "--output", out, "--input"],
+                ["data", "decontaminate", "--eval", good, "--output", out, "--input"], ["data", "curate", "--config", config, "--output", out, "--input"],
+                ["data", "decontaminate", "--input", good, "--output", out, "--eval"], ["data", "mix", "--output", out, "--source"],
+            ]
+            for command in commands {
+                let bad = try CommandLineTests.run(command + [broken])
+                #expect(bad.status != 0 && bad.stderr.contains("broken.jsonl:2"), "\(command): \(bad.stderr)")
+            }
+            for command in commands.prefix(4) {
+                let none = try CommandLineTests.run(command + [empty])
+                #expect(none.status == 0 && none.stderr.contains("empty.jsonl holds no samples"), "\(command): \(none.stderr)")
+            }
+            let noEval = try CommandLineTests.run(["data", "decontaminate", "--input", good, "--output", out, "--eval", empty])
+            #expect(noEval.status != 0 && noEval.stderr.contains("has no samples: nothing to protect"), "\(noEval.stderr)")
+            // The same eval question in every supported format protects against the same training copy.
+            let question = "Which planet has the most confirmed moons in the solar system today?"
+            let formats = [
+                "openai": #"{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "Saturn."}]}"#,
+                "sharegpt": #"{"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "Saturn."}]}"#,
+                "alpaca": #"{"instruction": "Q", "input": "", "output": "Saturn."}"#,
+                "oasst": #"{"INSTRUCTION": "Q", "RESPONSE": "Saturn."}"#,
+                "text": #"{"text": "Q Saturn."}"#,
+            ]
+            for (format, row) in formats {
+                let eval = try file("eval-\(format).jsonl", row.replacingOccurrences(of: "\"Q", with: "\"" + question) + "\n")
+                let run = try CommandLineTests.run(["data", "decontaminate", "--input", good, "--output", out, "--eval", eval])
+                #expect(run.status == 0 && run.stdout.contains("kept 0 of 1"), "\(format): \(run.stdout)\(run.stderr)")
+            }
+        }
+    }
+
     /// Decisions go to the state file per sample; `data why` names the stage, the reason and the
     /// sample kept instead; a rerun with the same settings reuses them, a changed threshold recomputes.
     @Test func dedupStoresEveryDecisionAndWhyExplainsIt() async throws {

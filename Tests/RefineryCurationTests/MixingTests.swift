@@ -23,5 +23,6 @@ import Testing
         #expect(try DatasetMixer(seed: 3).mix(sources).rows == rows, "the same seed gives the same mix")
         #expect(try DatasetMixer(seed: 4).mix(sources).rows != rows, "another seed shuffles differently")
         #expect(throws: CoreError.self) { _ = try DatasetMixer().mix([DatasetMixer.Source(name: "empty", rows: [], amount: .count(2))]) }
+        #expect(try DatasetMixer().mix([DatasetMixer.Source(name: "empty", rows: [], amount: .all)]).rows.isEmpty, "an empty source mixes to nothing")
     }
 }
