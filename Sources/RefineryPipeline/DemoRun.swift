@@ -49,6 +49,7 @@ public struct DemoRun: Sendable {
           model: mock-model
           slots: 4
         curate:
+          - filter: {min_answer_chars: 20}
           - dedup: exact
         train:
           model: \(model)
