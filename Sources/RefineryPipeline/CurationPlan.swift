@@ -38,19 +38,14 @@ public protocol CurationStage: Sendable {
 extension CurationStage {
     /// One decision per line, with nothing kept between runs.
     public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] { try decide(lines, store: nil) }
-
-    /// The lines kept, and a line for the progress display.
-    public func apply(_ lines: [DatasetLine]) throws -> (kept: [DatasetLine], summary: String) {
-        let decisions = try decide(lines)
-        let kept = zip(lines, decisions).filter { $0.1.kept }.map(\.0)
-        return (kept, "\(name) kept \(kept.count) of \(lines.count) samples")
-    }
 }
 
 /// The `curate` section: an ordered list of stages run on the generated train split.
 ///
 /// ```yaml
 /// curate:
+///   - filter: {min_answer_chars: 40, language: en}
+///   - decontaminate: {eval: [evals/benchmark.jsonl]}
 ///   - dedup: exact
 ///   - dedup: {method: minhash, threshold: 0.8}
 /// ```
