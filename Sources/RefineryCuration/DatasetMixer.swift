@@ -47,23 +47,30 @@ public struct DatasetMixer: Sendable {
         let base = sources.first?.rows.count ?? 0
         var mixed: [String] = [], counts: [(String, Int)] = []
         for source in sources {
-            let wanted = Self.count(source.amount, available: source.rows.count, base: base)
-            guard wanted >= 0 else { throw CoreError("\(source.name): the amount must be ≥ 0") }
-            guard wanted == 0 || !source.rows.isEmpty else { throw CoreError("\(source.name) has no rows to take \(wanted) from") }
-            var picked: [String] = []
-            while !source.rows.isEmpty && picked.count + source.rows.count <= wanted { picked += source.rows }
-            var rest = Array(source.rows.indices)
-            for i in stride(from: rest.count - 1, to: 0, by: -1) {
-                rest.swapAt(i, Int(generator.next() % UInt64(i + 1)))
-            }
-            picked += rest.prefix(wanted - picked.count).sorted().map { source.rows[$0] }
-            for row in picked { mixed.append(try Self.tag(row, source: source.name)) }
+            let picked = try Self.pick(source, base: base, generator: &generator)
+            mixed += picked
             counts.append((source.name, picked.count))
         }
         for i in stride(from: mixed.count - 1, to: 0, by: -1) {
             mixed.swapAt(i, Int(generator.next() % UInt64(i + 1)))
         }
         return (mixed, counts)
+    }
+
+    /// The rows taken from `source` (in its order, each tagged with `lineage.source`): repeated
+    /// whole while more are wanted than it has, then sampled without repetition.
+    public static func pick(_ source: Source, base: Int, generator: inout SplitMix64) throws -> [String] {
+        let wanted = count(source.amount, available: source.rows.count, base: base)
+        guard wanted >= 0 else { throw CoreError("\(source.name): the amount must be ≥ 0") }
+        guard wanted == 0 || !source.rows.isEmpty else { throw CoreError("\(source.name) has no rows to take \(wanted) from") }
+        var picked: [String] = []
+        while !source.rows.isEmpty && picked.count + source.rows.count <= wanted { picked += source.rows }
+        var rest = Array(source.rows.indices)
+        for i in stride(from: rest.count - 1, to: 0, by: -1) {
+            rest.swapAt(i, Int(generator.next() % UInt64(i + 1)))
+        }
+        picked += rest.prefix(wanted - picked.count).sorted().map { source.rows[$0] }
+        return try picked.map { try tag($0, source: source.name) }
     }
 
     /// `row` with `lineage.source` set (its other lineage fields kept).

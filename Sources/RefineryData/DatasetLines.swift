@@ -9,6 +9,12 @@ public struct DatasetLine: Sendable {
     public var sample: Sample
     /// Its line number in the file it was read from (1-based).
     public var lineNumber: Int = 0
+
+    public init(row: String, sample: Sample, lineNumber: Int = 0) {
+        self.row = row
+        self.sample = sample
+        self.lineNumber = lineNumber
+    }
 }
 
 /// Reads and writes JSONL datasets keeping each line's original JSON.

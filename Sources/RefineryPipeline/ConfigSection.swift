@@ -61,6 +61,15 @@ struct ConfigSection {
         throw PipelineError("\(path): \(name).\(key) must be true or false, found \(value)")
     }
 
+    /// A list of mappings (e.g. `sources: [{path: …, count: …}]`), as parsed.
+    func mappings(_ key: String) throws -> [[String: Any]]? {
+        guard let value = values[key] else { return nil }
+        guard let list = value as? [Any], let items = list as? [[String: Any]] else {
+            throw PipelineError("\(path): \(name).\(key) must be a list of mappings")
+        }
+        return items
+    }
+
     func strings(_ key: String) throws -> [String]? {
         guard let value = values[key] else { return nil }
         if let list = value as? [Any] { return list.map { "\($0)" } }

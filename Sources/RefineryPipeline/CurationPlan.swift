@@ -33,9 +33,13 @@ public protocol CurationStage: Sendable {
     /// One decision per line, in order. `store` is the run's state, when there is one (a stage may
     /// keep work there between runs, as MinHash keeps signatures).
     func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision]
+    /// Rows the stage adds after the ones it kept (mixing in another dataset); none by default.
+    func additions(to kept: [DatasetLine]) throws -> [DatasetLine]
 }
 
 extension CurationStage {
+    public func additions(to kept: [DatasetLine]) throws -> [DatasetLine] { [] }
+
     /// One decision per line, with nothing kept between runs.
     public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] { try decide(lines, store: nil) }
 }
@@ -61,6 +65,7 @@ public struct CurationPlan: Sendable {
         "dedup": { try DedupStage($0) },
         "filter": { try FilterStage($0) },
         "decontaminate": { try DecontaminationStage($0) },
+        "mix": { try MixStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {
@@ -107,11 +112,14 @@ public struct CurationPlan: Sendable {
         report("[curate] kept \(lines.count) samples in \(path)\n")
     }
 
-    /// Runs one stage (or reuses its stored decisions) and returns the lines it keeps.
+    /// Runs one stage (or reuses its stored decisions) and returns the lines it keeps, then those it adds.
     public static func run(_ stage: any CurationStage, position: Int, on lines: [DatasetLine], store: RunStore?, pipeline: String,
                            report: ProgressReport) throws -> [DatasetLine] {
         let decisions = try decisions(of: stage, position: position, on: lines, store: store, pipeline: pipeline, report: report)
-        return zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+        let kept = zip(lines, decisions).filter { $0.1.kept }.map(\.0)
+        let added = try stage.additions(to: kept)
+        if !added.isEmpty { report("[curate] \(stage.name): added \(added.count) samples\n") }
+        return kept + added
     }
 
     /// One decision per line from `stage`: computed and stored, or read back from the store when

@@ -30,7 +30,7 @@ struct DataCurateCommand: ParsableCommand {
                 lines = try CurationPlan.run(stage, position: position, on: lines, store: store, pipeline: "curate", report: { Output.progress($0) })
             }
             try DatasetLines.write(lines.map(\.row), to: output)
-            Output.line("kept \(lines.count) of \(total) samples → \(output)")
+            Output.line("wrote \(lines.count) samples (\(total) in) → \(output)")
         }
     }
 }

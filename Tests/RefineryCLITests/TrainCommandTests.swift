@@ -317,6 +317,31 @@ import Testing
         }
     }
 
+    /// A mix stage adds rows of other datasets in stated amounts with lineage.source; the stages
+    /// after it see them (a dedup removes a mixed-in copy); a bad source entry is named.
+    @Test func aMixStageAddsRowsThatLaterStagesSee() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            func write(_ name: String, _ rows: [String]) throws -> String {
+                let url = dir.appendingPathComponent(name)
+                try rows.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+                return url.path
+            }
+            func row(_ q: String, _ a: String) -> String { JSONValue.object([("instruction", .string(q)), ("output", .string(a))]).compactText }
+            let base = try write("base.jsonl", (0..<10).map { row("Base question \($0)?", "Base answer number \($0).") })
+            let general = try write("general.jsonl", [row("Base question 0?", "Base answer number 0.")] + (1..<8).map { row("General \($0)?", "General answer \($0).") })
+            let config = try write("c.yaml", ["curate:", "  - mix: {sources: [{path: \(general), count: 8}], seed: 3}", "  - dedup: exact"])
+            let out = dir.appendingPathComponent("out.jsonl")
+            let run = try CommandLineTests.run(["data", "curate", "--config", config, "--input", base, "--output", out.path])
+            #expect(run.status == 0 && run.stderr.contains("mix: added 8 samples") && run.stdout.contains("wrote 17 samples (10 in)"), "\(run.stdout)\(run.stderr)")
+            let rows = try String(contentsOf: out, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+            #expect(rows.filter { $0["lineage"]?["source"]?.stringValue == "general.jsonl" }.count == 7, "the mixed-in copy of a base row is deduplicated")
+            let bad = try write("bad.yaml", ["curate:", "  - mix: {sources: [{path: \(general), count: 2, ratio: 0.5}]}"])
+            let refused = try CommandLineTests.run(["data", "curate", "--config", bad, "--input", base, "--output", out.path])
+            #expect(refused.status != 0 && refused.stderr.contains("mix.sources[0]") && refused.stderr.contains("one of count"), "\(refused.stderr)")
+        }
+    }
+
     /// Decisions go to the state file per sample; `data why` names the stage, the reason and the
     /// sample kept instead; a rerun with the same settings reuses them, a changed threshold recomputes.
     @Test func dedupStoresEveryDecisionAndWhyExplainsIt() async throws {
