@@ -2,7 +2,9 @@ import Foundation
 
 /// Removes training samples that contain evaluation data: an exact copy of an eval sample (text
 /// normalised), a shared word n-gram (13 words by default, as GPT-3's and datatrove's
-/// decontamination; an eval text shorter than that must appear whole), or a near copy by MinHash.
+/// decontamination; an eval text shorter than that, of at least 3 words, must appear whole — found
+/// by hashing the training text's runs of each such length, not by substring search), or a near
+/// copy by MinHash.
 /// Only training samples are ever judged; eval sets are read, never written.
 public struct Decontaminator: Sendable {
     /// One evaluation sample: where it comes from (file and line) and its text.
@@ -50,17 +52,19 @@ public struct Decontaminator: Sendable {
         }
         // n-grams of eval texts with at least `ngram` words; shorter ones must appear whole.
         var evalByNgram: [UInt64: Int] = [:]
-        var shortEval: [(index: Int, words: String)] = []
+        // Short eval texts by their word count: each is one run of that many words to look for.
+        var shortEval: [Int: [UInt64: Int]] = [:]
         for (index, sample) in eval.enumerated() {
             let words = normalization.apply(sample.text).split(separator: " ")
             if words.count >= ngram {
                 for hash in Shingling.wordShingles64(sample.text, n: ngram, normalization: normalization) where evalByNgram[hash] == nil {
                     evalByNgram[hash] = index
                 }
-            } else if words.count >= 3 {
-                shortEval.append((index, " " + words.joined(separator: " ") + " "))
+            } else if words.count >= 3, let hash = Shingling.wordShingles64(sample.text, n: words.count, normalization: normalization).first {
+                if shortEval[words.count]?[hash] == nil { shortEval[words.count, default: [:]][hash] = index }
             }
         }
+        let shortTables = shortEval.sorted { $0.key > $1.key }
         var result: [Match?] = train.map { text in
             if let index = evalByKey[exact.key(text)] { return Match(kind: .exact, eval: index) }
             let normalized = normalization.apply(text)
@@ -71,10 +75,10 @@ public struct Decontaminator: Sendable {
                     return Match(kind: .ngram, eval: index, ngram: words[position..<(position + ngram)].joined(separator: " "))
                 }
             }
-            if !shortEval.isEmpty {
-                let padded = " " + normalized + " "
-                if let hit = shortEval.first(where: { padded.contains($0.words) }) {
-                    return Match(kind: .ngram, eval: hit.index, ngram: hit.words.trimmingCharacters(in: .whitespaces))
+            for (length, table) in shortTables where words.count >= length {
+                let hashes = Shingling.wordShingles64(text, n: length, normalization: normalization)
+                if let position = hashes.firstIndex(where: { table[$0] != nil }), let index = table[hashes[position]] {
+                    return Match(kind: .ngram, eval: index, ngram: words[position..<(position + length)].joined(separator: " "))
                 }
             }
             return nil
