@@ -30,13 +30,23 @@ public struct DatasetMixer: Sendable {
 
     public init(seed: UInt64 = 42) { self.seed = seed }
 
-    /// How many rows `amount` takes from a source, given the base's size.
-    public static func count(_ amount: Amount, available: Int, base: Int) -> Int {
+    /// The most rows one source may contribute: a typo (an extra digit, a ratio of 1e9) must not
+    /// fill the disk or the memory.
+    public static let maximumRows = 50_000_000
+
+    /// How many rows `amount` takes from a source, given the base's size; refuses negative, not
+    /// finite or oversized amounts.
+    public static func count(_ amount: Amount, available: Int, base: Int) throws -> Int {
+        let wanted: Double
         switch amount {
-        case let .count(n): return n
-        case let .ratio(r): return Int((r * Double(base)).rounded())
-        case .all: return available
+        case let .count(n): wanted = Double(n)
+        case let .ratio(r): wanted = (r * Double(base)).rounded()
+        case .all: wanted = Double(available)
         }
+        guard wanted.isFinite, wanted >= 0, wanted <= Double(maximumRows) else {
+            throw CoreError("the amount \(amount) asks for \(wanted) rows; it must be between 0 and \(maximumRows)")
+        }
+        return Int(wanted)
     }
 
     /// The mixed rows, shuffled by the seed, each with `lineage.source` set to its source's name.
@@ -60,8 +70,10 @@ public struct DatasetMixer: Sendable {
     /// The rows taken from `source` (in its order, each tagged with `lineage.source`): repeated
     /// whole while more are wanted than it has, then sampled without repetition.
     public static func pick(_ source: Source, base: Int, generator: inout SplitMix64) throws -> [String] {
-        let wanted = count(source.amount, available: source.rows.count, base: base)
-        guard wanted >= 0 else { throw CoreError("\(source.name): the amount must be ≥ 0") }
+        let wanted: Int
+        do { wanted = try count(source.amount, available: source.rows.count, base: base) } catch let error as CoreError {
+            throw CoreError("\(source.name): \(error.message)")
+        }
         guard wanted == 0 || !source.rows.isEmpty else { throw CoreError("\(source.name) has no rows to take \(wanted) from") }
         var picked: [String] = []
         while !source.rows.isEmpty && picked.count + source.rows.count <= wanted { picked += source.rows }

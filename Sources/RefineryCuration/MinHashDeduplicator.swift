@@ -46,7 +46,7 @@ public struct MinHashSettings: Sendable, Equatable {
         if !(threshold > 0 && threshold <= 1) { return "threshold must be in (0, 1], found \(threshold)" }
         if permutations < 1 || permutations > 1024 { return "num_perm must be in 1...1024, found \(permutations)" }
         if shingling.size < 1 { return "the shingle size must be ≥ 1, found \(shingling.size)" }
-        if let b = explicitBands, b.bands < 1 || b.rows < 1 || b.bands * b.rows > permutations {
+        if let b = explicitBands, b.bands < 1 || b.rows < 1 || b.bands > permutations || b.rows > permutations / b.bands {
             return "bands × rows must be ≥ 1 and at most num_perm (\(permutations)), found \(b)"
         }
         return nil

@@ -12,7 +12,7 @@ public final class BatchDecoder {
         /// The sequence (`add`'s return value).
         public let sequence: Int
         public let token: Int
-        /// True when the sequence ended with this token (a stop token or its token budget).
+        /// True when the sequence ended with this token (a stop token, its token budget, or the model's context).
         public let finished: Bool
     }
 
@@ -48,7 +48,11 @@ public final class BatchDecoder {
         }
         let id = nextID
         nextID += 1
-        sequences[id] = Sequence(options: options, cache: model.makeCache(capacity: prompt.count + options.maxNewTokens),
+        // The cache holds the prompt and the new tokens, but never more than the model's context
+        // (a huge max_new_tokens must not allocate gigabytes): a sequence ends when it is full.
+        let context = max(model.config.maxPositionEmbeddings, prompt.count + 1)
+        let capacity = prompt.count + min(options.maxNewTokens, context - prompt.count)
+        sequences[id] = Sequence(options: options, cache: model.makeCache(capacity: capacity),
                                  generator: SplitMix64(seed: options.seed), pending: prompt,
                                  finished: options.maxNewTokens == 0)
         order.append(id)
@@ -96,6 +100,7 @@ public final class BatchDecoder {
             sequence.output.append(next)
             sequence.pending = [next]
             sequence.finished = sequence.options.stopTokens.contains(next) || sequence.output.count >= sequence.options.maxNewTokens
+                || sequence.cache.length + 1 >= sequence.cache.capacity
             sequences[id] = sequence
             emitted.append(Emission(sequence: id, token: next, finished: sequence.finished))
         }

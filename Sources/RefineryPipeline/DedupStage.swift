@@ -51,7 +51,7 @@ public struct DedupStage: CurationStage {
         default: throw PipelineError("\(s.path): \(s.name): give both bands and rows, or neither (then they follow the threshold)")
         }
         settings.verify = try s.bool("verify") ?? settings.verify
-        settings.seed = UInt64(try s.int("seed") ?? 1)
+        settings.seed = try s.seed("seed") ?? 1
         // Whitespace is always collapsed; case is ignored unless told otherwise; punctuation is
         // ignored by MinHash (a separator) and compared by exact dedup unless told otherwise.
         settings.normalization.lowercase = try s.bool("ignore_case") ?? true

@@ -24,5 +24,8 @@ import Testing
         #expect(try DatasetMixer(seed: 4).mix(sources).rows != rows, "another seed shuffles differently")
         #expect(throws: CoreError.self) { _ = try DatasetMixer().mix([DatasetMixer.Source(name: "empty", rows: [], amount: .count(2))]) }
         #expect(try DatasetMixer().mix([DatasetMixer.Source(name: "empty", rows: [], amount: .all)]).rows.isEmpty, "an empty source mixes to nothing")
+        for amount in [DatasetMixer.Amount.count(Int.max), .count(-1), .ratio(1e300), .ratio(.nan)] {
+            #expect(throws: CoreError.self, "\(amount)") { _ = try DatasetMixer().mix(sources.prefix(1) + [DatasetMixer.Source(name: "x", rows: Self.rows("x", 2), amount: amount)]) }
+        }
     }
 }

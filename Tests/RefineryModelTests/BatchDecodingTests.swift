@@ -89,5 +89,8 @@ import Testing
         #expect(throws: ModelError.self) { _ = try model.generate(prompts: [([1], SamplingOptions())], batchSize: 0) }
         let decoder = BatchDecoder(model: model)
         #expect(throws: ModelError.self) { _ = try decoder.add(prompt: [model.config.vocabSize], options: SamplingOptions()) }
+        // A budget far beyond the context ends at the context instead of allocating for it.
+        let unbounded = try model.generate(prompt: [1, 2, 3], options: SamplingOptions(maxNewTokens: Int.max))
+        #expect(unbounded.count == model.config.maxPositionEmbeddings - 3, "\(unbounded.count) of \(model.config.maxPositionEmbeddings)")
     }
 }

@@ -87,6 +87,8 @@ import Testing
                                  ("- dedup: {keep: best}", "first, longest or score"),
                                  ("- dedup: {method: minhash, shingle: sentences}", "words or chars"),
                                  ("- dedup: {method: minhash, threshold: 1.5}", "threshold"),
+                                 ("- dedup: {method: minhash, seed: -1}", "seed must be ≥ 0"),
+                                 ("- dedup: {method: minhash, bands: 4611686018427387904, rows: 4}", "at most num_perm"),
                                  ("- filter: {exclude_regex: ['(oops']}", "not a valid regular expression"),
                                  ("- filter: {min_answer_chars: 50, max_answer_chars: 10}", "min_answer_chars"),
                                  ("- filter: {max_answer_tokens: 100}", "need a tokenizer"),
