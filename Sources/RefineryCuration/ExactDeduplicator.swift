@@ -1,3 +1,4 @@
+import Foundation
 import Crypto
 import RefineryText
 
@@ -35,8 +36,10 @@ public enum ComparedText {
 
 /// Hex SHA-256 digests of text.
 public enum ContentDigest {
-    public static func sha256(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { byte in
+    public static func sha256(_ text: String) -> String { sha256(bytes: Data(text.utf8)) }
+
+    public static func sha256(bytes: Data) -> String {
+        SHA256.hash(data: bytes).map { byte in
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()

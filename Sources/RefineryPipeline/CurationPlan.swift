@@ -29,7 +29,9 @@ public protocol CurationStage: Sendable {
     var name: String { get }
     /// Every setting that changes the stage's decisions, canonically written: stored with them, so
     /// a rerun with other settings recomputes the stage and one with the same settings reuses them.
-    var settingsText: String { get }
+    /// Stages that read files (eval sets, datasets to mix in) include their contents' digests, so
+    /// reading may fail; it happens when the stage runs, never when a config is loaded.
+    var settingsText: String { get throws }
     /// One decision per line, in order. `store` is the run's state, when there is one (a stage may
     /// keep work there between runs, as MinHash keeps signatures).
     func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision]
@@ -128,8 +130,9 @@ public struct CurationPlan: Sendable {
                                  report: ProgressReport) throws -> [StageDecision] {
         let ids = SampleIDs.of(lines)
         let digest = ContentDigest.sha256(ids.joined(separator: "\n"))
+        let settings = try stage.settingsText
         if let store, let stored = try store.curationStage(pipeline: pipeline, position: position),
-           stored.name == stage.name, stored.settings == stage.settingsText, stored.inputDigest == digest {
+           stored.name == stage.name, stored.settings == settings, stored.inputDigest == digest {
             let records = Dictionary(try store.curationDecisions(pipeline: pipeline, position: position).map { ($0.sample, $0) }) { a, _ in a }
             let index = Dictionary(ids.enumerated().map { ($1, $0) }) { a, _ in a }
             let reused = ids.compactMap { id in
@@ -151,11 +154,11 @@ public struct CurationPlan: Sendable {
                                        cluster: d.matched.map { ids[$0] } ?? id, matched: d.matched.map { ids[$0] })
             }
             try store.recordCurationStage(CurationStageRecord(pipeline: pipeline, position: position, name: stage.name,
-                                                              settings: stage.settingsText, inputDigest: digest,
+                                                              settings: settings, inputDigest: digest,
                                                               kept: keptCount, dropped: lines.count - keptCount),
                                           decisions: records)
         }
-        report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples (\(stage.settingsText))\n")
+        report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples (\(settings))\n")
         return decisions
     }
 }

@@ -16,9 +16,7 @@ public struct DecontaminationStage: CurationStage {
     public static let keys = ["eval", "ngram", "minhash", "threshold"]
     public let name = "decontaminate"
     public let evalFiles: [String]
-    public let eval: [Decontaminator.EvalSample]
     public let decontaminator: Decontaminator
-    public let settingsText: String
 
     init(_ s: ConfigSection) throws {
         guard let files = try s.strings("eval"), !files.isEmpty else {
@@ -30,29 +28,21 @@ public struct DecontaminationStage: CurationStage {
         if try s.bool("minhash") == false { minHash = nil }
         if let problem = minHash?.problem { throw PipelineError("\(s.path): \(s.name): \(problem)") }
         try s.finish(known: Self.keys)
-        var eval: [Decontaminator.EvalSample] = []
-        var digests: [String] = []
-        for file in files {
-            let lines = try DatasetLines.read(file)
-            guard !lines.isEmpty else { throw PipelineError("\(s.path): \(s.name): the eval set \(file) has no samples: nothing to protect (wrong file?)") }
-            for line in lines {
-                // The whole sample, and its question alone: a training sample that asks the eval
-                // question with another answer is contaminated too.
-                let source = "\(file):\(line.lineNumber)"
-                eval.append(Decontaminator.EvalSample(source: source, text: ComparedText.of(line.sample)))
-                let question = SampleParts(line.sample).instruction
-                if !question.isEmpty && question != ComparedText.of(line.sample) {
-                    eval.append(Decontaminator.EvalSample(source: source, text: question))
+        evalFiles = files
+        decontaminator = Decontaminator(ngram: ngram, minHash: minHash)
+    }
+
+    /// The eval sets' contents are part of the settings: a changed eval set recomputes the stage.
+    public var settingsText: String {
+        get throws {
+            let digests = try evalFiles.map { file in
+                do { return ContentDigest.sha256(bytes: try Data(contentsOf: URL(fileURLWithPath: file))) } catch {
+                    throw PipelineError("cannot read the eval set \(file): \(error.localizedDescription)")
                 }
             }
-            digests.append(ContentDigest.sha256(lines.map(\.row).joined(separator: "\n")))
+            return "eval=\(zip(evalFiles, digests).map { "\($0):\($1.prefix(16))" }.joined(separator: ",")) ngram=\(decontaminator.ngram) "
+                + (decontaminator.minHash.map { "minhash threshold=\($0.threshold)" } ?? "no-minhash")
         }
-        evalFiles = files
-        self.eval = eval
-        decontaminator = Decontaminator(ngram: ngram, minHash: minHash)
-        // The eval sets' contents are part of the settings: a changed eval set recomputes the stage.
-        settingsText = "eval=\(zip(files, digests).map { "\($0):\($1.prefix(16))" }.joined(separator: ",")) ngram=\(ngram) "
-            + (minHash.map { "minhash threshold=\($0.threshold)" } ?? "no-minhash")
     }
 
     /// The stage from command-line settings (the config's keys and values; `source` names them in errors).
@@ -60,13 +50,28 @@ public struct DecontaminationStage: CurationStage {
         try DecontaminationStage(ConfigSection(path: source, name: "decontaminate", raw: settings))
     }
 
-    /// For each line, the eval sample it contains and how, or nil.
-    public func matches(_ lines: [DatasetLine]) -> [Decontaminator.Match?] {
-        decontaminator.matches(train: lines.map { ComparedText.of($0.sample) }, eval: eval)
+    /// The eval samples: each whole, and its question alone (a training sample that asks the eval
+    /// question with another answer is contaminated too).
+    public func evalSamples() throws -> [Decontaminator.EvalSample] {
+        var eval: [Decontaminator.EvalSample] = []
+        for file in evalFiles {
+            let lines = try DatasetLines.read(file)
+            guard !lines.isEmpty else { throw PipelineError("decontaminate: the eval set \(file) has no samples: nothing to protect (wrong file?)") }
+            for line in lines {
+                let source = "\(file):\(line.lineNumber)"
+                eval.append(Decontaminator.EvalSample(source: source, text: ComparedText.of(line.sample)))
+                let question = SampleParts(line.sample).instruction
+                if !question.isEmpty && question != ComparedText.of(line.sample) {
+                    eval.append(Decontaminator.EvalSample(source: source, text: question))
+                }
+            }
+        }
+        return eval
     }
 
     public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
-        matches(lines).map { match in
+        let eval = try evalSamples()
+        return decontaminator.matches(train: lines.map { ComparedText.of($0.sample) }, eval: eval).map { match in
             guard let match else { return StageDecision(kept: true) }
             let source = eval[match.eval].source
             switch match.kind {

@@ -18,15 +18,15 @@ import RefineryText
 public struct MixStage: CurationStage {
     public static let keys = ["sources", "seed"]
     public let name = "mix"
-    public let sources: [DatasetMixer.Source]
+    /// Each source file and how much of it to add.
+    public let sources: [(path: String, amount: DatasetMixer.Amount)]
     public let seed: UInt64
-    public let settingsText: String
 
     init(_ s: ConfigSection) throws {
         guard let list = try s.mappings("sources"), !list.isEmpty else {
             throw PipelineError("\(s.path): \(s.name) needs sources: a list of {path, count} or {path, ratio}")
         }
-        var sources: [DatasetMixer.Source] = [], text: [String] = []
+        var sources: [(path: String, amount: DatasetMixer.Amount)] = []
         for (index, entry) in list.enumerated() {
             let label = "\(s.name).sources[\(index)]"
             guard let path = entry["path"] as? String else {
@@ -34,39 +34,48 @@ public struct MixStage: CurationStage {
             }
             let unknown = Set(entry.keys).subtracting(["path", "count", "ratio"])
             guard unknown.isEmpty else { throw PipelineError("\(s.path): \(label): unknown keys \(unknown.sorted().joined(separator: ", ")) (use path, count or ratio)") }
-            let amount: DatasetMixer.Amount
             let count = entry["count"], ratio = entry["ratio"]
             if count == nil && ratio == nil {
-                amount = .all
-            } else if ratio == nil, let n = count as? Int, n >= 0 {
-                amount = .count(n)
+                sources.append((path, .all))
+            } else if ratio == nil, let n = count as? Int, n >= 0, n <= DatasetMixer.maximumRows {
+                sources.append((path, .count(n)))
             } else if count == nil, let r = (ratio as? Double) ?? (ratio as? Int).map(Double.init), r >= 0, r.isFinite {
-                amount = .ratio(r)
+                sources.append((path, .ratio(r)))
             } else {
-                throw PipelineError("\(s.path): \(label): give one of count (an integer ≥ 0) or ratio (a number ≥ 0)")
+                throw PipelineError("\(s.path): \(label): give one of count (an integer in 0...\(DatasetMixer.maximumRows)) or ratio (a number ≥ 0)")
             }
-            let rows = try DatasetLines.read(path).map(\.row)
-            sources.append(DatasetMixer.Source(name: URL(fileURLWithPath: path).lastPathComponent, rows: rows, amount: amount))
-            text.append("\(path):\(amount):\(ContentDigest.sha256(rows.joined(separator: "\n")).prefix(16))")
         }
         seed = try s.seed("seed") ?? 42
         try s.finish(known: Self.keys)
         self.sources = sources
-        settingsText = "sources=\(text.joined(separator: ",")) seed=\(seed)"
+    }
+
+    /// The sources' contents are part of the settings: a changed file changes what is added.
+    public var settingsText: String {
+        get throws {
+            let parts = try sources.map { source in
+                do { return "\(source.path):\(source.amount):\(ContentDigest.sha256(bytes: try Data(contentsOf: URL(fileURLWithPath: source.path))).prefix(16))" } catch {
+                    throw PipelineError("cannot read the mix source \(source.path): \(error.localizedDescription)")
+                }
+            }
+            return "sources=\(parts.joined(separator: ",")) seed=\(seed)"
+        }
     }
 
     public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
         lines.map { _ in StageDecision(kept: true) }
     }
 
+    /// Rows of the sources, read now, in the stated amounts, each with `lineage.source`.
     public func additions(to kept: [DatasetLine]) throws -> [DatasetLine] {
         var generator = SplitMix64(seed: seed)
         let reader = DatasetReader()
         var added: [DatasetLine] = []
         for source in sources {
-            for row in try DatasetMixer.pick(source, base: kept.count, generator: &generator) {
-                added.append(DatasetLine(row: row, sample: try reader.parse(line: row, lineNumber: added.count + 1, source: source.name)))
-            }
+            let lines = try DatasetLines.read(source.path)
+            let mix = DatasetMixer.Source(name: URL(fileURLWithPath: source.path).lastPathComponent, rows: lines.map(\.row), amount: source.amount)
+            let picked = try DatasetMixer.pick(mix, base: kept.count, generator: &generator)
+            for row in picked { added.append(DatasetLine(row: row, sample: try reader.parse(line: row, lineNumber: added.count + 1, source: source.path))) }
         }
         return added
     }

@@ -79,6 +79,11 @@ import Testing
         let filter = try #require(filtered.curate.stages.first as? FilterStage)
         #expect(filter.filter.answerCharacters == 20...Int.max && filter.filter.language == "en" && !filter.filter.dropRefusals)
         #expect(filtered.curate.stages.map(\.name) == ["filter", "dedup"])
+        // Files a stage reads are read when it runs: a config naming one that is not there yet still loads
+        // (a worker or `train` loading the config never touches them).
+        let later = try RunConfig(path: try Self.write("curate:\n  - decontaminate: {eval: [/nonexistent/eval.jsonl]}\n  - mix: {sources: [{path: /nonexistent/general.jsonl, ratio: 0.5}]}\n"))
+        #expect(later.curate.stages.map(\.name) == ["decontaminate", "mix"])
+        #expect(throws: (any Error).self) { _ = try later.curate.stages[0].settingsText }
         let legacy = try RunConfig(path: try Self.write("curate:\n  dedup: minhash\n  threshold: 0.9\n"))
         let only = legacy.curate.stages.compactMap { $0 as? DedupStage }
         #expect(only.count == 1 && only[0].method == .minhash && only[0].minHash.threshold == 0.9)
