@@ -44,41 +44,39 @@ public struct Decontaminator: Sendable {
     /// For each training text, the first way it matches an eval sample (exact, then n-gram, then
     /// MinHash), or nil when it is clean.
     public func matches(train: [String], eval: [EvalSample]) -> [Match?] {
-        let exact = ExactDeduplicator(normalization: normalization)
+        // Eval texts by their normalised text's digest (exact copies), by their n-grams, and — when
+        // shorter than `ngram` (but at least 3 words) — as one run of that many words to look for.
         var evalByKey: [String: Int] = [:]
-        for (index, sample) in eval.enumerated() {
-            let key = exact.key(sample.text)
-            if evalByKey[key] == nil { evalByKey[key] = index }
-        }
-        // n-grams of eval texts with at least `ngram` words; shorter ones must appear whole.
         var evalByNgram: [UInt64: Int] = [:]
-        // Short eval texts by their word count: each is one run of that many words to look for.
         var shortEval: [Int: [UInt64: Int]] = [:]
         for (index, sample) in eval.enumerated() {
-            let words = normalization.apply(sample.text).split(separator: " ")
-            if words.count >= ngram {
-                for hash in Shingling.wordShingles64(sample.text, n: ngram, normalization: normalization) where evalByNgram[hash] == nil {
-                    evalByNgram[hash] = index
-                }
-            } else if words.count >= 3, let hash = Shingling.wordShingles64(sample.text, n: words.count, normalization: normalization).first {
-                if shortEval[words.count]?[hash] == nil { shortEval[words.count, default: [:]][hash] = index }
+            let normalized = normalization.apply(sample.text)
+            let key = ContentDigest.sha256(normalized)
+            if evalByKey[key] == nil { evalByKey[key] = index }
+            let wordHashes = Shingling.wordHashes(normalized, normalization: normalization)
+            if wordHashes.count >= ngram {
+                for hash in Shingling.runs(of: wordHashes, n: ngram) where evalByNgram[hash] == nil { evalByNgram[hash] = index }
+            } else if wordHashes.count >= 3, let hash = Shingling.runs(of: wordHashes, n: wordHashes.count).first {
+                if shortEval[wordHashes.count]?[hash] == nil { shortEval[wordHashes.count, default: [:]][hash] = index }
             }
         }
         let shortTables = shortEval.sorted { $0.key > $1.key }
+        // Each training text is normalised and its words hashed once; every check reads those.
         var result: [Match?] = train.map { text in
-            if let index = evalByKey[exact.key(text)] { return Match(kind: .exact, eval: index) }
             let normalized = normalization.apply(text)
-            let words = normalized.split(separator: " ")
-            if words.count >= ngram {
-                let hashes = Shingling.wordShingles64(text, n: ngram, normalization: normalization)
+            if let index = evalByKey[ContentDigest.sha256(normalized)] { return Match(kind: .exact, eval: index) }
+            let wordHashes = Shingling.wordHashes(normalized, normalization: normalization)
+            func words(_ range: Range<Int>) -> String { normalized.split(separator: " ")[range].joined(separator: " ") }
+            if wordHashes.count >= ngram {
+                let hashes = Shingling.runs(of: wordHashes, n: ngram)
                 if let position = hashes.firstIndex(where: { evalByNgram[$0] != nil }), let index = evalByNgram[hashes[position]] {
-                    return Match(kind: .ngram, eval: index, ngram: words[position..<(position + ngram)].joined(separator: " "))
+                    return Match(kind: .ngram, eval: index, ngram: words(position..<(position + ngram)))
                 }
             }
-            for (length, table) in shortTables where words.count >= length {
-                let hashes = Shingling.wordShingles64(text, n: length, normalization: normalization)
+            for (length, table) in shortTables where wordHashes.count >= length {
+                let hashes = Shingling.runs(of: wordHashes, n: length)
                 if let position = hashes.firstIndex(where: { table[$0] != nil }), let index = table[hashes[position]] {
-                    return Match(kind: .ngram, eval: index, ngram: words[position..<(position + length)].joined(separator: " "))
+                    return Match(kind: .ngram, eval: index, ngram: words(position..<(position + length)))
                 }
             }
             return nil

@@ -43,6 +43,11 @@ public enum Shingling: Sendable, Equatable {
     /// The 64-bit hashes of the n-word runs (for exact n-gram lookups, where 32 bits would collide);
     /// run `i` starts at word `i` of the normalised text.
     public static func wordShingles64(_ text: String, n: Int, normalization: TextNormalization) -> [UInt64] {
+        runs(of: wordHashes(text, normalization: normalization), n: n)
+    }
+
+    /// The hash of each word of the normalised text (FNV-1a over its scalars).
+    public static func wordHashes(_ text: String, normalization: TextNormalization) -> [UInt64] {
         var words: [UInt64] = []
         var hash = offset, inWord = false
         normalization.forEachScalar(of: text) { scalar in
@@ -56,6 +61,12 @@ public enum Shingling: Sendable, Equatable {
             }
         }
         if inWord { words.append(hash) }
+        return words
+    }
+
+    /// The 64-bit hashes of the runs of `n` consecutive words (one run of all of them when there
+    /// are fewer); run `i` starts at word `i`.
+    public static func runs(of words: [UInt64], n: Int) -> [UInt64] {
         if words.isEmpty { return [] }
         let span = min(n, words.count)
         var result: [UInt64] = []
@@ -67,6 +78,7 @@ public enum Shingling: Sendable, Equatable {
         }
         return result
     }
+
 
     /// Hashes of the n-scalar windows of the normalised text.
     static func characterShingles(_ text: String, n: Int, normalization: TextNormalization) -> [UInt32] {
