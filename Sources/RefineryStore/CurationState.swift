@@ -148,19 +148,23 @@ extension RunStore {
                                             arguments: StatementArguments([settings] + batch))
                 for row in rows {
                     let data: Data = row["signature"]
-                    found[row["text_digest"]] = data.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+                    // Copied, not rebound: a blob's bytes need not be aligned for UInt32 (a stored
+                    // blob of another length is returned as it is; the reader checks the count).
+                    var values = [UInt32](repeating: 0, count: data.count / 4)
+                    _ = values.withUnsafeMutableBytes { data.copyBytes(to: $0) }
+                    found[row["text_digest"]] = values
                 }
             }
             return found
         }
     }
 
-    /// Stores signatures for `settings` (digest → values), keeping any already stored.
+    /// Stores signatures for `settings` (digest → values), replacing any stored under the same digest.
     public func storeMinHashSignatures(settings: String, _ signatures: [(digest: String, values: [UInt32])]) throws {
         try write { db in
             for (digest, values) in signatures {
                 let data = values.withUnsafeBufferPointer { Data(buffer: $0) }
-                try db.execute(sql: "INSERT INTO minhash_signature (settings, text_digest, signature) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                try db.execute(sql: "INSERT INTO minhash_signature (settings, text_digest, signature) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET signature = excluded.signature",
                                arguments: [settings, digest, data])
             }
         }

@@ -47,7 +47,7 @@ struct DataDedupCommand: ParsableCommand {
             var settings: [String: Any] = ["method": method, "threshold": threshold, "num_perm": numPerm, "ngram": ngram,
                                            "shingle": shingle, "verify": verify, "keep": keep, "score_field": scoreField,
                                            "ignore_case": !compareCase]
-            if ignorePunctuation || method == "minhash" { settings["ignore_punctuation"] = true }
+            if ignorePunctuation { settings["ignore_punctuation"] = true }
             if let bands { settings["bands"] = bands }
             if let rows { settings["rows"] = rows }
             let stage = try DedupStage.fromSettings(settings, source: "refinery data dedup")

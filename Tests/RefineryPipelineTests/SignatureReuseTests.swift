@@ -26,6 +26,10 @@ import Testing
         #expect(Array(again[0..<64]) == marked, "the stored signature is used")
         #expect(Array(again[64..<192]) == Array(computed[64..<192]))
         #expect(Array(again[192..<256]) == deduplicator.signatures([grown[3]]), "the new text is hashed")
+        // A stored signature of the wrong length (a damaged state file) is computed again.
+        try RunStoreEditing.replaceSignature(store: path, settings: key, digest: digest, values: [1, 2, 3])
+        let repaired = try DedupStage.signatures(first, deduplicator: deduplicator, store: try RunStore(path: path))
+        #expect(Array(repaired[0..<64]) == Array(computed[0..<64]))
         let other = MinHashDeduplicator(settings: MinHashSettings(permutations: 64, seed: 2))
         #expect(other.signatureSettings != key, "other settings never read these signatures")
     }
