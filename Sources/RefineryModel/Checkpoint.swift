@@ -67,7 +67,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The stored dtype of the first tensor (what an export should write back).
     public var storedDType: SafetensorsDType {
-        for name in names { if let fileName = location[name], let dtype = files[fileName]?.dtype(of: name) { return dtype } }
+        for name in names { if let fileName = location[name], let dtype = files[fileName]?.dtype(of: name), dtype.isWeightType { return dtype } }
         return .f32
     }
 

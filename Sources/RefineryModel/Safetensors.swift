@@ -3,12 +3,25 @@ import RefineryCore
 import RefineryTensor
 import RefineryText
 
-/// Element types found in safetensors checkpoints that Refinery reads.
+/// Element types found in safetensors checkpoints. Refinery reads the floating-point ones as
+/// weights; integer and boolean tensors (BERT's `position_ids` buffer, for one) are accepted in a
+/// file and never read as weights.
 public enum SafetensorsDType: String, Sendable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16"
+    case f64 = "F64", i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
 
     /// Bytes per element.
-    public var size: Int { self == .f32 ? 4 : 2 }
+    public var size: Int {
+        switch self {
+        case .f64, .i64: return 8
+        case .f32, .i32: return 4
+        case .f16, .bf16, .i16: return 2
+        case .i8, .u8, .bool: return 1
+        }
+    }
+
+    /// True for the types Refinery reads as weights (F32, F16, BF16).
+    public var isWeightType: Bool { self == .f32 || self == .f16 || self == .bf16 }
 }
 
 /// One tensor's entry in a safetensors header.
@@ -84,7 +97,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             guard value.objectValue != nil else { throw fail("entry \"\(name)\" is not an object") }
             guard let dtypeName = value["dtype"]?.stringValue else { throw fail("tensor \"\(name)\" has no dtype") }
             guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor \"\(name)\" has dtype \(dtypeName); Refinery reads F32, F16 and BF16")
+                throw fail("tensor \"\(name)\" has dtype \(dtypeName); safetensors types are F64, F32, F16, BF16, I64, I32, I16, I8, U8 and BOOL")
             }
             guard let shapeValues = value["shape"]?.arrayValue else { throw fail("tensor \"\(name)\" has no shape") }
             var shape: [Int] = []
@@ -122,6 +135,9 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Reads tensor `name` converted to Float32.
     public func tensor(_ name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw ModelError("\(file.path) has no tensor \"\(name)\"") }
+        guard entry.dtype.isWeightType else {
+            throw ModelError("\(file.path): tensor \"\(name)\" is \(entry.dtype.rawValue); Refinery reads weights stored as F32, F16 or BF16")
+        }
         let result = Tensor(zeros: entry.shape)
         let count = result.count
         guard count > 0, let base = file.base else { return result }
@@ -136,6 +152,8 @@ public final class SafetensorsFile: @unchecked Sendable {
             Parallel.forEach(count, costPerItem: 1) { range in
                 for i in range { d.pointer[i] = HalfPrecision.bfloat16ToFloat(UnsafeRawPointer(s.pointer + i).loadUnaligned(as: UInt16.self)) }
             }
+        case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
+            break
         case .f16:
             let d = SendablePointer(destination)
             let s = SendablePointer(UnsafeMutablePointer(mutating: source.assumingMemoryBound(to: UInt16.self)))
@@ -166,6 +184,7 @@ public enum SafetensorsWriter {
     /// Writes `tensors` to `path` in `dtype`, via a temporary file renamed into place.
     public static func write(_ tensors: [(String, Tensor)], to path: String, dtype: SafetensorsDType = .f32,
                              metadata: [String: String] = ["format": "pt"]) throws {
+        guard dtype.isWeightType else { throw ModelError("cannot write weights as \(dtype.rawValue): use F32, F16 or BF16") }
         let ordered = tensors.sorted { $0.0 < $1.0 }
         var headerPairs: [(String, JSONValue)] = []
         if !metadata.isEmpty {
@@ -199,6 +218,8 @@ public enum SafetensorsWriter {
                 var buffer = [UInt16](repeating: 0, count: tensor.count)
                 for i in 0..<tensor.count { buffer[i] = HalfPrecision.floatToFloat16(tensor.pointer[i]).littleEndian }
                 buffer.withUnsafeBytes { data.append(contentsOf: $0) }
+            case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
+                break
             }
         }
         let url = URL(fileURLWithPath: path)

@@ -79,6 +79,37 @@ public struct NormalizedText: Sendable {
         origins = newOrigins
     }
 
+    /// Keeps only the scalars for which `keep` holds.
+    public mutating func filter(_ keep: (Unicode.Scalar) -> Bool) {
+        var newScalars: [Unicode.Scalar] = []
+        var newOrigins: [Int] = []
+        newScalars.reserveCapacity(scalars.count)
+        newOrigins.reserveCapacity(scalars.count)
+        for (scalar, origin) in zip(scalars, origins) where keep(scalar) {
+            newScalars.append(scalar)
+            newOrigins.append(origin)
+        }
+        scalars = newScalars
+        origins = newOrigins
+    }
+
+    /// Replaces each scalar by the scalars `transform` gives for it (none removes it); the new
+    /// scalars point at the scalar they replace.
+    public mutating func mapScalars(_ transform: (Unicode.Scalar) -> [Unicode.Scalar]) {
+        var newScalars: [Unicode.Scalar] = []
+        var newOrigins: [Int] = []
+        newScalars.reserveCapacity(scalars.count)
+        newOrigins.reserveCapacity(scalars.count)
+        for (scalar, origin) in zip(scalars, origins) {
+            for replacement in transform(scalar) {
+                newScalars.append(replacement)
+                newOrigins.append(origin)
+            }
+        }
+        scalars = newScalars
+        origins = newOrigins
+    }
+
     /// The text as a Swift string.
     public var string: String {
         var view = String.UnicodeScalarView()

@@ -9,6 +9,7 @@ indirect enum Normalizer: Sendable {
     case nfc, nfkc, nfd, nfkd
     case lowercase
     case strip(left: Bool, right: Bool)
+    case bert(BertNormalizer)
 
     /// Parses one normalizer object; `null` yields nil.
     static func parse(_ json: JSONValue?) throws -> Normalizer? {
@@ -34,8 +35,10 @@ indirect enum Normalizer: Sendable {
         case "Lowercase": return .lowercase
         case "Strip":
             return .strip(left: json["strip_left"]?.boolValue ?? true, right: json["strip_right"]?.boolValue ?? true)
+        case "BertNormalizer":
+            return .bert(BertNormalizer(json: json))
         default:
-            throw TextError("tokenizer.json: unsupported normalizer type \"\(type)\" (supported: Sequence, Prepend, Replace, NFC, NFKC, NFD, NFKD, Lowercase, Strip)")
+            throw TextError("tokenizer.json: unsupported normalizer type \"\(type)\" (supported: Sequence, Prepend, Replace, NFC, NFKC, NFD, NFKD, Lowercase, Strip, BertNormalizer)")
         }
     }
 
@@ -55,6 +58,8 @@ indirect enum Normalizer: Sendable {
             if left { while start < end && text.scalars[start].properties.isWhitespace { start += 1 } }
             if right { while end > start && text.scalars[end - 1].properties.isWhitespace { end -= 1 } }
             text = text.slice(start..<end)
+        case let .bert(normalizer):
+            normalizer.apply(&text)
         }
     }
 }

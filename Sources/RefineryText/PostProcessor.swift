@@ -28,8 +28,14 @@ indirect enum PostProcessor: Sendable {
                 }
             }
             return .template(pieces)
+        case "BertProcessing", "RobertaProcessing":
+            guard let cls = json["cls"]?.arrayValue, cls.count == 2, let clsID = cls[1].intValue,
+                  let sep = json["sep"]?.arrayValue, sep.count == 2, let sepID = sep[1].intValue else {
+                throw TextError("tokenizer.json: \(type) needs \"cls\" and \"sep\" as [token, id]")
+            }
+            return .template([[clsID], nil, [sepID]])
         default:
-            throw TextError("tokenizer.json: unsupported post_processor type \"\(type)\" (supported: TemplateProcessing, ByteLevel, Sequence)")
+            throw TextError("tokenizer.json: unsupported post_processor type \"\(type)\" (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)")
         }
     }
 

@@ -10,6 +10,8 @@ indirect enum PreTokenizer: Sendable {
     case digits(individual: Bool)
     case whitespaceSplit
     case whitespace
+    /// BERT's: split on whitespace (dropped), then every punctuation character alone.
+    case bert
 
     enum SplitBehavior: String { case isolated = "Isolated", removed = "Removed", mergedWithPrevious = "MergedWithPrevious", mergedWithNext = "MergedWithNext", contiguous = "Contiguous" }
     enum PrependScheme: String { case always, first, never }
@@ -51,8 +53,9 @@ indirect enum PreTokenizer: Sendable {
             return .digits(individual: json["individual_digits"]?.boolValue ?? false)
         case "WhitespaceSplit": return .whitespaceSplit
         case "Whitespace": return .whitespace
+        case "BertPreTokenizer": return .bert
         default:
-            throw TextError("tokenizer.json: unsupported pre_tokenizer type \"\(type)\" (supported: Sequence, Split, ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit)")
+            throw TextError("tokenizer.json: unsupported pre_tokenizer type \"\(type)\" (supported: Sequence, Split, ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit, BertPreTokenizer)")
         }
     }
 
@@ -147,6 +150,10 @@ indirect enum PreTokenizer: Sendable {
             return words.flatMap { word in
                 Self.split(word, regex: Self.whitespaceRegex, behavior: .isolated, invert: true)
             }
+        case .bert:
+            return words.flatMap { word in
+                Self.runs(word) { !$0.properties.isWhitespace }.flatMap(Self.isolatingPunctuation)
+            }
         }
     }
 
@@ -156,6 +163,35 @@ indirect enum PreTokenizer: Sendable {
     static let whitespaceRegex: NSRegularExpression = {
         do { return try compile(#"\w+|[^\w\s]+"#) } catch { fatalError("whitespace pattern must compile: \(error)") }
     }()
+
+    /// Splits `word` so that every punctuation character (ASCII punctuation or a Unicode P* category)
+    /// stands alone.
+    static func isolatingPunctuation(_ word: NormalizedText) -> [NormalizedText] {
+        var pieces: [NormalizedText] = []
+        var start = 0
+        for (i, scalar) in word.scalars.enumerated() where isBertPunctuation(scalar) {
+            if start < i { pieces.append(word.slice(start..<i)) }
+            pieces.append(word.slice(i..<(i + 1)))
+            start = i + 1
+        }
+        if start == 0 { return [word] }
+        if start < word.scalars.count { pieces.append(word.slice(start..<word.scalars.count)) }
+        return pieces
+    }
+
+    static func isBertPunctuation(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII {
+            let v = scalar.value
+            return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v)
+        }
+        switch scalar.properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
+        default:
+            return false
+        }
+    }
 
     static func isNumeric(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {

@@ -10,6 +10,9 @@ indirect enum TokenDecoder: Sendable {
     case byteFallback
     case fuse
     case strip(content: Character, start: Int, stop: Int)
+    /// WordPiece: pieces after the first lose their prefix or gain a space; `cleanup` undoes
+    /// BERT's spacing around punctuation and English contractions.
+    case wordPiece(prefix: String, cleanup: Bool)
 
     static func parse(_ json: JSONValue?) throws -> TokenDecoder? {
         guard let json, !json.isNull else { return nil }
@@ -32,8 +35,10 @@ indirect enum TokenDecoder: Sendable {
         case "Strip":
             return .strip(content: json["content"]?.stringValue?.first ?? " ",
                           start: json["start"]?.intValue ?? 0, stop: json["stop"]?.intValue ?? 0)
+        case "WordPiece":
+            return .wordPiece(prefix: json["prefix"]?.stringValue ?? "##", cleanup: json["cleanup"]?.boolValue ?? true)
         default:
-            throw TextError("tokenizer.json: unsupported decoder type \"\(type)\" (supported: Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip)")
+            throw TextError("tokenizer.json: unsupported decoder type \"\(type)\" (supported: Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, WordPiece)")
         }
     }
 
@@ -93,7 +98,25 @@ indirect enum TokenDecoder: Sendable {
                 chars = Array(chars[s..<e])
                 return String(chars)
             }
+        case let .wordPiece(prefix, cleanup):
+            return tokens.enumerated().map { index, token in
+                var text = token
+                if index > 0 {
+                    if !prefix.isEmpty && text.hasPrefix(prefix) { text.removeFirst(prefix.count) } else { text = " " + text }
+                }
+                return cleanup ? Self.cleanUpSpacing(text) : text
+            }
         }
+    }
+
+    /// BERT's decode clean-up: no space before `. ? ! ,` and inside English contractions.
+    static func cleanUpSpacing(_ text: String) -> String {
+        var result = text
+        for (pattern, replacement) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                                       (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+            result = result.replacingAll(pattern, with: replacement)
+        }
+        return result
     }
 
     /// `<0xAB>` → 0xAB.

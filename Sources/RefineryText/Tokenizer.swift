@@ -16,10 +16,11 @@ public struct Encoding: Sendable, Equatable {
     }
 }
 
-/// A Hugging Face `tokenizer.json` BPE tokenizer: byte-level (GPT-2, Llama 3, Qwen2, SmolLM)
-/// or SentencePiece-style with byte fallback (Llama 2, Mistral, TinyLlama).
+/// A Hugging Face `tokenizer.json` tokenizer: BPE, byte-level (GPT-2, Llama 3, Qwen2, SmolLM)
+/// or SentencePiece-style with byte fallback (Llama 2, Mistral, TinyLlama), or WordPiece (BERT-family
+/// encoders such as all-MiniLM-L6-v2).
 public struct Tokenizer: Sendable {
-    let model: BPEModel
+    let model: TokenModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
     let decoder: TokenDecoder?
@@ -48,11 +49,7 @@ public struct Tokenizer: Sendable {
     /// Builds a tokenizer from the parsed `tokenizer.json`.
     public init(json: JSONValue) throws {
         guard let modelJSON = json["model"] else { throw TextError("tokenizer.json has no \"model\" section") }
-        let type = modelJSON["type"]?.stringValue ?? "BPE"
-        guard type == "BPE" else {
-            throw TextError("tokenizer.json: model type \"\(type)\" is not supported (only BPE: Llama, Mistral, Qwen2, SmolLM and GPT-2 style tokenizers)")
-        }
-        model = try BPEModel(json: modelJSON)
+        model = try TokenModel(json: modelJSON)
         normalizer = try Normalizer.parse(json["normalizer"])
         preTokenizer = try PreTokenizer.parse(json["pre_tokenizer"])
         decoder = try TokenDecoder.parse(json["decoder"])
@@ -118,6 +115,21 @@ public struct Tokenizer: Sendable {
         return encoding
     }
 
+    /// Encodes `text` with the special tokens, keeping at most `maxLength` tokens in all: the text's
+    /// own tokens are cut at the end so that they and the special tokens fit, as `tokenizers`'
+    /// `longest_first` truncation does for one sequence (what sentence-transformers asks for).
+    public func encode(_ text: String, truncatingTo maxLength: Int) -> Encoding {
+        var encoding = encode(text, addSpecialTokens: false)
+        let added = postProcessor?.apply(Encoding(ids: [], offsets: [])).ids.count ?? 0
+        let keep = max(0, maxLength - added)
+        if encoding.ids.count > keep {
+            encoding.ids.removeLast(encoding.ids.count - keep)
+            encoding.offsets.removeLast(encoding.offsets.count - keep)
+        }
+        if let postProcessor { encoding = postProcessor.apply(encoding) }
+        return encoding
+    }
+
     private func leadingStripped(_ scalars: [Unicode.Scalar], _ range: Range<Int>, _ token: AddedToken) -> Int {
         guard token.lstrip else { return 0 }
         var skip = 0
@@ -129,6 +141,12 @@ public struct Tokenizer: Sendable {
     }
 
     private func tokenizeWord(_ word: NormalizedText) -> [Symbol] {
+        let model: BPEModel
+        switch self.model {
+        case let .bpe(bpe): model = bpe
+        case let .wordPiece(wordPiece):
+            return wordPiece.tokenize(scalars: word.scalars, ranges: word.origins.map { ($0, $0 + 1) })
+        }
         var units: [String] = []
         var ranges: [(Int, Int)] = []
         if byteLevel {

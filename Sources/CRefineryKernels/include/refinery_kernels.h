@@ -132,3 +132,12 @@ void rk_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 /// (a[i]·x + b[i] mod 2^64) >> 32, for i < perms (UINT32_MAX for a document without shingles).
 void rk_minhash(const uint32_t *shingles, size_t count, const uint64_t *a, const uint64_t *b, size_t perms, uint32_t *out);
 #endif
+
+#ifndef REFINERY_KERNELS_ENCODER_H
+#define REFINERY_KERNELS_ENCODER_H
+/// x[i] = gelu(x[i]) with the exact erf form, 0.5·x·(1 + erf(x/√2)), in place.
+void rk_gelu(float *x, size_t n);
+
+/// LayerNorm of one row: y[i] = (x[i] − mean) / sqrt(var + eps) · weight[i] + bias[i] (biased variance).
+void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps);
+#endif

@@ -1,0 +1,70 @@
+import CRefineryKernels
+
+/// Kernels of BERT-family encoders: LayerNorm, exact GELU, bias and bidirectional attention over
+/// packed sequences. Row-major Float32, into caller buffers, spread over Refinery's threads.
+public enum EncoderKernels {
+    /// LayerNorm as `torch.nn.LayerNorm` for each of `rows` rows of `dim` values.
+    public static func layerNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        rows: Int, dim: Int, eps: Float, into y: UnsafeMutablePointer<Float>
+    ) {
+        let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), ys = SendablePointer(y)
+        let ws = SendablePointer(UnsafeMutablePointer(mutating: weight)), bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
+        Parallel.forEach(rows, costPerItem: dim * 4) { range in
+            for row in range {
+                rk_layer_norm(xs.pointer + row * dim, ws.pointer, bs.pointer, ys.pointer + row * dim, dim, eps)
+            }
+        }
+    }
+
+    /// GELU (exact erf form, transformers' `"gelu"`) of `count` values in place.
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        let xs = SendablePointer(x)
+        Parallel.forEach((count + 1023) / 1024, costPerItem: 8192) { blocks in
+            let start = blocks.lowerBound * 1024
+            let end = Swift.min(count, blocks.upperBound * 1024)
+            rk_gelu(xs.pointer + start, end - start)
+        }
+    }
+
+    /// Adds `bias` to each of `rows` rows of `cols` values, in place.
+    public static func addBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        let xs = SendablePointer(x), bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
+        Parallel.forEach(rows, costPerItem: cols) { range in
+            for row in range {
+                let r = xs.pointer + row * cols
+                for c in 0..<cols { r[c] += bs.pointer[c] }
+            }
+        }
+    }
+
+    /// Bidirectional scaled dot-product attention within each sequence of a packed batch: sequence
+    /// `s` covers rows `starts[s]..<starts[s+1]` and sees all of its own rows and nothing else (so
+    /// no padding and no mask). `qkv` holds per row the queries, keys and values of all heads
+    /// side by side (`[rows, 3 × heads × headDim]`); `out` is `[rows, heads × headDim]`.
+    public static func bidirectionalAttention(
+        qkv: UnsafePointer<Float>, starts: [Int], heads: Int, headDim: Int, into out: UnsafeMutablePointer<Float>
+    ) {
+        let sequences = starts.count - 1
+        guard sequences > 0 else { return }
+        let hidden = heads * headDim, stride = 3 * hidden
+        let scale = 1 / Float(headDim).squareRoot()
+        let qs = SendablePointer(UnsafeMutablePointer(mutating: qkv)), os = SendablePointer(out)
+        var work = 0
+        for s in 0..<sequences { let n = starts[s + 1] - starts[s]; work += 4 * n * n * hidden }
+        Parallel.run(sequences * heads, totalCost: work) { task in
+            let s = task / heads, head = task % heads
+            let first = starts[s], n = starts[s + 1] - first
+            if n == 0 { return }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * n + headDim * n)
+            defer { scratch.deallocate() }
+            let scores = scratch, keysT = scratch + n * n
+            let q = qs.pointer + first * stride + head * headDim
+            LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: n)
+            rk_lowrank_expand(q, stride, keysT, n, scores, n, n, n, headDim, scale, 0)
+            for row in 0..<n { rk_softmax(scores + row * n, n) }
+            rk_lowrank_expand(scores, n, q + 2 * hidden, stride, os.pointer + first * hidden + head * headDim, hidden,
+                              n, headDim, n, 1, 0)
+        }
+    }
+}
