@@ -68,8 +68,8 @@ let package = Package(
         .target(name: "RefineryData", dependencies: ["RefineryCore", "RefineryText", "RefineryStore", "RefineryLLM"]),
         .target(
             name: "RefineryCuration",
-            dependencies: ["RefineryCore", "RefineryText", "RefineryData", "RefineryTensor", "RefineryStore",
-                           .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["RefineryCore", "RefineryText", "RefineryData", "RefineryTensor", "RefineryStore", "RefineryModel",
+                           "RefineryLLM", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "RefineryCluster",
             dependencies: [
@@ -110,7 +110,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryCurationTests",
-            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore"],
+            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore", "RefineryModel"],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),

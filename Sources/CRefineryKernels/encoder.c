@@ -26,13 +26,16 @@
     } while (0)
 
 #define RK_DEFINE_ENCODER(SUFFIX, ATTR)                                                    \
-    ATTR static void gelu_##SUFFIX(float *restrict v, size_t n) {                          \
+    ATTR static void bias_gelu_##SUFFIX(float *restrict v, const float *restrict b, size_t n) { \
         for (size_t i = 0; i < n; i++) {                                                   \
-            float x = v[i], e;                                                             \
+            float x = v[i] + b[i], e;                                                      \
             float scaled = x * 0.70710678118654752f;                                       \
             RK_ERF_BODY(scaled, e);                                                        \
             v[i] = 0.5f * x * (1.0f + e);                                                  \
         }                                                                                  \
+    }                                                                                      \
+    ATTR static void add_bias_##SUFFIX(float *restrict v, const float *restrict b, size_t n) { \
+        for (size_t i = 0; i < n; i++) v[i] += b[i];                                       \
     }                                                                                      \
     ATTR static void layer_norm_##SUFFIX(const float *restrict x, const float *restrict w, \
                                          const float *restrict b, float *restrict y,      \
@@ -53,15 +56,26 @@ RK_DEFINE_ENCODER(avx2, __attribute__((target("avx2,fma"))))
 RK_DEFINE_ENCODER(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))))
 #endif
 
-void rk_gelu(float *x, size_t n) {
+void rk_bias_gelu(float *x, const float *bias, size_t n) {
 #if defined(__x86_64__)
     switch (rk_simd_level()) {
-    case 2: gelu_avx512(x, n); return;
-    case 1: gelu_avx2(x, n); return;
+    case 2: bias_gelu_avx512(x, bias, n); return;
+    case 1: bias_gelu_avx2(x, bias, n); return;
     default: break;
     }
 #endif
-    gelu_generic(x, n);
+    bias_gelu_generic(x, bias, n);
+}
+
+void rk_add_bias(float *x, const float *bias, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_simd_level()) {
+    case 2: add_bias_avx512(x, bias, n); return;
+    case 1: add_bias_avx2(x, bias, n); return;
+    default: break;
+    }
+#endif
+    add_bias_generic(x, bias, n);
 }
 
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps) {

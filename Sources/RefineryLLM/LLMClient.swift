@@ -27,29 +27,42 @@ public struct LLMClient: Sendable {
     public init(endpoint: LLMEndpoint) { self.endpoint = endpoint }
 
     public func complete(_ chat: ChatRequest) async throws(LLMError) -> ChatReply {
-        var request = HTTPClientRequest(url: endpoint.baseURL + "/chat/completions")
+        try Self.parse(try await post("/chat/completions", body: chat.json))
+    }
+
+    /// The vectors of `inputs` from the endpoint's `/embeddings` (OpenAI's shape: `data[i].embedding`
+    /// with its `index`), in the order of `inputs`.
+    public func embed(_ inputs: [String], model: String) async throws(LLMError) -> EmbeddingReply {
+        let body = JSONValue.object([("model", .string(model)), ("input", .array(inputs.map { .string($0) })),
+                                     ("encoding_format", .string("float"))])
+        return try EmbeddingReply.parse(try await post("/embeddings", body: body), count: inputs.count)
+    }
+
+    /// POSTs `body` to `path` under the base URL; the reply's body on a 2xx, else the classified error.
+    private func post(_ path: String, body: JSONValue) async throws(LLMError) -> String {
+        var request = HTTPClientRequest(url: endpoint.baseURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let key = endpoint.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
-        request.body = .bytes(ByteBuffer(string: chat.json.compactText))
+        request.body = .bytes(ByteBuffer(string: body.compactText))
         let status: Int
         let headers: HTTPHeaders
-        let body: String
+        let text: String
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(endpoint.timeout * 1000)))
             status = Int(response.status.code)
             headers = response.headers
-            let buffer = try await response.body.collect(upTo: 32 << 20)
-            body = String(buffer: buffer)
+            let buffer = try await response.body.collect(upTo: 64 << 20)
+            text = String(buffer: buffer)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw .timeout
         } catch {
             throw .connection(Self.redact(String(describing: error), key: endpoint.apiKey))
         }
         guard (200..<300).contains(status) else {
-            throw Self.classify(status: status, headers: headers, body: Self.redact(body, key: endpoint.apiKey))
+            throw Self.classify(status: status, headers: headers, body: Self.redact(text, key: endpoint.apiKey))
         }
-        return try Self.parse(body)
+        return text
     }
 
     static func redact(_ text: String, key: String?) -> String {

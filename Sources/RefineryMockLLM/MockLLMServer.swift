@@ -39,6 +39,9 @@ public actor MockLLMState {
     public private(set) var maxInFlight = 0
     /// Prompts (by `StableHash.hex` of their extract) answered with a valid reply, and how often.
     public private(set) var answered: [String: Int] = [:]
+    /// `/v1/embeddings` requests answered and the texts they embedded, by `StableHash.hex` of the text.
+    public private(set) var embeddingRequests = 0
+    public private(set) var embedded: [String: Int] = [:]
     private var counter: UInt64 = 0
     let seed: UInt64
 
@@ -62,6 +65,11 @@ public actor MockLLMState {
         if let promptHash { answered[promptHash, default: 0] += 1 }
     }
 
+    func embedded(_ texts: [String]) {
+        embeddingRequests += 1
+        for text in texts { embedded[StableHash.hex(text), default: 0] += 1 }
+    }
+
     /// Prompts answered more than once.
     public var repeatedAnswers: Int { answered.values.filter { $0 > 1 }.count }
 
@@ -73,6 +81,9 @@ public actor MockLLMState {
             ("prompts_answered", .int(answered.count)),
             ("prompts_answered_more_than_once", .int(repeatedAnswers)),
             ("answered", .object(answered.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+            ("embedding_requests", .int(embeddingRequests)),
+            ("texts_embedded", .int(embedded.count)),
+            ("texts_embedded_more_than_once", .int(embedded.values.filter { $0 > 1 }.count)),
         ])
     }
 }
@@ -109,6 +120,11 @@ public enum MockLLMServer {
             let body = try await request.collectBody(upTo: 16 << 20)
             guard let parsed = try? JSONValue.parse(String(buffer: body)) else { return error(400, "invalid JSON body", type: "invalid_request_error") }
             let inputs: [String] = parsed["input"]?.stringValue.map { [$0] } ?? parsed["input"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            if let key = options.requiredKey, request.headers[.authorization] != "Bearer \(key)" {
+                return error(401, "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key")
+            }
+            if options.latency > 0 { try await Task.sleep(nanoseconds: UInt64(options.latency * 1e9)) }
+            await state.embedded(inputs)
             let data = inputs.enumerated().map { index, text in
                 JSONValue.object([("object", .string("embedding")), ("index", .int(index)), ("embedding", .array(embedding(text).map { .double(Double($0)) }))])
             }

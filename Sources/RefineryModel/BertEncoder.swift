@@ -115,8 +115,7 @@ public final class BertEncoder: @unchecked Sendable {
             EncoderKernels.layerNorm(sum.pointer, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
                                      rows: rows, dim: h, eps: config.layerNormEps, into: attended.pointer)
             BLAS.linear(attended.pointer, rows: rows, weight: layer.intermediate, into: inner.pointer)
-            EncoderKernels.addBias(inner.pointer, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize)
-            EncoderKernels.gelu(inner.pointer, count: inner.count)
+            EncoderKernels.biasGELU(inner.pointer, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize)
             residual(attended, plus: layer.outputBias, into: sum)
             BLAS.linear(inner.pointer, rows: rows, weight: layer.output, into: sum.pointer, accumulate: true)
             EncoderKernels.layerNorm(sum.pointer, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,

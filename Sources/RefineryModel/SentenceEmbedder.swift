@@ -49,7 +49,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
     }
 
     /// The vectors of `texts`, in order. `progress` is told how many texts are done after each batch.
-    public func embed(_ texts: [String], batchTokens: Int = 4096, progress: ((Int) -> Void)? = nil) throws -> [[Float]] {
+    public func embed(_ texts: [String], batchTokens: Int = 4096, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
         if texts.isEmpty { return [] }
         let buffer = UnsafeMutablePointer<[Int]>.allocate(capacity: texts.count)
         buffer.initialize(repeating: [], count: texts.count)
@@ -82,7 +82,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
                 results[index] = pool(states, rows: starts[k]..<starts[k + 1])
             }
             done += batch.count
-            progress?(done)
+            progress(done)
             start = end
         }
         return results

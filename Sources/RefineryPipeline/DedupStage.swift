@@ -11,11 +11,12 @@ import RefineryStore
 /// - dedup: {method: exact, ignore_punctuation: true, keep: score, score_field: rating}
 /// - dedup: {method: minhash, threshold: 0.8, num_perm: 128, ngram: 5, shingle: words, keep: longest}
 /// - dedup: {method: minhash, bands: 14, rows: 8, verify: false}   # datatrove's layout, no check
+/// - dedup: {method: semantic, model: models/all-MiniLM-L6-v2, threshold: 0.9}   # SemDeDup on embeddings
 /// ```
 public struct DedupStage: CurationStage {
-    public enum Method: String, Sendable { case exact, minhash }
+    public enum Method: String, Sendable { case exact, minhash, semantic }
     public static let keys = ["method", "threshold", "num_perm", "ngram", "shingle", "bands", "rows", "verify", "seed",
-                              "keep", "score_field", "ignore_case", "ignore_punctuation"]
+                              "keep", "score_field", "ignore_case", "ignore_punctuation", "clusters", "field"] + EmbeddingSource.keys
     public let name = "dedup"
     public var method: Method
     public var minHash: MinHashSettings
@@ -23,6 +24,8 @@ public struct DedupStage: CurationStage {
     public var keep: KeepRule
     /// The numeric field of a row that `keep: score` compares (top level, e.g. `score` or `rating`).
     public var scoreField: String
+    /// Semantic dedup's embeddings, settings and embedded text (method `semantic` only).
+    public var semantic: SemanticDedupPlan?
 
     public init(method: Method = .exact, minHash: MinHashSettings = MinHashSettings(),
                 exactNormalization: TextNormalization = .exact, keep: KeepRule = .first, scoreField: String = "score") {
@@ -36,7 +39,7 @@ public struct DedupStage: CurationStage {
     init(_ s: ConfigSection) throws {
         let name = try s.string("method") ?? "exact"
         guard let method = Method(rawValue: name) else {
-            throw PipelineError("\(s.path): \(s.name) must be exact or minhash, found \(name)")
+            throw PipelineError("\(s.path): \(s.name) must be exact, minhash or semantic, found \(name)")
         }
         var settings = MinHashSettings(threshold: try s.double("threshold") ?? 0.8, permutations: try s.int("num_perm") ?? 128)
         let ngram = try s.int("ngram") ?? 5
@@ -63,6 +66,7 @@ public struct DedupStage: CurationStage {
         }
         self.init(method: method, minHash: settings, exactNormalization: settings.normalization, keep: keep,
                   scoreField: try s.string("score_field") ?? "score")
+        if method == .semantic { semantic = try SemanticDedupPlan(s) }
         try s.finish(known: Self.keys)
     }
 
@@ -76,6 +80,7 @@ public struct DedupStage: CurationStage {
         var parts = ["method=\(method.rawValue)", "ignore_case=\(normalization.lowercase)", "ignore_punctuation=\(normalization.stripPunctuation)",
                      "keep=\(keep)"]
         if keep == .highestScore { parts.append("score_field=\(scoreField)") }
+        if let semantic, method == .semantic { parts.append(semantic.settingsText) }
         if method == .minhash {
             let shingle = if case .characters = minHash.shingling { "chars" } else { "words" }
             parts += ["threshold=\(minHash.threshold)", "num_perm=\(minHash.permutations)", "shingle=\(shingle)", "ngram=\(minHash.shingling.size)",
@@ -88,6 +93,9 @@ public struct DedupStage: CurationStage {
         let texts = lines.map { ComparedText.of($0.sample) }
         let scores: [Double?] = keep == .highestScore ? lines.map { (try? JSONValue.parse($0.row))?[scoreField]?.doubleValue } : []
         switch method {
+        case .semantic:
+            guard let semantic else { throw PipelineError("semantic dedup without its settings") }
+            return try semantic.decide(lines, rule: keep, lengths: texts.map(\.count), scores: scores, store: store)
         case .exact:
             return ExactDeduplicator(normalization: exactNormalization).keptMembers(texts, rule: keep, scores: scores).enumerated().map { index, member in
                 member == index ? StageDecision(kept: true) : StageDecision(kept: false, reason: "exact copy", score: 1, matched: member)

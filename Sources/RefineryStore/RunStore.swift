@@ -164,6 +164,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v5-minhash-signatures") { db in
             try db.execute(sql: SignatureSchema.v5)
         }
+        migrator.registerMigration("v6-embeddings") { db in
+            try db.execute(sql: EmbeddingSchema.v6)
+        }
         return migrator
     }
 

@@ -17,13 +17,11 @@ public enum EncoderKernels {
         }
     }
 
-    /// GELU (exact erf form, transformers' `"gelu"`) of `count` values in place.
-    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        let xs = SendablePointer(x)
-        Parallel.forEach((count + 1023) / 1024, costPerItem: 8192) { blocks in
-            let start = blocks.lowerBound * 1024
-            let end = Swift.min(count, blocks.upperBound * 1024)
-            rk_gelu(xs.pointer + start, end - start)
+    /// `x = gelu(x + bias)` row-wise (exact erf form, transformers' `"gelu"`), in place.
+    public static func biasGELU(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        let xs = SendablePointer(x), bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
+        Parallel.forEach(rows, costPerItem: cols * 8) { range in
+            for row in range { rk_bias_gelu(xs.pointer + row * cols, bs.pointer, cols) }
         }
     }
 
@@ -31,13 +29,9 @@ public enum EncoderKernels {
     public static func addBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int) {
         let xs = SendablePointer(x), bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
         Parallel.forEach(rows, costPerItem: cols) { range in
-            for row in range {
-                let r = xs.pointer + row * cols
-                for c in 0..<cols { r[c] += bs.pointer[c] }
-            }
+            for row in range { rk_add_bias(xs.pointer + row * cols, bs.pointer, cols) }
         }
     }
-
     /// Bidirectional scaled dot-product attention within each sequence of a packed batch: sequence
     /// `s` covers rows `starts[s]..<starts[s+1]` and sees all of its own rows and nothing else (so
     /// no padding and no mask). `qkv` holds per row the queries, keys and values of all heads
@@ -56,14 +50,18 @@ public enum EncoderKernels {
             let s = task / heads, head = task % heads
             let first = starts[s], n = starts[s + 1] - first
             if n == 0 { return }
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * n + headDim * n)
+            // Score rows padded to a multiple of 16 keys (zero keys, never read by the softmax)
+            // so every product runs on whole vectors.
+            let width = (n + 15) & ~15
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width)
             defer { scratch.deallocate() }
-            let scores = scratch, keysT = scratch + n * n
+            let scores = scratch, keysT = scratch + n * width
             let q = qs.pointer + first * stride + head * headDim
-            LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: n)
-            rk_lowrank_expand(q, stride, keysT, n, scores, n, n, n, headDim, scale, 0)
-            for row in 0..<n { rk_softmax(scores + row * n, n) }
-            rk_lowrank_expand(scores, n, q + 2 * hidden, stride, os.pointer + first * hidden + head * headDim, hidden,
+            if width > n { for d in 0..<headDim { (keysT + d * width + n).initialize(repeating: 0, count: width - n) } }
+            LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
+            rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)
+            for row in 0..<n { rk_softmax(scores + row * width, n) }
+            rk_lowrank_expand(scores, width, q + 2 * hidden, stride, os.pointer + first * hidden + head * headDim, hidden,
                               n, headDim, n, 1, 0)
         }
     }

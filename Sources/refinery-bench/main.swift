@@ -12,6 +12,7 @@ import RefineryTensor
 //   refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]                  (one product shape)
 //   refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH] (greedy decoding)
 //   refinery-bench minhash FILE THRESHOLD NUM_PERM NGRAM                (MinHash-LSH dedup of {"id", "text"} lines)
+//   refinery-bench embed MODEL_DIR FILE OUT                            (sentence embeddings of {"text"} lines)
 //   refinery-bench shapes MODEL_DIR [SEQ_LEN] [ITERATIONS]              (every product shape of a
 //                      training step in float32 and bfloat16, against this machine's measured peaks)
 
@@ -21,6 +22,10 @@ if arguments.count >= 6 && arguments[1] == "minhash" {
         fail("minhash FILE THRESHOLD NUM_PERM NGRAM")
     }
     do { try MinHashBench.run(path: arguments[2], threshold: threshold, permutations: permutations, ngram: ngram) } catch { fail("\(error)") }
+    exit(0)
+}
+if arguments.count >= 5 && arguments[1] == "embed" {
+    do { try EmbedBench.run(model: arguments[2], path: arguments[3], output: arguments[4]) } catch { fail("\(error)") }
     exit(0)
 }
 if arguments.count >= 3 && arguments[1] == "shapes" {

@@ -10,7 +10,7 @@ import RefineryText
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self])
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.
@@ -22,13 +22,18 @@ struct DataDedupCommand: ParsableCommand {
         --ignore-punctuation change that). minhash: MinHash-LSH over word (or --shingle chars) \
         n-grams with punctuation and case ignored; bands × rows follow the threshold (datasketch's \
         rule, weighted towards recall) unless --bands/--rows are given, and candidates are verified \
-        by their signatures' agreement (--no-verify: plain LSH, as datasketch).
+        by their signatures' agreement (--no-verify: plain LSH, as datasketch). semantic: \
+        SemDeDup — embeddings (--model, or --base-url with --embedding-model; cached in --state), \
+        spherical k-means into --clusters groups (default one per ~100 samples), and samples at or \
+        above the cosine --threshold (default 0.9) within a cluster are duplicates.
         """)
 
     @Option(help: "Input JSONL (any supported format).") var input: String
     @Option(help: "Output JSONL (rows unchanged).") var output: String
-    @Option(help: "exact or minhash.") var method: String = "exact"
-    @Option(help: "Jaccard similarity at which MinHash treats samples as duplicates.") var threshold: Double = 0.8
+    @Option(help: "exact, minhash or semantic.") var method: String = "exact"
+    @Option(help: "Similarity at which samples are duplicates: estimated Jaccard for minhash (default 0.8), cosine for semantic (default 0.9).") var threshold: Double?
+    @Option(help: "k-means clusters for semantic dedup (default: one per ~100 samples).") var clusters: Int?
+    @OptionGroup var embedding: EmbeddingOptions
     @Option(help: "MinHash permutations.") var numPerm: Int = 128
     @Option(help: "Words (or characters) per shingle.") var ngram: Int = 5
     @Option(help: "words or chars.") var shingle: String = "words"
@@ -43,10 +48,16 @@ struct DataDedupCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard method != "semantic" else { throw CommandError("--method semantic is not available yet; use exact or minhash") }
-            var settings: [String: Any] = ["method": method, "threshold": threshold, "num_perm": numPerm, "ngram": ngram,
+            var settings: [String: Any] = ["method": method, "num_perm": numPerm, "ngram": ngram,
                                            "shingle": shingle, "verify": verify, "keep": keep, "score_field": scoreField,
                                            "ignore_case": !compareCase]
+            if let threshold { settings["threshold"] = threshold }
+            if method == "semantic" {
+                settings.merge(embedding.settings) { _, new in new }
+                if let clusters { settings["clusters"] = clusters }
+            } else if embedding.model != nil || embedding.baseURL != nil || clusters != nil {
+                throw CommandError("--model, --base-url and --clusters belong to --method semantic")
+            }
             if ignorePunctuation { settings["ignore_punctuation"] = true }
             if let bands { settings["bands"] = bands }
             if let rows { settings["rows"] = rows }

@@ -135,8 +135,11 @@ void rk_minhash(const uint32_t *shingles, size_t count, const uint64_t *a, const
 
 #ifndef REFINERY_KERNELS_ENCODER_H
 #define REFINERY_KERNELS_ENCODER_H
-/// x[i] = gelu(x[i]) with the exact erf form, 0.5·x·(1 + erf(x/√2)), in place.
-void rk_gelu(float *x, size_t n);
+/// x[i] = gelu(x[i] + bias[i]) with the exact erf form, 0.5·v·(1 + erf(v/√2)), in place.
+void rk_bias_gelu(float *x, const float *bias, size_t n);
+
+/// x[i] += bias[i].
+void rk_add_bias(float *x, const float *bias, size_t n);
 
 /// LayerNorm of one row: y[i] = (x[i] − mean) / sqrt(var + eps) · weight[i] + bias[i] (biased variance).
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps);
