@@ -105,6 +105,16 @@ extension RunStore {
         }
     }
 
+    /// Every finished stage, in pipeline and stage order.
+    public func curationStages() throws -> [CurationStageRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM curation_stage ORDER BY pipeline, position").map {
+                CurationStageRecord(pipeline: $0["pipeline"], position: $0["position"], name: $0["name"], settings: $0["settings"],
+                                    inputDigest: $0["input_digest"], kept: $0["kept"], dropped: $0["dropped"])
+            }
+        }
+    }
+
     /// Every stored decision about `sample`, with its stage, in pipeline and stage order.
     public func curationHistory(sample: String) throws -> [(stage: CurationStageRecord, decision: CurationDecisionRecord)] {
         try read { db in

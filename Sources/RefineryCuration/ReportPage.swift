@@ -1,0 +1,279 @@
+import Foundation
+import RefineryCore
+
+/// One sample as the report shows it.
+public struct ReportSample: Sendable {
+    public var id: String
+    public var instruction: String
+    public var answer: String
+    public var topic: Int
+    /// "kept", or the stage that dropped it.
+    public var status: String
+    public var reason: String?
+
+    public init(id: String, instruction: String, answer: String, topic: Int, status: String, reason: String?) {
+        self.id = id
+        self.instruction = instruction
+        self.answer = answer
+        self.topic = topic
+        self.status = status
+        self.reason = reason
+    }
+}
+
+/// One curation stage's counts and reasons.
+public struct ReportStage: Sendable {
+    public var label: String
+    public var kept: Int
+    public var dropped: Int
+    public var reasons: [(reason: String, count: Int)]
+
+    public init(label: String, kept: Int, dropped: Int, reasons: [(reason: String, count: Int)]) {
+        self.label = label
+        self.kept = kept
+        self.dropped = dropped
+        self.reasons = reasons
+    }
+}
+
+/// A group of near duplicates: the sample kept and the ones dropped in its place (text when the
+/// input holds them, else only the id), with their similarity.
+public struct ReportDuplicateGroup: Sendable {
+    public var stage: String
+    public var kept: (id: String, text: String?)
+    public var dropped: [(id: String, text: String?, score: Double?)]
+
+    public init(stage: String, kept: (id: String, text: String?), dropped: [(id: String, text: String?, score: Double?)]) {
+        self.stage = stage
+        self.kept = kept
+        self.dropped = dropped
+    }
+}
+
+/// Everything the exploration report shows.
+public struct ReportContent: Sendable {
+    public var title: String
+    public var samples: [ReportSample]
+    public var statistics: DatasetStatistics
+    public var map: TopicMap
+    /// What the map's vectors are (a model, or the hashed TF-IDF fallback).
+    public var mapSource: String
+    public var stages: [ReportStage]
+    public var duplicateGroups: [ReportDuplicateGroup]
+
+    public init(title: String, samples: [ReportSample], statistics: DatasetStatistics, map: TopicMap, mapSource: String,
+                stages: [ReportStage], duplicateGroups: [ReportDuplicateGroup]) {
+        self.title = title
+        self.samples = samples
+        self.statistics = statistics
+        self.map = map
+        self.mapSource = mapSource
+        self.stages = stages
+        self.duplicateGroups = duplicateGroups
+    }
+}
+
+/// The exploration report as one self-contained HTML page: styles, charts (inline SVG drawn
+/// here) and the sample browser's script are all inline; the page fetches nothing.
+public enum ReportPage {
+    static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+                          "#9c755f", "#bab0ac", "#1f77b4", "#d62728"]
+
+    public static func html(_ report: ReportContent) -> String {
+        let stats = report.statistics
+        var page = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>\(escape(report.title))</title>
+            <style>\(style)</style></head>
+            <body><header><h1>\(escape(report.title))</h1>
+            <p class="cards"><span><b>\(report.samples.count)</b> samples</span><span><b>\(report.map.labels.count)</b> topics</span>
+            <span><b>\(String(format: "%.3f", stats.distinct1))</b> distinct-1</span><span><b>\(String(format: "%.3f", stats.distinct2))</b> distinct-2</span>
+            <span><b>\(report.stages.count)</b> curation stages</span></p></header>
+            """
+        page += section("Curation", curation(report.stages))
+        page += section("Lengths (\(stats.unit))",
+                        "<div class=\"row\">" + histogramFigure("Instructions", stats.instructionLengths)
+                            + histogramFigure("Answers", stats.answerLengths) + "</div>")
+        page += section("Diversity",
+                        "<p>distinct-1 \(String(format: "%.3f", stats.distinct1)) · distinct-2 \(String(format: "%.3f", stats.distinct2)) "
+                            + "(distinct n-grams over all n-grams of the answers)</p><div class=\"row\">"
+                            + barsFigure("Top words", stats.topWords) + barsFigure("Top word pairs", stats.topBigrams) + "</div>")
+        page += section("Topic map", topicMap(report))
+        page += section("Near-duplicate groups", duplicates(report.duplicateGroups))
+        page += section("Samples", browser(report))
+        page += "<script>\(script)</script></body></html>\n"
+        return page
+    }
+
+    static func section(_ title: String, _ body: String) -> String {
+        "<section><h2>\(escape(title))</h2>\(body)</section>\n"
+    }
+
+    static func curation(_ stages: [ReportStage]) -> String {
+        guard !stages.isEmpty else { return "<p class=\"muted\">No curation decisions (give --state with a run's state file to see them).</p>" }
+        var rows = "<table><tr><th>stage</th><th>kept</th><th>dropped</th><th>reasons</th></tr>"
+        for stage in stages {
+            let reasons = stage.reasons.prefix(8).map { "\(escape($0.reason)) <b>\($0.count)</b>" }.joined(separator: "<br>")
+            rows += "<tr><td>\(escape(stage.label))</td><td>\(stage.kept)</td><td>\(stage.dropped)</td><td>\(reasons)</td></tr>"
+        }
+        return rows + "</table>"
+    }
+
+    static func histogramFigure(_ title: String, _ values: [Int]) -> String {
+        let histogram = Histogram(values)
+        let width = 460.0, height = 220.0, left = 40.0, bottom = 30.0
+        let top = Double(histogram.bins.map(\.count).max() ?? 1)
+        let barWidth = (width - left - 10) / Double(max(1, histogram.bins.count))
+        var svg = "<svg class=\"chart histogram\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escape(title)) histogram\">"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - 5)\" y2=\"\(height - bottom)\" class=\"axis\"/>"
+        for (index, bin) in histogram.bins.enumerated() {
+            let h = top > 0 ? Double(bin.count) / top * (height - bottom - 15) : 0
+            let x = left + Double(index) * barWidth
+            svg += "<rect x=\"\(fmt(x + 1))\" y=\"\(fmt(height - bottom - h))\" width=\"\(fmt(max(1, barWidth - 2)))\" height=\"\(fmt(h))\" class=\"bar\">"
+                + "<title>\(bin.lower)–\(bin.upper - 1): \(bin.count)</title></rect>"
+            if index % max(1, histogram.bins.count / 6) == 0 {
+                svg += "<text x=\"\(fmt(x))\" y=\"\(fmt(height - bottom + 14))\" class=\"tick\">\(bin.lower)</text>"
+            }
+        }
+        svg += "<text x=\"4\" y=\"12\" class=\"tick\">\(Int(top))</text></svg>"
+        let summary = values.isEmpty ? "" : "median \(Histogram.quantile(values, 0.5)) · p90 \(Histogram.quantile(values, 0.9)) · max \(values.max() ?? 0)"
+        return "<figure><figcaption>\(escape(title)) — \(summary)</figcaption>\(svg)</figure>"
+    }
+
+    static func barsFigure(_ title: String, _ items: [(term: String, count: Int)]) -> String {
+        let rowHeight = 18.0, width = 460.0, label = 150.0
+        let top = Double(items.map(\.count).max() ?? 1)
+        var svg = "<svg class=\"chart bars\" viewBox=\"0 0 \(Int(width)) \(Int(Double(max(1, items.count)) * rowHeight + 4))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        for (index, item) in items.enumerated() {
+            let y = Double(index) * rowHeight
+            let w = Double(item.count) / max(1, top) * (width - label - 40)
+            svg += "<text x=\"\(fmt(label - 4))\" y=\"\(fmt(y + 13))\" class=\"label\" text-anchor=\"end\">\(escape(item.term))</text>"
+            svg += "<rect x=\"\(fmt(label))\" y=\"\(fmt(y + 3))\" width=\"\(fmt(max(1, w)))\" height=\"\(fmt(rowHeight - 6))\" class=\"bar\"/>"
+            svg += "<text x=\"\(fmt(label + w + 4))\" y=\"\(fmt(y + 13))\" class=\"tick\">\(item.count)</text>"
+        }
+        return "<figure><figcaption>\(escape(title))</figcaption>\(svg)</svg></figure>"
+    }
+
+    static func topicMap(_ report: ReportContent) -> String {
+        let map = report.map
+        guard !map.points.isEmpty else { return "<p class=\"muted\">No samples.</p>" }
+        let width = 720.0, height = 460.0, pad = 16.0
+        let xs = map.points.map { Double($0.x) }, ys = map.points.map { Double($0.y) }
+        let (x0, x1) = (xs.min() ?? 0, xs.max() ?? 1), (y0, y1) = (ys.min() ?? 0, ys.max() ?? 1)
+        func sx(_ x: Double) -> Double { pad + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (width - 2 * pad) }
+        func sy(_ y: Double) -> Double { height - pad - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (height - 2 * pad) }
+        var svg = "<svg id=\"topic-map\" class=\"chart map\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"topic map\">"
+        for (index, point) in map.points.enumerated() {
+            let topic = map.topics[index]
+            svg += "<circle cx=\"\(fmt(sx(Double(point.x))))\" cy=\"\(fmt(sy(Double(point.y))))\" r=\"3.5\" fill=\"\(palette[topic % palette.count])\" data-topic=\"\(topic)\">"
+                + "<title>\(escape(String(report.samples[index].instruction.prefix(120))))</title></circle>"
+        }
+        svg += "</svg>"
+        var sizes = [Int](repeating: 0, count: map.labels.count)
+        for topic in map.topics { sizes[topic] += 1 }
+        let legend = map.labels.enumerated().map { topic, terms in
+            "<li><span class=\"swatch\" style=\"background:\(palette[topic % palette.count])\"></span>topic \(topic) (\(sizes[topic])): \(escape(terms.joined(separator: ", ")))</li>"
+        }.joined()
+        return "<p class=\"muted\">\(escape(report.mapSource)); first two principal components (\(String(format: "%.0f%%", map.explained.0 * 100)) and "
+            + "\(String(format: "%.0f%%", map.explained.1 * 100)) of the variance); topics by k-means, labelled by c-TF-IDF.</p>"
+            + "<div class=\"row\">\(svg)<ul class=\"legend\">\(legend)</ul></div>"
+    }
+
+    static func duplicates(_ groups: [ReportDuplicateGroup]) -> String {
+        guard !groups.isEmpty else { return "<p class=\"muted\">No near-duplicate groups recorded (dedup stages in the state name them).</p>" }
+        var html = "<ol class=\"groups\">"
+        for group in groups.prefix(50) {
+            html += "<li><span class=\"stage\">\(escape(group.stage))</span> kept <code>\(escape(group.kept.id))</code> "
+                + (group.kept.text.map { "<q>\(escape(String($0.prefix(200))))</q>" } ?? "") + "<ul>"
+            for member in group.dropped {
+                html += "<li>dropped <code>\(escape(member.id))</code>" + (member.score.map { String(format: " (%.3f)", $0) } ?? "")
+                    + (member.text.map { " <q>\(escape(String($0.prefix(200))))</q>" } ?? "") + "</li>"
+            }
+            html += "</ul></li>"
+        }
+        return html + "</ol>" + (groups.count > 50 ? "<p class=\"muted\">… and \(groups.count - 50) more groups.</p>" : "")
+    }
+
+    static func browser(_ report: ReportContent) -> String {
+        let rows = JSONValue.array(report.samples.map { sample in
+            .object([("id", .string(sample.id)), ("instruction", .string(sample.instruction)), ("answer", .string(sample.answer)),
+                     ("topic", .int(sample.topic)), ("status", .string(sample.status)), ("reason", sample.reason.map(JSONValue.string) ?? .null)])
+        })
+        let statuses = Set(report.samples.map(\.status)).sorted()
+        let statusOptions = statuses.map { "<option>\(escape($0))</option>" }.joined()
+        let topicOptions = report.map.labels.indices.map { "<option value=\"\($0)\">topic \($0): \(escape(report.map.labels[$0].prefix(3).joined(separator: ", ")))</option>" }.joined()
+        return """
+            <div class="filters"><input id="search" type="search" placeholder="search instructions and answers" aria-label="search">
+            <select id="status" aria-label="stage or reason"><option value="">any status</option>\(statusOptions)</select>
+            <select id="topic" aria-label="topic"><option value="">any topic</option>\(topicOptions)</select>
+            <span id="matches"></span></div>
+            <table id="samples-table"><thead><tr><th>id</th><th>topic</th><th>status</th><th>instruction</th><th>answer</th></tr></thead><tbody></tbody></table>
+            <script id="samples" type="application/json">\(rows.compactText.replacingOccurrences(of: "<", with: "\\u003c"))</script>
+            """
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func fmt(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    static let style = """
+        body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 20px 40px;color:#222}
+        h1{margin:18px 0 6px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+        .cards span{display:inline-block;background:#f3f5f8;border-radius:6px;padding:6px 12px;margin:0 8px 6px 0}
+        .row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}
+        .chart{width:460px;max-width:100%;height:auto;background:#fafbfc;border:1px solid #eee}.map{width:720px}
+        .bar{fill:#4e79a7}.axis{stroke:#999}.tick,.label{font-size:11px;fill:#444}
+        table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top}
+        #samples-table td:nth-child(4),#samples-table td:nth-child(5){max-width:420px;white-space:pre-wrap;word-break:break-word}
+        .legend{list-style:none;padding:0;margin:0;max-width:420px}.swatch{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:6px}
+        .muted{color:#666}.filters{display:flex;gap:8px;margin-bottom:8px}.filters input{flex:1;padding:4px}
+        .groups q{color:#444}.stage{background:#eef;border-radius:4px;padding:0 4px}code{font-size:12px}
+        """
+
+    static let script = """
+        (function(){
+          window.addEventListener('error',function(e){document.body.setAttribute('data-errors',(document.body.getAttribute('data-errors')||'')+e.message+';');});
+          var samples=JSON.parse(document.getElementById('samples').textContent);
+          var body=document.querySelector('#samples-table tbody'),search=document.getElementById('search'),
+              status=document.getElementById('status'),topic=document.getElementById('topic'),matches=document.getElementById('matches');
+          function cell(text){var td=document.createElement('td');td.textContent=text;return td;}
+          function render(){
+            var q=search.value.toLowerCase(),s=status.value,t=topic.value,shown=0,total=0;
+            body.textContent='';
+            for(var i=0;i<samples.length;i++){
+              var x=samples[i];
+              if(s&&x.status!==s)continue;
+              if(t!==''&&String(x.topic)!==t)continue;
+              if(q&&x.instruction.toLowerCase().indexOf(q)<0&&x.answer.toLowerCase().indexOf(q)<0)continue;
+              total++;
+              if(shown>=200)continue;
+              shown++;
+              var tr=document.createElement('tr');
+              tr.appendChild(cell(x.id));tr.appendChild(cell(String(x.topic)));
+              tr.appendChild(cell(x.status+(x.reason?' — '+x.reason:'')));
+              tr.appendChild(cell(x.instruction.slice(0,600)));tr.appendChild(cell(x.answer.slice(0,600)));
+              body.appendChild(tr);
+            }
+            matches.textContent=total+' matching'+(total>shown?' (first '+shown+' shown)':'');
+          }
+          search.addEventListener('input',render);status.addEventListener('change',render);topic.addEventListener('change',render);
+          render();
+          document.body.setAttribute('data-ready','1');
+        })();
+        """
+}

@@ -1,0 +1,62 @@
+import Foundation
+import RefineryCore
+import RefineryCuration
+import RefineryData
+import RefineryStore
+
+/// Gathers what `refinery data report` shows: statistics of the samples, their topic map, and —
+/// with a run's state — what every curation stage decided, joined to the samples by their ids.
+public enum ExplorationReport {
+    /// The report's content for `lines`. `vectors` are the samples' embeddings (nil: hashed TF-IDF
+    /// of their words); `countTokens` counts lengths in tokens (nil: words).
+    public static func build(lines: [DatasetLine], title: String, store: RunStore?, vectors: [[Float]]?, mapSource: String,
+                             countTokens: ((String) -> Int)?, topics: Int?) throws -> ReportContent {
+        let ids = SampleIDs.of(lines)
+        let parts = lines.map { SampleParts($0.sample) }
+        let texts = parts.map { $0.instruction.isEmpty ? $0.answer : $0.instruction + "\n\n" + $0.answer }
+        let mapVectors = vectors ?? TopicMap.hashedTFIDF(texts)
+        let map = try TopicMap.build(vectors: mapVectors, texts: texts, topics: topics)
+        var status = [String: (String, String?)]()
+        var stages: [ReportStage] = []
+        var groups: [ReportDuplicateGroup] = []
+        let textByID = Dictionary(zip(ids, texts).map { ($0, $1) }) { a, _ in a }
+        for stage in try store?.curationStages() ?? [] {
+            let label = "\(stage.pipeline) #\(stage.position + 1) \(stage.name)"
+            let decisions = try store?.curationDecisions(pipeline: stage.pipeline, position: stage.position) ?? []
+            var reasons: [String: Int] = [:]
+            var members: [String: [(id: String, text: String?, score: Double?)]] = [:]
+            for decision in decisions where !decision.kept {
+                let reason = decision.reason ?? "dropped"
+                reasons[String(reason.prefix { $0 != "(" && $0 != "“" }).trimmingCharacters(in: .whitespaces), default: 0] += 1
+                if status[decision.sample] == nil { status[decision.sample] = ("dropped by \(label)", reason) }
+                if let matched = decision.matched {
+                    members[matched, default: []].append((decision.sample, textByID[decision.sample], decision.score))
+                }
+            }
+            for (kept, dropped) in members.sorted(by: { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }) {
+                groups.append(ReportDuplicateGroup(stage: label, kept: (kept, textByID[kept]), dropped: dropped))
+            }
+            stages.append(ReportStage(label: label, kept: stage.kept, dropped: stage.dropped,
+                                      reasons: reasons.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) }))
+        }
+        let samples = lines.indices.map { index in
+            ReportSample(id: ids[index], instruction: parts[index].instruction, answer: parts[index].answer, topic: map.topics[index],
+                         status: status[ids[index]]?.0 ?? "kept", reason: status[ids[index]]?.1)
+        }
+        return ReportContent(title: title, samples: samples, statistics: DatasetStatistics.of(parts, countTokens: countTokens),
+                             map: map, mapSource: vectors == nil ? "Hashed TF-IDF of the words (no embeddings given)" : mapSource,
+                             stages: stages, duplicateGroups: groups)
+    }
+
+    /// The `embedding` field of every line, when all lines have one of one width; else nil.
+    public static func embeddingFields(_ lines: [DatasetLine]) -> [[Float]]? {
+        var vectors: [[Float]] = []
+        for line in lines {
+            guard let values = (try? JSONValue.parse(line.row))?["embedding"]?.arrayValue else { return nil }
+            let vector = values.compactMap { $0.doubleValue.map(Float.init) }
+            guard vector.count == values.count, !vector.isEmpty, vector.count == (vectors.first?.count ?? vector.count) else { return nil }
+            vectors.append(vector)
+        }
+        return vectors.isEmpty ? nil : vectors
+    }
+}
