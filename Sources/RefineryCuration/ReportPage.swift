@@ -202,15 +202,23 @@ public enum ReportPage {
         })
         let statuses = Set(report.samples.map(\.status)).sorted()
         let statusOptions = statuses.map { "<option>\(escape($0))</option>" }.joined()
+        let kinds = Set(report.samples.compactMap { $0.reason.map(ReportPage.reasonKind) }).sorted()
+        let reasonOptions = kinds.map { "<option>\(escape($0))</option>" }.joined()
         let topicOptions = report.map.labels.indices.map { "<option value=\"\($0)\">topic \($0): \(escape(report.map.labels[$0].prefix(3).joined(separator: ", ")))</option>" }.joined()
         return """
             <div class="filters"><input id="search" type="search" placeholder="search instructions and answers" aria-label="search">
-            <select id="status" aria-label="stage or reason"><option value="">any status</option>\(statusOptions)</select>
+            <select id="status" aria-label="stage"><option value="">any status</option>\(statusOptions)</select>
+            <select id="reason" aria-label="reason"><option value="">any reason</option>\(reasonOptions)</select>
             <select id="topic" aria-label="topic"><option value="">any topic</option>\(topicOptions)</select>
             <span id="matches"></span></div>
             <table id="samples-table"><thead><tr><th>id</th><th>topic</th><th>status</th><th>instruction</th><th>answer</th></tr></thead><tbody></tbody></table>
             <script id="samples" type="application/json">\(rows.compactText.replacingOccurrences(of: "<", with: "\\u003c"))</script>
             """
+    }
+
+    /// A reason without its particulars: "near copy (estimated … 0.91)" → "near copy".
+    public static func reasonKind(_ reason: String) -> String {
+        String(reason.prefix { $0 != "(" && $0 != "“" }).trimmingCharacters(in: .whitespaces)
     }
 
     static func escape(_ text: String) -> String {
@@ -250,14 +258,16 @@ public enum ReportPage {
           window.addEventListener('error',function(e){document.body.setAttribute('data-errors',(document.body.getAttribute('data-errors')||'')+e.message+';');});
           var samples=JSON.parse(document.getElementById('samples').textContent);
           var body=document.querySelector('#samples-table tbody'),search=document.getElementById('search'),
-              status=document.getElementById('status'),topic=document.getElementById('topic'),matches=document.getElementById('matches');
+              status=document.getElementById('status'),reason=document.getElementById('reason'),topic=document.getElementById('topic'),
+              matches=document.getElementById('matches');
           function cell(text){var td=document.createElement('td');td.textContent=text;return td;}
           function render(){
-            var q=search.value.toLowerCase(),s=status.value,t=topic.value,shown=0,total=0;
+            var q=search.value.toLowerCase(),s=status.value,r=reason.value,t=topic.value,shown=0,total=0;
             body.textContent='';
             for(var i=0;i<samples.length;i++){
               var x=samples[i];
               if(s&&x.status!==s)continue;
+              if(r&&!(x.reason&&x.reason.indexOf(r)===0))continue;
               if(t!==''&&String(x.topic)!==t)continue;
               if(q&&x.instruction.toLowerCase().indexOf(q)<0&&x.answer.toLowerCase().indexOf(q)<0)continue;
               total++;
@@ -271,7 +281,8 @@ public enum ReportPage {
             }
             matches.textContent=total+' matching'+(total>shown?' (first '+shown+' shown)':'');
           }
-          search.addEventListener('input',render);status.addEventListener('change',render);topic.addEventListener('change',render);
+          search.addEventListener('input',render);status.addEventListener('change',render);reason.addEventListener('change',render);
+          topic.addEventListener('change',render);
           render();
           document.body.setAttribute('data-ready','1');
         })();

@@ -27,7 +27,7 @@ public enum ExplorationReport {
             var members: [String: [(id: String, text: String?, score: Double?)]] = [:]
             for decision in decisions where !decision.kept {
                 let reason = decision.reason ?? "dropped"
-                reasons[String(reason.prefix { $0 != "(" && $0 != "“" }).trimmingCharacters(in: .whitespaces), default: 0] += 1
+                reasons[ReportPage.reasonKind(reason), default: 0] += 1
                 if status[decision.sample] == nil { status[decision.sample] = ("dropped by \(label)", reason) }
                 if let matched = decision.matched {
                     members[matched, default: []].append((decision.sample, textByID[decision.sample], decision.score))

@@ -81,6 +81,10 @@ import Testing
             #expect(!dom.contains("data-errors=\""), "no script errors: \(dom.components(separatedBy: "data-errors=").dropFirst().first?.prefix(300) ?? "")")
             #expect(!log.contains("Uncaught") && !log.contains(":ERROR:CONSOLE"), "no console errors: \(log.suffix(2000))")
             #expect(dom.contains("48 matching"), "the sample browser lists every sample")
+            #expect(dom.contains("dropped by data filter #1 filter") && dom.contains("dropped by data dedup #1 dedup"),
+                    "each sample shows the stage that dropped it")
+            #expect(dom.contains("<option>exact copy</option>") && dom.contains("<option>refusal or AI boilerplate</option>"),
+                    "the reason filter lists the reasons")
             #expect(dom.components(separatedBy: "<tr>").count - 1 >= 48, "rows rendered by the browser script")
 
             try FileManager.default.createDirectory(at: Self.artifacts, withIntermediateDirectories: true)

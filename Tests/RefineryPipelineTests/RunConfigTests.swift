@@ -84,6 +84,19 @@ import Testing
         let later = try RunConfig(path: try Self.write("curate:\n  - decontaminate: {eval: [/nonexistent/eval.jsonl]}\n  - mix: {sources: [{path: /nonexistent/general.jsonl, ratio: 0.5}]}\n"))
         #expect(later.curate.stages.map(\.name) == ["decontaminate", "mix"])
         #expect(throws: (any Error).self) { _ = try later.curate.stages[0].settingsText }
+        let semantic = try RunConfig(path: try Self.write("""
+            curate:
+              - dedup: {method: semantic, model: models/minilm, dtype: bf16, threshold: 0.85, clusters: 7, keep: longest, field: instruction}
+              - dedup: {method: semantic, base_url: "http://127.0.0.1:8000/v1", embedding_model: emb, api_key_env: KEY, batch_size: 16}
+            """))
+        let semanticStages = semantic.curate.stages.compactMap { $0 as? DedupStage }
+        #expect(semanticStages.map(\.method) == [.semantic, .semantic])
+        #expect(semanticStages[0].semantic == SemanticDedupPlan(source: .local(directory: "models/minilm", dtype: "bf16"),
+                                                                  settings: SemanticDedupSettings(threshold: 0.85, clusters: 7),
+                                                                  text: .field("instruction")))
+        #expect(semanticStages[0].keep == .longest)
+        #expect(semanticStages[1].semantic?.source == .endpoint(baseURL: "http://127.0.0.1:8000/v1", model: "emb", apiKeyEnvironment: "KEY", batchSize: 16))
+        #expect(try semanticStages[0].settingsText.contains("threshold=0.85 clusters=7"))
         let legacy = try RunConfig(path: try Self.write("curate:\n  dedup: minhash\n  threshold: 0.9\n"))
         let only = legacy.curate.stages.compactMap { $0 as? DedupStage }
         #expect(only.count == 1 && only[0].method == .minhash && only[0].minHash.threshold == 0.9)
@@ -98,7 +111,13 @@ import Testing
                                  ("- filter: {min_answer_chars: 50, max_answer_chars: 10}", "min_answer_chars"),
                                  ("- filter: {max_answer_tokens: 100}", "need a tokenizer"),
                                  ("- filter: {colour: red}", "colour"),
-                                 ("- classify: {}", "unknown curation stage")] {
+                                 ("- classify: {}", "unknown curation stage"),
+                                 ("- dedup: {method: semantic}", "needs the embedding model"),
+                                 ("- dedup: {method: semantic, base_url: http://x/v1}", "needs the embedding model"),
+                                 ("- dedup: {method: semantic, model: m, threshold: 1.5}", "threshold must be in (0, 1]"),
+                                 ("- dedup: {method: semantic, model: m, clusters: 0}", "clusters must be"),
+                                 ("- dedup: {method: semantic, model: m, dtype: fp8}", "not a dtype"),
+                                 ("- dedup: {method: semantic, model: m, colour: red}", "colour")] {
             let message = Self.error { _ = try RunConfig(path: try Self.write("curate:\n  " + yaml + "\n")) }
             #expect(message.contains(expected), "\(yaml): \(message)")
         }
