@@ -107,8 +107,7 @@ public final class BertEncoder: @unchecked Sendable {
         let inner = Tensor(uninitialized: [rows, config.intermediateSize])
         for layer in layers {
             BLAS.linear(x.pointer, rows: rows, weight: layer.qkv, into: qkv.pointer)
-            EncoderKernels.addBias(qkv.pointer, bias: layer.qkvBias.pointer, rows: rows, cols: 3 * h)
-            EncoderKernels.bidirectionalAttention(qkv: qkv.pointer, starts: starts, heads: config.headCount,
+            EncoderKernels.bidirectionalAttention(qkv: qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
                                                   headDim: config.headDim, into: context.pointer)
             residual(x, plus: layer.attentionOutputBias, into: sum)
             BLAS.linear(context.pointer, rows: rows, weight: layer.attentionOutput, into: sum.pointer, accumulate: true)

@@ -35,15 +35,19 @@ public enum EncoderKernels {
     /// Bidirectional scaled dot-product attention within each sequence of a packed batch: sequence
     /// `s` covers rows `starts[s]..<starts[s+1]` and sees all of its own rows and nothing else (so
     /// no padding and no mask). `qkv` holds per row the queries, keys and values of all heads
-    /// side by side (`[rows, 3 × heads × headDim]`); `out` is `[rows, heads × headDim]`.
+    /// side by side (`[rows, 3 × heads × headDim]`); `out` is `[rows, heads × headDim]`. With
+    /// `bias` (`3 × heads × headDim` values), each task first adds it to its own head's queries,
+    /// keys and values in `qkv` (every element belongs to one task), saving a pass over them.
     public static func bidirectionalAttention(
-        qkv: UnsafePointer<Float>, starts: [Int], heads: Int, headDim: Int, into out: UnsafeMutablePointer<Float>
+        qkv: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil, starts: [Int], heads: Int, headDim: Int,
+        into out: UnsafeMutablePointer<Float>
     ) {
         let sequences = starts.count - 1
         guard sequences > 0 else { return }
         let hidden = heads * headDim, stride = 3 * hidden
         let scale = 1 / Float(headDim).squareRoot()
-        let qs = SendablePointer(UnsafeMutablePointer(mutating: qkv)), os = SendablePointer(out)
+        let qs = SendablePointer(qkv), os = SendablePointer(out)
+        let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         var work = 0
         for s in 0..<sequences { let n = starts[s + 1] - starts[s]; work += 4 * n * n * hidden }
         Parallel.run(sequences * heads, totalCost: work) { task in
@@ -57,6 +61,12 @@ public enum EncoderKernels {
             defer { scratch.deallocate() }
             let scores = scratch, keysT = scratch + n * width
             let q = qs.pointer + first * stride + head * headDim
+            if let bs {
+                for part in 0..<3 {
+                    let b = bs.pointer + part * hidden + head * headDim
+                    for row in 0..<n { rk_add_bias(q + row * stride + part * hidden, b, headDim) }
+                }
+            }
             if width > n { for d in 0..<headDim { (keysT + d * width + n).initialize(repeating: 0, count: width - n) } }
             LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
             rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)

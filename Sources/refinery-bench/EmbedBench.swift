@@ -18,7 +18,8 @@ enum EmbedBench {
         let embedder = try SentenceEmbedder(directory: URL(fileURLWithPath: model), dtype: try benchDType())
         _ = try embedder.embed(Array(texts.prefix(64)))
         let start = DispatchTime.now().uptimeNanoseconds
-        let vectors = try embedder.embed(texts)
+        let batchTokens = ProcessInfo.processInfo.environment["BENCH_BATCH_TOKENS"].flatMap(Int.init) ?? 4096
+        let vectors = try embedder.embed(texts, batchTokens: batchTokens)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let tokens = texts.reduce(0) { $0 + embedder.tokenIDs($1).count }
         var data = Data(capacity: vectors.count * embedder.dimension * 4)
