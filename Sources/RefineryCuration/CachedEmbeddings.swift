@@ -58,7 +58,8 @@ public enum CachedEmbeddings {
         for (index, digest) in digests.enumerated() where cached[digest] == nil && seen.insert(digest).inserted {
             missing.append(index)
         }
-        if cached.count > 0 { report("[embed] \(texts.count - missing.count) of \(texts.count) texts embedded before (from the state)\n") }
+        let before = digests.filter { cached[$0] != nil }.count
+        if before > 0 { report("[embed] \(before) of \(texts.count) texts embedded before (from the state)\n") }
         var done = 0
         for start in stride(from: 0, to: missing.count, by: chunk) {
             let part = Array(missing[start..<min(missing.count, start + chunk)])

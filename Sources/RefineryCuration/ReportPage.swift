@@ -76,6 +76,11 @@ public struct ReportContent: Sendable {
 /// The exploration report as one self-contained HTML page: styles, charts (inline SVG drawn
 /// here) and the sample browser's script are all inline; the page fetches nothing.
 public enum ReportPage {
+    /// Points drawn on the topic map at most.
+    static let maxMapPoints = 20_000
+    /// Characters of an instruction or answer the sample browser holds (and searches).
+    static let maxBrowserCharacters = 2_000
+
     static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
                           "#9c755f", "#bab0ac", "#1f77b4", "#d62728"]
 
@@ -164,7 +169,10 @@ public enum ReportPage {
         func sx(_ x: Double) -> Double { pad + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (width - 2 * pad) }
         func sy(_ y: Double) -> Double { height - pad - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (height - 2 * pad) }
         var svg = "<svg id=\"topic-map\" class=\"chart map\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"topic map\">"
-        for (index, point) in map.points.enumerated() {
+        // At most `maxMapPoints` drawn (every k-th sample beyond that), so big datasets stay a page a browser opens.
+        let step = max(1, (map.points.count + maxMapPoints - 1) / maxMapPoints)
+        for index in stride(from: 0, to: map.points.count, by: step) {
+            let point = map.points[index]
             let topic = map.topics[index]
             svg += "<circle cx=\"\(fmt(sx(Double(point.x))))\" cy=\"\(fmt(sy(Double(point.y))))\" r=\"3.5\" fill=\"\(palette[topic % palette.count])\" data-topic=\"\(topic)\">"
                 + "<title>\(escape(String(report.samples[index].instruction.prefix(120))))</title></circle>"
@@ -175,8 +183,9 @@ public enum ReportPage {
         let legend = map.labels.enumerated().map { topic, terms in
             "<li><span class=\"swatch\" style=\"background:\(palette[topic % palette.count])\"></span>topic \(topic) (\(sizes[topic])): \(escape(terms.joined(separator: ", ")))</li>"
         }.joined()
+        let drawn = step > 1 ? " Every \(step)th sample drawn (\((map.points.count + step - 1) / step) of \(map.points.count))." : ""
         return "<p class=\"muted\">\(escape(report.mapSource)); first two principal components (\(String(format: "%.0f%%", map.explained.0 * 100)) and "
-            + "\(String(format: "%.0f%%", map.explained.1 * 100)) of the variance); topics by k-means, labelled by c-TF-IDF.</p>"
+            + "\(String(format: "%.0f%%", map.explained.1 * 100)) of the variance); topics by k-means, labelled by c-TF-IDF.\(drawn)</p>"
             + "<div class=\"row\">\(svg)<ul class=\"legend\">\(legend)</ul></div>"
     }
 
@@ -197,7 +206,8 @@ public enum ReportPage {
 
     static func browser(_ report: ReportContent) -> String {
         let rows = JSONValue.array(report.samples.map { sample in
-            .object([("id", .string(sample.id)), ("instruction", .string(sample.instruction)), ("answer", .string(sample.answer)),
+            .object([("id", .string(sample.id)), ("instruction", .string(String(sample.instruction.prefix(maxBrowserCharacters)))),
+                     ("answer", .string(String(sample.answer.prefix(maxBrowserCharacters)))),
                      ("topic", .int(sample.topic)), ("status", .string(sample.status)), ("reason", sample.reason.map(JSONValue.string) ?? .null)])
         })
         let statuses = Set(report.samples.map(\.status)).sorted()
