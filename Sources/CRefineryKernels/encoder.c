@@ -37,6 +37,10 @@
     ATTR static void add_bias_##SUFFIX(float *restrict v, const float *restrict b, size_t n) { \
         for (size_t i = 0; i < n; i++) v[i] += b[i];                                       \
     }                                                                                      \
+    ATTR static void sum_bias_##SUFFIX(const float *restrict x, const float *restrict b,  \
+                                       float *restrict y, size_t n) {                      \
+        for (size_t i = 0; i < n; i++) y[i] = x[i] + b[i];                                 \
+    }                                                                                      \
     ATTR static void layer_norm_##SUFFIX(const float *restrict x, const float *restrict w, \
                                          const float *restrict b, float *restrict y,      \
                                          size_t n, float eps) {                            \
@@ -76,6 +80,17 @@ void rk_add_bias(float *x, const float *bias, size_t n) {
     }
 #endif
     add_bias_generic(x, bias, n);
+}
+
+void rk_sum_bias(const float *x, const float *bias, float *y, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_simd_level()) {
+    case 2: sum_bias_avx512(x, bias, y, n); return;
+    case 1: sum_bias_avx2(x, bias, y, n); return;
+    default: break;
+    }
+#endif
+    sum_bias_generic(x, bias, y, n);
 }
 
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps) {

@@ -105,27 +105,40 @@ public final class BertEncoder: @unchecked Sendable {
         let sum = Tensor(uninitialized: [rows, h])
         let attended = Tensor(uninitialized: [rows, h])
         let inner = Tensor(uninitialized: [rows, config.intermediateSize])
+        // In bfloat16 the normalised rows and the activations are rounded as they are made, for the next product.
+        let halves = dtype == .bfloat16
+            ? (x: BFloat16Storage(uninitializedCount: rows * h), attended: BFloat16Storage(uninitializedCount: rows * h),
+               inner: BFloat16Storage(uninitializedCount: rows * config.intermediateSize))
+            : nil
+        if let halves { BFloat16Storage.round(x.pointer, into: halves.x.pointer, count: rows * h) }
         for layer in layers {
-            BLAS.linear(x.pointer, rows: rows, weight: layer.qkv, into: qkv.pointer)
+            linear(x, halves?.x, rows: rows, layer.qkv, into: qkv)
             EncoderKernels.bidirectionalAttention(qkv: qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
                                                   headDim: config.headDim, into: context.pointer)
-            residual(x, plus: layer.attentionOutputBias, into: sum)
+            EncoderKernels.sumBias(x.pointer, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum.pointer)
             BLAS.linear(context.pointer, rows: rows, weight: layer.attentionOutput, into: sum.pointer, accumulate: true)
             EncoderKernels.layerNorm(sum.pointer, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
-                                     rows: rows, dim: h, eps: config.layerNormEps, into: attended.pointer)
-            BLAS.linear(attended.pointer, rows: rows, weight: layer.intermediate, into: inner.pointer)
-            EncoderKernels.biasGELU(inner.pointer, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize)
-            residual(attended, plus: layer.outputBias, into: sum)
-            BLAS.linear(inner.pointer, rows: rows, weight: layer.output, into: sum.pointer, accumulate: true)
+                                     rows: rows, dim: h, eps: config.layerNormEps, into: attended.pointer, bfloat16: halves?.attended.pointer)
+            linear(attended, halves?.attended, rows: rows, layer.intermediate, into: inner)
+            EncoderKernels.biasGELU(inner.pointer, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
+                                    bfloat16: halves?.inner.pointer)
+            EncoderKernels.sumBias(attended.pointer, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum.pointer)
+            linear(inner, halves?.inner, rows: rows, layer.output, into: sum, accumulate: true)
             EncoderKernels.layerNorm(sum.pointer, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
-                                     rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer)
+                                     rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer, bfloat16: halves?.x.pointer)
         }
         return (x, starts)
     }
 
-    /// `out = x + bias` (row-wise): the residual a product then accumulates into.
-    private func residual(_ x: Tensor, plus bias: Tensor, into out: Tensor) {
-        out.pointer.update(from: x.pointer, count: x.count)
-        EncoderKernels.addBias(out.pointer, bias: bias.pointer, rows: x.shape[0], cols: x.shape[1])
+    /// `out (+)= input · weightᵀ`, from the input's bfloat16 rounding when one is given (a bfloat16 weight).
+    private func linear(_ input: Tensor, _ rounded: BFloat16Storage?, rows: Int, _ weight: WeightMatrix, into out: Tensor,
+                        accumulate: Bool = false) {
+        if let rounded, let w = weight.bfloat16 {
+            let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
+            BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: rounded.pointer, lda: inFeatures,
+                          b: w.pointer, ldb: inFeatures, beta: accumulate ? 1 : 0, c: out.pointer, ldc: outFeatures)
+        } else {
+            BLAS.linear(input.pointer, rows: rows, weight: weight, into: out.pointer, accumulate: accumulate)
+        }
     }
 }

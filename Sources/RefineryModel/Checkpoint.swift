@@ -62,6 +62,11 @@ public final class Checkpoint: @unchecked Sendable {
     /// All tensor names.
     public var names: [String] { location.keys.sorted() }
 
+    /// The stored shape of `name`, or nil when the checkpoint lacks it.
+    public func shape(of name: String) -> [Int]? {
+        location[name].flatMap { files[$0]?.entries[name]?.shape }
+    }
+
     /// True when the checkpoint holds `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
 

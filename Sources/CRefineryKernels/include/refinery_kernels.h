@@ -141,6 +141,9 @@ void rk_bias_gelu(float *x, const float *bias, size_t n);
 /// x[i] += bias[i].
 void rk_add_bias(float *x, const float *bias, size_t n);
 
+/// y[i] = x[i] + bias[i].
+void rk_sum_bias(const float *x, const float *bias, float *y, size_t n);
+
 /// LayerNorm of one row: y[i] = (x[i] − mean) / sqrt(var + eps) · weight[i] + bias[i] (biased variance).
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps);
 #endif

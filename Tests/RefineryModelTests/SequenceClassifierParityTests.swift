@@ -1,0 +1,41 @@
+import Foundation
+import RefineryCore
+import Testing
+@testable import RefineryModel
+
+/// BERT sequence classifiers against transformers' AutoModelForSequenceClassification
+/// (scripts/make_classifier_fixtures.py: a regression head and a three-class head).
+@Suite struct SequenceClassifierParityTests {
+    @Test(arguments: ["bert-classifier-regression", "bert-classifier-classes"])
+    func logitsMatchTransformers(name: String) throws {
+        let expected = try ModelFixtures.expected(name)
+        let texts = try #require(expected["texts"]?.arrayValue).compactMap(\.stringValue)
+        let want = try #require(expected["logits"]?.arrayValue).map { $0.arrayValue?.compactMap { $0.doubleValue.map(Float.init) } ?? [] }
+        let tokenIDs = try #require(expected["token_ids"]?.arrayValue).map(ModelFixtures.ints)
+        let classifier = try BertSequenceClassifier(directory: ModelFixtures.directory(name), dtype: .float32)
+        #expect(classifier.maxLength == 32)
+        for (text, ids) in zip(texts, tokenIDs) { #expect(classifier.tokenIDs(text) == ids, "ids of \(text.prefix(30))") }
+        let got = try classifier.logits(texts, batchTokens: 40)
+        #expect(got.count == want.count)
+        for (index, (g, w)) in zip(got, want).enumerated() {
+            #expect(g.count == w.count)
+            let worst = zip(g, w).map { abs($0 - $1) }.max() ?? 1
+            #expect(worst <= 1e-4, "\(name) text \(index): \(g) vs \(w)")
+        }
+        let bf16 = try BertSequenceClassifier(directory: ModelFixtures.directory(name), dtype: .bfloat16).logits(texts)
+        for (g, w) in zip(bf16, want) {
+            #expect(zip(g, w).allSatisfy { abs($0 - $1) <= 0.05 * max(1, abs($1)) }, "bf16 \(g) vs \(w)")
+        }
+        if name.hasSuffix("classes") {
+            #expect(classifier.labels == ["low", "medium", "high"] && classifier.problemType == "single_label_classification")
+        } else {
+            #expect(classifier.labels.count == 1 && classifier.problemType == "regression")
+        }
+    }
+
+    @Test func anEncoderWithoutAHeadIsRefused() throws {
+        #expect { try BertSequenceClassifier(directory: ModelFixtures.directory("minibert")) } throws: {
+            "\($0)".contains("not a sequence classifier")
+        }
+    }
+}
