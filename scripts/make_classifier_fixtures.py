@@ -8,7 +8,14 @@ random-init BertForSequenceClassification checkpoints on the uncased WordPiece f
 (pooler on [CLS], then the classifier), one with one output and problem_type regression (the
 fineweb-edu-classifier layout), one with three classes; expected.json holds transformers'
 AutoModelForSequenceClassification logits for the texts (truncated to 32 tokens).
-Pinned versions: scripts/requirements.txt.
+Tests/RefineryModelTests/Fixtures/llama-reward/: a random-init LlamaForSequenceClassification
+(the llama-gqa shape and tokenizer, two outputs, pad_token_id = <|eot_id|> so the score is read at
+the token before the closing end-of-turn marker, as transformers does); expected.json holds the
+conversations, their token ids (rendered through the chat template) and transformers' logits for
+the padded batch.
+Pinned versions: scripts/requirements.txt. `tokenizers`' WordPiece trainer does not order its
+vocabulary the same way on every run, so regenerating rewrites the BERT fixtures (each run's files
+agree with each other; the tests only need that).
 """
 import json
 import os
@@ -67,7 +74,51 @@ def build(name, num_labels, problem_type, seed):
     })
 
 
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is LoRA?"},
+     {"role": "assistant", "content": "LoRA adds small low-rank matrices to frozen weights."}],
+    [{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "Seven."}],
+    [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "数据是什么？"},
+     {"role": "assistant", "content": "数据是信息。"}],
+]
+
+
+def build_llama_reward():
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+    source = os.path.join(FIXTURES, "llama-gqa")
+    directory = os.path.join(FIXTURES, "llama-reward")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    with open(os.path.join(source, "config.json")) as f:
+        raw = json.load(f)
+    for key in ("architectures", "transformers_version", "dtype"):
+        raw.pop(key, None)
+    config = LlamaConfig(**raw)
+    config.num_labels = 2
+    config.pad_token_id = 4
+    config.initializer_range = 0.2
+    config.id2label = {0: "helpfulness", 1: "harmlessness"}
+    config.label2id = {"helpfulness": 0, "harmlessness": 1}
+    torch.manual_seed(13)
+    model = LlamaForSequenceClassification(config).eval()
+    model.save_pretrained(directory, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(os.path.join(source, name), os.path.join(directory, name))
+    tok = PreTrainedTokenizerFast.from_pretrained(directory)
+    loaded = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    ids = [tok(tok.apply_chat_template(c, tokenize=False), add_special_tokens=False)["input_ids"] for c in CONVERSATIONS]
+    width = max(len(x) for x in ids)
+    batch = torch.tensor([x + [config.pad_token_id] * (width - len(x)) for x in ids])
+    with torch.no_grad():
+        logits = loaded(input_ids=batch, attention_mask=(batch != -1).long()).logits
+    write_json(os.path.join(directory, "expected.json"), {
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "conversations": CONVERSATIONS, "token_ids": ids, "logits": logits.tolist(),
+    })
+
+
 def main():
+    build_llama_reward()
     build("bert-classifier-regression", 1, "regression", 11)
     build("bert-classifier-classes", 3, "single_label_classification", 12)
 

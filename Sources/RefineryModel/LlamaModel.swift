@@ -24,8 +24,11 @@ public final class LlamaModel: @unchecked Sendable {
     public let layers: [DecoderLayerWeights]
     /// `model.norm.weight`.
     public let finalNorm: Tensor
-    /// `lm_head.weight` (the embedding matrix when tied).
+    /// `lm_head.weight` (the embedding matrix when tied, or when the model has no language-model
+    /// head — then `hasLanguageModelHead` is false and `logits` must not be called).
     public let lmHead: WeightMatrix
+    /// False for a checkpoint loaded without its language-model head (a sequence classifier's body).
+    public let hasLanguageModelHead: Bool
     private let inverseFrequencies: [Float]
 
     /// Loads `config.json` and the safetensors weights of `directory`, products in `dtype` (`.auto`
@@ -40,7 +43,10 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Builds the model from an opened checkpoint, checking every tensor's shape against `config`.
-    public init(config: ModelConfig, checkpoint: Checkpoint, dtype: ComputeDType = .float32, keepFloatWeights: Bool = false) throws {
+    /// `languageModelHead: false` loads the decoder without `lm_head` (a `*ForSequenceClassification`
+    /// checkpoint has a score head instead).
+    public init(config: ModelConfig, checkpoint: Checkpoint, dtype: ComputeDType = .float32, keepFloatWeights: Bool = false,
+                languageModelHead: Bool = true) throws {
         self.config = config
         self.dtype = dtype
         let h = config.hiddenSize, i = config.intermediateSize
@@ -74,7 +80,8 @@ public final class LlamaModel: @unchecked Sendable {
         }
         self.layers = layers
         finalNorm = try checkpoint.tensor("model.norm.weight", shape: [h])
-        if config.tieWordEmbeddings {
+        hasLanguageModelHead = languageModelHead
+        if config.tieWordEmbeddings || !languageModelHead {
             lmHead = embedTokens
         } else {
             lmHead = try matrix("lm_head.weight", [config.vocabSize, h])
@@ -85,7 +92,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// Every weight matrix, each once (the lm head is the embedding matrix when tied).
     public var matrices: [WeightMatrix] {
         var result = [embedTokens]
-        if !config.tieWordEmbeddings { result.append(lmHead) }
+        if !config.tieWordEmbeddings && hasLanguageModelHead { result.append(lmHead) }
         for layer in layers {
             result += [layer.qProj, layer.kProj, layer.vProj, layer.oProj, layer.gateProj, layer.upProj, layer.downProj]
         }
@@ -179,6 +186,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Logits `[rows.count, vocab]` for the given rows of `hidden`.
     public func logits(hidden: Tensor, rows: [Int]? = nil) -> Tensor {
+        precondition(hasLanguageModelHead, "logits of a model loaded without its language-model head")
         let h = config.hiddenSize
         let selected: Tensor
         if let rows {

@@ -9,14 +9,16 @@ import RefineryModel
 struct DataScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "score",
-        abstract: "Add a \"score\" field to each sample from a local BERT-family sequence classifier (fineweb-edu-classifier style).",
+        abstract: "Add a \"score\" field to each sample from a local reward model or classifier.",
         discussion: """
-        The text scored is the instruction and the answer (a blank line between), or --field. A \
-        model with one output (regression) writes a number; one with several writes an object of \
-        label → logit.
+        Llama-family reward models (LlamaForSequenceClassification and the Mistral / Qwen2 ones) \
+        score each conversation rendered through the model's chat template, read at its last \
+        non-pad token. BERT-family classifiers (fineweb-edu-classifier style) score the \
+        instruction and the answer (a blank line between), or --field. A model with one output \
+        writes a number; one with several writes an object of label → logit.
         """)
 
-    @Option(help: "Folder of a BertForSequenceClassification checkpoint (config.json, model.safetensors, tokenizer.json).") var model: String
+    @Option(help: "Folder of a *ForSequenceClassification checkpoint (Llama, Mistral, Qwen2 or BERT family).") var model: String
     @Option(help: "Input JSONL (any supported format).") var input: String
     @Option(help: "Output JSONL: the input rows with a \"score\" added.") var output: String
     @Option(help: "Score this top-level field instead of the instruction and answer.") var field: String?
@@ -26,10 +28,25 @@ struct DataScoreCommand: ParsableCommand {
         try reportingErrors {
             let choice = try DTypeChoice(parsing: dtype, source: "--dtype")
             let lines = try DatasetInput.read(input)
-            let texts = try (field.map(EmbeddedText.field) ?? .instructionAndAnswer).texts(of: lines, source: input)
-            let classifier = try BertSequenceClassifier(directory: URL(fileURLWithPath: model), dtype: choice)
-            let logits = try classifier.logits(texts) { done in Output.progress("[score] \(done)/\(texts.count) samples\r") }
-            if !texts.isEmpty { Output.progress("\n") }
+            let folder = URL(fileURLWithPath: model)
+            let progress: (Int) -> Void = { done in Output.progress("[score] \(done)/\(lines.count) samples\r") }
+            let labels: [String], logits: [[Float]]
+            if try Self.isEncoder(folder) {
+                let texts = try (field.map(EmbeddedText.field) ?? .instructionAndAnswer).texts(of: lines, source: input)
+                let classifier = try BertSequenceClassifier(directory: folder, dtype: choice)
+                (labels, logits) = (classifier.labels, try classifier.logits(texts, progress: progress))
+            } else {
+                guard field == nil else { throw CommandError("--field applies to BERT-family classifiers; a reward model scores the whole conversation") }
+                let scorer = try LlamaSequenceScorer(directory: folder, dtype: choice)
+                let ids = try lines.map { line -> [Int] in
+                    switch line.sample {
+                    case let .chat(messages): return try scorer.tokenIDs(messages)
+                    case let .text(text): return scorer.chat.tokenizer.encode(text).ids
+                    }
+                }
+                (labels, logits) = (scorer.labels, try scorer.scores(ids, progress: progress))
+            }
+            if !lines.isEmpty { Output.progress("\n") }
             var rows: [String] = []
             for (line, values) in zip(lines, logits) {
                 guard values.allSatisfy(\.isFinite) else {
@@ -41,12 +58,21 @@ struct DataScoreCommand: ParsableCommand {
                 fields.removeAll { $0.0 == "score" }
                 let score: JSONValue = values.count == 1
                     ? .double(Double(values[0]))
-                    : .object(zip(classifier.labels, values).map { ($0, .double(Double($1))) })
+                    : .object(zip(labels, values).map { ($0, .double(Double($1))) })
                 fields.append(("score", score))
                 rows.append(JSONValue.object(fields).compactText)
             }
             try DatasetLines.write(rows, to: output)
-            Output.line("scored \(lines.count) samples (\(classifier.labels.count == 1 ? "one output" : classifier.labels.joined(separator: ", "))) → \(output)")
+            Output.line("scored \(lines.count) samples (\(labels.count == 1 ? "one output" : labels.joined(separator: ", "))) → \(output)")
         }
+    }
+
+    /// True for a BERT-family checkpoint (`model_type: bert`), false for the decoder families.
+    static func isEncoder(_ folder: URL) throws -> Bool {
+        let url = folder.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: url) else {
+            throw CommandError("no config.json in \(folder.path): point --model at a *ForSequenceClassification folder")
+        }
+        return (try? JSONValue.parse(bytes: Array(data)))?["model_type"]?.stringValue == "bert"
     }
 }

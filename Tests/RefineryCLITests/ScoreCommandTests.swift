@@ -31,6 +31,25 @@ import Testing
             let first = try JSONValue.parse(String(try String(contentsOf: output, encoding: .utf8).split(separator: "\n")[0]))
             #expect(first["score"]?.objectValue?.map(\.0) == ["low", "medium", "high"])
 
+            // A Llama-family reward model scores each conversation through its chat template.
+            let reward = TrainCommandTests.fixtures.appendingPathComponent("llama-reward")
+            let conversations = [#"{"messages": [{"role": "user", "content": "What is LoRA?"}, {"role": "assistant", "content": "LoRA adds small low-rank matrices to frozen weights."}]}"#,
+                                 #"{"instruction": "Name a prime number.", "output": "Seven."}"#]
+            try EmbedCommandTests.write(conversations, to: input)
+            let rewarded = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path,
+                                                     "--dtype", "float32"])
+            #expect(rewarded.status == 0, "\(rewarded.stderr)")
+            let scores = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0))["score"] }
+            let expected = try JSONValue.parse(bytes: Array(try Data(contentsOf: reward.appendingPathComponent("expected.json"))))["logits"]
+            for (index, score) in scores.enumerated() {
+                let want = try #require(expected?.arrayValue?[index].arrayValue?.first?.doubleValue)
+                #expect(abs((score?["helpfulness"]?.doubleValue ?? .infinity) - want) < 1e-4, "conversation \(index): \(score?.compactText ?? "none")")
+            }
+            let withField = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path,
+                                                      "--field", "output"])
+            #expect(withField.status != 0 && withField.stderr.contains("--field applies to BERT-family"), "\(withField.stderr)")
+            try EmbedCommandTests.write(rows, to: input)
+
             let noHead = try CommandLineTests.run(["data", "score", "--model", EmbedCommandTests.minibert.path, "--input", input.path,
                                                    "--output", output.path])
             #expect(noHead.status != 0 && noHead.stderr.contains("not a sequence classifier"), "\(noHead.stderr)")

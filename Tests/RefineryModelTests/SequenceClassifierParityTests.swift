@@ -1,5 +1,6 @@
 import Foundation
 import RefineryCore
+import RefineryText
 import Testing
 @testable import RefineryModel
 
@@ -31,6 +32,30 @@ import Testing
         } else {
             #expect(classifier.labels.count == 1 && classifier.problemType == "regression")
         }
+    }
+
+    @Test func llamaRewardModelMatchesTransformers() throws {
+        let expected = try ModelFixtures.expected("llama-reward")
+        let conversations = try #require(expected["conversations"]?.arrayValue).map { conversation in
+            (conversation.arrayValue ?? []).map { ChatMessage(role: $0["role"]?.stringValue ?? "", content: $0["content"]?.stringValue ?? "") }
+        }
+        let tokenIDs = try #require(expected["token_ids"]?.arrayValue).map(ModelFixtures.ints)
+        let want = try #require(expected["logits"]?.arrayValue).map { $0.arrayValue?.compactMap { $0.doubleValue.map(Float.init) } ?? [] }
+        let scorer = try LlamaSequenceScorer(directory: ModelFixtures.directory("llama-reward"), dtype: .float32)
+        #expect(scorer.labels == ["helpfulness", "harmlessness"] && scorer.padTokenID == 4)
+        let ids = try conversations.map(scorer.tokenIDs)
+        #expect(ids == tokenIDs, "rendered through the chat template and tokenized as transformers does")
+        #expect(ids.allSatisfy { $0.last == 4 && scorer.pooledPosition($0) == $0.count - 2 }, "read before the closing <|eot_id|> (the pad token)")
+        for batchTokens in [1, 4096] {
+            let got = try scorer.scores(ids, batchTokens: batchTokens)
+            for (index, (g, w)) in zip(got, want).enumerated() {
+                let worst = zip(g, w).map { abs($0 - $1) }.max() ?? 1
+                #expect(g.count == 2 && worst <= 1e-4, "conversation \(index), batch \(batchTokens): \(g) vs \(w)")
+            }
+        }
+        let bf16 = try LlamaSequenceScorer(directory: ModelFixtures.directory("llama-reward"), dtype: .bfloat16).scores(ids)
+        for (g, w) in zip(bf16, want) { #expect(zip(g, w).allSatisfy { abs($0 - $1) <= 0.05 * max(1, abs($1)) }, "bf16 \(g) vs \(w)") }
+        #expect { try LlamaSequenceScorer(directory: ModelFixtures.directory("llama-gqa")) } throws: { "\($0)".contains("no score.weight") }
     }
 
     @Test func anEncoderWithoutAHeadIsRefused() throws {
