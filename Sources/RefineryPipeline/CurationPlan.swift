@@ -68,6 +68,7 @@ public struct CurationPlan: Sendable {
         "filter": { try FilterStage($0) },
         "decontaminate": { try DecontaminationStage($0) },
         "mix": { try MixStage($0) },
+        "score": { try ScoreStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {

@@ -28,24 +28,9 @@ struct DataScoreCommand: ParsableCommand {
         try reportingErrors {
             let choice = try DTypeChoice(parsing: dtype, source: "--dtype")
             let lines = try DatasetInput.read(input)
-            let folder = URL(fileURLWithPath: model)
-            let progress: (Int) -> Void = { done in Output.progress("[score] \(done)/\(lines.count) samples\r") }
-            let labels: [String], logits: [[Float]]
-            if try Self.isEncoder(folder) {
-                let texts = try (field.map(EmbeddedText.field) ?? .instructionAndAnswer).texts(of: lines, source: input)
-                let classifier = try BertSequenceClassifier(directory: folder, dtype: choice)
-                (labels, logits) = (classifier.labels, try classifier.logits(texts, progress: progress))
-            } else {
-                guard field == nil else { throw CommandError("--field applies to BERT-family classifiers; a reward model scores the whole conversation") }
-                let scorer = try LlamaSequenceScorer(directory: folder, dtype: choice)
-                let ids = try lines.map { line -> [Int] in
-                    switch line.sample {
-                    case let .chat(messages): return try scorer.tokenIDs(messages)
-                    case let .text(text): return scorer.chat.tokenizer.encode(text).ids
-                    }
-                }
-                (labels, logits) = (scorer.labels, try scorer.scores(ids, progress: progress))
-            }
+            let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: choice, field: field)
+            let labels = scorer.labels
+            let logits = try scorer.scores(lines, source: input) { done in Output.progress("[score] \(done)/\(lines.count) samples\r") }
             if !lines.isEmpty { Output.progress("\n") }
             var rows: [String] = []
             for (line, values) in zip(lines, logits) {
@@ -65,14 +50,5 @@ struct DataScoreCommand: ParsableCommand {
             try DatasetLines.write(rows, to: output)
             Output.line("scored \(lines.count) samples (\(labels.count == 1 ? "one output" : labels.joined(separator: ", "))) → \(output)")
         }
-    }
-
-    /// True for a BERT-family checkpoint (`model_type: bert`), false for the decoder families.
-    static func isEncoder(_ folder: URL) throws -> Bool {
-        let url = folder.appendingPathComponent("config.json")
-        guard let data = try? Data(contentsOf: url) else {
-            throw CommandError("no config.json in \(folder.path): point --model at a *ForSequenceClassification folder")
-        }
-        return (try? JSONValue.parse(bytes: Array(data)))?["model_type"]?.stringValue == "bert"
     }
 }

@@ -1,10 +1,40 @@
 import Foundation
+import GRDB
 import RefineryCore
 import RefineryModel
 import Testing
 
 /// `refinery data score` with the BERT classifier fixtures.
 @Suite struct ScoreCommandTests {
+    @Test func scoreStageKeepsTheTopFractionAndSaysWhy() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let input = dir.appendingPathComponent("in.jsonl"), output = dir.appendingPathComponent("out.jsonl")
+            let state = dir.appendingPathComponent("state.sqlite"), config = dir.appendingPathComponent("run.yaml")
+            let rows = EmbedCommandTests.samples(8)
+            try EmbedCommandTests.write(rows, to: input)
+            let regression = TrainCommandTests.fixtures.appendingPathComponent("bert-classifier-regression")
+            try "curate:\n  - score: {model: \(regression.path), dtype: float32, field: output, top_fraction: 0.5}\n"
+                .write(to: config, atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(["data", "curate", "--config", config.path, "--input", input.path, "--output", output.path,
+                                                   "--state", state.path])
+            #expect(result.status == 0, "\(result.stderr)")
+            let kept = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map(String.init)
+            let scores = try BertSequenceClassifier(directory: regression, dtype: .float32)
+                .logits(rows.map { (try? JSONValue.parse($0))?["output"]?.stringValue ?? "" }).map { $0[0] }
+            let best = Set(scores.indices.sorted { scores[$0] > scores[$1] }.prefix(4))
+            #expect(kept == rows.indices.filter { best.contains($0) }.map { rows[$0] }, "the four best, in input order")
+            let stored = try DatabaseQueue(path: state.path).read { db in
+                try Row.fetchAll(db, sql: "SELECT sample, kept, score, reason FROM curation_decision ORDER BY rowid")
+            }
+            #expect(stored.count == 8 && stored.allSatisfy { ($0["score"] as Double?) != nil }, "every sample's score is stored")
+            let dropped = try #require(stored.first { ($0["kept"] as Bool?) == false })
+            let why = try CommandLineTests.run(["data", "why", "--state", state.path, dropped["sample"] as String])
+            #expect(why.status == 0 && why.stdout.contains("outside the top 50%"), "\(why.stdout) \(why.stderr)")
+        }
+    }
+
     @Test func scoresAreTheClassifiersLogits() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
@@ -47,7 +77,7 @@ import Testing
             }
             let withField = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path,
                                                       "--field", "output"])
-            #expect(withField.status != 0 && withField.stderr.contains("--field applies to BERT-family"), "\(withField.stderr)")
+            #expect(withField.status != 0 && withField.stderr.contains("applies to BERT-family"), "\(withField.stderr)")
             try EmbedCommandTests.write(rows, to: input)
 
             let noHead = try CommandLineTests.run(["data", "score", "--model", EmbedCommandTests.minibert.path, "--input", input.path,

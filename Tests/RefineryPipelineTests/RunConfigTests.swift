@@ -117,7 +117,10 @@ import Testing
                                  ("- dedup: {method: semantic, model: m, threshold: 1.5}", "threshold must be in (0, 1]"),
                                  ("- dedup: {method: semantic, model: m, clusters: 0}", "clusters must be"),
                                  ("- dedup: {method: semantic, model: m, dtype: fp8}", "not a dtype"),
-                                 ("- dedup: {method: semantic, model: m, colour: red}", "colour")] {
+                                 ("- dedup: {method: semantic, model: m, colour: red}", "colour"),
+                                 ("- score: {min: 0.5}", "needs model"),
+                                 ("- score: {model: m, top_fraction: 1.5}", "top_fraction must be in (0, 1]"),
+                                 ("- score: {model: m, threshold: 1}", "threshold")] {
             let message = Self.error { _ = try RunConfig(path: try Self.write("curate:\n  " + yaml + "\n")) }
             #expect(message.contains(expected), "\(yaml): \(message)")
         }

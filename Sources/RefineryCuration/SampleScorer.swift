@@ -1,0 +1,56 @@
+import Foundation
+import RefineryCore
+import RefineryData
+import RefineryModel
+
+/// A local reward model or classifier applied to dataset samples: a Llama-family
+/// `*ForSequenceClassification` scores each conversation through its chat template; a BERT-family
+/// classifier scores the instruction and answer (or one field).
+public struct SampleScorer: Sendable {
+    enum Model: Sendable {
+        case decoder(LlamaSequenceScorer)
+        case encoder(BertSequenceClassifier)
+    }
+    let model: Model
+    /// What an encoder scores.
+    public let text: EmbeddedText
+    /// Names of the outputs.
+    public var labels: [String] {
+        switch model {
+        case let .decoder(scorer): return scorer.labels
+        case let .encoder(classifier): return classifier.labels
+        }
+    }
+
+    /// Loads the checkpoint in `directory`, choosing the family from its `config.json`.
+    public init(directory: URL, dtype: DTypeChoice = .auto, field: String? = nil) throws {
+        let url = directory.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: url) else {
+            throw CoreError("no config.json in \(directory.path): point the scorer at a *ForSequenceClassification folder")
+        }
+        if (try? JSONValue.parse(bytes: Array(data)))?["model_type"]?.stringValue == "bert" {
+            model = .encoder(try BertSequenceClassifier(directory: directory, dtype: dtype))
+            text = field.map(EmbeddedText.field) ?? .instructionAndAnswer
+        } else {
+            guard field == nil else { throw CoreError("a field applies to BERT-family classifiers; a reward model scores the whole conversation") }
+            model = .decoder(try LlamaSequenceScorer(directory: directory, dtype: dtype))
+            text = .instructionAndAnswer
+        }
+    }
+
+    /// Every line's outputs, in order; `source` names the input in errors, `progress` counts samples.
+    public func scores(_ lines: [DatasetLine], source: String, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
+        switch model {
+        case let .encoder(classifier):
+            return try classifier.logits(try text.texts(of: lines, source: source), progress: progress)
+        case let .decoder(scorer):
+            let ids = try lines.map { line -> [Int] in
+                switch line.sample {
+                case let .chat(messages): return try scorer.tokenIDs(messages)
+                case let .text(text): return scorer.chat.tokenizer.encode(text).ids
+                }
+            }
+            return try scorer.scores(ids, progress: progress)
+        }
+    }
+}
