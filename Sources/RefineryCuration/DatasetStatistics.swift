@@ -55,6 +55,7 @@ public struct Histogram: Sendable, Equatable {
             width = step
             if (span + step - 1) / step <= maxBins { break }
         }
+        if (span + width - 1) / width > maxBins { width = (span + maxBins - 1) / maxBins }
         let start = low / width * width
         let binCount = (high - start) / width + 1
         var counts = [Int](repeating: 0, count: binCount)

@@ -69,11 +69,17 @@ public struct SemanticDeduplicator: Sendable {
             let m = list.count
             let block = Tensor(uninitialized: [m, width])
             for (row, index) in list.enumerated() { (block.pointer + row * width).update(from: points.pointer + index * width, count: width) }
-            let similarity = Tensor(uninitialized: [m, m])
-            BLAS.gemm(transA: false, transB: true, m: m, n: m, k: width, a: block.pointer, lda: width, b: block.pointer, ldb: width,
-                      c: similarity.pointer, ldc: m)
-            for i in 0..<m {
-                for j in (i + 1)..<m where similarity.pointer[i * m + j] >= threshold { groups.join(list[i], list[j]) }
+            // Similarities a block of rows at a time, so one big cluster never needs an m × m matrix.
+            let blockRows = max(1, min(m, (1 << 24) / m))
+            let similarity = Tensor(uninitialized: [blockRows, m])
+            for first in stride(from: 0, to: m, by: blockRows) {
+                let rows = min(blockRows, m - first)
+                BLAS.gemm(transA: false, transB: true, m: rows, n: m, k: width, a: block.pointer + first * width, lda: width,
+                          b: block.pointer, ldb: width, c: similarity.pointer, ldc: m)
+                for r in 0..<rows {
+                    let i = first + r
+                    for j in (i + 1)..<m where similarity.pointer[r * m + j] >= threshold { groups.join(list[i], list[j]) }
+                }
             }
         }
         let kept = groups.keptMember(rule: rule, lengths: lengths, scores: scores)

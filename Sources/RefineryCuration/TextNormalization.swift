@@ -1,3 +1,4 @@
+import RefineryText
 /// How text is normalised before it is compared (exact dedup, MinHash shingles, decontamination).
 /// Each step is stated and configurable: lower-casing, collapsing whitespace into single spaces
 /// (and trimming it), and turning punctuation into whitespace — a separator, so that
@@ -70,17 +71,5 @@ public struct TextNormalization: Sendable, Equatable {
     }
 
     /// Unicode punctuation (general categories P*) and the ASCII symbols people type as punctuation.
-    static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.isASCII {
-            let v = scalar.value
-            return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v)
-        }
-        switch scalar.properties.generalCategory {
-        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
-            return true
-        default:
-            return false
-        }
-    }
+    static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool { Punctuation.contains(scalar) }
 }

@@ -15,11 +15,17 @@ public struct TopicMap: Sendable {
     /// Share of the variance the two axes hold.
     public var explained: (Double, Double)
 
+    /// The widest vectors mapped (the principal components need a width × width covariance).
+    public static let maximumWidth = 4096
+
     /// The map of `vectors` (one per sample, all of one width) with the samples' `texts` for labels.
     public static func build(vectors: [[Float]], texts: [String], topics requested: Int? = nil, seed: UInt64 = 1, terms: Int = 5) throws -> TopicMap {
         let n = vectors.count
         guard n > 0 else { return TopicMap(points: [], topics: [], labels: [], explained: (0, 0)) }
         let width = vectors[0].count
+        guard width > 0, width <= maximumWidth, vectors.allSatisfy({ $0.count == width }) else {
+            throw CoreError("the topic map needs vectors of one width between 1 and \(maximumWidth); found widths \(Set(vectors.map(\.count)).sorted().prefix(5))")
+        }
         let points = SemanticDeduplicator.normalized(vectors, width: width)
         let k = max(1, min(n, requested ?? max(2, min(12, Int((Double(n) / 25).squareRoot().rounded(.up))))))
         let clustering = SemanticDeduplicator(settings: SemanticDedupSettings(clusters: k, seed: seed))

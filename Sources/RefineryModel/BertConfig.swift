@@ -15,16 +15,13 @@ public struct BertConfig: Sendable, Equatable {
 
     /// Reads `config.json` in `directory`.
     public static func load(directory: URL) throws -> BertConfig {
-        let url = directory.appendingPathComponent("config.json")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw ModelError("no config.json in \(directory.path): point --model at a sentence-transformers or Hugging Face BERT folder")
-        }
-        let json: JSONValue
-        do { json = try JSONValue.parse(bytes: Array(try Data(contentsOf: url))) } catch {
-            throw ModelError("\(url.path) is not valid JSON: \(error)")
-        }
+        try parse(ModelConfig.json(directory: directory), directory: directory)
+    }
+
+    /// `BertConfig(json:)` with errors naming the folder's config.json.
+    static func parse(_ json: JSONValue, directory: URL) throws -> BertConfig {
         do { return try BertConfig(json: json) } catch let error as ModelError {
-            throw ModelError("\(url.path): \(error.message)")
+            throw ModelError("\(directory.appendingPathComponent("config.json").path): \(error.message)")
         }
     }
 

@@ -20,12 +20,8 @@ public final class BertSequenceClassifier: @unchecked Sendable {
 
     /// Loads a Hugging Face folder with a `BertForSequenceClassification` checkpoint.
     public init(directory: URL, dtype: DTypeChoice = .auto) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        let config = try BertConfig.load(directory: directory)
-        let json: JSONValue
-        do { json = try JSONValue.parse(bytes: Array(try Data(contentsOf: configURL))) } catch {
-            throw ModelError("\(configURL.path) is not valid JSON: \(error)")
-        }
+        let json = try ModelConfig.json(directory: directory)
+        let config = try BertConfig.parse(json, directory: directory)
         let architecture = json["architectures"]?.arrayValue?.first?.stringValue ?? ""
         guard architecture.hasSuffix("ForSequenceClassification") else {
             throw ModelError("\(directory.path) is not a sequence classifier (architectures: \(architecture.isEmpty ? "none" : architecture)); expected BertForSequenceClassification")

@@ -17,12 +17,9 @@ public final class LlamaSequenceScorer: @unchecked Sendable {
 
     /// Loads a `*ForSequenceClassification` folder; products in `dtype` (`auto` follows the checkpoint).
     public init(directory: URL, dtype: DTypeChoice = .auto) throws {
-        let config = try ModelConfig.load(directory: directory)
+        let json = try ModelConfig.json(directory: directory)
+        let config = try ModelConfig.parse(json, directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
-        let json: JSONValue
-        do { json = try JSONValue.parse(bytes: Array(try Data(contentsOf: directory.appendingPathComponent("config.json")))) } catch {
-            throw ModelError("\(directory.path)/config.json is not valid JSON: \(error)")
-        }
         let h = config.hiddenSize
         guard let shape = checkpoint.shape(of: "score.weight"), shape.count == 2, shape[1] == h, shape[0] >= 1 else {
             throw ModelError("\(directory.path) has no score.weight of shape [outputs, \(h)]: not a *ForSequenceClassification checkpoint (a causal LM has lm_head instead)")

@@ -40,16 +40,24 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Reads `config.json` in `directory`.
     public static func load(directory: URL) throws -> ModelConfig {
+        try parse(json(directory: directory), directory: directory)
+    }
+
+    /// The parsed `config.json` of `directory` (read once by callers that need more than this type reads).
+    static func json(directory: URL) throws -> JSONValue {
         let url = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ModelError("no config.json in \(directory.path): point --model at a Hugging Face model folder")
         }
-        let json: JSONValue
-        do { json = try JSONValue.parse(bytes: Array(try Data(contentsOf: url))) } catch {
+        do { return try JSONValue.parse(bytes: Array(try Data(contentsOf: url))) } catch {
             throw ModelError("\(url.path) is not valid JSON: \(error)")
         }
+    }
+
+    /// `ModelConfig(json:)` with errors naming the folder's config.json.
+    static func parse(_ json: JSONValue, directory: URL) throws -> ModelConfig {
         do { return try ModelConfig(json: json) } catch let error as ModelError {
-            throw ModelError("\(url.path): \(error.message)")
+            throw ModelError("\(directory.appendingPathComponent("config.json").path): \(error.message)")
         }
     }
 

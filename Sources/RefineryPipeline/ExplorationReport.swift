@@ -54,7 +54,8 @@ public enum ExplorationReport {
         for line in lines {
             guard let values = (try? JSONValue.parse(line.row))?["embedding"]?.arrayValue else { return nil }
             let vector = values.compactMap { $0.doubleValue.map(Float.init) }
-            guard vector.count == values.count, !vector.isEmpty, vector.count == (vectors.first?.count ?? vector.count) else { return nil }
+            guard vector.count == values.count, !vector.isEmpty, vector.count <= TopicMap.maximumWidth,
+                  vector.count == (vectors.first?.count ?? vector.count) else { return nil }
             vectors.append(vector)
         }
         return vectors.isEmpty ? nil : vectors

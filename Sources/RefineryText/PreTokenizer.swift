@@ -179,19 +179,7 @@ indirect enum PreTokenizer: Sendable {
         return pieces
     }
 
-    static func isBertPunctuation(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.isASCII {
-            let v = scalar.value
-            return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v)
-        }
-        switch scalar.properties.generalCategory {
-        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
-            return true
-        default:
-            return false
-        }
-    }
+    static func isBertPunctuation(_ scalar: Unicode.Scalar) -> Bool { Punctuation.contains(scalar) }
 
     static func isNumeric(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
