@@ -54,6 +54,7 @@ let package = Package(
             dependencies: [
                 "RefineryCore", "RefineryText",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(

@@ -28,6 +28,7 @@ public final class ConnectedWorker {
 public enum StageResult: Sendable {
     case generation(Refinery_Cluster_GenerateResult)
     case gradient(Refinery_Cluster_GradientResult)
+    case call(Refinery_Cluster_CallResult)
 }
 
 /// What a stage says about a result it was given.

@@ -204,6 +204,8 @@ public final class Coordinator {
             return try handleResult(.generation(result), lease: lease, worker: worker, stage: stage)
         case let .gradientResult(lease, result):
             return try handleResult(.gradient(result), lease: lease, worker: worker, stage: stage)
+        case let .callResult(lease, result):
+            return try handleResult(.call(result), lease: lease, worker: worker, stage: stage)
         case let .modelFileRequest(name, offset):
             if let modelServer { send(.modelFileChunk(modelServer.chunk(name: name, offset: offset)), to: worker) }
         case .hello, .heartbeat, .taskRequest:

@@ -12,13 +12,9 @@ public final class GenerationStage: ClusterStage {
     private var queued: Set<Int64> = []
     private var open: Set<Int64> = []
     private var texts: [Int64: String] = [:]
-    private let requestsPerMinute: Int?
-    private let tokensPerMinute: Int?
     /// Tokens a chunk's call may use: its prompt (about 4 characters a token) plus the reply limit.
     private let tokenEstimate: (String) -> Int
-    private let budget: Double?
-    private var granted: [(time: Double, tokens: Int)] = []
-    private var spent: Double
+    private var allowance: CallAllowance
     private var done: Int
     private var failed: Int
     private let total: Int
@@ -31,10 +27,7 @@ public final class GenerationStage: ClusterStage {
     public init(store: RunStore, requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil,
                 tokenEstimate: @escaping (String) -> Int = { $0.count / 4 + 1200 }, budget: Double? = nil, leaseTimeout: Double = 900) throws {
         self.store = store
-        self.requestsPerMinute = requestsPerMinute
-        self.tokensPerMinute = tokensPerMinute
         self.tokenEstimate = tokenEstimate
-        self.budget = budget
         self.leaseTimeout = leaseTimeout
         for chunk in try store.pendingChunks() {
             queue.append(chunk.id)
@@ -47,33 +40,26 @@ public final class GenerationStage: ClusterStage {
         done = counts[.done] ?? 0
         failed = counts[.failed] ?? 0
         total = counts.values.reduce(0, +)
-        spent = try store.totalUsage().usage.cost
+        allowance = CallAllowance(requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute, budget: budget,
+                                  spent: try store.totalUsage().usage.cost)
     }
 
     static func chunkID(_ task: TaskID) -> Int64? { if case let .chunk(id) = task { return id } else { return nil } }
 
     public var isComplete: Bool { open.isEmpty }
 
-    private var budgetSpent: Bool { budget.map { spent >= $0 } ?? false }
-
     public func capacity(of worker: ConnectedWorker) -> Int { worker.slots }
 
     public func takeTask(for worker: ConnectedWorker, now: Double) throws -> TaskID? {
-        if budgetSpent { return nil }
-        granted.removeAll { now - $0.time >= 60 }
-        if let rpm = requestsPerMinute, granted.count >= rpm { return nil }
         while let id = queue.last {
             guard open.contains(id), let text = texts[id] else {
                 queue.removeLast()
                 queued.remove(id)
                 continue
             }
-            let tokens = tokenEstimate(text)
-            // Within the tokens-per-minute budget (a single call larger than it still goes, alone).
-            if let tpm = tokensPerMinute, !granted.isEmpty, granted.map(\.tokens).reduce(0, +) + tokens > tpm { return nil }
+            guard allowance.grant(tokens: tokenEstimate(text), now: now) else { return nil }
             queue.removeLast()
             queued.remove(id)
-            granted.append((now, tokens))
             return .chunk(id)
         }
         return nil
@@ -122,7 +108,7 @@ public final class GenerationStage: ClusterStage {
             open.remove(id)
             texts[id] = nil
             guard stored else { return .dropped("chunk \(id) is answered already") }
-            spent += requests.map(\.usage.cost).reduce(0, +)
+            allowance.spent += requests.map(\.usage.cost).reduce(0, +)
             answeredHere += 1
             if isDone { done += 1 } else { failed += 1 }
             return .stored
@@ -132,13 +118,13 @@ public final class GenerationStage: ClusterStage {
     }
 
     public func tick(now: Double) throws {
-        if budgetSpent, let budget, open.count > 0, queue.count == open.count {
-            throw ClusterError(String(format: "the dollar budget is spent ($%.4f of $%.4f) with %d chunks left; raise generate.budget and start the coordinator again to continue", spent, budget, open.count))
+        if allowance.budgetSpent, let budget = allowance.budget, open.count > 0, queue.count == open.count {
+            throw ClusterError(String(format: "the dollar budget is spent ($%.4f of $%.4f) with %d chunks left; raise generate.budget and start the coordinator again to continue", allowance.spent, budget, open.count))
         }
     }
 
     public var progressLine: String {
         let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)
-        return String(format: "%d/%d chunks done, %d failed, %.2f chunks/s, $%.4f", done, total, failed, Double(answeredHere) / elapsed, spent)
+        return String(format: "%d/%d chunks done, %d failed, %.2f chunks/s, $%.4f", done, total, failed, Double(answeredHere) / elapsed, allowance.spent)
     }
 }

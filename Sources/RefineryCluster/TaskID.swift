@@ -8,17 +8,20 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
     case microBatch(step: Int, index: Int)
     /// Loss of eval sequence `index` after step `step`.
     case eval(step: Int, index: Int)
+    /// One LLM call of a curation stage (its id in the state's call table).
+    case call(Int64)
 
     /// Largest step and index a task may name (far beyond any real run, far below overflow).
     public static let maxStep = 1 << 40
     public static let maxIndex = 1 << 24
 
-    /// The key the state file stores leases under: `chunk:7`, `train:3:1`, `eval:3:0`.
+    /// The key the state file stores leases under: `chunk:7`, `train:3:1`, `eval:3:0`, `call:12`.
     public var key: String {
         switch self {
         case let .chunk(id): return "chunk:\(id)"
         case let .microBatch(step, index): return "train:\(step):\(index)"
         case let .eval(step, index): return "eval:\(step):\(index)"
+        case let .call(id): return "call:\(id)"
         }
     }
 
@@ -31,6 +34,9 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
         case ("chunk", 2):
             guard let id = Int64(parts[1]), id >= 0 else { return nil }
             self = .chunk(id)
+        case ("call", 2):
+            guard let id = Int64(parts[1]), id >= 0 else { return nil }
+            self = .call(id)
         case ("train", 3), ("eval", 3):
             guard let step = Int(parts[1]), let index = Int(parts[2]), (0...Self.maxStep).contains(step), (0...Self.maxIndex).contains(index) else { return nil }
             self = parts[0] == "train" ? .microBatch(step: step, index: index) : .eval(step: step, index: index)
@@ -42,13 +48,13 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The step of a training or eval task.
     public var step: Int? {
         switch self {
-        case .chunk: return nil
+        case .chunk, .call: return nil
         case let .microBatch(step, _), let .eval(step, _): return step
         }
     }
 
-    /// Chunks by id, then micro-batches and eval sequences by (step, index): numeric order, so
-    /// chunk 2 comes before chunk 10.
+    /// Chunks by id, then micro-batches and eval sequences by (step, index), then calls by id:
+    /// numeric order, so chunk 2 comes before chunk 10.
     public static func < (lhs: TaskID, rhs: TaskID) -> Bool { lhs.order < rhs.order }
 
     private var order: (Int, Int64, Int) {
@@ -56,6 +62,7 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
         case let .chunk(id): return (0, id, 0)
         case let .microBatch(step, index): return (1, Int64(step), index)
         case let .eval(step, index): return (2, Int64(step), index)
+        case let .call(id): return (3, id, 0)
         }
     }
 
@@ -74,6 +81,7 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
             eval.step = UInt64(step)
             eval.index = UInt32(index)
             message.eval = eval
+        case let .call(id): message.call = id
         }
         return message
     }
@@ -96,6 +104,9 @@ public enum TaskID: Hashable, Sendable, Comparable, CustomStringConvertible {
                 throw WireRefusal("eval sequence \(eval.index) of step \(eval.step) is out of range")
             }
             self = .eval(step: Int(eval.step), index: Int(eval.index))
+        case let .call(id)?:
+            guard id >= 0 else { throw WireRefusal("call id \(id) is negative") }
+            self = .call(id)
         }
     }
 }

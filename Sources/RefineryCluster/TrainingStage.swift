@@ -141,7 +141,7 @@ public final class TrainingStage: ClusterStage {
             task.microBatch = UInt32(micro.micro)
             task.sequences = micro.sequences.map(Self.sequenceMessage)
             task.dropoutSeeds = micro.dropoutSeeds
-        case .chunk:
+        case .chunk, .call:
             throw ClusterError("\(lease.task) is not a training task")
         }
         bodies.append(.gradientTask(task))
@@ -181,7 +181,7 @@ public final class TrainingStage: ClusterStage {
                 lossSum += next.loss
                 nextMicro += 1
             }
-        case .chunk:
+        case .chunk, .call:
             return .dropped("\(task) is not a training task")
         }
         stepCompute[worker.id, default: 0] += result.computeSeconds

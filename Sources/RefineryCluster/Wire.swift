@@ -5,7 +5,7 @@ import SwiftProtobuf
 /// only through `fromWorker` / `fromCoordinator`, which check every field.
 public enum Wire {
     /// Version of `proto/refinery.proto` this build speaks. A worker of another version is refused.
-    public static let protocolVersion: UInt32 = 3
+    public static let protocolVersion: UInt32 = 4
 
     /// Serializes a message body into an envelope's bytes.
     public static func encode(_ body: Refinery_Cluster_Envelope.OneOf_Body) throws -> [UInt8] {

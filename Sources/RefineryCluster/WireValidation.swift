@@ -1,4 +1,6 @@
 import Foundation
+import RefineryCore
+import RefineryLLM
 import SwiftProtobuf
 
 /// Limits on what a peer may send; anything beyond is refused, never trusted.
@@ -14,6 +16,7 @@ enum WireLimits {
     static let maxSequences = 1 << 16
     static let maxSequenceLength = 1 << 20
     static let maxPiece = 64 << 20
+    static let maxCall = 16 << 20
 }
 
 extension Wire {
@@ -54,6 +57,16 @@ extension Wire {
                 throw WireRefusal("a gradient of \(result.gradient.count) bytes, or a compute time of \(result.computeSeconds) s")
             }
             return .gradientResult(lease, result)
+        case let .callResult(result):
+            let lease = try Lease(message: result.lease)
+            guard case let .call(id) = lease.task, id == result.callID else { throw WireRefusal("a call result for \(lease.task), not call \(result.callID)") }
+            guard ["answered", "failed", "stopped"].contains(result.outcome) else { throw WireRefusal("unknown outcome \(result.outcome.prefix(40))") }
+            guard result.content.utf8.count <= WireLimits.maxText, result.error.utf8.count <= WireLimits.maxText,
+                  result.finishReason.utf8.count <= 64 else { throw WireRefusal("a call result with over-long fields") }
+            guard result.promptTokens >= 0, result.completionTokens >= 0, result.cost.isFinite, result.cost >= 0, result.attempts <= 10_000 else {
+                throw WireRefusal("a call result with negative or non-finite usage")
+            }
+            return .callResult(lease, result)
         case let .modelFileRequest(request):
             guard request.name.isEmpty || ModelFileServer.isPlainName(request.name), request.offset <= UInt64(Int64.max) else {
                 throw WireRefusal("a model file request for \(request.name.prefix(80)) at \(request.offset)")
@@ -118,6 +131,19 @@ extension Wire {
             return .parameterUpdate(version: update.version, values: update.values)
         case let .gradientTask(task):
             return .gradientTask(try Lease(message: task.lease), try checkGradientTask(task))
+        case let .callTask(task):
+            let lease = try Lease(message: task.lease)
+            guard case let .call(id) = lease.task, id == task.callID else { throw WireRefusal("a call task for \(lease.task), not call \(task.callID)") }
+            guard task.call.utf8.count <= WireLimits.maxCall, let json = try? JSONValue.parse(task.call) else { throw WireRefusal("a call that is not JSON") }
+            let call: LLMCall
+            do { call = try LLMCall(json: json) } catch { throw WireRefusal("call \(id): \(error.reason)") }
+            guard (1...1000).contains(task.retryAttempts), task.retryBaseDelay.isFinite, task.retryMaxDelay.isFinite, task.retryBaseDelay >= 0,
+                  task.retryMaxDelay >= 0, task.retryMaxDelay <= 86_400, task.timeoutSeconds.isFinite, task.timeoutSeconds > 0,
+                  task.timeoutSeconds <= 86_400 else {
+                throw WireRefusal("call \(id): retry attempts, delays or timeout out of range")
+            }
+            return .callTask(lease, CallTaskSpec(callID: id, call: call, retry: RetryPolicy(maxAttempts: Int(task.retryAttempts), baseDelay: task.retryBaseDelay,
+                                                                                           maxDelay: task.retryMaxDelay), timeout: task.timeoutSeconds))
         case let .modelFileChunk(chunk):
             guard chunk.name.isEmpty || ModelFileServer.isPlainName(chunk.name), chunk.names.count <= 10_000,
                   chunk.names.allSatisfy(ModelFileServer.isPlainName), chunk.data.count <= WireLimits.maxPiece,

@@ -1,5 +1,6 @@
 import CZeroMQ
 import Foundation
+import RefineryLLM
 
 /// How a worker reaches its coordinator and what it offers.
 public struct WorkerOptions: Sendable {
@@ -21,6 +22,25 @@ public struct WorkerOptions: Sendable {
     public var liveness = 3
 
     public init(coordinator: String) { self.coordinator = coordinator }
+}
+
+/// The API key the coordinator sent with the run's generation settings, for calls to that endpoint.
+final class SentKey: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (key: String, baseURL: String)?
+
+    func set(_ key: String?, baseURL: String) {
+        lock.lock()
+        value = key.map { ($0, LLMEndpoint(baseURL: baseURL, apiKey: nil).baseURL) }
+        lock.unlock()
+    }
+
+    func key(for baseURL: String) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let value, value.baseURL == LLMEndpoint(baseURL: baseURL, apiKey: nil).baseURL else { return nil }
+        return value.key
+    }
 }
 
 /// Messages produced off the loop thread (LLM answers, gradients) waiting to be sent.
@@ -66,6 +86,9 @@ public final class Worker {
     private var generationSettings: Refinery_Cluster_GenerationSettings?
     private var trainingSettings: TrainingWireSettings?
     private var gradients: (any GradientTaskRunner)?
+    private var calls: (any CallTaskRunner)?
+    /// The key the coordinator sent and the generation endpoint it is for (calls to it may use it).
+    private let sentKey = SentKey()
     private let executors: WorkerExecutors
     /// Model files still to fetch (`--fetch-model`), and the one being written.
     private var fetchQueue: [String] = []
@@ -195,6 +218,7 @@ public final class Worker {
         switch body {
         case .generateResult(let result): wireLease = result.lease
         case .gradientResult(let result): wireLease = result.lease
+        case .callResult(let result): wireLease = result.lease
         default: send(body); return
         }
         guard let lease = try? Lease(message: wireLease) else { return }
@@ -232,6 +256,17 @@ public final class Worker {
             held[lease.task] = lease.epoch
             let outbox = outbox
             generation.start(lease: lease, chunkID: chunkID, text: text) { outbox.post($0) }
+        case let .callTask(lease, task):
+            guard held[lease.task] == nil else { break }
+            held[lease.task] = lease.epoch
+            if calls == nil {
+                let sentKey = sentKey
+                calls = executors.calls(options.slots) { call in
+                    ProcessInfo.processInfo.environment[call.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 } ?? sentKey.key(for: call.baseURL)
+                }
+            }
+            let outbox = outbox
+            calls?.start(lease: lease, task: task) { outbox.post($0) }
         case let .resultAck(lease):
             spool[lease] = nil
         case let .parameterUpdate(version, values):
@@ -318,6 +353,7 @@ public final class Worker {
             let key = welcome.apiKey.isEmpty ? ProcessInfo.processInfo.environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 } : welcome.apiKey
             generation = executors.generation(settings, key, options.slots)
             generationSettings = welcome.generation
+            sentKey.set(welcome.apiKey.isEmpty ? nil : welcome.apiKey, baseURL: settings.baseURL)
         }
         if let gradients, let training {
             if !welcome.modelHash.isEmpty && welcome.modelHash != gradients.modelHash {

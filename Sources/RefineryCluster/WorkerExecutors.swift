@@ -1,4 +1,5 @@
 import Foundation
+import RefineryLLM
 
 /// Carries out generation tasks on a worker: at most `slots` LLM calls in flight; the result
 /// message goes to `deliver` when the chunk ends.
@@ -25,14 +26,18 @@ public struct WorkerExecutors: Sendable {
     public var generation: @Sendable (GenerationWireSettings, String?, Int) -> any GenerationTaskRunner
     /// Model folder, result sink → a gradient runner.
     public var gradients: @Sendable (String, @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws -> any GradientTaskRunner
+    /// Slots, the key for a call → a runner of curation calls.
+    public var calls: @Sendable (Int, @escaping @Sendable (LLMCall) -> String?) -> any CallTaskRunner
 
     public init(generation: @escaping @Sendable (GenerationWireSettings, String?, Int) -> any GenerationTaskRunner,
-                gradients: @escaping @Sendable (String, @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws -> any GradientTaskRunner) {
+                gradients: @escaping @Sendable (String, @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws -> any GradientTaskRunner,
+                calls: @escaping @Sendable (Int, @escaping @Sendable (LLMCall) -> String?) -> any CallTaskRunner = { CallExecutor(slots: $0, key: $1) }) {
         self.generation = generation
         self.gradients = gradients
+        self.calls = calls
     }
 
-    /// LLM calls through `ChunkProcessor`, gradients through `GradientEngine`.
+    /// LLM calls through `ChunkProcessor` and `LLMCallMaker`, gradients through `GradientEngine`.
     public static let standard = WorkerExecutors(
         generation: { settings, key, slots in GenerationExecutor(settings: settings, apiKey: key, slots: slots) },
         gradients: { directory, deliver in try GradientExecutor(modelDirectory: directory, deliver: deliver) })

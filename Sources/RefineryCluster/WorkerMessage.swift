@@ -1,4 +1,5 @@
 import Foundation
+import RefineryLLM
 
 /// A worker's hello, checked.
 public struct WorkerHello: Sendable, Equatable {
@@ -21,6 +22,7 @@ public enum WorkerMessage: Sendable {
     case taskRequest
     case generateResult(Lease, Refinery_Cluster_GenerateResult)
     case gradientResult(Lease, Refinery_Cluster_GradientResult)
+    case callResult(Lease, Refinery_Cluster_CallResult)
     case modelFileRequest(name: String, offset: UInt64)
 }
 
@@ -44,6 +46,14 @@ public struct TrainingSequenceSpec: Sendable {
     public var keyStart: [Int]?
 }
 
+/// An LLM call a worker is asked to make, checked: the call and how to retry it.
+public struct CallTaskSpec: Sendable {
+    public var callID: Int64
+    public var call: LLMCall
+    public var retry: RetryPolicy
+    public var timeout: Double
+}
+
 /// A message from the coordinator to a worker, checked field by field (`Wire.fromCoordinator`).
 public enum CoordinatorMessage: Sendable {
     case welcome(Refinery_Cluster_Welcome, generation: GenerationWireSettings?, training: TrainingWireSettings?)
@@ -53,6 +63,7 @@ public enum CoordinatorMessage: Sendable {
     case resultAck(Lease)
     case parameterUpdate(version: UInt64, values: Data)
     case gradientTask(Lease, GradientTaskSpec)
+    case callTask(Lease, CallTaskSpec)
     case modelFileChunk(Refinery_Cluster_ModelFileChunk)
     case stop(reason: String, failed: Bool)
 }

@@ -27,6 +27,8 @@ public struct MockLLMOptions: Sendable {
     public var model = "mock-model"
     /// Pairs per reply.
     public var pairs = 5
+    /// Pairwise judging always prefers the answer in the first position (a position-biased judge).
+    public var judgePrefersFirst = false
 
     public init() {}
 }
@@ -165,7 +167,11 @@ public enum MockLLMServer {
             }
             let messages = parsed["messages"]?.arrayValue ?? []
             let userText = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue ?? ""
-            let promptHash = StableHash.hex(extract(of: userText))
+            let firstUser = messages.first(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue ?? ""
+            let model = parsed["model"]?.stringValue ?? options.model
+            // Generation prompts are known by their extract; any other by the model and the whole conversation.
+            let promptHash = userText.contains("Extract:") ? StableHash.hex(extract(of: userText))
+                : StableHash.hex(model + "\n" + (parsed["messages"]?.compactText ?? ""))
             threshold += options.malformedShare
             if roll < threshold {
                 await state.end("malformed", promptHash: nil)
@@ -177,7 +183,8 @@ public enum MockLLMServer {
                 await state.end("hang", promptHash: nil)
                 return error(504, "timeout", type: "server_error")
             }
-            let content = pairs(fromExtract: extract(of: userText), count: options.pairs).compactText
+            let content = MockJudge.reply(to: firstUser, model: model, prefersFirst: options.judgePrefersFirst)
+                ?? pairs(fromExtract: extract(of: userText), count: options.pairs).compactText
             threshold += options.lengthShare
             if roll < threshold, (parsed["max_tokens"]?.intValue ?? 0) < 2000 {
                 await state.end("length", promptHash: nil)

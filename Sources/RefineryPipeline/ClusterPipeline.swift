@@ -1,5 +1,6 @@
 import Foundation
 import RefineryCluster
+import RefineryCuration
 import RefineryData
 import RefineryModel
 import RefineryStore
@@ -87,7 +88,10 @@ public struct ClusterPipeline {
                 try coordinator.run(stage)
                 report("[generate] " + (try job.writeDataset(from: store)) + "\n")
                 written += [job.out, DatasetExport.testPath(for: job.out)]
-                try config.curate.run(on: job.out, store: store, report: report)
+                let calls = LLMCallBook(store: store, executor: ClusterCallExecutor(
+                    coordinator: coordinator, requestsPerMinute: job.generate.rpm, tokensPerMinute: job.generate.tpm,
+                    budget: job.generate.budget, timeout: job.generate.timeout))
+                try config.curate.run(on: job.out, store: store, calls: calls, report: report)
             }
             if config.train.isRequested {
                 let plan = try TrainingPlan(config: config.train, checkOutput: false, report: report)

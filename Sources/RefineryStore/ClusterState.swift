@@ -113,10 +113,13 @@ extension RunStore {
     /// A training task answered: its lease ends and its worker is credited, in one transaction
     /// (a restarted coordinator then finds the lease free, not held).
     public func commitTaskResult(taskID: String, workerID: String) throws {
-        try write { db in
-            try db.execute(sql: "UPDATE lease SET worker_id = NULL, expires_at = NULL WHERE task_id = ?", arguments: [taskID])
-            try db.execute(sql: "UPDATE worker SET tasks_done = tasks_done + 1 WHERE id = ?", arguments: [workerID])
-        }
+        try write { db in try Self.closeLease(db, taskID: taskID, workerID: workerID) }
+    }
+
+    /// Ends a task's lease and credits its worker (inside a transaction that stores the result).
+    static func closeLease(_ db: Database, taskID: String, workerID: String) throws {
+        try db.execute(sql: "UPDATE lease SET worker_id = NULL, expires_at = NULL WHERE task_id = ?", arguments: [taskID])
+        try db.execute(sql: "UPDATE worker SET tasks_done = tasks_done + 1 WHERE id = ?", arguments: [workerID])
     }
 
     /// Ends leases without a result (dead worker, timeout): the tasks go back to the queue.
@@ -203,8 +206,7 @@ extension RunStore {
             } else {
                 try db.execute(sql: "UPDATE chunk SET status = 'failed', error = ?, raw_reply = ? WHERE id = ?", arguments: [reason ?? "failed", rawReply, chunkID])
             }
-            try db.execute(sql: "UPDATE lease SET worker_id = NULL, expires_at = NULL WHERE task_id = ?", arguments: [taskID])
-            try db.execute(sql: "UPDATE worker SET tasks_done = tasks_done + 1 WHERE id = ?", arguments: [workerID])
+            try Self.closeLease(db, taskID: taskID, workerID: workerID)
             return true
         }
     }

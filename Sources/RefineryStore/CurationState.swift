@@ -31,14 +31,22 @@ public struct CurationDecisionRecord: Sendable, Equatable {
     public var cluster: String?
     /// The sample it was matched with (the one kept in its place).
     public var matched: String?
+    /// What lies behind the decision, as JSON (an LLM stage's scores, rationales, verdicts, models, cost).
+    public var detail: String?
+    /// The rows (a JSON array of row texts) that replace the sample in the stage's output, for
+    /// stages that rewrite or expand samples; nil: the sample itself when kept.
+    public var outputRows: String?
 
-    public init(sample: String, kept: Bool, reason: String? = nil, score: Double? = nil, cluster: String? = nil, matched: String? = nil) {
+    public init(sample: String, kept: Bool, reason: String? = nil, score: Double? = nil, cluster: String? = nil, matched: String? = nil,
+                detail: String? = nil, outputRows: String? = nil) {
         self.sample = sample
         self.kept = kept
         self.reason = reason
         self.score = score
         self.cluster = cluster
         self.matched = matched
+        self.detail = detail
+        self.outputRows = outputRows
     }
 }
 
@@ -93,9 +101,10 @@ extension RunStore {
             try db.execute(sql: "DELETE FROM curation_stage WHERE pipeline = ? AND position = ?", arguments: [stage.pipeline, stage.position])
             for d in decisions {
                 try db.execute(sql: """
-                    INSERT INTO curation_decision (pipeline, position, sample, kept, reason, score, cluster, matched)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-                    """, arguments: [stage.pipeline, stage.position, d.sample, d.kept, d.reason, d.score, d.cluster, d.matched])
+                    INSERT INTO curation_decision (pipeline, position, sample, kept, reason, score, cluster, matched, detail, output_rows)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """, arguments: [stage.pipeline, stage.position, d.sample, d.kept, d.reason, d.score, d.cluster, d.matched,
+                                     d.detail, d.outputRows])
             }
             try db.execute(sql: """
                 INSERT INTO curation_stage (pipeline, position, name, settings, input_digest, kept, dropped, finished_at)
@@ -132,7 +141,7 @@ extension RunStore {
 
     static func decision(_ row: Row) -> CurationDecisionRecord {
         CurationDecisionRecord(sample: row["sample"], kept: row["kept"], reason: row["reason"], score: row["score"],
-                               cluster: row["cluster"], matched: row["matched"])
+                               cluster: row["cluster"], matched: row["matched"], detail: row["detail"], outputRows: row["output_rows"])
     }
 }
 

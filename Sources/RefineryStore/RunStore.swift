@@ -167,6 +167,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v6-embeddings") { db in
             try db.execute(sql: EmbeddingSchema.v6)
         }
+        migrator.registerMigration("v7-llm-calls") { db in
+            try db.execute(sql: LLMCallSchema.v7)
+        }
         return migrator
     }
 

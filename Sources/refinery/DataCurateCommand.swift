@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCuration
 import RefineryData
 import RefineryPipeline
 import RefineryStore
@@ -24,10 +25,13 @@ struct DataCurateCommand: ParsableCommand {
             let plan = try RunConfig(path: config).curate
             guard !plan.stages.isEmpty else { throw CommandError("\(config) has no curate: stages (e.g. `curate:\\n  - dedup: exact`)") }
             let store = try state.map { try RunStore(path: $0) }
+            // LLM stages (judge, …) make their calls from here, each kept in the state file.
+            let calls = store.map { LLMCallBook(store: $0, executor: LocalLLMCallExecutor(report: { Output.progress($0 + "\n") })) }
+            let context = CurationContext(store: store, calls: calls, report: { Output.progress($0) })
             var lines = try DatasetInput.read(input)
             let total = lines.count
             for (position, stage) in plan.stages.enumerated() {
-                lines = try CurationPlan.run(stage, position: position, on: lines, store: store, pipeline: "curate", report: { Output.progress($0) })
+                lines = try CurationPlan.run(stage, position: position, on: lines, context: context, pipeline: "curate")
             }
             try DatasetLines.write(lines.map(\.row), to: output)
             Output.line("wrote \(lines.count) samples (\(total) in) → \(output)")

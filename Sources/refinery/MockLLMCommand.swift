@@ -22,6 +22,7 @@ struct MockLLMCommand: AsyncParsableCommand {
     @Flag(help: "Answer every chat completion with 429 insufficient_quota.") var quotaExhausted = false
     @Option(help: "Seed of the fault dice.") var seed: UInt64 = 1
     @Option(help: "Instruction–answer pairs per reply.") var pairs: Int = 5
+    @Flag(help: "Play a position-biased judge: pairwise comparisons always prefer answer A.") var judgePrefersFirst = false
 
     func validate() throws {
         for (name, share) in [("--rate-429", rate429), ("--rate-500", rate500), ("--rate-malformed", rateMalformed), ("--rate-hang", rateHang)] {
@@ -43,6 +44,7 @@ struct MockLLMCommand: AsyncParsableCommand {
         options.quotaExhausted = quotaExhausted
         options.seed = seed
         options.pairs = pairs
+        options.judgePrefersFirst = judgePrefersFirst
         if let variable = requireKeyEnv {
             guard let key = ProcessInfo.processInfo.environment[variable], !key.isEmpty else {
                 throw CommandError("--require-key-env \(variable): that environment variable is not set")

@@ -152,6 +152,22 @@ public nonisolated struct Refinery_Cluster_Envelope: Sendable {
     set {body = .stop(newValue)}
   }
 
+  public var callTask: Refinery_Cluster_CallTask {
+    get {
+      if case .callTask(let v)? = body {return v}
+      return Refinery_Cluster_CallTask()
+    }
+    set {body = .callTask(newValue)}
+  }
+
+  public var callResult: Refinery_Cluster_CallResult {
+    get {
+      if case .callResult(let v)? = body {return v}
+      return Refinery_Cluster_CallResult()
+    }
+    set {body = .callResult(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -169,6 +185,8 @@ public nonisolated struct Refinery_Cluster_Envelope: Sendable {
     case modelFileRequest(Refinery_Cluster_ModelFileRequest)
     case modelFileChunk(Refinery_Cluster_ModelFileChunk)
     case stop(Refinery_Cluster_Stop)
+    case callTask(Refinery_Cluster_CallTask)
+    case callResult(Refinery_Cluster_CallResult)
 
   }
 
@@ -207,8 +225,8 @@ public nonisolated struct Refinery_Cluster_Hello: Sendable {
   public init() {}
 }
 
-/// What a task is: a chunk to back-translate, a micro-batch of a training step, or one eval
-/// sequence after a step.
+/// What a task is: a chunk to back-translate, a micro-batch of a training step, one eval
+/// sequence after a step, or one LLM call of a curation stage (protocol version 4).
 public nonisolated struct Refinery_Cluster_TaskId: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -240,12 +258,21 @@ public nonisolated struct Refinery_Cluster_TaskId: Sendable {
     set {kind = .eval(newValue)}
   }
 
+  public var call: Int64 {
+    get {
+      if case .call(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .call(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
     case chunk(Int64)
     case microBatch(Refinery_Cluster_TaskId.MicroBatch)
     case eval(Refinery_Cluster_TaskId.EvalSequence)
+    case call(Int64)
 
   }
 
@@ -744,6 +771,85 @@ public nonisolated struct Refinery_Cluster_GenerateResult: Sendable {
   fileprivate var _lease: Refinery_Cluster_Lease? = nil
 }
 
+/// Coordinator → worker: make this LLM call (a curation stage's: judge, evolve, feedback…) and
+/// bring back its answer. Retryable errors are retried on the worker with this policy.
+public nonisolated struct Refinery_Cluster_CallTask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var lease: Refinery_Cluster_Lease {
+    get {_lease ?? Refinery_Cluster_Lease()}
+    set {_lease = newValue}
+  }
+  /// Returns true if `lease` has been explicitly set.
+  public var hasLease: Bool {self._lease != nil}
+  /// Clears the value of `lease`. Subsequent reads from it will return its default value.
+  public mutating func clearLease() {self._lease = nil}
+
+  public var callID: Int64 = 0
+
+  /// The call as JSON: base_url, api_key_env (the worker reads the key from it), prices and the
+  /// chat-completions request body.
+  public var call: String = String()
+
+  public var retryAttempts: UInt32 = 0
+
+  public var retryBaseDelay: Double = 0
+
+  public var retryMaxDelay: Double = 0
+
+  public var timeoutSeconds: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lease: Refinery_Cluster_Lease? = nil
+}
+
+/// Worker → coordinator: how a call ended.
+public nonisolated struct Refinery_Cluster_CallResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var lease: Refinery_Cluster_Lease {
+    get {_lease ?? Refinery_Cluster_Lease()}
+    set {_lease = newValue}
+  }
+  /// Returns true if `lease` has been explicitly set.
+  public var hasLease: Bool {self._lease != nil}
+  /// Clears the value of `lease`. Subsequent reads from it will return its default value.
+  public mutating func clearLease() {self._lease = nil}
+
+  public var callID: Int64 = 0
+
+  /// "answered", "failed" (retryable errors until the attempts ran out) or "stopped" (a
+  /// run-stopping error: bad key, exhausted quota, refused request).
+  public var outcome: String = String()
+
+  public var content: String = String()
+
+  public var finishReason: String = String()
+
+  public var error: String = String()
+
+  public var promptTokens: Int64 = 0
+
+  public var completionTokens: Int64 = 0
+
+  public var cost: Double = 0
+
+  public var attempts: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lease: Refinery_Cluster_Lease? = nil
+}
+
 /// Coordinator → worker: the result of this lease is stored; drop it from the spool.
 public nonisolated struct Refinery_Cluster_ResultAck: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -935,7 +1041,7 @@ fileprivate nonisolated let _protobuf_package = "refinery.cluster"
 
 nonisolated extension Refinery_Cluster_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{2}\u{9}hello\0\u{1}welcome\0\u{1}refused\0\u{1}heartbeat\0\u{3}task_request\0\u{3}generate_task\0\u{3}generate_result\0\u{3}result_ack\0\u{3}parameter_update\0\u{3}gradient_task\0\u{3}gradient_result\0\u{3}model_file_request\0\u{3}model_file_chunk\0\u{1}stop\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{2}\u{9}hello\0\u{1}welcome\0\u{1}refused\0\u{1}heartbeat\0\u{3}task_request\0\u{3}generate_task\0\u{3}generate_result\0\u{3}result_ack\0\u{3}parameter_update\0\u{3}gradient_task\0\u{3}gradient_result\0\u{3}model_file_request\0\u{3}model_file_chunk\0\u{1}stop\0\u{3}call_task\0\u{3}call_result\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1126,6 +1232,32 @@ nonisolated extension Refinery_Cluster_Envelope: SwiftProtobuf.Message, SwiftPro
           self.body = .stop(v)
         }
       }()
+      case 24: try {
+        var v: Refinery_Cluster_CallTask?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .callTask(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .callTask(v)
+        }
+      }()
+      case 25: try {
+        var v: Refinery_Cluster_CallResult?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .callResult(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .callResult(v)
+        }
+      }()
       default: break
       }
     }
@@ -1195,6 +1327,14 @@ nonisolated extension Refinery_Cluster_Envelope: SwiftProtobuf.Message, SwiftPro
     case .stop?: try {
       guard case .stop(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .callTask?: try {
+      guard case .callTask(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .callResult?: try {
+      guard case .callResult(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
     }()
     case nil: break
     }
@@ -1271,7 +1411,7 @@ nonisolated extension Refinery_Cluster_Hello: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Refinery_Cluster_TaskId: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskId"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}micro_batch\0\u{1}eval\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}micro_batch\0\u{1}eval\0\u{1}call\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1313,6 +1453,14 @@ nonisolated extension Refinery_Cluster_TaskId: SwiftProtobuf.Message, SwiftProto
           self.kind = .eval(v)
         }
       }()
+      case 4: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .call(v)
+        }
+      }()
       default: break
       }
     }
@@ -1335,6 +1483,10 @@ nonisolated extension Refinery_Cluster_TaskId: SwiftProtobuf.Message, SwiftProto
     case .eval?: try {
       guard case .eval(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .call?: try {
+      guard case .call(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 4)
     }()
     case nil: break
     }
@@ -2133,6 +2285,149 @@ nonisolated extension Refinery_Cluster_GenerateResult: SwiftProtobuf.Message, Sw
     if lhs.requests != rhs.requests {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.rawReply != rhs.rawReply {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_CallTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0\u{3}call_id\0\u{1}call\0\u{3}retry_attempts\0\u{3}retry_base_delay\0\u{3}retry_max_delay\0\u{3}timeout_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._lease) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.callID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.call) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.retryAttempts) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.retryBaseDelay) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.retryMaxDelay) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.timeoutSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._lease {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.callID != 0 {
+      try visitor.visitSingularInt64Field(value: self.callID, fieldNumber: 2)
+    }
+    if !self.call.isEmpty {
+      try visitor.visitSingularStringField(value: self.call, fieldNumber: 3)
+    }
+    if self.retryAttempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retryAttempts, fieldNumber: 4)
+    }
+    if self.retryBaseDelay.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.retryBaseDelay, fieldNumber: 5)
+    }
+    if self.retryMaxDelay.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.retryMaxDelay, fieldNumber: 6)
+    }
+    if self.timeoutSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.timeoutSeconds, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_CallTask, rhs: Refinery_Cluster_CallTask) -> Bool {
+    if lhs._lease != rhs._lease {return false}
+    if lhs.callID != rhs.callID {return false}
+    if lhs.call != rhs.call {return false}
+    if lhs.retryAttempts != rhs.retryAttempts {return false}
+    if lhs.retryBaseDelay != rhs.retryBaseDelay {return false}
+    if lhs.retryMaxDelay != rhs.retryMaxDelay {return false}
+    if lhs.timeoutSeconds != rhs.timeoutSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Refinery_Cluster_CallResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0\u{3}call_id\0\u{1}outcome\0\u{1}content\0\u{3}finish_reason\0\u{1}error\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{1}cost\0\u{1}attempts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._lease) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.callID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.content) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.finishReason) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.promptTokens) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.completionTokens) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.cost) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.attempts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._lease {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.callID != 0 {
+      try visitor.visitSingularInt64Field(value: self.callID, fieldNumber: 2)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 3)
+    }
+    if !self.content.isEmpty {
+      try visitor.visitSingularStringField(value: self.content, fieldNumber: 4)
+    }
+    if !self.finishReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.finishReason, fieldNumber: 5)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 6)
+    }
+    if self.promptTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.promptTokens, fieldNumber: 7)
+    }
+    if self.completionTokens != 0 {
+      try visitor.visitSingularInt64Field(value: self.completionTokens, fieldNumber: 8)
+    }
+    if self.cost.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.cost, fieldNumber: 9)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempts, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Refinery_Cluster_CallResult, rhs: Refinery_Cluster_CallResult) -> Bool {
+    if lhs._lease != rhs._lease {return false}
+    if lhs.callID != rhs.callID {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.content != rhs.content {return false}
+    if lhs.finishReason != rhs.finishReason {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.promptTokens != rhs.promptTokens {return false}
+    if lhs.completionTokens != rhs.completionTokens {return false}
+    if lhs.cost != rhs.cost {return false}
+    if lhs.attempts != rhs.attempts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
