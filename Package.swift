@@ -111,7 +111,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryCurationTests",
-            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore", "RefineryModel"],
+            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore", "RefineryModel", "RefineryLLM"],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),

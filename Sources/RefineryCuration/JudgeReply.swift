@@ -21,7 +21,9 @@ public enum JudgeReplyParser {
             let object = firstByKey(fields)
             let scores = fields.filter { ["score", "rating", "total_rating"].contains($0.0.lowercased()) }
             guard let value = scores.first?.1 else { return .failure(ReplyProblem("the JSON has no \"score\"")) }
-            guard scores.count == 1 else { return .failure(ReplyProblem("the reply gives \(scores.count) scores")) }
+            // A repeated key is merged by JSON parsing (the last wins): count the keys in the text.
+            let keys = text.matches(of: scoreKey).count
+            guard scores.count == 1, keys <= 1 else { return .failure(ReplyProblem("the reply gives \(max(scores.count, keys)) scores")) }
             let score: Double
             switch value {
             case let .int(n): score = Double(n)
@@ -61,6 +63,9 @@ public enum JudgeReplyParser {
         }
         return .success(.winner(winner, feedback: (object["feedback"] ?? object["explanation"])?.stringValue ?? ""))
     }
+
+    /// A score key in JSON text (`"score":`, `"rating":`, `"total_rating":`).
+    nonisolated(unsafe) static let scoreKey = /"(?i:score|rating|total_rating)"\s*:/
 
     private static func check(_ score: Double, feedback: String, scale: ClosedRange<Int>) -> Result<JudgeReading, ReplyProblem> {
         guard score.isFinite, score == score.rounded() else { return .failure(ReplyProblem("the score \(score) is not a whole number")) }

@@ -59,11 +59,15 @@ public struct JudgeStage: CurationStage {
         } else {
             throw PipelineError("\(where_) needs model (one judge) or judges (a jury: a list of {base_url, model})")
         }
-        // Two judges with the same label would be indistinguishable in the records.
+        // A judge twice would only count its opinion twice; two judges with one label would be
+        // indistinguishable in the records.
+        guard Set(judges.map { "\($0.model)\n\($0.baseURL)" }).count == judges.count else {
+            throw PipelineError("\(where_): two judges are the same model at the same endpoint")
+        }
         var seen: Set<String> = []
         for index in judges.indices {
             if seen.contains(judges[index].label) { judges[index].label = "\(judges[index].model)@\(judges[index].baseURL)" }
-            guard seen.insert(judges[index].label).inserted else { throw PipelineError("\(where_): two judges are the same model at the same endpoint") }
+            guard seen.insert(judges[index].label).inserted else { throw PipelineError("\(where_): two judges share the label \(judges[index].label)") }
         }
         for judge in judges where !(judge.baseURL.hasPrefix("http://") || judge.baseURL.hasPrefix("https://")) {
             throw PipelineError("\(where_): base_url \(judge.baseURL) must start with http:// or https://")

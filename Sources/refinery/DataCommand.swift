@@ -188,6 +188,7 @@ struct DataWhyCommand: ParsableCommand {
                     if let reason = decision.reason { fields.append(("reason", .string(reason))) }
                     if let score = decision.score { fields.append(("score", .double(score))) }
                     if let matched = decision.matched { fields.append(("matched", .string(matched))) }
+                    if let detail = decision.detail, let value = try? JSONValue.parse(detail) { fields.append(("detail", value)) }
                     Output.line(JSONValue.object(fields).compactText)
                 } else {
                     let verdict = decision.kept ? "kept" : "dropped"
@@ -195,8 +196,42 @@ struct DataWhyCommand: ParsableCommand {
                     if let reason = decision.reason { line += " — \(reason)" }
                     if let matched = decision.matched { line += "; kept in its place: \(matched)" }
                     Output.line(line)
+                    if let detail = decision.detail, let value = try? JSONValue.parse(detail) {
+                        for text in DetailText.lines(value) { Output.line("    " + text) }
+                    }
                 }
             }
         }
+    }
+}
+
+/// The details an LLM stage stored with a decision, as readable lines: the jury's result, then
+/// each judge's score or verdict, rationale and cost.
+enum DetailText {
+    static func lines(_ detail: JSONValue) -> [String] {
+        var lines: [String] = []
+        var head: [String] = []
+        if let score = detail["score"]?.doubleValue { head.append(String(format: "score %.2f", score)) }
+        if let normalized = detail["normalized_score"]?.doubleValue { head.append(String(format: "length-normalised %.2f", normalized)) }
+        if let verdict = detail["verdict"]?.stringValue { head.append("verdict \(verdict)") }
+        if let failure = detail["failure"]?.stringValue { head.append("failed: \(failure)") }
+        if let cost = detail["cost"]?.doubleValue { head.append(String(format: "$%.5f", cost)) }
+        if !head.isEmpty { lines.append(head.joined(separator: ", ")) }
+        for judge in detail["judges"]?.arrayValue ?? [] {
+            var line = "- \(judge["judge"]?.stringValue ?? "judge")"
+            if let score = judge["score"]?.doubleValue { line += String(format: ": score %.0f", score) }
+            if let verdict = judge["verdict"]?.stringValue {
+                let orders = judge["orders"]?.arrayValue?.compactMap(\.stringValue).joined(separator: "/") ?? ""
+                line += ": \(verdict)" + (orders.isEmpty ? "" : " (winners by order: \(orders))")
+            }
+            if let failure = judge["failure"]?.stringValue { line += ": failed — \(failure)" }
+            line += String(format: " [%d call%@, $%.5f]", judge["calls"]?.intValue ?? 0, judge["calls"]?.intValue == 1 ? "" : "s",
+                           judge["cost"]?.doubleValue ?? 0)
+            lines.append(line)
+            if let rationale = judge["rationale"]?.stringValue, !rationale.isEmpty {
+                lines.append("    " + rationale.replacingOccurrences(of: "\n", with: "\n    "))
+            }
+        }
+        return lines
     }
 }

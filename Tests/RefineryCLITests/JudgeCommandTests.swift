@@ -1,0 +1,222 @@
+import Foundation
+import RefineryCore
+import RefineryStore
+import Testing
+
+/// LLM judging as users run it: `refinery data judge` and the `judge` curate stage against a real
+/// `mock-llm` process over HTTP, SQLite state, and coordinators killed with SIGKILL.
+@Suite(.serialized) struct JudgeCommandTests {
+    typealias Mock = GenerateCrashTests.MockProcess
+    typealias Background = ClusterTests.Background
+
+    /// Samples with an answer and a different candidate answer each.
+    static func writeSamples(_ url: URL, count: Int) throws {
+        var rows: [String] = []
+        for i in 0..<count {
+            let answer = (0..<(2 + i % 7)).map { "fact\($0 * i)" }.joined(separator: " ")
+            let messages: JSONValue = .array([
+                .object([("role", .string("user")), ("content", .string("Explain point \(i) of the topic."))]),
+                .object([("role", .string("assistant")), ("content", .string(answer))]),
+            ])
+            let alternative = "An alternative answer to point \(i), written with \(i % 5 + 3) more words."
+            rows.append(JSONValue.object([("messages", messages), ("alternative", .string(alternative)), ("human", .int(1 + i % 4))]).compactText)
+        }
+        try rows.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+    }
+
+    static func rows(_ path: String) throws -> [JSONValue] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+    }
+
+    /// With a judge that always prefers the first position, swapping the answers yields ties and
+    /// never a biased verdict; with a consistent judge, the same winner both ways.
+    @Test func pairwiseJudgingCancelsAPositionBiasedJudge() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try Self.writeSamples(input, count: 16)
+            for biased in [true, false] {
+                let extra: [String] = biased ? ["--judge-prefers-first"] : []
+                let mock = try Mock(latencyMs: 0, extra: extra)
+                let output = dir.appendingPathComponent("out-\(biased).jsonl").path
+                let result = try CommandLineTests.run(["data", "judge", "--input", input.path, "--output", output, "--base-url", mock.base,
+                                                       "--model", "judge-model", "--mode", "pairwise", "--candidate", "alternative", "--use-winner"])
+                #expect(result.status == 0, "\(result.stderr)")
+                let rows = try Self.rows(output)
+                #expect(rows.count == 16)
+                for row in rows {
+                    let judge = row["judge"]
+                    let orders = judge?["judges"]?.arrayValue?.first?["orders"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                    #expect(orders.count == 2, "both orders were asked")
+                    if biased {
+                        #expect(orders == ["A", "A"])
+                        #expect(judge?["verdict"]?.stringValue == "tie", "a position-biased judge gives no verdict")
+                    } else {
+                        // The same answer wins whichever place it had.
+                        #expect(orders == ["A", "B"] || orders == ["B", "A"], "\(orders)")
+                        let verdict = judge?["verdict"]?.stringValue
+                        #expect(verdict == (orders == ["A", "B"] ? "answer" : "candidate"))
+                        if verdict == "candidate" {
+                            let answer = row["messages"]?.arrayValue?.last?["content"]?.stringValue
+                            #expect(answer == row["alternative"]?.stringValue, "--use-winner puts the winning answer in place")
+                        }
+                    }
+                }
+                let stats = try mock.stats()
+                #expect(stats["requests"]?.intValue == 32, "two orders per sample")
+            }
+        }
+    }
+
+    /// A jury of two judges with a human column: scores and rationales per judge, the agreement
+    /// printed; a rerun asks nothing again; a changed setting asks only for what is new.
+    @Test func aJuryScoresFiltersAndAnswersARerunFromTheState() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try Self.writeSamples(input, count: 30)
+            let mock = try Mock(latencyMs: 0)
+            let output = dir.appendingPathComponent("out.jsonl").path
+            let arguments = ["data", "judge", "--input", input.path, "--output", output, "--base-url", mock.base, "--model", "judge-a",
+                             "--model", "judge-b", "--human", "human", "--min-score", "3"]
+            let first = try CommandLineTests.run(arguments)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("judge-a vs judge-b:") && first.stderr.contains("Cohen's kappa"), "\(first.stderr)")
+            #expect(first.stderr.contains("jury vs human:"), "\(first.stderr)")
+            let rows = try Self.rows(output)
+            #expect(!rows.isEmpty && rows.count < 30, "min-score drops some: \(rows.count)")
+            for row in rows {
+                let judge = row["judge"]
+                #expect((judge?["score"]?.doubleValue ?? 0) >= 3)
+                let judges = judge?["judges"]?.arrayValue ?? []
+                #expect(judges.compactMap { $0["judge"]?.stringValue } == ["judge-a", "judge-b"])
+                #expect(judges.allSatisfy { ($0["rationale"]?.stringValue ?? "").count > 10 && $0["score"]?.doubleValue != nil })
+            }
+            #expect(try mock.stats()["requests"]?.intValue == 60)
+            let second = try CommandLineTests.run(arguments)
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == Data(rows.map { $0.compactText + "\n" }.joined().utf8))
+            #expect(try mock.stats()["requests"]?.intValue == 60, "a rerun is answered from the state")
+            // Another aggregate and threshold: decided again, but every call is in the state already.
+            let third = try CommandLineTests.run(arguments.dropLast(2) + ["--min-score", "2", "--aggregate", "median"])
+            #expect(third.status == 0, "\(third.stderr)")
+            #expect(try mock.stats()["requests"]?.intValue == 60, "a changed setting re-pays no call")
+            // A third judge: only its calls are new.
+            let fourth = try CommandLineTests.run(arguments + ["--model", "judge-c"])
+            #expect(fourth.status == 0, "\(fourth.stderr)")
+            #expect(try mock.stats()["requests"]?.intValue == 90)
+            #expect(try mock.stats()["prompts_answered_more_than_once"]?.intValue == 0)
+        }
+    }
+
+    @Test func badJudgeSettingsAreRefusedWithTheReason() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try Self.writeSamples(input, count: 2)
+            let base = ["data", "judge", "--input", input.path, "--output", dir.appendingPathComponent("o.jsonl").path, "--base-url", "http://127.0.0.1:9/v1"]
+            let cases: [([String], String)] = [
+                (["--model", "m", "--mode", "stars"], "mode must be rubric or pairwise"),
+                (["--model", "m", "--mode", "pairwise"], "needs candidate"),
+                (["--model", "m", "--aggregate", "loudest"], "aggregate must be mean, median or majority"),
+                (["--model", "m", "--model", "m"], "two judges are the same model"),
+                (["--model", "m", "--scale", "1"], "scale"),
+                ([], "give --model"),
+            ]
+            for (extra, message) in cases {
+                let result = try CommandLineTests.run(base + extra)
+                #expect(result.status != 0)
+                #expect(result.stderr.contains(message), "\(extra): \(result.stderr)")
+            }
+            let prompt = dir.appendingPathComponent("prompt.txt")
+            try "Rate {answer} please".write(to: prompt, atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(base + ["--model", "m", "--prompt-file", prompt.path])
+            #expect(result.status != 0 && result.stderr.contains("lacks {instruction}"), "\(result.stderr)")
+        }
+    }
+
+    /// A cluster run whose coordinator is killed during judging, again and again: the curated
+    /// dataset equals an uninterrupted run's, and mock-llm answered no prompt twice.
+    @Test func aCoordinatorKilledDuringJudgingFinishesLikeAnUninterruptedRunAndPaysNoCallTwice() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let articles = dir.appendingPathComponent("articles.json")
+            try ClusterTests.writeArticles(articles, count: 20)
+            func config(_ name: String, mock: Mock) throws -> URL {
+                let yaml = """
+                data:
+                  articles: \(articles.path)
+                  state: \(dir.appendingPathComponent("\(name).db").path)
+                  out: \(dir.appendingPathComponent("\(name)-data.jsonl").path)
+                  test_fraction: 0.2
+                generate:
+                  base_url: \(mock.base)
+                  model: mock-model
+                curate:
+                  - dedup: exact
+                  - judge:
+                      base_url: \(mock.base)
+                      judges: [{model: judge-a}, {model: judge-b}]
+                      min_score: 3
+                """
+                let url = dir.appendingPathComponent("\(name).yaml")
+                try yaml.write(to: url, atomically: true, encoding: .utf8)
+                return url
+            }
+            let referenceMock = try Mock(latencyMs: 5)
+            let reference = try CommandLineTests.run(["run", "--config", try config("ref", mock: referenceMock).path, "--workers", "2"])
+            #expect(reference.status == 0, "\(reference.stderr)")
+            #expect(reference.stderr.contains("judge-a vs judge-b:"), "\(reference.stderr)")
+
+            let mock = try Mock(latencyMs: 250)
+            let crashConfig = try config("crash", mock: mock)
+            let state = dir.appendingPathComponent("crash.db").path
+            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let workers = try (1...2).map { i in
+                try Background(["worker", "--coordinator", endpoint, "--slots", "4", "--name", "judge-w\(i)"], log: dir.appendingPathComponent("worker\(i).log"))
+            }
+            var kills = 0
+            var answeredAtLastKill = 0
+            var coordinator: Background? = nil
+            let deadline = Date().addingTimeInterval(240)
+            while Date() < deadline {
+                let current = try Background(["coordinator", "--config", crashConfig.path, "--listen", endpoint],
+                                             log: dir.appendingPathComponent("coordinator\(kills).log"))
+                coordinator = current
+                if kills >= 3 { break }
+                // Kill at a random moment once this coordinator had 25 more calls answered than the last
+                // (more than the workers' spools hand back after a restart: new calls were in flight).
+                var fired = false
+                let aimEnd = Date().addingTimeInterval(90)
+                while Date() < aimEnd && current.process.isRunning {
+                    let store = try? RunStore(path: state, readOnly: true)
+                    let stage = (try? store?.meta("stage")) ?? nil
+                    let answered = ((try? store?.callTotals()) ?? []).filter { $0.status == "answered" }.map(\.calls).reduce(0, +)
+                    if stage == "judge" && answered >= answeredAtLastKill + 25 {
+                        Thread.sleep(forTimeInterval: Double.random(in: 0...0.3))
+                        fired = true
+                        answeredAtLastKill = answered
+                        break
+                    }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                if !fired { break }
+                current.kill9()
+                kills += 1
+            }
+            #expect(kills == 3, "killed \(kills) times during judging")
+            #expect(coordinator?.wait(seconds: 180) == true, "the last coordinator finishes")
+            #expect(coordinator?.status == 0, "\(coordinator?.output ?? "")")
+            for worker in workers { #expect(worker.wait(seconds: 20), "workers exit when the run is over") }
+            for suffix in ["-data.jsonl", "-data.test.jsonl"] {
+                let a = ClusterTests.read(dir.appendingPathComponent("ref" + suffix).path), b = ClusterTests.read(dir.appendingPathComponent("crash" + suffix).path)
+                #expect(a != nil && a == b, "\(suffix) differs from the uninterrupted run's")
+            }
+            let stats = try mock.stats()
+            #expect(stats["prompts_answered_more_than_once"]?.intValue == 0, "a prompt was answered twice: \(stats.compactText)")
+            // Every judged sample's detail is in the state, for `data why`.
+            let totals = try RunStore(path: state, readOnly: true).callTotals()
+            #expect(totals.allSatisfy { $0.status == "answered" }, "\(totals)")
+        }
+    }
+}
