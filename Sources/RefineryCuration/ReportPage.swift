@@ -50,6 +50,26 @@ public struct ReportDuplicateGroup: Sendable {
     }
 }
 
+/// The scores one stage gave (a judge, a reward model), and how far a jury's judges agreed.
+public struct ReportScores: Sendable {
+    public var stage: String
+    public var scores: [Double]
+    /// Samples the stage could not score (failed judgments).
+    public var failures: Int
+    /// "a vs b: 80.0% agreement, Cohen's kappa 0.6 (n = 40)" lines, for a jury.
+    public var agreement: [String]
+    /// Pairwise verdicts and how often each was given.
+    public var verdicts: [(verdict: String, count: Int)]
+
+    public init(stage: String, scores: [Double], failures: Int, agreement: [String], verdicts: [(verdict: String, count: Int)]) {
+        self.stage = stage
+        self.scores = scores
+        self.failures = failures
+        self.agreement = agreement
+        self.verdicts = verdicts
+    }
+}
+
 /// Everything the exploration report shows.
 public struct ReportContent: Sendable {
     public var title: String
@@ -60,9 +80,11 @@ public struct ReportContent: Sendable {
     public var mapSource: String
     public var stages: [ReportStage]
     public var duplicateGroups: [ReportDuplicateGroup]
+    public var scores: [ReportScores]
 
     public init(title: String, samples: [ReportSample], statistics: DatasetStatistics, map: TopicMap, mapSource: String,
-                stages: [ReportStage], duplicateGroups: [ReportDuplicateGroup]) {
+                stages: [ReportStage], duplicateGroups: [ReportDuplicateGroup], scores: [ReportScores] = []) {
+        self.scores = scores
         self.title = title
         self.samples = samples
         self.statistics = statistics
@@ -97,6 +119,7 @@ public enum ReportPage {
             <span><b>\(report.stages.count)</b> curation stages</span></p></header>
             """
         page += section("Curation", curation(report.stages))
+        if !report.scores.isEmpty { page += section("Scores and judges", scoreSections(report.scores)) }
         page += section("Lengths (\(stats.unit))",
                         "<div class=\"row\">" + histogramFigure("Instructions", stats.instructionLengths)
                             + histogramFigure("Answers", stats.answerLengths) + "</div>")
@@ -144,6 +167,42 @@ public enum ReportPage {
         svg += "<text x=\"4\" y=\"12\" class=\"tick\">\(Int(top))</text></svg>"
         let summary = values.isEmpty ? "" : "median \(Histogram.quantile(values, 0.5)) · p90 \(Histogram.quantile(values, 0.9)) · max \(values.max() ?? 0)"
         return "<figure><figcaption>\(escape(title)) — \(summary)</figcaption>\(svg)</figure>"
+    }
+
+    static func scoreSections(_ sections: [ReportScores]) -> String {
+        var html = ""
+        for scores in sections {
+            var figures = ""
+            if !scores.scores.isEmpty {
+                let mean = scores.scores.reduce(0, +) / Double(scores.scores.count)
+                figures += scoreFigure("\(scores.stage): scores (mean \(String(format: "%.2f", mean)), n = \(scores.scores.count))", scores.scores)
+            }
+            if !scores.verdicts.isEmpty {
+                figures += barsFigure("\(scores.stage): pairwise verdicts", scores.verdicts.map { ($0.verdict, $0.count) })
+            }
+            html += "<div class=\"row\">\(figures)</div>"
+            var notes: [String] = scores.agreement.map(escape)
+            if scores.failures > 0 { notes.append("\(scores.failures) samples could not be judged (failures are never scores)") }
+            if !notes.isEmpty { html += "<ul class=\"agreement\">" + notes.map { "<li>\($0)</li>" }.joined() + "</ul>" }
+        }
+        return html
+    }
+
+    /// Scores as bars: one per value when they are few whole numbers (a judge's rubric), else
+    /// twelve equal-width bins (a reward model's logits).
+    static func scoreFigure(_ title: String, _ values: [Double]) -> String {
+        let distinct = Set(values)
+        if distinct.count <= 20 && values.allSatisfy({ $0 == $0.rounded() }) {
+            let counts = Dictionary(values.map { ($0, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }
+            return barsFigure(title, counts.map { (String(format: "%.0f", $0.key), $0.value) })
+        }
+        let low = values.min() ?? 0, high = values.max() ?? 0
+        let bins = 12, width = (high - low) / Double(bins)
+        var counts = [Int](repeating: 0, count: bins)
+        for value in values { counts[width > 0 ? min(bins - 1, Int((value - low) / width)) : 0] += 1 }
+        return barsFigure(title, counts.enumerated().map { index, count in
+            (String(format: "%.2f–%.2f", low + Double(index) * width, low + Double(index + 1) * width), count)
+        })
     }
 
     static func barsFigure(_ title: String, _ items: [(term: String, count: Int)]) -> String {

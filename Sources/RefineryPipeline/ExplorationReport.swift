@@ -19,6 +19,7 @@ public enum ExplorationReport {
         var status = [String: (String, String?)]()
         var stages: [ReportStage] = []
         var groups: [ReportDuplicateGroup] = []
+        var scores: [ReportScores] = []
         let textByID = Dictionary(zip(ids, texts).map { ($0, $1) }) { a, _ in a }
         for stage in try store?.curationStages() ?? [] {
             let label = "\(stage.pipeline) #\(stage.position + 1) \(stage.name)"
@@ -36,6 +37,7 @@ public enum ExplorationReport {
             for (kept, dropped) in members.sorted(by: { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }) {
                 groups.append(ReportDuplicateGroup(stage: label, kept: (kept, textByID[kept]), dropped: dropped))
             }
+            if let section = Self.scores(of: decisions, label: label) { scores.append(section) }
             stages.append(ReportStage(label: label, kept: stage.kept, dropped: stage.dropped,
                                       reasons: reasons.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) }))
         }
@@ -45,7 +47,32 @@ public enum ExplorationReport {
         }
         return ReportContent(title: title, samples: samples, statistics: DatasetStatistics.of(parts, countTokens: countTokens),
                              map: map, mapSource: vectors == nil ? "Hashed TF-IDF of the words (no embeddings given)" : mapSource,
-                             stages: stages, duplicateGroups: groups)
+                             stages: stages, duplicateGroups: groups, scores: scores)
+    }
+
+    /// What a scoring stage (judge, score) recorded: its scores, verdicts and failures, and for a
+    /// jury the agreement between its judges; nil for stages that score nothing.
+    static func scores(of decisions: [CurationDecisionRecord], label: String) -> ReportScores? {
+        let details = decisions.compactMap { $0.detail.flatMap { try? JSONValue.parse($0) } }
+        let judged = details.filter { $0["judges"] != nil }
+        if judged.isEmpty {
+            let values = decisions.compactMap(\.score)
+            guard label.hasSuffix(" score"), !values.isEmpty else { return nil }
+            return ReportScores(stage: label, scores: values, failures: 0, agreement: [], verdicts: [])
+        }
+        let names = judged.first?["judges"]?.arrayValue?.compactMap { $0["judge"]?.stringValue } ?? []
+        let labels: [[String?]] = names.indices.map { j in
+            judged.map { detail in
+                guard let opinion = detail["judges"]?.arrayValue?.dropFirst(j).first else { return nil }
+                return opinion["score"]?.doubleValue.map { String(Int($0)) } ?? opinion["verdict"]?.stringValue
+            }
+        }
+        let jury = judged.map { $0["score"]?.doubleValue.map { String(Int($0.rounded())) } ?? $0["verdict"]?.stringValue }
+        let verdicts = Dictionary(judged.compactMap { $0["verdict"]?.stringValue }.map { ($0, 1) }, uniquingKeysWith: +)
+        return ReportScores(stage: label, scores: judged.compactMap { ($0["normalized_score"] ?? $0["score"])?.doubleValue },
+                            failures: judged.filter { $0["failure"] != nil }.count,
+                            agreement: JuryAgreement(judges: names, labels: labels, jury: jury, human: nil).lines,
+                            verdicts: verdicts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
     }
 
     /// The `embedding` field of every line, when all lines have one of one width; else nil.

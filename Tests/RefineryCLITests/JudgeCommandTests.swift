@@ -93,6 +93,16 @@ import Testing
                 #expect(judges.allSatisfy { ($0["rationale"]?.stringValue ?? "").count > 10 && $0["score"]?.doubleValue != nil })
             }
             #expect(try mock.stats()["requests"]?.intValue == 60)
+            // `data why` tells each judge's score and rationale; the report shows the scores and the agreement.
+            let why = try CommandLineTests.run(["data", "why", "explain point 3 of the topic. fact0 fact3 fact6 fact9 fact12",
+                                                "--state", output + ".state.db"])
+            #expect(why.status == 0, "\(why.stderr)")
+            #expect(why.stdout.contains("- judge-a: score") && why.stdout.contains("- judge-b: score"), "\(why.stdout)")
+            let page = dir.appendingPathComponent("report.html").path
+            let report = try CommandLineTests.run(["data", "report", "--input", input.path, "--state", output + ".state.db", "--output", page])
+            #expect(report.status == 0, "\(report.stderr)")
+            let html = try String(contentsOfFile: page, encoding: .utf8)
+            #expect(html.contains("Scores and judges") && html.contains("judge-a vs judge-b:") && html.contains("Cohen&#39;s kappa"), "the report shows the scores and the agreement")
             let second = try CommandLineTests.run(arguments)
             #expect(second.status == 0, "\(second.stderr)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == Data(rows.map { $0.compactText + "\n" }.joined().utf8))
