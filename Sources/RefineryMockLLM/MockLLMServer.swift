@@ -183,7 +183,8 @@ public enum MockLLMServer {
                 await state.end("hang", promptHash: nil)
                 return error(504, "timeout", type: "server_error")
             }
-            let content = MockJudge.reply(to: firstUser, model: model, prefersFirst: options.judgePrefersFirst)
+            let system = messages.first(where: { $0["role"]?.stringValue == "system" })?["content"]?.stringValue ?? ""
+            let content = MockCurationReplies.reply(system: system, user: firstUser, model: model, prefersFirst: options.judgePrefersFirst)
                 ?? pairs(fromExtract: extract(of: userText), count: options.pairs).compactText
             threshold += options.lengthShare
             if roll < threshold, (parsed["max_tokens"]?.intValue ?? 0) < 2000 {

@@ -105,6 +105,7 @@ public struct CurationPlan: Sendable {
         "mix": { try MixStage($0) },
         "score": { try ScoreStage($0) },
         "judge": { try JudgeStage($0) },
+        "evolve": { try EvolveStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {

@@ -10,7 +10,7 @@ import RefineryText
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self, DataEvolveCommand.self])
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.
@@ -217,6 +217,11 @@ enum DetailText {
         if let failure = detail["failure"]?.stringValue { head.append("failed: \(failure)") }
         if let cost = detail["cost"]?.doubleValue { head.append(String(format: "$%.5f", cost)) }
         if !head.isEmpty { lines.append(head.joined(separator: ", ")) }
+        for evolution in detail["evolutions"]?.arrayValue ?? [] {
+            let outcome = evolution["eliminated"]?.stringValue.map { "eliminated (\($0))" } ?? "kept as \(evolution["id"]?.stringValue ?? "?")"
+            lines.append("- round \(evolution["round"]?.intValue ?? 0), \(evolution["method"]?.stringValue ?? "?"): \(outcome)")
+            lines.append("    " + String((evolution["instruction"]?.stringValue ?? "").prefix(300)))
+        }
         for judge in detail["judges"]?.arrayValue ?? [] {
             var line = "- \(judge["judge"]?.stringValue ?? "judge")"
             if let score = judge["score"]?.doubleValue { line += String(format: ": score %.0f", score) }
