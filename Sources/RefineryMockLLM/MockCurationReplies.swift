@@ -18,8 +18,28 @@ public enum MockCurationReplies {
            let second = MockJudge.section(user, after: "#Second Instruction#:\n", before: nil) {
             return first.lowercased() == second.lowercased() ? "Equal" : "Not Equal"
         }
-        if system.hasPrefix("Answer the user's request") { return answer(user) }
+        if user.contains("{\"ratings\"") && user.contains("Answer 1:\n") { return ratings(user) }
+        if system.hasPrefix("Answer the user's request") { return answer(user, model: model) }
         return nil
+    }
+
+    /// UltraFeedback ratings: each answer's common quality (1–4) plus one, sometimes one less on an aspect.
+    static func ratings(_ prompt: String) -> String {
+        let aspect = MockJudge.section(prompt, after: "on one aspect, ", before: ":") ?? ""
+        var answers: [String] = []
+        var index = 1
+        while let start = prompt.range(of: "Answer \(index):\n") {
+            let rest = prompt[start.upperBound...]
+            let end = rest.range(of: "\n\nAnswer \(index + 1):\n")?.lowerBound ?? rest.endIndex
+            answers.append(rest[..<end].trimmingCharacters(in: .whitespacesAndNewlines))
+            index += 1
+        }
+        let entries: [JSONValue] = answers.enumerated().map { offset, text in
+            var rating = MockJudge.quality(text) + 1
+            if StableHash.value(aspect + "\u{1}" + text) % 7 == 0 { rating -= 1 }
+            return .object([("answer", .int(offset + 1)), ("rationale", .string("Rated on \(aspect) from the answer's content.")), ("rating", .int(rating))])
+        }
+        return JSONValue.object([("ratings", .array(entries))]).compactText
     }
 
     /// A rewrite by the method named; about one in eight echoes the scaffolding and one in ten
@@ -43,10 +63,11 @@ public enum MockCurationReplies {
         return given + " " + addition
     }
 
-    /// An answer built from the request's words; about one in twelve is a refusal.
-    static func answer(_ request: String) -> String {
-        if StableHash.value("answer\u{1}" + request) % 12 == 0 { return "I'm sorry, but I cannot help with that request." }
-        let words = request.split(whereSeparator: { !$0.isLetter }).filter { $0.count > 3 }.prefix(8).map { $0.lowercased() }
+    /// An answer built from the request's words, longer or shorter by model; about one in twelve is a refusal.
+    static func answer(_ request: String, model: String) -> String {
+        if StableHash.value("answer\u{1}" + model + "\u{1}" + request) % 12 == 0 { return "I'm sorry, but I cannot help with that request." }
+        let count = 2 + Int(StableHash.value(model) % 7)
+        let words = request.split(whereSeparator: { !$0.isLetter }).filter { $0.count > 3 }.prefix(count).map { $0.lowercased() }
         return "Here is a complete answer. It covers " + words.joined(separator: ", ")
             + " in turn, explains how they relate, and closes with a short example that puts them to use."
     }

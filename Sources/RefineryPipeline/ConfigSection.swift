@@ -70,6 +70,17 @@ struct ConfigSection {
         return items
     }
 
+    /// A list of any items (names or mappings), as parsed.
+    func list(_ key: String) throws -> [Any]? {
+        guard let value = values[key] else { return nil }
+        if let list = value as? [Any] { return list }
+        if let s = value as? String { return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        throw PipelineError("\(path): \(name).\(key) must be a list")
+    }
+
+    /// The value as parsed (a scalar or a mapping).
+    func raw(_ key: String) throws -> Any? { values[key] }
+
     func strings(_ key: String) throws -> [String]? {
         guard let value = values[key] else { return nil }
         if let list = value as? [Any] { return list.map { "\($0)" } }

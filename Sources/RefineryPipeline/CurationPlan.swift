@@ -70,12 +70,17 @@ public protocol CurationStage: Sendable {
     func decide(_ lines: [DatasetLine], context: CurationContext) throws -> [StageDecision]
     /// Rows the stage adds after the ones it kept (mixing in another dataset); none by default.
     func additions(to kept: [DatasetLine]) throws -> [DatasetLine]
+    /// Called with the decisions, computed or reused, before they are applied (a stage that writes
+    /// a side output, such as preference pairs, writes it here); nothing by default.
+    func finish(_ lines: [DatasetLine], decisions: [StageDecision], report: ProgressReport) throws
 }
 
 extension CurationStage {
     public func additions(to kept: [DatasetLine]) throws -> [DatasetLine] { [] }
 
     public func decide(_ lines: [DatasetLine], context: CurationContext) throws -> [StageDecision] { try decide(lines, store: context.store) }
+
+    public func finish(_ lines: [DatasetLine], decisions: [StageDecision], report: ProgressReport) throws {}
 
     /// One decision per line, with nothing kept between runs.
     public func decide(_ lines: [DatasetLine]) throws -> [StageDecision] { try decide(lines, store: nil) }
@@ -106,6 +111,7 @@ public struct CurationPlan: Sendable {
         "score": { try ScoreStage($0) },
         "judge": { try JudgeStage($0) },
         "evolve": { try EvolveStage($0) },
+        "feedback": { try FeedbackStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {
@@ -206,6 +212,7 @@ public struct CurationPlan: Sendable {
             }
             if reused.count == lines.count && reused.filter(\.kept).count == stored.kept {
                 report("[curate] \(stage.name): unchanged since the last run, \(stored.kept) of \(lines.count) kept (decisions from the state)\n")
+                try stage.finish(lines, decisions: reused, report: report)
                 return reused
             }
         }
@@ -226,6 +233,7 @@ public struct CurationPlan: Sendable {
                                           decisions: records)
         }
         report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples (\(settings))\n")
+        try stage.finish(lines, decisions: decisions, report: report)
         return decisions
     }
 }

@@ -10,7 +10,7 @@ import RefineryText
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self, DataEvolveCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self, DataEvolveCommand.self, DataFeedbackCommand.self])
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.
@@ -221,6 +221,14 @@ enum DetailText {
             let outcome = evolution["eliminated"]?.stringValue.map { "eliminated (\($0))" } ?? "kept as \(evolution["id"]?.stringValue ?? "?")"
             lines.append("- round \(evolution["round"]?.intValue ?? 0), \(evolution["method"]?.stringValue ?? "?"): \(outcome)")
             lines.append("    " + String((evolution["instruction"]?.stringValue ?? "").prefix(300)))
+        }
+        let best = detail["best"]?.intValue, rejected = detail["rejected"]?.intValue
+        for (index, answer) in (detail["answers"]?.arrayValue ?? []).enumerated() {
+            let ratings = (answer["ratings"]?.objectValue ?? []).map { "\($0.0) \($0.1.intValue ?? 0)" }.joined(separator: ", ")
+            let role = index == best ? " — best (chosen)" : index == rejected ? " — rejected" : ""
+            lines.append(String(format: "- answer %d by %@: mean %.2f (%@)%@", index + 1, answer["model"]?.stringValue ?? "?",
+                                answer["mean"]?.doubleValue ?? 0, ratings, role))
+            lines.append("    " + String((answer["text"]?.stringValue ?? "").prefix(200)))
         }
         for judge in detail["judges"]?.arrayValue ?? [] {
             var line = "- \(judge["judge"]?.stringValue ?? "judge")"
