@@ -90,19 +90,28 @@ public final class CallStage: ClusterStage {
             return .dropped("not a call result for \(lease.task)")
         }
         if result.outcome == "stopped" { return .stopRun("\(name): \(result.error)") }
-        guard open.contains(id) else { return .dropped("call \(id) is answered already") }
+        let stored = try Self.commit(result, lease: lease, worker: worker, store: store)
+        guard open.remove(id) != nil else {
+            // A call of another round (a worker's answer from before a restart): kept for when it is asked.
+            return stored ? .stored : .dropped("call \(id) is answered already")
+        }
+        calls[id] = nil
+        guard stored else { return .dropped("call \(id) is answered already") }
+        allowance.spent += result.cost
+        if result.outcome == "answered" { answered += 1 } else { failed += 1 }
+        return .stored
+    }
+
+    /// Stores a call's outcome if the call is still pending in the state, whichever stage runs now:
+    /// an answer is paid for, so it is kept for the round that asks for it. Returns whether it was stored.
+    public static func commit(_ result: Refinery_Cluster_CallResult, lease: Lease, worker: ConnectedWorker, store: RunStore) throws -> Bool {
+        guard result.outcome == "answered" || result.outcome == "failed" else { return false }
         let isAnswered = result.outcome == "answered"
         let outcome = LLMCallOutcomeRow(answered: isAnswered, reply: isAnswered ? result.content : nil,
                                         finishReason: result.finishReason.isEmpty ? nil : result.finishReason,
                                         error: result.error.isEmpty ? nil : result.error, promptTokens: Int(result.promptTokens),
                                         completionTokens: Int(result.completionTokens), cost: result.cost, attempts: Int(result.attempts))
-        let stored = try store.commitCall(id: id, outcome: outcome, workerID: worker.id, taskID: lease.task.key)
-        open.remove(id)
-        calls[id] = nil
-        guard stored else { return .dropped("call \(id) is answered already") }
-        allowance.spent += result.cost
-        if isAnswered { answered += 1 } else { failed += 1 }
-        return .stored
+        return try store.commitCall(id: result.callID, outcome: outcome, workerID: worker.id, taskID: lease.task.key)
     }
 
     public func tick(now: Double) throws {

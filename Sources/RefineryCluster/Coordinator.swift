@@ -112,11 +112,17 @@ public final class Coordinator {
     }
 
     /// Makes `stage` the current one: workers that joined earlier learn its settings, and
-    /// leases of tasks it does not need (answered, or of another stage) are let go.
+    /// leases of tasks it does not need (answered, or of another stage) are let go — except LLM
+    /// calls, which a later round may still ask for: a worker holding one keeps it until it
+    /// answers (the answer is stored whatever stage runs then), the lease ends or the worker is lost.
     public func begin(_ stage: ClusterStage) throws {
         stageName = stage.name
         try store.setMeta("stage", stage.name)
-        let idle = leases.filter { $0.value.workerID != nil && !stage.isOpen($0.key) }.map(\.key)
+        let idle = leases.filter { record in
+            guard record.value.workerID != nil, !stage.isOpen(record.key) else { return false }
+            if case .call = record.key { return false }
+            return true
+        }.map(\.key)
         for task in idle { release(task) }
         try store.releaseLeases(idle.map(\.key))
         for worker in workers.values { send(.welcome(welcomeMessage()), to: worker) }
@@ -267,7 +273,7 @@ public final class Coordinator {
         // lists everything a worker holds or has answered, so they go back to the queue after a
         // short grace instead of waiting out the restart grace.
         let grace = now + options.heartbeatInterval * Double(options.liveness)
-        let listed = Set(adopted)
+        let listed = Set(adopted + (hello.held + hello.answered).map(\.task))
         for (task, record) in leases where record.workerID == worker.id && !listed.contains(task) {
             leases[task]?.expiresAt = min(record.expiresAt ?? grace, grace)
         }
@@ -307,6 +313,10 @@ public final class Coordinator {
         }
         var verdict = ResultVerdict.dropped("no stage is running")
         if let stage { verdict = try stage.accept(result, lease: lease, isCurrent: isCurrent, from: worker) }
+        // An LLM call's answer is paid for: stored for the round that asks for it, whichever stage runs now.
+        if case let .call(call) = result, !(stage is CallStage), try CallStage.commit(call, lease: lease, worker: worker, store: store) {
+            verdict = .stored
+        }
         worker.held.remove(lease.task)
         if case .stored = verdict {
             // The task is answered: whoever else holds it is released from it.

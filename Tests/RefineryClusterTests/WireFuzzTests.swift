@@ -56,10 +56,27 @@ import Testing
         ack.lease = lease
         var stop = Refinery_Cluster_Stop()
         stop.reason = "done"
+        var callTask = Refinery_Cluster_CallTask()
+        callTask.lease = Lease(task: .call(3), epoch: 1).message
+        callTask.callID = 3
+        callTask.call = CallLeaseTests.call("A question?").json.compactText
+        callTask.retryAttempts = 3
+        callTask.retryBaseDelay = 0.5
+        callTask.retryMaxDelay = 4
+        callTask.timeoutSeconds = 30
+        var callResult = Refinery_Cluster_CallResult()
+        callResult.lease = Lease(task: .call(3), epoch: 1).message
+        callResult.callID = 3
+        callResult.outcome = "answered"
+        callResult.content = "{\"score\": 3}"
+        callResult.promptTokens = 12
+        callResult.cost = 0.001
+        callResult.attempts = 1
         let bodies: [Refinery_Cluster_Envelope.OneOf_Body] = [
             .hello(hello), .welcome(welcome), .gradientTask(task), .gradientResult(gradient), .generateTask(generate),
             .generateResult(result), .parameterUpdate(update), .modelFileChunk(chunk), .modelFileRequest(request), .resultAck(ack),
             .stop(stop), .heartbeat(Refinery_Cluster_Heartbeat()), .taskRequest(Refinery_Cluster_TaskRequest()),
+            .callTask(callTask), .callResult(callResult),
         ]
         return try bodies.map { try Wire.encode($0) }
     }
