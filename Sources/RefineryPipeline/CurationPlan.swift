@@ -232,7 +232,8 @@ public struct CurationPlan: Sendable {
                                                               kept: keptCount, dropped: lines.count - keptCount),
                                           decisions: records)
         }
-        report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples (\(settings))\n")
+        let rows = decisions.filter(\.kept).map { $0.outputRows?.count ?? 1 }.reduce(0, +)
+        report("[curate] \(stage.name): kept \(keptCount) of \(lines.count) samples\(rows == keptCount ? "" : " → \(rows) rows") (\(settings))\n")
         try stage.finish(lines, decisions: decisions, report: report)
         return decisions
     }

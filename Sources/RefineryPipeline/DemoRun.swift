@@ -11,19 +11,22 @@ public struct DemoRun: Sendable {
     public let out: URL
     public let articles: String
     public let model: String
+    /// The local reward model of the `score` stage.
+    public let reward: String
     public let workers: Int
     public let steps: Int
 
     /// Checks the inputs and empties `out` of an earlier demo's files.
-    public init(out: String, articles: String, model: String, workers: Int, steps: Int) throws {
+    public init(out: String, articles: String, model: String, reward: String = "examples/tiny-reward", workers: Int, steps: Int) throws {
         let fm = FileManager.default
-        for (flag, path) in [("--articles", articles), ("--model", model)] where !fm.fileExists(atPath: path) {
+        for (flag, path) in [("--articles", articles), ("--model", model), ("--reward-model", reward)] where !fm.fileExists(atPath: path) {
             throw PipelineError("\(path) not found: run the demo from the repository root, or pass \(flag)")
         }
         guard workers >= 1, steps >= 1 else { throw PipelineError("--workers and --steps must be at least 1") }
         self.out = URL(fileURLWithPath: out)
         self.articles = URL(fileURLWithPath: articles).standardizedFileURL.path
         self.model = URL(fileURLWithPath: model).standardizedFileURL.path
+        self.reward = URL(fileURLWithPath: reward).standardizedFileURL.path
         self.workers = workers
         self.steps = steps
         do { try fm.createDirectory(at: self.out, withIntermediateDirectories: true) } catch {
@@ -48,9 +51,16 @@ public struct DemoRun: Sendable {
           base_url: http://127.0.0.1:\(port)/v1
           model: mock-model
           slots: 4
-        curate:
+        curate:                 # on the generated train split, in this order
           - filter: {min_answer_chars: 20}
           - dedup: exact
+          - judge:              # a jury of two (mock) models, 1-4 rubric
+              base_url: http://127.0.0.1:\(port)/v1
+              judges: [{model: judge-a}, {model: judge-b}]
+              aggregate: mean
+              min_score: 2.5
+          - evolve: {base_url: http://127.0.0.1:\(port)/v1, model: mock-model, rounds: 1}
+          - score: {model: \(reward), top_fraction: 0.9}
         train:
           model: \(model)
           data: \(path("dataset.jsonl"))
@@ -109,7 +119,20 @@ public struct DemoRun: Sendable {
         func lines(_ name: String) -> Int { ((try? String(contentsOfFile: path(name), encoding: .utf8)) ?? "").split(separator: "\n").count }
         var summary = ["", "Refinery demo finished in \(String(format: "%.1f", seconds)) s with \(workers) workers"]
         summary.append("  generation: \(counts[.done] ?? 0) chunks done, \(counts[.failed] ?? 0) failed, \(usage.requests) LLM requests (\(repeatedAnswers) prompts answered twice)")
-        summary.append("  dataset:    \(lines("dataset.jsonl")) train samples after exact dedup, \(lines("dataset.test.jsonl")) test samples")
+        summary.append("  curation:   (on the train split; `refinery data why ID --state \(path("state.db"))` tells one sample's story)")
+        for stage in try store.curationStages() {
+            var line = "    \(stage.position + 1). \(stage.name.padding(toLength: 8, withPad: " ", startingAt: 0)) kept \(stage.kept) of \(stage.kept + stage.dropped)"
+            let rows = try store.curationDecisions(pipeline: stage.pipeline, position: stage.position).filter(\.kept)
+                .map { $0.outputRows.flatMap(CurationPlan.rows(fromJSON:))?.count ?? 1 }.reduce(0, +)
+            if rows != stage.kept { line += " → \(rows) rows (\(rows > stage.kept ? "evolved samples added" : "rewritten"))" }
+            summary.append(line)
+        }
+        let calls = try store.callTotals()
+        if !calls.isEmpty {
+            let byPurpose = Dictionary(calls.map { ($0.purpose, $0.calls) }, uniquingKeysWith: +).sorted { $0.key < $1.key }
+            summary.append("    LLM calls of curation: " + byPurpose.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        summary.append("  dataset:    \(lines("dataset.jsonl")) train samples after curation, \(lines("dataset.test.jsonl")) test samples")
         if let firstRow, let last {
             summary.append(String(format: "  training:   %d LoRA steps, loss %.4f → %.4f", last["step"]?.intValue ?? 0,
                                   firstRow["loss"]?.doubleValue ?? .nan, last["loss"]?.doubleValue ?? .nan)

@@ -8,18 +8,19 @@ import RefineryPipeline
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the whole pipeline offline on the bundled samples: generate, curate, train (LoRA, distributed), export.")
+        abstract: "Run the whole pipeline offline on the bundled samples: generate, curate (filter, dedup, LLM jury, Evol-Instruct, reward model), train (LoRA, distributed), export.")
 
     @Option(help: "Folder for everything the demo writes (replaced on each run).") var out: String = "demo-run"
     @Option(help: "Articles to turn into instruction data.") var articles: String = "examples/articles.json"
     @Option(help: "Base model folder (the bundled one has random weights: its output is gibberish by design).") var model: String = "examples/tiny-llama"
+    @Option(help: "Local reward model of the score stage (the bundled one has random weights).") var rewardModel: String = "examples/tiny-reward"
     @Option(help: "Worker processes.") var workers: Int = 2
     @Option(help: "Optimizer steps.") var steps: Int = 40
     @Option(help: "Latency of the mock LLM, milliseconds.") var latencyMs: Double = 100
 
     func run() async throws {
         let demo: DemoRun
-        do { demo = try DemoRun(out: out, articles: articles, model: model, workers: workers, steps: steps) } catch let error as PipelineError {
+        do { demo = try DemoRun(out: out, articles: articles, model: model, reward: rewardModel, workers: workers, steps: steps) } catch let error as PipelineError {
             throw CommandError(error.message)
         }
         let started = Date()

@@ -394,8 +394,14 @@ import Testing
             let out = try TrainCommandTests.temporary().appendingPathComponent("demo")
             let root = CommandLineTests.packageRoot
             let result = try CommandLineTests.run(["demo", "--out", out.path, "--articles", root.appendingPathComponent("examples/articles.json").path,
-                                                   "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "12", "--latency-ms", "20"])
+                                                   "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "12", "--latency-ms", "20",
+                                                   "--reward-model", root.appendingPathComponent("examples/tiny-reward").path])
             #expect(result.status == 0, "\(result.stderr)")
+            // What each curation stage kept, in order; the LLM stages' calls.
+            for (position, stage) in ["filter", "dedup", "judge", "evolve", "score"].enumerated() {
+                #expect(result.stdout.contains("\(position + 1). \(stage)"), "the summary lists stage \(stage): \(result.stdout)")
+            }
+            #expect(result.stdout.contains("evolved samples added") && result.stdout.contains("LLM calls of curation: evolve"), "\(result.stdout)")
             for name in ["run.yaml", "state.db", "dataset.jsonl", "dataset.test.jsonl", "adapter/adapter_model.safetensors",
                          "adapter/adapter_config.json", "adapter/train_log.jsonl", "merged/model.safetensors"] {
                 let path = out.appendingPathComponent(name).path
@@ -407,8 +413,36 @@ import Testing
             #expect(log.split(separator: "\n").filter { !$0.contains("eval_loss") }.count == 12)
             // Run twice: the demo starts over rather than tripping on its previous outputs.
             let again = try CommandLineTests.run(["demo", "--out", out.path, "--articles", root.appendingPathComponent("examples/articles.json").path,
-                                                  "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "3", "--latency-ms", "0"])
+                                                  "--model", root.appendingPathComponent("examples/tiny-llama").path, "--steps", "3", "--latency-ms", "0",
+                                                  "--reward-model", root.appendingPathComponent("examples/tiny-reward").path])
             #expect(again.status == 0, "\(again.stderr)")
+        }
+    }
+}
+
+/// `examples/curation.yaml`, as its header says to run it: every stage against mock-llm, then training.
+@Suite struct CurationExampleTests {
+    @Test func theCurationExampleRunsEveryStageEndToEnd() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let root = CommandLineTests.packageRoot
+            let mock = try GenerateCrashTests.MockProcess(latencyMs: 0)
+            var yaml = try String(contentsOf: root.appendingPathComponent("examples/curation.yaml"), encoding: .utf8)
+            yaml = yaml.replacingOccurrences(of: "http://127.0.0.1:8000/v1", with: mock.base)
+                .replacingOccurrences(of: "runs/curation", with: dir.appendingPathComponent("run").path)
+                .replacingOccurrences(of: "examples/", with: root.appendingPathComponent("examples").path + "/")
+            let config = dir.appendingPathComponent("curation.yaml")
+            try yaml.write(to: config, atomically: true, encoding: .utf8)
+            let result = try CommandLineTests.run(["run", "--config", config.path, "--workers", "2"])
+            #expect(result.status == 0, "\(result.stderr)")
+            for stage in ["filter", "dedup", "judge", "evolve", "score"] {
+                #expect(result.stderr.contains("[curate] \(stage): kept"), "stage \(stage) reports what it kept: \(result.stderr)")
+            }
+            #expect(result.stderr.contains("judge-a vs judge-b:"), "the jury's agreement is reported")
+            #expect(result.stderr.contains("[train] step 20/20"), "\(result.stderr)")
+            let rows = try String(contentsOf: dir.appendingPathComponent("run/dataset.jsonl"), encoding: .utf8).split(separator: "\n")
+            #expect(rows.contains { $0.contains("\"evolved_from\"") }, "evolved samples are in the trained dataset")
+            #expect(try mock.stats()["prompts_answered_more_than_once"]?.intValue == 0)
         }
     }
 }
