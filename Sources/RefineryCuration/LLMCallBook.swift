@@ -33,15 +33,16 @@ public final class LLMCallBook {
         let fresh = Array(Set(keys).subtracting(retried))
         if !fresh.isEmpty { try store.retryFailedCalls(keys: fresh) }
         retried.formUnion(fresh)
-        var unique: [String: LLMCall] = [:]
-        for (key, call) in zip(keys, calls) { unique[key] = call }
-        let registered = try store.registerCalls(unique.map { (key: $0.key, purpose: purpose, call: $0.value.json.compactText) })
+        // Each distinct call once, in the order first asked (so ids, and the order calls are made in, follow the input).
+        var seen: Set<String> = []
+        let unique = zip(keys, calls).filter { seen.insert($0.0).inserted }
+        let registered = try store.registerCalls(unique.map { (key: $0.0, purpose: purpose, call: $0.1.json.compactText) })
         let pending = unique.compactMap { key, call -> (id: Int64, call: LLMCall)? in
             guard let record = registered[key], record.status == .pending else { return nil }
             return (record.id, call)
         }.sorted { $0.id < $1.id }
         if !pending.isEmpty { try executor.execute(pending, purpose: purpose, store: store) }
-        let records = try store.calls(keys: Array(unique.keys))
+        let records = try store.calls(keys: unique.map(\.0))
         return try keys.map { key in
             guard let record = records[key], record.status != .pending else {
                 throw CoreError("an LLM call for \(purpose) ended without an answer or a failure; run the command again to resume")

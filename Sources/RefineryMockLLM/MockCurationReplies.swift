@@ -19,8 +19,31 @@ public enum MockCurationReplies {
             return first.lowercased() == second.lowercased() ? "Equal" : "Not Equal"
         }
         if user.contains("{\"ratings\"") && user.contains("Answer 1:\n") { return ratings(user) }
+        if user.contains("{\"instructions\"") { return instructions(user) }
         if system.hasPrefix("Answer the user's request") { return answer(user, model: model) }
         return nil
+    }
+
+    /// Self-instruct: new instructions made of a verb, a subject (the prompt's topic when it names
+    /// one) and an audience, picked by a hash of the prompt — some repeat, as a model's do.
+    static func instructions(_ prompt: String) -> String {
+        let count = Int(MockJudge.section(prompt, after: "Come up with ", before: " new") ?? "") ?? 5
+        let topic = MockJudge.section(prompt, after: "must be about ", before: " and be a")
+        let verbs = ["Explain", "Summarize the main ideas of", "Write a short story about", "List the pros and cons of", "Compare two views on",
+                     "Describe a plan to improve", "Give three facts about", "Write a haiku about", "Classify the risks of", "Outline a lesson on"]
+        let subjects = ["river ecosystems", "solar panels", "medieval trade routes", "sourdough baking", "urban cycling", "tide pools",
+                        "public libraries", "volcanic soil", "chess openings", "rainwater harvesting", "bird migration", "paper making"]
+        let audiences = ["for a ten-year-old", "for a busy manager", "in plain words", "for a science class", "in under 100 words",
+                         "for a travel guide", "as a checklist", "for a newsletter"]
+        var state = StableHash.value(prompt)
+        func pick(_ list: [String]) -> String {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return list[Int((state >> 33) % UInt64(list.count))]
+        }
+        let items: [JSONValue] = (0..<max(1, min(count, 20))).map { _ in
+            .string("\(pick(verbs)) \(topic ?? pick(subjects)) \(pick(audiences)).")
+        }
+        return JSONValue.object([("instructions", .array(items))]).compactText
     }
 
     /// UltraFeedback ratings: each answer's common quality (1–4) plus one, sometimes one less on an aspect.

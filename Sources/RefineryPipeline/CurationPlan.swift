@@ -112,6 +112,7 @@ public struct CurationPlan: Sendable {
         "judge": { try JudgeStage($0) },
         "evolve": { try EvolveStage($0) },
         "feedback": { try FeedbackStage($0) },
+        "synthesize": { try SynthesizeStage($0) },
     ]
 
     init(path: String, raw: Any?) throws {

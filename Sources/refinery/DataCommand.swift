@@ -10,7 +10,7 @@ import RefineryText
 struct DataCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Instruction data from raw articles, and the curation stages.",
-        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self, DataEvolveCommand.self, DataFeedbackCommand.self])
+        subcommands: [DataGenerateCommand.self, DataConvertCommand.self, DataDedupCommand.self, DataSplitCommand.self, DataFilterCommand.self, DataDecontaminateCommand.self, DataMixCommand.self, DataCurateCommand.self, DataWhyCommand.self, DataEmbedCommand.self, DataReportCommand.self, DataScoreCommand.self, DataJudgeCommand.self, DataEvolveCommand.self, DataFeedbackCommand.self, DataSynthesizeCommand.self])
 }
 
 /// `refinery data dedup`: exact or MinHash deduplication, keeping one sample per group by a stated rule.

@@ -145,3 +145,68 @@ import Testing
         }
     }
 }
+
+/// `refinery data synthesize` and `data evolve` against a real mock-llm process.
+@Suite(.serialized) struct SynthesizeAndEvolveCommandTests {
+    typealias Mock = GenerateCrashTests.MockProcess
+
+    @Test func synthesisKeepsNovelTasksWithTheirLineageAndResumesFromTheState() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let seeds = dir.appendingPathComponent("seeds.jsonl")
+            try ["Explain how rainbows form.", "Write a limerick about a cat.", "List three tips for learning a language.", "Summarize the causes of the French Revolution."]
+                .map { JSONValue.object([("instruction", .string($0))]).compactText }.joined(separator: "\n").write(to: seeds, atomically: true, encoding: .utf8)
+            let mock = try Mock(latencyMs: 0)
+            let output = dir.appendingPathComponent("synth.jsonl").path
+            let arguments = ["data", "synthesize", "--seeds", seeds.path, "--output", output, "--count", "30", "--base-url", mock.base, "--model", "gen",
+                             "--topic", "oceans", "--topic", "law", "--task-type", "explain"]
+            let first = try CommandLineTests.run(arguments)
+            #expect(first.status == 0, "\(first.stderr)")
+            let rows = try JudgeCommandTests.rows(output)
+            #expect(rows.count == 30)
+            for row in rows {
+                let lineage = row["lineage"]
+                #expect((lineage?["closest_rouge_l"]?.doubleValue ?? 1) < 0.7)
+                #expect(["oceans", "law"].contains(lineage?["topic"]?.stringValue ?? ""))
+                #expect(lineage?["synthesized_from"]?.arrayValue?.isEmpty == false)
+                #expect((row["messages"]?.arrayValue?.last?["content"]?.stringValue ?? "").count > 10)
+            }
+            let requests = try mock.stats()["requests"]?.intValue ?? 0
+            let again = try CommandLineTests.run(arguments)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try mock.stats()["requests"]?.intValue == requests, "a rerun is answered from the state")
+            #expect(ClusterTests.read(output) == Data(rows.map { $0.compactText + "\n" }.joined().utf8))
+            let empty = dir.appendingPathComponent("empty.jsonl")
+            try "".write(to: empty, atomically: true, encoding: .utf8)
+            let refused = try CommandLineTests.run(["data", "synthesize", "--seeds", empty.path, "--output", output, "--count", "3", "--base-url", mock.base, "--model", "gen"])
+            #expect(refused.status != 0 && refused.stderr.contains("holds no seed tasks"), "\(refused.stderr)")
+        }
+    }
+
+    @Test func evolutionWritesTheLineageOfEverySurvivor() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try JudgeCommandTests.writeSamples(input, count: 20)
+            let mock = try Mock(latencyMs: 0)
+            let output = dir.appendingPathComponent("evolved.jsonl").path
+            let result = try CommandLineTests.run(["data", "evolve", "--input", input.path, "--output", output, "--base-url", mock.base,
+                                                   "--model", "evolver", "--rounds", "2"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let rows = try JudgeCommandTests.rows(output)
+            let evolved = rows.filter { $0["lineage"]?["evolved_from"] != nil }
+            #expect(rows.count - evolved.count == 20, "every original is kept")
+            #expect(!evolved.isEmpty && evolved.count < 40, "some evolutions survive, some are eliminated: \(evolved.count)")
+            #expect(result.stderr.contains("eliminated:"), "\(result.stderr)")
+            for row in evolved {
+                let lineage = row["lineage"]
+                let round = lineage?["round"]?.intValue ?? 0
+                #expect((1...2).contains(round))
+                #expect(lineage?["id"]?.stringValue == "\(lineage?["evolved_from"]?.stringValue ?? "")/evol\(round)")
+                #expect(lineage?["method"]?.stringValue != nil && lineage?["parent"]?.stringValue != nil)
+                let instruction = row["messages"]?.arrayValue?.first?["content"]?.stringValue ?? ""
+                #expect(!instruction.lowercased().contains("rewritten prompt"), "a copied prompt survived: \(instruction)")
+            }
+        }
+    }
+}
