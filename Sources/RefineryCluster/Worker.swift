@@ -260,9 +260,11 @@ public final class Worker {
             guard held[lease.task] == nil else { break }
             held[lease.task] = lease.epoch
             if calls == nil {
-                let sentKey = sentKey
+                // The key: from this worker's --api-key-env when given, else from the variable the call names,
+                // else the one the coordinator sent for its generation endpoint.
+                let sentKey = sentKey, override = options.apiKeyEnv
                 calls = executors.calls(options.slots) { call in
-                    ProcessInfo.processInfo.environment[call.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 } ?? sentKey.key(for: call.baseURL)
+                    ProcessInfo.processInfo.environment[override ?? call.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 } ?? sentKey.key(for: call.baseURL)
                 }
             }
             let outbox = outbox

