@@ -17,6 +17,8 @@ public struct RunStatus: Sendable {
     public var lastTrainRow: String?
     public var lastEvalRow: String?
     public var checkpointStep: Int?
+    /// The curation stages' LLM calls by purpose and status (answered, failed, pending), with their cost.
+    public var curationCalls: [(purpose: String, status: String, calls: Int, cost: Double)]
 
     /// Reads the state file at `path` without writing to it.
     public static func read(path: String) throws -> RunStatus {
@@ -31,7 +33,7 @@ public struct RunStatus: Sendable {
             workers: try store.workers(),
             failures: try store.failures().map { ($0.chunkID, $0.reason) },
             lastTrainRow: log.last { !$0.contains("eval_loss") }, lastEvalRow: log.last { $0.contains("eval_loss") },
-            checkpointStep: try store.trainingCheckpointStep())
+            checkpointStep: try store.trainingCheckpointStep(), curationCalls: try store.callTotals())
     }
 
     /// A few lines for people.
@@ -41,6 +43,13 @@ public struct RunStatus: Sendable {
         lines.append("chunks: \(chunks[.done] ?? 0)/\(total) done, \(chunks[.failed] ?? 0) failed, \(chunks[.pending] ?? 0) pending")
         lines.append(String(format: "requests: %d (%d in the last minute, %.2f/s), %d+%d tokens, $%.4f", requests, requestsLastMinute,
                             Double(requestsLastMinute) / 60, usage.promptTokens, usage.completionTokens, usage.cost))
+        if !curationCalls.isEmpty {
+            let byPurpose = Dictionary(grouping: curationCalls, by: \.purpose).sorted { $0.key < $1.key }.map { purpose, rows in
+                let counts = rows.sorted { $0.status < $1.status }.map { "\($0.calls) \($0.status)" }.joined(separator: ", ")
+                return String(format: "%@ %@ ($%.4f)", purpose, counts, rows.map(\.cost).reduce(0, +))
+            }
+            lines.append("curation calls: " + byPurpose.joined(separator: "; "))
+        }
         if let lastTrainRow { lines.append("training: \(lastTrainRow)" + (lastEvalRow.map { "; last eval \($0)" } ?? "")) }
         if let checkpointStep { lines.append("checkpoint: step \(checkpointStep)") }
         let connected = workers.filter { $0.state == "connected" }
@@ -71,6 +80,9 @@ public struct RunStatus: Sendable {
                          ("tasks_done", .int($0.tasksDone)), ("last_seen", .double($0.lastSeen))])
             })),
             ("failures", .array(failures.map { .object([("chunk", .int(Int($0.chunkID))), ("reason", .string($0.reason))]) })),
+            ("curation_calls", .array(curationCalls.map {
+                .object([("purpose", .string($0.purpose)), ("status", .string($0.status)), ("calls", .int($0.calls)), ("cost", .double($0.cost))])
+            })),
         ]).compactText
     }
 }

@@ -113,6 +113,12 @@ import Testing
             let totals = try RunStore(path: state, readOnly: true).callTotals()
             #expect(totals.allSatisfy { $0.status == "answered" && $0.purpose == stage }, "\(totals)")
             #expect(totals.map(\.calls).reduce(0, +) > 150, "the stage made enough calls to be interrupted: \(totals)")
+            // `status` tells the calls apart by stage and outcome.
+            let status = try CommandLineTests.run(["status", "--state", state, "--json"])
+            #expect(status.status == 0, "\(status.stderr)")
+            let calls = try JSONValue.parse(status.stdout)["curation_calls"]?.arrayValue ?? []
+            #expect(calls.count == 1 && calls.first?["purpose"]?.stringValue == stage && calls.first?["status"]?.stringValue == "answered")
+            #expect(calls.first?["calls"]?.intValue == totals.map(\.calls).reduce(0, +))
         }
     }
 }
