@@ -108,15 +108,16 @@ public final class BertEncoder: @unchecked Sendable {
         // In bfloat16 the normalised rows and the activations are rounded as they are made, for the next product.
         let halves = dtype == .bfloat16
             ? (x: BFloat16Storage(uninitializedCount: rows * h), attended: BFloat16Storage(uninitializedCount: rows * h),
-               inner: BFloat16Storage(uninitializedCount: rows * config.intermediateSize))
+               inner: BFloat16Storage(uninitializedCount: rows * config.intermediateSize), context: BFloat16Storage(uninitializedCount: rows * h))
             : nil
         if let halves { BFloat16Storage.round(x.pointer, into: halves.x.pointer, count: rows * h) }
         for layer in layers {
             linear(x, halves?.x, rows: rows, layer.qkv, into: qkv)
             EncoderKernels.bidirectionalAttention(qkv: qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
-                                                  headDim: config.headDim, into: context.pointer)
+                                                  headDim: config.headDim, into: context.pointer, products: dtype)
             EncoderKernels.sumBias(x.pointer, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum.pointer)
-            BLAS.linear(context.pointer, rows: rows, weight: layer.attentionOutput, into: sum.pointer, accumulate: true)
+            if let halves { BFloat16Storage.round(context.pointer, into: halves.context.pointer, count: rows * h) }
+            linear(context, halves?.context, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
             EncoderKernels.layerNorm(sum.pointer, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
                                      rows: rows, dim: h, eps: config.layerNormEps, into: attended.pointer, bfloat16: halves?.attended.pointer)
             linear(attended, halves?.attended, rows: rows, layer.intermediate, into: inner)

@@ -57,7 +57,7 @@ public enum EncoderKernels {
     /// `bias` (`3 × heads × headDim` values), it is first added to every row of `qkv`.
     public static func bidirectionalAttention(
         qkv: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil, starts: [Int], heads: Int, headDim: Int,
-        into out: UnsafeMutablePointer<Float>
+        into out: UnsafeMutablePointer<Float>, products: ComputeDType = .float32
     ) {
         let sequences = starts.count - 1
         guard sequences > 0 else { return }
@@ -65,6 +65,7 @@ public enum EncoderKernels {
         if let bias { addBias(qkv, bias: bias, rows: starts[sequences], cols: stride) }
         let scale = 1 / Float(headDim).squareRoot()
         let qs = SendablePointer(qkv), os = SendablePointer(out)
+        let halves = products == .bfloat16 && ProductBackend.current == .onednn
         var work = 0
         for s in 0..<sequences { let n = starts[s + 1] - starts[s]; work += 4 * n * n * hidden }
         Parallel.run(sequences * heads, totalCost: work) { task in
@@ -74,10 +75,15 @@ public enum EncoderKernels {
             // Score rows padded to a multiple of 16 keys (zero keys, never read by the softmax)
             // so every product runs on whole vectors.
             let width = (n + 15) & ~15
+            let q = qs.pointer + first * stride + head * headDim
+            if halves && n >= Attention.bfloat16MinimumRows && Self.bfloat16Attention(q: q, stride: stride, n: n, width: width, headDim: headDim,
+                                                                                       scale: scale, into: os.pointer + first * hidden + head * headDim,
+                                                                                       ldo: hidden) {
+                return
+            }
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width)
             defer { scratch.deallocate() }
             let scores = scratch, keysT = scratch + n * width
-            let q = qs.pointer + first * stride + head * headDim
             if width > n { for d in 0..<headDim { (keysT + d * width + n).initialize(repeating: 0, count: width - n) } }
             LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
             rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)
@@ -85,5 +91,43 @@ public enum EncoderKernels {
             rk_lowrank_expand(scores, width, q + 2 * hidden, stride, os.pointer + first * hidden + head * headDim, hidden,
                               n, headDim, n, 1, 0)
         }
+    }
+
+    /// One (sequence, head) of attention on bfloat16 operands with float32 sums and a float32
+    /// softmax, as PyTorch's autocast runs it: queries, keys, values and probabilities rounded, the
+    /// two products on oneDNN. Queries and keys are padded with zero rows to `width` (a multiple of
+    /// 16), so sequences of similar lengths share one oneDNN primitive. False when oneDNN refused
+    /// (nothing was written).
+    static func bfloat16Attention(q: UnsafePointer<Float>, stride: Int, n: Int, width: Int, headDim: Int, scale: Float,
+                                  into out: UnsafeMutablePointer<Float>, ldo: Int) -> Bool {
+        let hidden = stride / 3
+        let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: 3 * width * headDim + width * width)
+        defer { halves.deallocate() }
+        let floats = UnsafeMutablePointer<Float>.allocate(capacity: width * width + width * headDim)
+        defer { floats.deallocate() }
+        let queries = halves, keys = halves + width * headDim, values = keys + width * headDim, probabilities = values + width * headDim
+        let scores = floats, context = floats + width * width
+        // Rows n..<width of queries, keys and values are zero.
+        (halves + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
+        (keys + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
+        (values + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
+        Attention.roundRows(q, ld: stride, rows: n, cols: headDim, into: queries)
+        Attention.roundRows(q + hidden, ld: stride, rows: n, cols: headDim, into: keys)
+        Attention.roundRows(q + 2 * hidden, ld: stride, rows: n, cols: headDim, into: values)
+        // scores[width, width] = scale · Q Kᵀ (K stored [width, headDim]: its transpose read in place).
+        guard rk_dnnl_gemm(Int32(RK_DNNL_BF16), 0, 1, width, width, headDim, scale, queries, headDim, keys, headDim, 0, scores, width) == 1 else {
+            return false
+        }
+        for row in 0..<n {
+            let r = scores + row * width
+            rk_softmax(r, n)
+            if width > n { (r + n).update(repeating: 0, count: width - n) }
+        }
+        if width > n { (scores + n * width).update(repeating: 0, count: (width - n) * width) }
+        Attention.roundRows(scores, ld: width, rows: width, cols: width, into: probabilities)
+        guard Attention.bfloat16Product(transA: false, probabilities, lda: width, values, ldb: headDim, into: context, ldc: headDim,
+                                        m: width, n: headDim, k: width, alpha: 1) else { return false }
+        for row in 0..<n { (out + row * ldo).update(from: context + row * headDim, count: headDim) }
+        return true
     }
 }

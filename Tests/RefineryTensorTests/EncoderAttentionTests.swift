@@ -1,0 +1,83 @@
+import Foundation
+@testable import RefineryTensor
+import Testing
+
+/// The encoder's packed bidirectional attention against a float64 reference: float32 closely;
+/// bfloat16 products (sequences of 16 tokens or more, on oneDNN) within bfloat16's precision.
+@Suite struct EncoderAttentionTests {
+    static func reference(_ qkv: [Float], starts: [Int], heads: Int, headDim: Int) -> [Double] {
+        let hidden = heads * headDim, stride = 3 * hidden
+        var out = [Double](repeating: 0, count: starts[starts.count - 1] * hidden)
+        for s in 0..<(starts.count - 1) {
+            let first = starts[s], n = starts[s + 1] - first
+            for head in 0..<heads {
+                for i in 0..<n {
+                    var scores = (0..<n).map { j -> Double in
+                        var dot = 0.0
+                        for d in 0..<headDim {
+                            dot += Double(qkv[(first + i) * stride + head * headDim + d]) * Double(qkv[(first + j) * stride + hidden + head * headDim + d])
+                        }
+                        return dot / Double(headDim).squareRoot()
+                    }
+                    let top = scores.max() ?? 0
+                    scores = scores.map { exp($0 - top) }
+                    let total = scores.reduce(0, +)
+                    for d in 0..<headDim {
+                        var value = 0.0
+                        for j in 0..<n { value += scores[j] / total * Double(qkv[(first + j) * stride + 2 * hidden + head * headDim + d]) }
+                        out[(first + i) * hidden + head * headDim + d] = value
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test func packedAttentionMatchesFloat64InBothPrecisions() {
+        let heads = 2, headDim = 8, hidden = heads * headDim
+        let lengths = [5, 23, 40, 16]
+        var starts = [0]
+        for n in lengths { starts.append(starts[starts.count - 1] + n) }
+        let rows = starts[starts.count - 1]
+        var random = SplitMix64Test(seed: 3)
+        let qkv = (0..<(rows * 3 * hidden)).map { _ in random.uniform() * 2 - 1 }
+        let expected = Self.reference(qkv, starts: starts, heads: heads, headDim: headDim)
+        var results: [ComputeDType: [Float]] = [:]
+        for dtype in [ComputeDType.float32, .bfloat16] {
+            var input = qkv
+            var out = [Float](repeating: .nan, count: rows * hidden)
+            input.withUnsafeMutableBufferPointer { q in
+                out.withUnsafeMutableBufferPointer { o in
+                    EncoderKernels.bidirectionalAttention(qkv: q.baseAddress!, starts: starts, heads: heads, headDim: headDim,
+                                                          into: o.baseAddress!, products: dtype)
+                }
+            }
+            let worst = zip(out, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+            #expect(worst < (dtype == .float32 ? 1e-5 : 2e-2), "\(dtype): largest difference \(worst)")
+            results[dtype] = out
+        }
+        // Sequences of 16 tokens or more run on bfloat16 operands on oneDNN (so the bits differ from
+        // float32's); the 5-token one stays float32.
+        let short = 0..<(5 * hidden), long = (5 * hidden)..<(rows * hidden)
+        #expect(Array(results[.bfloat16]![short]) == Array(results[.float32]![short]))
+        if ProductBackend.current == .onednn {
+            #expect(Array(results[.bfloat16]![long]) != Array(results[.float32]![long]), "the bfloat16 path ran")
+        } else {
+            #expect(results[.bfloat16]! == results[.float32]!, "without oneDNN the products stay float32")
+        }
+    }
+}
+
+/// A seeded generator for test data.
+struct SplitMix64Test {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
