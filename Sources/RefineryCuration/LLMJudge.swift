@@ -3,23 +3,8 @@ import RefineryCore
 import RefineryLLM
 import RefineryText
 
-/// One judge of a jury: a model at an endpoint.
-public struct JudgeModel: Sendable, Equatable {
-    public var baseURL: String
-    public var model: String
-    public var apiKeyEnv: String
-    public var price: Price
-    /// The judge's name in records and reports (the model, or model@endpoint when two judges share a model).
-    public var label: String
-
-    public init(baseURL: String, model: String, apiKeyEnv: String = "OPENAI_API_KEY", price: Price = Price(), label: String? = nil) {
-        self.baseURL = baseURL
-        self.model = model
-        self.apiKeyEnv = apiKeyEnv
-        self.price = price
-        self.label = label ?? model
-    }
-}
+/// One judge of a jury: a model at an endpoint (its `label` names it in records and reports).
+public typealias JudgeModel = ChatModel
 
 /// What is judged: an instruction and its answer, and for a comparison the other answer.
 public struct JudgeItem: Sendable, Equatable {

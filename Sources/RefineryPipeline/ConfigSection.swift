@@ -1,4 +1,5 @@
 import Foundation
+import RefineryLLM
 import Yams
 
 /// One section (`data`, `generate`, `train`, …) of a run config, keys normalised to snake_case,
@@ -86,6 +87,16 @@ struct ConfigSection {
         if let list = value as? [Any] { return list.map { "\($0)" } }
         if let s = value as? String { return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         throw PipelineError("\(path): \(name).\(key) must be a list or a comma-separated string")
+    }
+
+    /// Dollars per million prompt and completion tokens (`price_input`, `price_output`), each a
+    /// finite number ≥ 0; a missing one is `fallback`'s.
+    func price(fallback: Price = Price()) throws -> Price {
+        let input = try double("price_input") ?? fallback.inputPerMillion, output = try double("price_output") ?? fallback.outputPerMillion
+        guard input.isFinite, output.isFinite, input >= 0, output >= 0 else {
+            throw PipelineError("\(path): \(name).price_input and price_output must be dollars per million tokens (finite, ≥ 0), found \(input) and \(output)")
+        }
+        return Price(inputPerMillion: input, outputPerMillion: output)
     }
 
     /// A seed: a non-negative integer.

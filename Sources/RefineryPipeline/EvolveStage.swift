@@ -58,7 +58,7 @@ public struct EvolveStage: CurationStage {
         }
         if let system = try s.string("answer_system_prompt") { prompts.answerSystem = system }
         evol = EvolInstruct(baseURL: baseURL, model: model, apiKeyEnv: try s.string("api_key_env") ?? "OPENAI_API_KEY",
-                            price: Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0),
+                            price: try s.price(),
                             rounds: rounds, methods: methods, prompts: prompts, seed: try s.seed("seed") ?? 0, temperature: temperature,
                             maxTokens: maxTokens, minAnswerWords: minWords)
         keepOriginal = try s.bool("keep_original") ?? true

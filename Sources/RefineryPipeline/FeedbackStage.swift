@@ -30,7 +30,7 @@ public struct FeedbackStage: CurationStage {
     init(_ s: ConfigSection) throws {
         let where_ = "\(s.path): \(s.name)"
         let keyEnv = try s.string("api_key_env") ?? "OPENAI_API_KEY"
-        let price = Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0)
+        let price = try s.price()
         let defaultURL = try s.string("base_url")
         func model(_ raw: Any, label: String) throws -> ChatModel {
             if let name = raw as? String {
@@ -41,8 +41,7 @@ public struct FeedbackStage: CurationStage {
             guard let name = try entry.string("model") else { throw PipelineError("\(s.path): \(entry.name) needs model") }
             guard let baseURL = try entry.string("base_url") ?? defaultURL else { throw PipelineError("\(s.path): \(entry.name) needs base_url") }
             let chat = ChatModel(baseURL: baseURL, model: name, apiKeyEnv: try entry.string("api_key_env") ?? keyEnv,
-                                 price: Price(inputPerMillion: try entry.double("price_input") ?? price.inputPerMillion,
-                                              outputPerMillion: try entry.double("price_output") ?? price.outputPerMillion),
+                                 price: try entry.price(fallback: price),
                                  label: try entry.string("label"))
             try entry.finish(known: ["model", "base_url", "api_key_env", "price_input", "price_output", "label"])
             return chat

@@ -37,7 +37,7 @@ public struct JudgeStage: CurationStage {
             throw PipelineError("\(where_).mode must be rubric or pairwise")
         }
         let keyEnv = try s.string("api_key_env") ?? "OPENAI_API_KEY"
-        let price = Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0)
+        let price = try s.price()
         var judges: [JudgeModel] = []
         if let list = try s.mappings("judges") {
             for (index, raw) in list.enumerated() {
@@ -46,8 +46,7 @@ public struct JudgeStage: CurationStage {
                 guard let baseURL = try entry.string("base_url") ?? s.string("base_url") else {
                     throw PipelineError("\(s.path): \(entry.name) needs base_url (or give base_url for the whole stage)")
                 }
-                let entryPrice = Price(inputPerMillion: try entry.double("price_input") ?? price.inputPerMillion,
-                                       outputPerMillion: try entry.double("price_output") ?? price.outputPerMillion)
+                let entryPrice = try entry.price(fallback: price)
                 judges.append(JudgeModel(baseURL: baseURL, model: model, apiKeyEnv: try entry.string("api_key_env") ?? keyEnv, price: entryPrice,
                                          label: try entry.string("label")))
                 try entry.finish(known: Self.judgeKeys)

@@ -107,7 +107,7 @@ public struct GenerateConfig: Sendable {
         settings.maxTokens = try s.int("max_tokens") ?? settings.maxTokens
         settings.maxInvalidReplies = try s.int("max_invalid") ?? settings.maxInvalidReplies
         guard settings.maxInvalidReplies >= 0 else { throw PipelineError("\(s.path): generate.max_invalid (--max-invalid) must be ≥ 0") }
-        settings.price = Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0)
+        settings.price = try s.price()
         if let system = try s.string("system_prompt") { settings.prompt.system = system }
         if let user = try s.string("user_prompt") {
             guard user.contains("{extract}") else { throw PipelineError("\(s.path): generate.user_prompt must contain {extract}") }

@@ -49,7 +49,7 @@ public struct SynthesizeStage: CurationStage {
         let prompt = try s.string("prompt") ?? SelfInstruct.defaultPrompt
         for placeholder in ["{count}", "{examples}"] where !prompt.contains(placeholder) { throw PipelineError("\(where_).prompt lacks \(placeholder)") }
         let generator = ChatModel(baseURL: baseURL, model: model, apiKeyEnv: try s.string("api_key_env") ?? "OPENAI_API_KEY",
-                                  price: Price(inputPerMillion: try s.double("price_input") ?? 0, outputPerMillion: try s.double("price_output") ?? 0))
+                                  price: try s.price())
         synthesis = SelfInstruct(generator: generator, count: count, perPrompt: try bounded("per_prompt", 5, 1...20),
                                  examplesPerPrompt: try bounded("examples", 4, 1...20), promptsPerRound: try bounded("prompts_per_round", 8, 1...1000),
                                  maxRounds: try bounded("max_rounds", 50, 1...100_000), maxSimilarity: similarity,

@@ -131,6 +131,7 @@ import Testing
                 (["--model", "m", "--aggregate", "loudest"], "aggregate must be mean, median or majority"),
                 (["--model", "m", "--model", "m"], "two judges are the same model"),
                 (["--model", "m", "--scale", "1"], "scale"),
+                (["--model", "m", "--price-input=-1"], "price_input and price_output must be dollars per million tokens"),
                 ([], "give --model"),
             ]
             for (extra, message) in cases {
