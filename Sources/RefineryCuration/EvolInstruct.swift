@@ -127,7 +127,7 @@ public struct EvolInstruct: Sendable {
         self.apiKeyEnv = apiKeyEnv
         self.price = price
         self.rounds = rounds
-        self.methods = methods
+        self.methods = methods.isEmpty ? EvolutionMethod.allCases : methods  // none given: all of them
         self.prompts = prompts
         self.seed = seed
         self.temperature = temperature
