@@ -6,43 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define RK_EXP_BODY                                                                       \
-    do {                                                                                  \
-        float cx = x < -87.336544f ? -87.336544f : (x > 88.72284f ? 88.72284f : x);       \
-        float t = cx * 1.44269504f + 12582912.0f;                                         \
-        float fn = t - 12582912.0f;                                                       \
-        int32_t bits_t;                                                                   \
-        memcpy(&bits_t, &t, 4);                                                           \
-        int32_t n = bits_t - 0x4B400000;                                                  \
-        float r = cx - fn * 0.693359375f;                                                 \
-        r = r + fn * 2.12194440e-4f;                                                      \
-        float p = 1.9875691500e-4f;                                                       \
-        p = p * r + 1.3981999507e-3f;                                                     \
-        p = p * r + 8.3334519073e-3f;                                                     \
-        p = p * r + 4.1665795894e-2f;                                                     \
-        p = p * r + 1.6666665459e-1f;                                                     \
-        p = p * r + 5.0000001201e-1f;                                                     \
-        float e = p * r * r + r + 1.0f;                                                   \
-        int32_t sbits = (n + 127) << 23;                                                  \
-        float s;                                                                          \
-        memcpy(&s, &sbits, 4);                                                            \
-        result = x < -87.336544f ? 0.0f : e * s;                                          \
-    } while (0)
+#include "exp_body.h"
 
 #define RK_DEFINE_KERNELS(SUFFIX, ATTR)                                                   \
-    ATTR static void softmax_##SUFFIX(float *restrict v, size_t n) {                      \
-        float m = -INFINITY;                                                              \
-        for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;                           \
-        float sum = 0.0f;                                                                 \
-        for (size_t i = 0; i < n; i++) {                                                  \
-            float x = v[i] - m, result;                                                   \
-            RK_EXP_BODY;                                                                  \
-            v[i] = result;                                                                \
-            sum += result;                                                                \
-        }                                                                                 \
-        float inv = 1.0f / sum;                                                           \
-        for (size_t i = 0; i < n; i++) v[i] *= inv;                                       \
-    }                                                                                     \
     ATTR static void silu_gate_##SUFFIX(float *restrict g, const float *restrict u, size_t n) { \
         for (size_t i = 0; i < n; i++) {                                                  \
             float x = -g[i], result;                                                      \
@@ -77,18 +43,6 @@ static inline rk_level rk_current(void) {
 }
 
 int rk_simd_level(void) { return (int)rk_current(); }
-
-void rk_softmax(float *x, size_t n) {
-    if (n == 0) return;
-#if defined(__x86_64__)
-    switch (rk_current()) {
-    case RK_AVX512: softmax_avx512(x, n); return;
-    case RK_AVX2: softmax_avx2(x, n); return;
-    default: break;
-    }
-#endif
-    softmax_generic(x, n);
-}
 
 void rk_silu_gate(float *gate, const float *up, size_t n) {
 #if defined(__x86_64__)

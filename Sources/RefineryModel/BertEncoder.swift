@@ -18,6 +18,8 @@ public final class BertEncoder: @unchecked Sendable {
     let tokenTypeEmbeddings: Tensor
     let embeddingNorm: (weight: Tensor, bias: Tensor)
     let layers: [Layer]
+    /// Scratch buffers kept between calls.
+    private let workspaces = EncoderWorkspaces()
 
     struct Layer {
         /// Queries, keys and values stacked: `[3 × hidden, hidden]`, one product for all three.
@@ -89,57 +91,53 @@ public final class BertEncoder: @unchecked Sendable {
         let rows = starts[starts.count - 1]
         let x = Tensor(uninitialized: [rows, h])
         guard rows > 0 else { return (x, starts) }
-        let embedded = Tensor(uninitialized: [rows, h])
+        let space = workspaces.take(rows: rows, config: config, bfloat16: dtype == .bfloat16)
+        defer { workspaces.giveBack(space) }
+        let qkv = space.qkv.pointer, context = space.context.pointer, sum = space.sum.pointer
+        let attended = space.attended.pointer, inner = space.inner.pointer
+        // In bfloat16 the normalised rows and the activations are rounded as they are made, for the next product.
+        let halves = space.halves
+        let embedded = sum
         for (s, ids) in sequences.enumerated() {
             for (position, id) in ids.enumerated() {
-                let out = embedded.pointer + (starts[s] + position) * h
+                let out = embedded + (starts[s] + position) * h
                 let word = wordEmbeddings.pointer + id * h, place = positionEmbeddings.pointer + position * h
                 let type = tokenTypeEmbeddings.pointer
                 for c in 0..<h { out[c] = word[c] + type[c] + place[c] }
             }
         }
-        EncoderKernels.layerNorm(embedded.pointer, weight: embeddingNorm.weight.pointer, bias: embeddingNorm.bias.pointer,
-                                 rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer)
-        let qkv = Tensor(uninitialized: [rows, 3 * h])
-        let context = Tensor(uninitialized: [rows, h])
-        let sum = Tensor(uninitialized: [rows, h])
-        let attended = Tensor(uninitialized: [rows, h])
-        let inner = Tensor(uninitialized: [rows, config.intermediateSize])
-        // In bfloat16 the normalised rows and the activations are rounded as they are made, for the next product.
-        let halves = dtype == .bfloat16
-            ? (x: BFloat16Storage(uninitializedCount: rows * h), attended: BFloat16Storage(uninitializedCount: rows * h),
-               inner: BFloat16Storage(uninitializedCount: rows * config.intermediateSize), context: BFloat16Storage(uninitializedCount: rows * h))
-            : nil
-        if let halves { BFloat16Storage.round(x.pointer, into: halves.x.pointer, count: rows * h) }
+        EncoderKernels.layerNorm(embedded, weight: embeddingNorm.weight.pointer, bias: embeddingNorm.bias.pointer,
+                                 rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer, bfloat16: halves?.x.pointer)
         for layer in layers {
-            linear(x, halves?.x, rows: rows, layer.qkv, into: qkv)
-            EncoderKernels.bidirectionalAttention(qkv: qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
-                                                  headDim: config.headDim, into: context.pointer, products: dtype)
-            EncoderKernels.sumBias(x.pointer, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum.pointer)
-            if let halves { BFloat16Storage.round(context.pointer, into: halves.context.pointer, count: rows * h) }
-            linear(context, halves?.context, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
-            EncoderKernels.layerNorm(sum.pointer, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
-                                     rows: rows, dim: h, eps: config.layerNormEps, into: attended.pointer, bfloat16: halves?.attended.pointer)
-            linear(attended, halves?.attended, rows: rows, layer.intermediate, into: inner)
-            EncoderKernels.biasGELU(inner.pointer, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
+            linear(x.pointer, halves?.x.pointer, rows: rows, layer.qkv, into: qkv)
+            EncoderKernels.bidirectionalAttention(qkv: qkv, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
+                                                  headDim: config.headDim, into: context, products: dtype,
+                                                  roundedScratch: halves?.qkv.pointer)
+            EncoderKernels.sumBias(x.pointer, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum)
+            if let halves { BFloat16Storage.round(context, into: halves.context.pointer, count: rows * h) }
+            linear(context, halves?.context.pointer, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
+            EncoderKernels.layerNorm(sum, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
+                                     rows: rows, dim: h, eps: config.layerNormEps, into: attended, bfloat16: halves?.attended.pointer)
+            linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
+            EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
                                     bfloat16: halves?.inner.pointer)
-            EncoderKernels.sumBias(attended.pointer, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum.pointer)
-            linear(inner, halves?.inner, rows: rows, layer.output, into: sum, accumulate: true)
-            EncoderKernels.layerNorm(sum.pointer, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
+            EncoderKernels.sumBias(attended, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum)
+            linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum, accumulate: true)
+            EncoderKernels.layerNorm(sum, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
                                      rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer, bfloat16: halves?.x.pointer)
         }
         return (x, starts)
     }
 
     /// `out (+)= input · weightᵀ`, from the input's bfloat16 rounding when one is given (a bfloat16 weight).
-    private func linear(_ input: Tensor, _ rounded: BFloat16Storage?, rows: Int, _ weight: WeightMatrix, into out: Tensor,
-                        accumulate: Bool = false) {
+    private func linear(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ weight: WeightMatrix,
+                        into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         if let rounded, let w = weight.bfloat16 {
             let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
-            BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: rounded.pointer, lda: inFeatures,
-                          b: w.pointer, ldb: inFeatures, beta: accumulate ? 1 : 0, c: out.pointer, ldc: outFeatures)
+            BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: rounded, lda: inFeatures,
+                          b: w.pointer, ldb: inFeatures, beta: accumulate ? 1 : 0, c: out, ldc: outFeatures)
         } else {
-            BLAS.linear(input.pointer, rows: rows, weight: weight, into: out.pointer, accumulate: accumulate)
+            BLAS.linear(input, rows: rows, weight: weight, into: out, accumulate: accumulate)
         }
     }
 }

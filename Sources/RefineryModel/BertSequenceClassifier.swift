@@ -60,7 +60,7 @@ public final class BertSequenceClassifier: @unchecked Sendable {
 
     /// The logits of `texts`, in order (one row of `labels.count` values per text).
     public func logits(_ texts: [String], batchTokens: Int = 4096, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
-        let ids = texts.map(tokenIDs)
+        let ids = ParallelTokenization.ids(texts) { self.tokenIDs($0) }
         let order = ids.indices.sorted { ids[$0].count != ids[$1].count ? ids[$0].count < ids[$1].count : $0 < $1 }
         var results = [[Float]](repeating: [], count: texts.count)
         let h = encoder.config.hiddenSize, outputs = labels.count

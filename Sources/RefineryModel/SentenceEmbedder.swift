@@ -51,18 +51,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
     /// The vectors of `texts`, in order. `progress` is told how many texts are done after each batch.
     public func embed(_ texts: [String], batchTokens: Int = 4096, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
         if texts.isEmpty { return [] }
-        let buffer = UnsafeMutablePointer<[Int]>.allocate(capacity: texts.count)
-        buffer.initialize(repeating: [], count: texts.count)
-        defer { buffer.deinitialize(count: texts.count); buffer.deallocate() }
-        let shared = SendablePointer(buffer)
-        texts.withUnsafeBufferPointer { source in
-            guard let base = source.baseAddress else { return }
-            let input = SendablePointer(UnsafeMutablePointer(mutating: base))
-            Parallel.forEach(texts.count, costPerItem: 100_000) { range in
-                for i in range { shared.pointer[i] = self.tokenIDs(input.pointer[i]) }
-            }
-        }
-        let ids = UnsafeBufferPointer(start: buffer, count: texts.count)
+        let ids = ParallelTokenization.ids(texts) { self.tokenIDs($0) }
         let lengths = ids.map(\.count)
         let order = (0..<texts.count).sorted { (a: Int, b: Int) -> Bool in
             lengths[a] != lengths[b] ? lengths[a] < lengths[b] : a < b

@@ -54,18 +54,31 @@ public enum EncoderKernels {
     /// `s` covers rows `starts[s]..<starts[s+1]` and sees all of its own rows and nothing else (so
     /// no padding and no mask). `qkv` holds per row the queries, keys and values of all heads
     /// side by side (`[rows, 3 × heads × headDim]`); `out` is `[rows, heads × headDim]`. With
-    /// `bias` (`3 × heads × headDim` values), it is first added to every row of `qkv`.
+    /// `bias` (`3 × heads × headDim` values), it is first added to every row of `qkv`. In
+    /// bfloat16, `roundedScratch` (at least `(rows + 16) × 3 × heads × headDim` values; allocated
+    /// per call when nil) receives the rounded `qkv`.
     public static func bidirectionalAttention(
         qkv: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil, starts: [Int], heads: Int, headDim: Int,
-        into out: UnsafeMutablePointer<Float>, products: ComputeDType = .float32
+        into out: UnsafeMutablePointer<Float>, products: ComputeDType = .float32, roundedScratch: UnsafeMutablePointer<UInt16>? = nil
     ) {
         let sequences = starts.count - 1
         guard sequences > 0 else { return }
-        let hidden = heads * headDim, stride = 3 * hidden
-        if let bias { addBias(qkv, bias: bias, rows: starts[sequences], cols: stride) }
+        let hidden = heads * headDim, stride = 3 * hidden, rows = starts[sequences]
         let scale = 1 / Float(headDim).squareRoot()
-        let qs = SendablePointer(qkv), os = SendablePointer(out)
-        let halves = products == .bfloat16 && ProductBackend.current == .onednn
+        // In bfloat16 the biased queries, keys and values are rounded once, whole rows at a time, and
+        // every head reads its columns in place; 16 zero rows follow the last sequence, so a product
+        // over a sequence padded to a multiple of 16 rows reads the next sequence's rows or zeros.
+        let onBFloat16 = products == .bfloat16 && ProductBackend.current == .onednn
+        let owned = onBFloat16 && roundedScratch == nil ? UnsafeMutablePointer<UInt16>.allocate(capacity: (rows + 16) * stride) : nil
+        defer { owned?.deallocate() }
+        let rounded = onBFloat16 ? roundedScratch ?? owned : nil
+        if let rounded {
+            (rounded + rows * stride).initialize(repeating: 0, count: 16 * stride)
+            roundRows(qkv, bias: bias, rows: rows, cols: stride, into: rounded)
+        } else if let bias {
+            addBias(qkv, bias: bias, rows: rows, cols: stride)
+        }
+        let qs = SendablePointer(qkv), os = SendablePointer(out), hs = rounded.map { SendablePointer($0) }
         var work = 0
         for s in 0..<sequences { let n = starts[s + 1] - starts[s]; work += 4 * n * n * hidden }
         Parallel.run(sequences * heads, totalCost: work) { task in
@@ -75,12 +88,13 @@ public enum EncoderKernels {
             // Score rows padded to a multiple of 16 keys (zero keys, never read by the softmax)
             // so every product runs on whole vectors.
             let width = (n + 15) & ~15
-            let q = qs.pointer + first * stride + head * headDim
-            if halves && n >= Attention.bfloat16MinimumRows && Self.bfloat16Attention(q: q, stride: stride, n: n, width: width, headDim: headDim,
-                                                                                       scale: scale, into: os.pointer + first * hidden + head * headDim,
-                                                                                       ldo: hidden) {
+            let target = os.pointer + first * hidden + head * headDim
+            if let hs, n >= Attention.bfloat16MinimumRows,
+               Self.bfloat16Attention(qkv: hs.pointer + first * stride + head * headDim, stride: stride, n: n, width: width,
+                                      headDim: headDim, scale: scale, into: target, ldo: hidden) {
                 return
             }
+            let q = qs.pointer + first * stride + head * headDim
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width)
             defer { scratch.deallocate() }
             let scores = scratch, keysT = scratch + n * width
@@ -88,44 +102,46 @@ public enum EncoderKernels {
             LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
             rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)
             for row in 0..<n { rk_softmax(scores + row * width, n) }
-            rk_lowrank_expand(scores, width, q + 2 * hidden, stride, os.pointer + first * hidden + head * headDim, hidden,
-                              n, headDim, n, 1, 0)
+            rk_lowrank_expand(scores, width, q + 2 * hidden, stride, target, hidden, n, headDim, n, 1, 0)
+        }
+    }
+
+    /// `x + bias` (when given) written back to `x` and, rounded to bfloat16, to `target`, row by row
+    /// while each row is in cache.
+    private static func roundRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, rows: Int, cols: Int,
+                                  into target: UnsafeMutablePointer<UInt16>) {
+        let xs = SendablePointer(x), ts = SendablePointer(target)
+        let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        Parallel.forEach(rows, costPerItem: cols * 2) { range in
+            for row in range {
+                if let bs { rk_add_bias(xs.pointer + row * cols, bs.pointer, cols) }
+                rk_f32_to_bf16(xs.pointer + row * cols, ts.pointer + row * cols, cols)
+            }
         }
     }
 
     /// One (sequence, head) of attention on bfloat16 operands with float32 sums and a float32
-    /// softmax, as PyTorch's autocast runs it: queries, keys, values and probabilities rounded, the
-    /// two products on oneDNN. Queries and keys are padded with zero rows to `width` (a multiple of
-    /// 16), so sequences of similar lengths share one oneDNN primitive. False when oneDNN refused
-    /// (nothing was written).
-    static func bfloat16Attention(q: UnsafePointer<Float>, stride: Int, n: Int, width: Int, headDim: Int, scale: Float,
+    /// softmax, as PyTorch's autocast runs it, the two products on oneDNN. `qkv` points at the
+    /// head's queries in the rounded rows (keys `hidden` and values `2 · hidden` further, rows
+    /// `stride` apart); the products run over `width` rows (a multiple of 16, so sequences of
+    /// similar lengths share one oneDNN primitive): rows past `n` belong to the next sequence or
+    /// are zero, their scores are never read and their probabilities are zero. False when oneDNN
+    /// refused (nothing was written).
+    static func bfloat16Attention(qkv: UnsafePointer<UInt16>, stride: Int, n: Int, width: Int, headDim: Int, scale: Float,
                                   into out: UnsafeMutablePointer<Float>, ldo: Int) -> Bool {
         let hidden = stride / 3
-        let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: 3 * width * headDim + width * width)
-        defer { halves.deallocate() }
+        let probabilities = UnsafeMutablePointer<UInt16>.allocate(capacity: width * width)
+        defer { probabilities.deallocate() }
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: width * width + width * headDim)
         defer { floats.deallocate() }
-        let queries = halves, keys = halves + width * headDim, values = keys + width * headDim, probabilities = values + width * headDim
         let scores = floats, context = floats + width * width
-        // Rows n..<width of queries, keys and values are zero.
-        (halves + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
-        (keys + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
-        (values + n * headDim).initialize(repeating: 0, count: (width - n) * headDim)
-        Attention.roundRows(q, ld: stride, rows: n, cols: headDim, into: queries)
-        Attention.roundRows(q + hidden, ld: stride, rows: n, cols: headDim, into: keys)
-        Attention.roundRows(q + 2 * hidden, ld: stride, rows: n, cols: headDim, into: values)
-        // scores[width, width] = scale · Q Kᵀ (K stored [width, headDim]: its transpose read in place).
-        guard rk_dnnl_gemm(Int32(RK_DNNL_BF16), 0, 1, width, width, headDim, scale, queries, headDim, keys, headDim, 0, scores, width) == 1 else {
+        // scores[width, width] = scale · Q Kᵀ (K's rows read in place as the transpose).
+        guard rk_dnnl_gemm(Int32(RK_DNNL_BF16), 0, 1, width, width, headDim, scale, qkv, stride, qkv + hidden, stride, 0, scores, width) == 1 else {
             return false
         }
-        for row in 0..<n {
-            let r = scores + row * width
-            rk_softmax(r, n)
-            if width > n { (r + n).update(repeating: 0, count: width - n) }
-        }
-        if width > n { (scores + n * width).update(repeating: 0, count: (width - n) * width) }
-        Attention.roundRows(scores, ld: width, rows: width, cols: width, into: probabilities)
-        guard Attention.bfloat16Product(transA: false, probabilities, lda: width, values, ldb: headDim, into: context, ldc: headDim,
+        rk_softmax_rows_bf16(scores, width, n, n, width, probabilities)
+        if width > n { (probabilities + n * width).initialize(repeating: 0, count: (width - n) * width) }
+        guard Attention.bfloat16Product(transA: false, probabilities, lda: width, qkv + 2 * hidden, ldb: stride, into: context, ldc: headDim,
                                         m: width, n: headDim, k: width, alpha: 1) else { return false }
         for row in 0..<n { (out + row * ldo).update(from: context + row * headDim, count: headDim) }
         return true

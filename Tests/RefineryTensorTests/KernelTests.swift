@@ -1,3 +1,4 @@
+import CRefineryKernels
 import Foundation
 import Testing
 @testable import RefineryTensor
@@ -54,6 +55,41 @@ import Testing
         let ce = logits.withUnsafeBufferPointer { Kernels.crossEntropy($0.baseAddress!, vocab: 3, target: 2) }
         let want = log(exp(0.5) + exp(-1.0) + exp(2.0)) - 2
         #expect(abs(ce - want) < 1e-6)
+    }
+
+    /// Softmax rows of many lengths (whole vectors, tails, one value) against float64, and the
+    /// bfloat16 probabilities: the same bits as softmax then rk_f32_to_bf16, zeros past `n`.
+    @Test(arguments: [1, 5, 15, 16, 17, 31, 32, 33, 228, 500])
+    func softmaxRowsMatchFloat64AndRoundLikeTheConversion(n: Int) {
+        var random = Random(state: UInt64(n))
+        let rows = 3, width = (n + 15) / 16 * 16 + 16
+        let scores = (0..<rows * width).map { _ in random.next() * 30 }
+        var inPlace = scores
+        for row in 0..<rows {
+            inPlace.withUnsafeMutableBufferPointer { rk_softmax($0.baseAddress! + row * width, n) }
+            let logits = scores[(row * width)..<(row * width + n)].map(Double.init)
+            let top = logits.max() ?? 0
+            let total = logits.reduce(0) { $0 + exp($1 - top) }
+            for i in 0..<n {
+                // float32's x − max is rounded (relative error |x − max| · 2⁻²⁴ after exp), then exp's own ~2e-7.
+                let want = exp(logits[i] - top) / total
+                let tolerance = want * (1e-6 + (top - logits[i]) * 1.2e-7) + 1e-37
+                #expect(abs(Double(inPlace[row * width + i]) - want) <= tolerance, "row \(row) column \(i)")
+            }
+        }
+        var scratch = scores
+        var probabilities = [UInt16](repeating: 0xFFFF, count: rows * width)
+        scratch.withUnsafeMutableBufferPointer { s in
+            probabilities.withUnsafeMutableBufferPointer { rk_softmax_rows_bf16(s.baseAddress!, width, rows, n, width, $0.baseAddress!) }
+        }
+        var rounded = [UInt16](repeating: 0, count: rows * width)
+        inPlace.withUnsafeBufferPointer { source in
+            rounded.withUnsafeMutableBufferPointer { rk_f32_to_bf16(source.baseAddress!, $0.baseAddress!, rows * width) }
+        }
+        for row in 0..<rows {
+            #expect(Array(probabilities[(row * width)..<(row * width + n)]) == Array(rounded[(row * width)..<(row * width + n)]))
+            #expect(probabilities[(row * width + n)..<((row + 1) * width)].allSatisfy { $0 == 0 })
+        }
     }
 
     /// Grouped-query causal attention (with a block-diagonal mask) against a naive loop.

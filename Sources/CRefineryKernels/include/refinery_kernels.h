@@ -2,9 +2,15 @@
 #define REFINERY_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Softmax of x[0..n) in place (max-subtracted). Vectorised; exp has ~2e-7 relative error.
 void rk_softmax(float *x, size_t n);
+
+/// For each of `rows` rows of `scores` (row stride `ld`): the softmax of its first `n` values
+/// (the row is used as scratch), written to `out` (row stride `width` ≥ n) as bfloat16 rounded
+/// like rk_f32_to_bf16, columns n..<width zero. Attention probabilities for a bfloat16 product.
+void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_t width, uint16_t *out);
 
 /// gate[i] = silu(gate[i]) * up[i].
 void rk_silu_gate(float *gate, const float *up, size_t n);
