@@ -157,3 +157,31 @@ void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_
         if (width > n) memset(o + n, 0, (width - n) * sizeof(uint16_t));
     }
 }
+
+// One query against the n keys and values of its sequence (rows `ld` apart): scores, softmax,
+// the weighted sum of values. Float32 throughout; the caller rounds q, k and v beforehand when
+// the products run in bfloat16, and `round_probabilities` rounds the softmax to bfloat16 (as the
+// packed attention's probability operand is).
+void rk_single_query_attention(const float *q, const float *k, const float *v, size_t ld, size_t n, size_t head_dim,
+                               float scale, int round_probabilities, float *scores, float *out) {
+    for (size_t j = 0; j < n; j++) {
+        const float *key = k + j * ld;
+        float dot = 0.0f;
+        for (size_t d = 0; d < head_dim; d++) dot += q[d] * key[d];
+        scores[j] = dot * scale;
+    }
+    rk_softmax(scores, n);
+    if (round_probabilities) {
+        for (size_t j = 0; j < n; j++) {
+            uint16_t half;
+            rk_f32_to_bf16(scores + j, &half, 1);
+            rk_bf16_to_f32(&half, scores + j, 1);
+        }
+    }
+    for (size_t d = 0; d < head_dim; d++) out[d] = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        const float *value = v + j * ld;
+        const float p = scores[j];
+        for (size_t d = 0; d < head_dim; d++) out[d] += p * value[d];
+    }
+}

@@ -77,7 +77,57 @@ public final class BertEncoder: @unchecked Sendable {
     /// The last hidden states of `sequences` (token ids, token type 0), packed:
     /// `[Σ lengths, hidden]`, sequence `s` at rows `starts[s]..<starts[s+1]`.
     public func hiddenStates(_ sequences: [[Int]]) throws -> (states: Tensor, starts: [Int]) {
+        let starts = try packedStarts(sequences)
+        let rows = starts[starts.count - 1]
+        let x = Tensor(uninitialized: [rows, config.hiddenSize])
+        guard rows > 0 else { return (x, starts) }
+        let space = workspaces.take(rows: rows, config: config, bfloat16: dtype == .bfloat16)
+        defer { workspaces.giveBack(space) }
+        embed(sequences, starts: starts, into: x.pointer, space: space)
+        for layer in layers { run(layer, rows: rows, starts: starts, x: x.pointer, space: space) }
+        return (x, starts)
+    }
+
+    /// The last hidden state of each sequence's first token (`[CLS]`): `[sequences, hidden]`, a
+    /// zero row for an empty sequence — what a classifier's pooler reads. Equal to those rows of
+    /// `hiddenStates`, but the last layer computes keys and values for every row and everything
+    /// else (queries, attention, projection, MLP) for the first rows only: one layer's work less.
+    public func firstTokenStates(_ sequences: [[Int]]) throws -> Tensor {
         let h = config.hiddenSize
+        let starts = try packedStarts(sequences)
+        let rows = starts[starts.count - 1], count = sequences.count
+        let result = Tensor(zeros: [count, h])
+        guard rows > 0, let last = layers.last else { return result }
+        let space = workspaces.take(rows: rows, config: config, bfloat16: dtype == .bfloat16)
+        defer { workspaces.giveBack(space) }
+        let x = space.states.pointer
+        embed(sequences, starts: starts, into: x, space: space)
+        for layer in layers.dropLast() { run(layer, rows: rows, starts: starts, x: x, space: space) }
+        // Keys and values of every row: rows h..<3h of the stacked weight into columns h..<3h.
+        product(x, space.halves?.x.pointer, rows: rows, last.qkv, outputRows: h..<(3 * h), into: space.qkv.pointer + h, ldc: 3 * h)
+        // The first rows on their own: queries, attention, then the rest of the layer.
+        let firsts = EncoderWorkspace(rows: count, config: config, bfloat16: dtype == .bfloat16)
+        let firstX = firsts.states.pointer, firstHalves = firsts.halves?.x.pointer
+        let queries = firsts.qkv.pointer
+        for s in 0..<count {
+            if starts[s + 1] > starts[s] {
+                (firstX + s * h).update(from: x + starts[s] * h, count: h)
+                if let firstHalves, let halves = space.halves { (firstHalves + s * h).update(from: halves.x.pointer + starts[s] * h, count: h) }
+            } else {
+                (firstX + s * h).update(repeating: 0, count: h)
+                if let firstHalves { (firstHalves + s * h).update(repeating: 0, count: h) }
+            }
+        }
+        product(firstX, firstHalves, rows: count, last.qkv, outputRows: 0..<h, into: queries, ldc: h)
+        EncoderKernels.firstRowAttention(queries: queries, qkv: space.qkv.pointer, bias: last.qkvBias.pointer, starts: starts,
+                                         heads: config.headCount, headDim: config.headDim, into: firsts.context.pointer, products: dtype)
+        finish(last, rows: count, x: firstX, residualIsOutput: false, into: result.pointer, space: firsts)
+        for s in 0..<count where starts[s + 1] == starts[s] { (result.pointer + s * h).update(repeating: 0, count: h) }
+        return result
+    }
+
+    /// The row offsets of `sequences` packed end to end, after checking their lengths and ids.
+    private func packedStarts(_ sequences: [[Int]]) throws -> [Int] {
         var starts = [0]
         for (index, ids) in sequences.enumerated() {
             guard ids.count <= config.maxPositionEmbeddings else {
@@ -88,16 +138,13 @@ public final class BertEncoder: @unchecked Sendable {
             }
             starts.append(starts[starts.count - 1] + ids.count)
         }
-        let rows = starts[starts.count - 1]
-        let x = Tensor(uninitialized: [rows, h])
-        guard rows > 0 else { return (x, starts) }
-        let space = workspaces.take(rows: rows, config: config, bfloat16: dtype == .bfloat16)
-        defer { workspaces.giveBack(space) }
-        let qkv = space.qkv.pointer, context = space.context.pointer, sum = space.sum.pointer
-        let attended = space.attended.pointer, inner = space.inner.pointer
-        // In bfloat16 the normalised rows and the activations are rounded as they are made, for the next product.
-        let halves = space.halves
-        let embedded = sum
+        return starts
+    }
+
+    /// Word + position + token-type embeddings, normalised, into `x` (and its bfloat16 rounding).
+    private func embed(_ sequences: [[Int]], starts: [Int], into x: UnsafeMutablePointer<Float>, space: EncoderWorkspace) {
+        let h = config.hiddenSize, rows = starts[starts.count - 1]
+        let embedded = space.sum.pointer
         for (s, ids) in sequences.enumerated() {
             for (position, id) in ids.enumerated() {
                 let out = embedded + (starts[s] + position) * h
@@ -107,26 +154,54 @@ public final class BertEncoder: @unchecked Sendable {
             }
         }
         EncoderKernels.layerNorm(embedded, weight: embeddingNorm.weight.pointer, bias: embeddingNorm.bias.pointer,
-                                 rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer, bfloat16: halves?.x.pointer)
-        for layer in layers {
-            linear(x.pointer, halves?.x.pointer, rows: rows, layer.qkv, into: qkv)
-            EncoderKernels.bidirectionalAttention(qkv: qkv, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
-                                                  headDim: config.headDim, into: context, products: dtype,
-                                                  roundedScratch: halves?.qkv.pointer)
-            EncoderKernels.sumBias(x.pointer, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum)
-            if let halves { BFloat16Storage.round(context, into: halves.context.pointer, count: rows * h) }
-            linear(context, halves?.context.pointer, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
-            EncoderKernels.layerNorm(sum, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
-                                     rows: rows, dim: h, eps: config.layerNormEps, into: attended, bfloat16: halves?.attended.pointer)
-            linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
-            EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
-                                    bfloat16: halves?.inner.pointer)
-            EncoderKernels.sumBias(attended, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum)
-            linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum, accumulate: true)
-            EncoderKernels.layerNorm(sum, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
-                                     rows: rows, dim: h, eps: config.layerNormEps, into: x.pointer, bfloat16: halves?.x.pointer)
+                                 rows: rows, dim: h, eps: config.layerNormEps, into: x, bfloat16: space.halves?.x.pointer)
+    }
+
+    /// One layer over all rows of the packed batch, `x` replaced by its output. In bfloat16 the
+    /// normalised rows and the activations are rounded as they are made, for the next product.
+    private func run(_ layer: Layer, rows: Int, starts: [Int], x: UnsafeMutablePointer<Float>, space: EncoderWorkspace) {
+        linear(x, space.halves?.x.pointer, rows: rows, layer.qkv, into: space.qkv.pointer)
+        EncoderKernels.bidirectionalAttention(qkv: space.qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
+                                              headDim: config.headDim, into: space.context.pointer, products: dtype,
+                                              roundedScratch: space.halves?.qkv.pointer)
+        finish(layer, rows: rows, x: x, residualIsOutput: true, into: x, space: space)
+    }
+
+    /// The rest of a layer after attention (context in `space.context`): output projection,
+    /// residual and LayerNorm, the GELU MLP, residual and LayerNorm, into `out` (which may be `x`)
+    /// and, in bfloat16, its rounding `space.halves.x` (only when `out` is `x`).
+    private func finish(_ layer: Layer, rows: Int, x: UnsafeMutablePointer<Float>, residualIsOutput: Bool,
+                        into out: UnsafeMutablePointer<Float>, space: EncoderWorkspace) {
+        let h = config.hiddenSize, halves = space.halves
+        let context = space.context.pointer, sum = space.sum.pointer, attended = space.attended.pointer, inner = space.inner.pointer
+        EncoderKernels.sumBias(x, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum)
+        if let halves { BFloat16Storage.round(context, into: halves.context.pointer, count: rows * h) }
+        linear(context, halves?.context.pointer, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
+        EncoderKernels.layerNorm(sum, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
+                                 rows: rows, dim: h, eps: config.layerNormEps, into: attended, bfloat16: halves?.attended.pointer)
+        linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
+        EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
+                                bfloat16: halves?.inner.pointer)
+        EncoderKernels.sumBias(attended, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum)
+        linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum, accumulate: true)
+        EncoderKernels.layerNorm(sum, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
+                                 rows: rows, dim: h, eps: config.layerNormEps, into: out,
+                                 bfloat16: residualIsOutput ? halves?.x.pointer : nil)
+    }
+
+    /// `c[:, 0..<outputRows.count] = input · weight[outputRows]ᵀ` (row stride `ldc`): some output
+    /// features of a linear layer, from the input's bfloat16 rounding with a bfloat16 weight.
+    private func product(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ weight: WeightMatrix,
+                         outputRows: Range<Int>, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let inFeatures = weight.shape[1], offset = outputRows.lowerBound * inFeatures
+        if let rounded, let w = weight.bfloat16 {
+            BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outputRows.count, k: inFeatures, a: rounded, lda: inFeatures,
+                          b: w.pointer + offset, ldb: inFeatures, beta: 0, c: c, ldc: ldc)
+        } else {
+            let w = weight.floatValues()
+            BLAS.gemm(transA: false, transB: true, m: rows, n: outputRows.count, k: inFeatures, a: input, lda: inFeatures,
+                      b: w.pointer + offset, ldb: inFeatures, beta: 0, c: c, ldc: ldc)
         }
-        return (x, starts)
     }
 
     /// `out (+)= input · weightᵀ`, from the input's bfloat16 rounding when one is given (a bfloat16 weight).

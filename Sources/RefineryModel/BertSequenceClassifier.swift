@@ -72,11 +72,7 @@ public final class BertSequenceClassifier: @unchecked Sendable {
                 end += 1
             }
             let batch = Array(order[start..<end])
-            let (states, starts) = try encoder.hiddenStates(batch.map { ids[$0] })
-            let first = Tensor(zeros: [batch.count, h])
-            for k in batch.indices where starts[k + 1] > starts[k] {
-                (first.pointer + k * h).update(from: states.pointer + starts[k] * h, count: h)
-            }
+            let first = try encoder.firstTokenStates(batch.map { ids[$0] })
             let pooled = Tensor(uninitialized: [batch.count, h])
             BLAS.linear(first.pointer, rows: batch.count, weight: pooler.weight, into: pooled.pointer)
             for k in batch.indices {

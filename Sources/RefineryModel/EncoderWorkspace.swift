@@ -7,6 +7,8 @@ import RefineryTensor
 final class EncoderWorkspace: @unchecked Sendable {
     /// The most rows a forward pass may use with these buffers.
     let capacity: Int
+    /// `[rows, hidden]`: the hidden states between layers (when the caller does not keep them).
+    let states: FloatStorage
     /// `[rows, 3 × hidden]`: queries, keys and values of every head.
     let qkv: FloatStorage
     /// `[rows, hidden]` each: attention context, the residual sum, the attention block's output.
@@ -21,6 +23,7 @@ final class EncoderWorkspace: @unchecked Sendable {
     init(rows: Int, config: BertConfig, bfloat16: Bool) {
         let h = config.hiddenSize, inner = config.intermediateSize
         capacity = rows
+        states = FloatStorage(uninitializedCount: rows * h)
         qkv = FloatStorage(uninitializedCount: rows * 3 * h)
         context = FloatStorage(uninitializedCount: rows * h)
         sum = FloatStorage(uninitializedCount: rows * h)

@@ -106,6 +106,61 @@ public enum EncoderKernels {
         }
     }
 
+    /// Attention of each sequence's first row only (what a classifier's pooler reads from the last
+    /// layer): `queries` (`[sequences, hidden]`) against the keys and values of every row of its
+    /// sequence in `qkv` (`[rows, 3 × hidden]`, the queries' columns unused). `bias` (`3 × hidden`)
+    /// is first added to the queries and to the keys and values of every row. In bfloat16 the
+    /// queries, keys, values and probabilities are rounded as the packed attention rounds them.
+    /// `out` is `[sequences, hidden]`; an empty sequence's row is zero.
+    public static func firstRowAttention(
+        queries: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, starts: [Int],
+        heads: Int, headDim: Int, into out: UnsafeMutablePointer<Float>, products: ComputeDType
+    ) {
+        let sequences = starts.count - 1
+        guard sequences > 0 else { return }
+        let hidden = heads * headDim, stride = 3 * hidden, rows = starts[sequences]
+        let rounding = products == .bfloat16
+        let qs = SendablePointer(queries), kv = SendablePointer(qkv), os = SendablePointer(out)
+        let bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
+        Parallel.forEach(sequences, costPerItem: hidden * 2) { range in
+            for s in range {
+                rk_add_bias(qs.pointer + s * hidden, bs.pointer, hidden)
+                if rounding { roundInPlace(qs.pointer + s * hidden, count: hidden) }
+            }
+        }
+        Parallel.forEach(rows, costPerItem: stride) { range in
+            for row in range {
+                rk_add_bias(kv.pointer + row * stride + hidden, bs.pointer + hidden, 2 * hidden)
+                if rounding { roundInPlace(kv.pointer + row * stride + hidden, count: 2 * hidden) }
+            }
+        }
+        let scale = 1 / Float(headDim).squareRoot()
+        var work = 0
+        for s in 0..<sequences { work += 4 * (starts[s + 1] - starts[s]) * hidden }
+        Parallel.run(sequences * heads, totalCost: work) { task in
+            let s = task / heads, head = task % heads
+            let first = starts[s], n = starts[s + 1] - first
+            let target = os.pointer + s * hidden + head * headDim
+            guard n > 0 else {
+                target.initialize(repeating: 0, count: headDim)
+                return
+            }
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            defer { scores.deallocate() }
+            let keys = kv.pointer + first * stride + hidden + head * headDim
+            rk_single_query_attention(qs.pointer + s * hidden + head * headDim, keys, keys + hidden, stride, n, headDim, scale,
+                                      rounding ? 1 : 0, scores, target)
+        }
+    }
+
+    /// Replaces `count` values by their bfloat16 roundings (as floats).
+    private static func roundInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
+        defer { halves.deallocate() }
+        rk_f32_to_bf16(values, halves, count)
+        rk_bf16_to_f32(halves, values, count)
+    }
+
     /// `x + bias` (when given) written back to `x` and, rounded to bfloat16, to `target`, row by row
     /// while each row is in cache.
     private static func roundRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, rows: Int, cols: Int,

@@ -12,6 +12,12 @@ void rk_softmax(float *x, size_t n);
 /// like rk_f32_to_bf16, columns n..<width zero. Attention probabilities for a bfloat16 product.
 void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_t width, uint16_t *out);
 
+/// Attention of one query `q[head_dim]` over n keys `k` and values `v` (rows `ld` apart):
+/// out = softmax(scale · K q) · V, the probabilities rounded to bfloat16 when `round_probabilities`.
+/// `scores` is scratch for n values.
+void rk_single_query_attention(const float *q, const float *k, const float *v, size_t ld, size_t n, size_t head_dim,
+                               float scale, int round_probabilities, float *scores, float *out);
+
 /// gate[i] = silu(gate[i]) * up[i].
 void rk_silu_gate(float *gate, const float *up, size_t n);
 
