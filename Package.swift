@@ -128,7 +128,7 @@ let package = Package(
                            "RefineryCuration", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenBLAS", "CZeroMQ"]),
-        .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor", "CRefineryKernels"]),
+        .testTarget(name: "RefineryTensorTests", dependencies: ["RefineryTensor", "CRefineryKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "RefineryTextTests", dependencies: ["RefineryCore", "RefineryText"], exclude: ["Fixtures"]),
         .testTarget(
             name: "RefineryModelTests",

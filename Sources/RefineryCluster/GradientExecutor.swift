@@ -30,9 +30,12 @@ final class GradientExecutor: GradientTaskRunner, @unchecked Sendable {
         guard settings != self.settings else { return }
         // The base model is loaded again only when the precision or the need for master weights changes.
         let keepFloat = settings.method == .full
-        let model = try self.model.flatMap { $0.dtype == settings.dtype && (!keepFloat || $0.keepsFloatWeights) ? $0 : nil }
-            ?? LlamaModel(directory: URL(fileURLWithPath: modelDirectory), dtype: .fixed(settings.dtype), keepFloatWeights: keepFloat)
-        let adapter = settings.method == .lora ? try LoRAAdapter.initialize(model: model.config, config: settings.lora, seed: 0) : nil
+        let quantized = settings.method.quantizesBase
+        let model = try self.model.flatMap {
+            $0.dtype == settings.dtype && (!keepFloat || $0.keepsFloatWeights) && $0.hasQuantizedProjections == quantized ? $0 : nil
+        } ?? LlamaModel(directory: URL(fileURLWithPath: modelDirectory), dtype: .fixed(settings.dtype), keepFloatWeights: keepFloat,
+                        projections: quantized ? .nf4 : .asStored)
+        let adapter = settings.method.trainsAdapter ? try LoRAAdapter.initialize(model: model.config, config: settings.lora, seed: 0) : nil
         engine = try GradientEngine(model: model, adapter: adapter, trainsBase: settings.method == .full,
                                     checkpointing: settings.gradientCheckpointing)
         self.model = model

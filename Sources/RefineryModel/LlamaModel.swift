@@ -35,23 +35,39 @@ public final class LlamaModel: @unchecked Sendable {
     /// follows the checkpoint as transformers does). `keepFloatWeights` keeps float32 master copies
     /// of every matrix (full fine-tuning in bfloat16); otherwise a bfloat16 model holds its
     /// matrices in bfloat16 only.
-    public convenience init(directory: URL, dtype: DTypeChoice = .float32, keepFloatWeights: Bool = false) throws {
+    /// `projections` chooses how the seven projections of every layer are held (see `ProjectionStorage`).
+    public convenience init(directory: URL, dtype: DTypeChoice = .float32, keepFloatWeights: Bool = false,
+                            projections: ProjectionStorage = .asStored) throws {
         let config = try ModelConfig.load(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         try self.init(config: config, checkpoint: checkpoint, dtype: dtype.resolve(config: config, checkpoint: checkpoint),
-                      keepFloatWeights: keepFloatWeights)
+                      keepFloatWeights: keepFloatWeights, projections: projections)
     }
 
     /// Builds the model from an opened checkpoint, checking every tensor's shape against `config`.
     /// `languageModelHead: false` loads the decoder without `lm_head` (a `*ForSequenceClassification`
     /// checkpoint has a score head instead).
+    /// `projections`: how the seven projections of every layer are held (embeddings, norms and
+    /// the lm head stay in `dtype`, as bitsandbytes' `Linear4bit` replaces only the linear layers).
     public init(config: ModelConfig, checkpoint: Checkpoint, dtype: ComputeDType = .float32, keepFloatWeights: Bool = false,
-                languageModelHead: Bool = true) throws {
+                projections: ProjectionStorage = .asStored, languageModelHead: Bool = true) throws {
         self.config = config
         self.dtype = dtype
         let h = config.hiddenSize, i = config.intermediateSize
         func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
             try checkpoint.matrix(name, shape: shape, dtype: dtype, keepFloat: keepFloatWeights)
+        }
+        func projection(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
+            switch projections {
+            case .asStored:
+                return try matrix(name, shape)
+            case .nf4:
+                let values = try checkpoint.tensor(name, shape: shape)
+                return WeightMatrix(nf4: NF4Matrix(quantizing: values.pointer, shape: shape), products: dtype)
+            case .nf4RoundTrip:
+                let values = try checkpoint.tensor(name, shape: shape)
+                return WeightMatrix(NF4Matrix(quantizing: values.pointer, shape: shape).floatValues(), dtype: dtype, keepFloat: keepFloatWeights)
+            }
         }
         embedTokens = try matrix("model.embed_tokens.weight", [config.vocabSize, h])
         var layers: [DecoderLayerWeights] = []
@@ -62,18 +78,18 @@ public final class LlamaModel: @unchecked Sendable {
             }
             layers.append(DecoderLayerWeights(
                 inputNorm: try checkpoint.tensor(p + "input_layernorm.weight", shape: [h]),
-                qProj: try matrix(p + "self_attn.q_proj.weight", [config.qDim, h]),
-                kProj: try matrix(p + "self_attn.k_proj.weight", [config.kvDim, h]),
-                vProj: try matrix(p + "self_attn.v_proj.weight", [config.kvDim, h]),
-                oProj: try matrix(p + "self_attn.o_proj.weight", [h, config.qDim]),
+                qProj: try projection(p + "self_attn.q_proj.weight", [config.qDim, h]),
+                kProj: try projection(p + "self_attn.k_proj.weight", [config.kvDim, h]),
+                vProj: try projection(p + "self_attn.v_proj.weight", [config.kvDim, h]),
+                oProj: try projection(p + "self_attn.o_proj.weight", [h, config.qDim]),
                 qBias: try bias("self_attn.q_proj.bias", config.qDim, config.qkvBias),
                 kBias: try bias("self_attn.k_proj.bias", config.kvDim, config.qkvBias),
                 vBias: try bias("self_attn.v_proj.bias", config.kvDim, config.qkvBias),
                 oBias: try bias("self_attn.o_proj.bias", h, config.outputBias),
                 postAttentionNorm: try checkpoint.tensor(p + "post_attention_layernorm.weight", shape: [h]),
-                gateProj: try matrix(p + "mlp.gate_proj.weight", [i, h]),
-                upProj: try matrix(p + "mlp.up_proj.weight", [i, h]),
-                downProj: try matrix(p + "mlp.down_proj.weight", [h, i]),
+                gateProj: try projection(p + "mlp.gate_proj.weight", [i, h]),
+                upProj: try projection(p + "mlp.up_proj.weight", [i, h]),
+                downProj: try projection(p + "mlp.down_proj.weight", [h, i]),
                 gateBias: try bias("mlp.gate_proj.bias", i, config.mlpBias),
                 upBias: try bias("mlp.up_proj.bias", i, config.mlpBias),
                 downBias: try bias("mlp.down_proj.bias", h, config.mlpBias)))
@@ -98,6 +114,9 @@ public final class LlamaModel: @unchecked Sendable {
         }
         return result
     }
+
+    /// True when the layers' projections are held in 4-bit NF4 (a QLoRA base).
+    public var hasQuantizedProjections: Bool { layers.first?.qProj.nf4 != nil }
 
     /// True when every matrix keeps float32 values (a float32 model, or one loaded with `keepFloatWeights`).
     public var keepsFloatWeights: Bool { matrices.allSatisfy { $0.float != nil } }
@@ -219,4 +238,15 @@ public final class LlamaModel: @unchecked Sendable {
         }
         return (cosTable, sinTable)
     }
+}
+
+/// How a model holds the seven projections of its layers.
+public enum ProjectionStorage: Sendable, Equatable {
+    /// As the checkpoint stores them, in the model's dtype.
+    case asStored
+    /// In 4-bit NF4 with double quantization (QLoRA's frozen base), quantized as they are read.
+    case nf4
+    /// Quantized to NF4 and dequantized again, as ordinary weights: the base a QLoRA adapter was
+    /// trained against, to merge it into.
+    case nf4RoundTrip
 }

@@ -59,7 +59,7 @@ public final class Trainer: @unchecked Sendable {
         self.model = model
         self.modelDirectory = modelDirectory
         self.options = options
-        engine = try GradientEngine(model: model, adapter: options.method == .lora ? adapter : nil,
+        engine = try GradientEngine(model: model, adapter: options.method.trainsAdapter ? adapter : nil,
                                     trainsBase: options.method == .full, checkpointing: options.gradientCheckpointing)
         schedule = DataSchedule(samples: train, microBatchSize: options.microBatchSize, accumulation: options.gradientAccumulation,
                                 shuffle: options.shuffle, seed: options.seed, packingLength: options.packing ? options.maxLength : nil)
@@ -249,10 +249,11 @@ public final class Trainer: @unchecked Sendable {
     /// Writes the trained adapter (LoRA) or model folder (full) into `output`.
     public func writeResult(to output: URL) throws {
         switch options.method {
-        case .lora:
+        case .lora, .qlora:
             guard let adapter = engine.adapter else { throw ModelError("no adapter to write") }
             try adapter.save(directory: output, baseModel: modelDirectory.path)
-        case .full, .qlora:
+            if options.method.quantizesBase { try QLoRABaseNote.write(into: output) }
+        case .full:
             let dtype = (try? Checkpoint(directory: modelDirectory).storedDType) ?? .f32
             try model.writeFolder(to: output, copyingFrom: modelDirectory, dtype: dtype)
         }

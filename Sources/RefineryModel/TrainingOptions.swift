@@ -3,6 +3,11 @@ import RefineryText
 /// What trains.
 public enum TrainingMethod: String, Sendable, CaseIterable {
     case lora, full, qlora
+
+    /// LoRA and QLoRA train an adapter; full fine-tuning trains the base weights.
+    public var trainsAdapter: Bool { self != .full }
+    /// QLoRA holds the frozen base projections in 4-bit NF4.
+    public var quantizesBase: Bool { self == .qlora }
 }
 
 /// The knobs of a fine-tuning run (DESIGN §5 `train` flags).
@@ -38,7 +43,6 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Checks ranges; the message names the flag.
     public func validate() throws {
         func check(_ condition: Bool, _ message: String) throws { if !condition { throw ModelError(message) } }
-        try check(method != .qlora, "--method qlora is not available yet (4-bit base weights are on the roadmap); use lora or full")
         try check(learningRate > 0 && learningRate.isFinite, "--lr must be a positive number")
         try check(warmupSteps >= 0, "--warmup-steps must be ≥ 0")
         try check((steps ?? 1) > 0, "--steps must be positive")
@@ -49,7 +53,7 @@ public struct TrainingOptions: Sendable, Equatable {
         try check(weightDecay >= 0, "--weight-decay must be ≥ 0")
         try check((evalEvery ?? 1) > 0, "--eval-every must be positive")
         try check(checkpointEvery > 0, "--checkpoint-every must be positive")
-        if method == .lora {
+        if method.trainsAdapter {
             try check(lora.rank > 0, "--lora-r must be positive")
             try check(lora.alpha > 0, "--lora-alpha must be positive")
             try check(lora.dropout >= 0 && lora.dropout < 1, "--lora-dropout must be in [0, 1)")

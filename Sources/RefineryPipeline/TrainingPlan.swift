@@ -36,14 +36,15 @@ public struct TrainingPlan {
                 throw PipelineError("--eval-split \(fraction) leaves an empty train or eval set with \(trainSamples.count + heldOut.count) samples")
             }
         }
-        let llama = try LlamaModel(directory: modelURL, dtype: options.dtype, keepFloatWeights: options.method == .full)
+        let llama = try LlamaModel(directory: modelURL, dtype: options.dtype, keepFloatWeights: options.method == .full,
+                                   projections: options.method.quantizesBase ? .nf4 : .asStored)
         try DatasetLoading.checkMasks(trainSamples, path: dataPath, stopTokens: chat.stopTokenIDs.union(llama.config.eosTokenIDs), chat: chat)
         var evalSamples = heldOut
         if let evalPath = config.evalData {
             evalSamples += try DatasetLoading.encode(path: evalPath, format: config.format, encoder: encoder)
         }
         var adapter: LoRAAdapter? = nil
-        if options.method == .lora {
+        if options.method.trainsAdapter {
             if let initPath = config.initAdapter {
                 adapter = try LoRAAdapter.load(directory: URL(fileURLWithPath: initPath), model: llama.config)
                 options.lora = adapter?.config ?? options.lora
@@ -55,12 +56,12 @@ public struct TrainingPlan {
         self.output = output
         self.config = config
         let truncated = trainSamples.filter(\.truncated).count
-        report("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters; products in \(llama.dtype.rawValue) on \(ProductBackend.current.libraryVersion)\n")
+        report("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters; products in \(llama.dtype.rawValue)\(llama.hasQuantizedProjections ? " (base projections in 4-bit NF4)" : "") on \(ProductBackend.current.libraryVersion)\n")
     }
 
     /// The files a finished run leaves in `output`.
     public var writtenFiles: [String] {
-        let files = trainer.options.method == .lora ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
+        let files = trainer.options.method.trainsAdapter ? ["adapter_config.json", "adapter_model.safetensors"] : ["model.safetensors", "config.json"]
         return (files + ["train_log.jsonl"]).map { output.appendingPathComponent($0).path }
     }
 
@@ -75,15 +76,23 @@ public struct TrainingPlan {
     /// Merges the trained adapter into the base model and writes the folder `merged` in the base
     /// model's dtype; returns the weights file written.
     public func writeMerged(to merged: String, report: ProgressReport) throws -> String {
-        guard trainer.options.method == .lora, let adapter = trainer.engine.adapter else {
-            throw PipelineError("export.merged needs a LoRA run (a full fine-tune writes the model folder itself)")
+        guard trainer.options.method.trainsAdapter, let adapter = trainer.engine.adapter else {
+            throw PipelineError("export.merged needs a LoRA or QLoRA run (a full fine-tune writes the model folder itself)")
         }
-        // The run is over: the base weights the trainer held frozen take the adapter in place.
-        let model = trainer.model
+        let model: LlamaModel, dtype: SafetensorsDType
+        if trainer.options.method.quantizesBase {
+            // Never into 4-bit weights: the NF4 base de-quantized (what the adapter was trained against), in bfloat16.
+            model = try LlamaModel(directory: trainer.modelDirectory, dtype: .float32, projections: .nf4RoundTrip)
+            dtype = .bf16
+        } else {
+            // The run is over: the base weights the trainer held frozen take the adapter in place.
+            model = trainer.model
+            dtype = try Checkpoint(directory: trainer.modelDirectory).storedDType
+        }
         model.merge(adapter)
-        let dtype = try Checkpoint(directory: trainer.modelDirectory).storedDType
         try model.writeFolder(to: URL(fileURLWithPath: merged), copyingFrom: trainer.modelDirectory, dtype: dtype)
-        report("[export] merged the adapter into \(merged) (\(dtype.rawValue))\n")
+        let into = trainer.options.method.quantizesBase ? "the NF4-dequantized base" : "the base"
+        report("[export] merged the adapter into \(into), wrote \(merged) (\(dtype.rawValue))\n")
         return URL(fileURLWithPath: merged).appendingPathComponent("model.safetensors").path
     }
 }

@@ -221,7 +221,9 @@ public enum BLAS {
         into y: UnsafeMutablePointer<Float>, accumulate: Bool = false
     ) {
         let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
-        if let w = weight.bfloat16 {
+        if let q = weight.nf4 {
+            NF4Product.linear(x, rows: rows, weight: q, products: weight.nf4Products, into: y, accumulate: accumulate)
+        } else if let w = weight.bfloat16 {
             let x16 = BFloat16Storage(rounding: x, count: rows * inFeatures)
             gemmBF16(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: x16.pointer, lda: inFeatures,
                      b: w.pointer, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
@@ -237,7 +239,9 @@ public enum BLAS {
         into dx: UnsafeMutablePointer<Float>, accumulate: Bool = false
     ) {
         let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
-        if let w = weight.bfloat16 {
+        if let q = weight.nf4 {
+            NF4Product.inputGradient(dy, rows: rows, weight: q, products: weight.nf4Products, into: dx, accumulate: accumulate)
+        } else if let w = weight.bfloat16 {
             let dy16 = BFloat16Storage(rounding: dy, count: rows * outFeatures)
             gemmBF16(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: dy16.pointer, lda: outFeatures,
                      b: w.pointer, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures)

@@ -8,6 +8,8 @@ import CRefineryKernels
 /// - bfloat16 runs of trained weights (full fine-tuning): `float` is the master copy the optimizer
 ///   updates and `bfloat16` the copy the products read, refreshed by `refreshBFloat16()` after
 ///   every change of `float`.
+/// - QLoRA's frozen base projections: `nf4` only (~4.1 bits per value); products dequantize it
+///   tile by tile (`NF4Product`) in `nf4Products` precision.
 public final class WeightMatrix: @unchecked Sendable {
     /// `[rows, cols]`.
     public let shape: [Int]
@@ -15,18 +17,26 @@ public final class WeightMatrix: @unchecked Sendable {
     public let float: Tensor?
     /// bfloat16 values, when the products run in bfloat16.
     public let bfloat16: BFloat16Storage?
+    /// 4-bit NormalFloat values (a frozen QLoRA base weight).
+    public let nf4: NF4Matrix?
+    /// The precision of the products of an `nf4` weight (its tiles are dequantized to it).
+    public let nf4Products: ComputeDType
 
     /// A float32 weight (float32 products).
     public init(_ float: Tensor) {
         shape = float.shape
         self.float = float
         bfloat16 = nil
+        nf4 = nil
+        nf4Products = .float32
     }
 
     /// A weight whose products run in `dtype`; in bfloat16 the float32 values are kept only when
     /// `keepFloat` (a trained weight's master copy).
     public init(_ values: Tensor, dtype: ComputeDType, keepFloat: Bool) {
         shape = values.shape
+        nf4 = nil
+        nf4Products = .float32
         switch dtype {
         case .float32:
             float = values
@@ -43,16 +53,29 @@ public final class WeightMatrix: @unchecked Sendable {
         self.shape = shape
         float = nil
         self.bfloat16 = bfloat16
+        nf4 = nil
+        nf4Products = .float32
+    }
+
+    /// A frozen 4-bit weight whose products run in `products` precision.
+    public init(nf4: NF4Matrix, products: ComputeDType) {
+        shape = nf4.shape
+        float = nil
+        bfloat16 = nil
+        self.nf4 = nf4
+        nf4Products = products
     }
 
     /// The precision the products read this weight in.
-    public var dtype: ComputeDType { bfloat16 == nil ? .float32 : .bfloat16 }
+    public var dtype: ComputeDType { nf4 != nil ? nf4Products : bfloat16 == nil ? .float32 : .bfloat16 }
     /// Number of elements.
     public var count: Int { shape.reduce(1, *) }
 
-    /// The float32 values: the kept copy itself (shared), or a new tensor widened from bfloat16.
+    /// The float32 values: the kept copy itself (shared), or a new tensor widened from bfloat16
+    /// or dequantized from NF4.
     public func floatValues() -> Tensor {
         if let float { return float }
+        if let nf4 { return nf4.floatValues() }
         let result = Tensor(uninitialized: shape)
         if let bfloat16 { BFloat16Storage.widen(bfloat16.pointer, into: result.pointer, count: count) }
         return result
@@ -67,6 +90,7 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Changes the values through their float32 form: in place when float32 is kept (then the
     /// bfloat16 copy is refreshed), else widened, changed and rounded back.
     public func update(_ body: (Tensor) -> Void) {
+        precondition(nf4 == nil, "WeightMatrix.update: a 4-bit weight is frozen")
         if let float {
             body(float)
             refreshBFloat16()
@@ -84,6 +108,8 @@ public final class WeightMatrix: @unchecked Sendable {
             target.update(from: float.pointer + row * cols, count: cols)
         } else if let bfloat16 {
             rk_bf16_to_f32(bfloat16.pointer + row * cols, target, cols)
+        } else if let nf4 {
+            nf4.dequantize((row * cols)..<((row + 1) * cols), into: target)
         }
     }
 }

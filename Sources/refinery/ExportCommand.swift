@@ -19,13 +19,16 @@ struct ExportCommand: ParsableCommand {
             if !existing.isEmpty && !overwrite {
                 throw CommandError("\(output) is not empty; pass --overwrite to replace it")
             }
-            let modelURL = URL(fileURLWithPath: model)
-            let llama = try LlamaModel(directory: modelURL)
-            let lora = try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)
+            let modelURL = URL(fileURLWithPath: model), adapterURL = URL(fileURLWithPath: adapter)
+            // A QLoRA adapter was trained against the 4-bit base: it merges into that base de-quantized, in bfloat16.
+            let qlora = QLoRABaseNote.isPresent(in: adapterURL)
+            let llama = try LlamaModel(directory: modelURL, projections: qlora ? .nf4RoundTrip : .asStored)
+            let lora = try LoRAAdapter.load(directory: adapterURL, model: llama.config)
             llama.merge(lora)
-            let dtype = try Checkpoint(directory: modelURL).storedDType
+            let dtype = qlora ? .bf16 : try Checkpoint(directory: modelURL).storedDType
             try llama.writeFolder(to: outputURL, copyingFrom: modelURL, dtype: dtype)
-            Output.line("wrote \(outputURL.appendingPathComponent("model.safetensors").path) (\(dtype.rawValue)) and the config and tokenizer files")
+            let base = qlora ? " (a QLoRA adapter: merged into the NF4-dequantized base, never into 4-bit weights)" : ""
+            Output.line("wrote \(outputURL.appendingPathComponent("model.safetensors").path) (\(dtype.rawValue)) and the config and tokenizer files\(base)")
         }
     }
 }

@@ -121,10 +121,11 @@ import Testing
         return (dir, articles)
     }
 
-    /// In float32 and in bfloat16 (frozen base in bf16, bf16 products), the same bits for one
-    /// process and 1, 2, 3 workers, and for workers whose pools have other thread counts.
-    @Test(arguments: ["float32", "bfloat16"])
-    func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess(dtype: String) async throws {
+    /// In float32 and in bfloat16 (frozen base in bf16, bf16 products), and QLoRA (each worker
+    /// quantizes its own copy of the base to NF4), the same bits for one process and 1, 2, 3
+    /// workers, and for workers whose pools have other thread counts.
+    @Test(arguments: zip(["float32", "bfloat16", "bfloat16"], ["lora", "lora", "qlora"]))
+    func oneTwoAndThreeWorkersTrainBitwiseLikeOneProcess(dtype: String, method: String) async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
             // Samples of very different lengths, so micro-batches differ a lot in size and cost.
@@ -158,6 +159,7 @@ import Testing
                   eval_every: 2
                   checkpoint_every: 2
                   dtype: \(dtype)
+                  method: \(method)
                 """
                 let url = dir.appendingPathComponent("\(name).yaml")
                 try yaml.write(to: url, atomically: true, encoding: .utf8)
@@ -167,6 +169,8 @@ import Testing
             let single = try CommandLineTests.run(["train", "--config", try config("single").path], environment: ["OPENBLAS_NUM_THREADS": "2"])
             #expect(single.status == 0, "\(single.stderr)")
             #expect(single.stderr.contains("products in \(dtype)"), "the run says which precision it computes in: \(single.stderr)")
+            #expect(single.stderr.contains("4-bit NF4") == (method == "qlora"), "the run says when its base is 4-bit: \(single.stderr)")
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("single/qlora_base.json").path) == (method == "qlora"))
             let log = Self.read(dir.appendingPathComponent("single/train_log.jsonl").path)
             let adapter = Self.read(dir.appendingPathComponent("single/adapter_model.safetensors").path)
             #expect(log != nil && adapter != nil)

@@ -18,6 +18,28 @@ void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_
 void rk_single_query_attention(const float *q, const float *k, const float *v, size_t ld, size_t n, size_t head_dim,
                                float scale, int round_probabilities, float *scores, float *out);
 
+/// The 16 NF4 levels in code order (bitsandbytes' float32 table).
+const float *rk_nf4_levels(void);
+
+/// The index of the level nearest to `value` given the `count` sorted midpoints between
+/// consecutive levels: how many midpoints lie strictly below it (ties take the lower level).
+size_t rk_nearest_code(float value, const float *midpoints, size_t count);
+
+/// Codes one block of `n` values by the nearest of the levels whose `count` sorted `midpoints`
+/// are given (one code per byte into `codes`), bitsandbytes' blockwise rule: a whole block is
+/// multiplied by 1/absmax, a partial one (`whole` = 0) divided by max(absmax, 1e-38), then
+/// clamped to [-1, 1]. Returns the absmax to store (the partial block's at least 1e-38).
+float rk_quantize_block(const float *x, size_t n, int whole, const float *midpoints, size_t count, uint8_t *codes);
+
+/// Dequantizes `count` NF4 codes starting at flat index `first` (two per byte, the even index in
+/// the high nibble): out[i] = level(code) · scale of its block (`block_scales[0]` is the scale of
+/// block first / block_size).
+void rk_nf4_dequantize(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count, float *out);
+
+/// rk_nf4_dequantize rounded to bfloat16 (through `scratch`, `count` floats).
+void rk_nf4_dequantize_bf16(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count,
+                            float *scratch, uint16_t *out);
+
 /// gate[i] = silu(gate[i]) * up[i].
 void rk_silu_gate(float *gate, const float *up, size_t n);
 

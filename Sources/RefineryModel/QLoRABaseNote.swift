@@ -1,0 +1,29 @@
+import Foundation
+import RefineryTensor
+
+/// The note a QLoRA run leaves next to its adapter (`qlora_base.json`): the adapter was trained
+/// against the NF4-quantized base, so merging it belongs in the de-quantized base
+/// (`ProjectionStorage.nf4RoundTrip`), never in the original or the quantized weights.
+public enum QLoRABaseNote {
+    /// The file name inside the adapter folder.
+    public static let fileName = "qlora_base.json"
+
+    /// Writes the note into `adapterDirectory`.
+    public static func write(into adapterDirectory: URL) throws {
+        let text = """
+        {"base_quantization": "nf4", "block_size": \(NF4Matrix.blockSize), "double_quantization": true, \
+        "absmax_block_size": \(NF4Matrix.absmaxBlockSize), "merge_into": "the NF4-dequantized base, in bfloat16"}
+
+        """
+        do {
+            try Data(text.utf8).write(to: adapterDirectory.appendingPathComponent(fileName), options: .atomic)
+        } catch {
+            throw ModelError("cannot write \(fileName) into \(adapterDirectory.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Whether `adapterDirectory` holds an adapter trained with QLoRA.
+    public static func isPresent(in adapterDirectory: URL) -> Bool {
+        FileManager.default.fileExists(atPath: adapterDirectory.appendingPathComponent(fileName).path)
+    }
+}
