@@ -13,6 +13,20 @@ public struct TrainingPlan {
     public let output: URL
     public let config: TrainConfig
 
+    /// The memory plan of `config` from the model's `config.json` alone (no weights read); the
+    /// precision `auto` follows the config's `torch_dtype` (float32 when it names none).
+    public static func memoryPlan(config: TrainConfig) throws -> MemoryPlan {
+        guard let modelPath = config.model else { throw PipelineError("--model is required (or train.model in --config)") }
+        let options = config.options
+        let model = try ModelConfig.load(directory: URL(fileURLWithPath: modelPath))
+        let dtype: ComputeDType
+        switch options.dtype {
+        case .fixed(let fixed): dtype = fixed
+        case .auto: dtype = model.storedDType == "bfloat16" ? .bfloat16 : .float32
+        }
+        return MemoryPlan(config: model, options: options, dtype: dtype)
+    }
+
     /// `checkOutput`: refuse an output folder that holds a run unless `resume` or `overwrite`
     /// (the cluster keeps its training state in SQLite instead and passes false).
     public init(config: TrainConfig, checkOutput: Bool, resume: Bool = false, overwrite: Bool = false, report: ProgressReport) throws {

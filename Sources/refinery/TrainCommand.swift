@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryModel
 import RefineryPipeline
 
 /// `refinery train`: fine-tune on one machine (LoRA or full), DESIGN §5.
@@ -41,6 +42,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Dataset format (default auto).") var format: String?
     @Option(help: "Built-in chat template instead of the model's.") var template: String?
     @Option(help: "assistant (default) or all.") var trainOn: String?
+    @Flag(help: "Print the expected peak memory by class (from config.json alone) and exit.") var dryRun = false
+    @Flag(help: "Start even when the memory plan says the run will not fit in this machine's available memory.") var ignoreMemoryPlan = false
     @Flag(help: "Continue the run in --output from its newest checkpoint.") var resume = false
     @Flag(help: "Replace a previous run in --output.") var overwrite = false
 
@@ -62,6 +65,19 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let config = try RunConfig(path: config, overrides: ["train": overrides])
+            let memory = try TrainingPlan.memoryPlan(config: config.train)
+            let available = MemoryPlan.availableMemory()
+            if dryRun {
+                Output.line(memory.text)
+                if let available {
+                    Output.line(memory.refusal(available: available, options: config.train.options)
+                                ?? "fits: \(MemoryPlan.gib(available)) available")
+                }
+                return
+            }
+            if !ignoreMemoryPlan, let available, let refusal = memory.refusal(available: available, options: config.train.options) {
+                throw CommandError(refusal + " (--dry-run prints the plan; --ignore-memory-plan starts anyway)")
+            }
             let plan = try TrainingPlan(config: config.train, checkOutput: true, resume: resume, overwrite: overwrite, report: Output.progress)
             try plan.runHere(resume: resume) { p in
                 var line = String(format: "\r[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@",

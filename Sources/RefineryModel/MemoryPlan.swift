@@ -1,0 +1,156 @@
+import Foundation
+import RefineryTensor
+
+/// The expected peak memory of a training run, by class, from `config.json` and the options
+/// alone (nothing is loaded). It follows what the engine allocates: sequences of a micro-batch
+/// run one after another, so activations scale with `--max-length` (the longest sequence or
+/// packed row), not with the micro-batch size.
+public struct MemoryPlan: Sendable, Equatable {
+    /// One class of memory and its bytes.
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var bytes: Int64
+        public var detail: String
+    }
+
+    /// The classes, in the order they are printed.
+    public var entries: [Entry]
+    /// The precision the products run in.
+    public var dtype: ComputeDType
+
+    /// The expected peak: the sum of the classes.
+    public var total: Int64 { entries.reduce(0) { $0 + $1.bytes } }
+
+    /// What the process holds besides the classes above (runtime, libraries, tokenizer, dataset,
+    /// allocator slack): a rough allowance, compared with measured peaks in bench/memory.sh.
+    public static let processBaseline: Int64 = 300 << 20
+
+    /// Plans `options` for the model `config` with products in `dtype`.
+    public init(config c: ModelConfig, options: TrainingOptions, dtype: ComputeDType) {
+        self.dtype = dtype
+        let method = options.method
+        let (h, inner, layers, vocab) = (Int64(c.hiddenSize), Int64(c.intermediateSize), Int64(c.layerCount), Int64(c.vocabSize))
+        let (qDim, kvDim, heads) = (Int64(c.qDim), Int64(c.kvDim), Int64(c.headCount))
+        let t = Int64(min(options.maxLength, max(c.maxPositionEmbeddings, 2)))
+        let bytesPerValue: Int64 = dtype == .bfloat16 ? 2 : 4
+        // Weights.
+        let embedding = vocab * h, head = c.tieWordEmbeddings ? 0 : vocab * h
+        let perLayerProjections = LinearSlot.allCases.reduce(Int64(0)) { total, slot in
+            let s = slot.shape(c)
+            return total + Int64(s.out) * Int64(s.in)
+        }
+        let projections = perLayerProjections * layers
+        let norms = (2 * layers + 1) * h * 4
+        let denseBytes: Int64 = method == .full && dtype == .bfloat16 ? 6 : bytesPerValue
+        var weightEntries: [Entry] = []
+        let other = (embedding + head) * denseBytes + norms
+        weightEntries.append(Entry(name: "weights: embeddings, head, norms", bytes: other,
+                                   detail: "\(Self.millions(embedding + head)) values in \(Self.precision(denseBytes))"))
+        if method.quantizesBase {
+            // NF4: half a byte per value, a byte of absmax code per 64, a float scale per 16,384; plus the reused tile buffers.
+            let nf4 = projections / 2 + projections / 64 + projections / 4096 + 4
+            let tiles = Int64(1 << 23) * 6
+            weightEntries.append(Entry(name: "weights: projections (4-bit NF4)", bytes: nf4 + tiles,
+                                       detail: "\(Self.millions(projections)) values at ~4.13 bits, plus \(Self.mib(tiles)) of dequantized tiles"))
+        } else {
+            weightEntries.append(Entry(name: "weights: projections", bytes: projections * denseBytes,
+                                       detail: "\(Self.millions(projections)) values in \(Self.precision(denseBytes))"))
+        }
+        // Trained parameters: value (adapters; full fine-tuning's master copy is counted above),
+        // gradient, the step's gradient sum, AdamW's two moments — all float32.
+        let trained: Int64
+        if method.trainsAdapter {
+            let r = Int64(options.lora.rank)
+            let perLayer = LinearSlot.allCases.reduce(Int64(0)) { total, slot in
+                let s = slot.shape(c)
+                let targeted = (try? options.lora.targets.matches("model.layers.0." + slot.rawValue)) ?? true
+                return total + (targeted ? r * (Int64(s.in) + Int64(s.out)) : 0)
+            }
+            trained = perLayer * layers
+            let adapted = LinearSlot.allCases.filter { (try? options.lora.targets.matches("model.layers.0." + $0.rawValue)) ?? true }.count
+            weightEntries.append(Entry(name: "adapter", bytes: trained * 4, detail: "\(Self.millions(trained)) values, rank \(r), \(adapted) projections per layer"))
+        } else {
+            trained = embedding + head + projections + (2 * layers + 1) * h
+        }
+        let optimizerEntries = [
+            Entry(name: "gradients", bytes: trained * 8, detail: "float32, and their sum over the step's micro-batches"),
+            Entry(name: "optimizer (AdamW)", bytes: trained * 8, detail: "two float32 moments per trained value"),
+        ]
+        // Activations of one sequence of t tokens, in float32.
+        let r = method.trainsAdapter ? Int64(options.lora.rank) : 0
+        let dropoutInputs = method.trainsAdapter && options.lora.dropout > 0
+            ? LinearSlot.allCases.reduce(Int64(0)) { $0 + 2 * Int64($1.shape(c).in) } : 0
+        let perToken = 4 * h + 2 * qDim + 2 * kvDim + 3 * inner + 2 + 7 * r + dropoutInputs
+        let probabilities = heads * t * (t + 1) / 2
+        let oneLayer = (t * perToken + probabilities) * 4
+        let saved = options.gradientCheckpointing ? layers * t * h * 4 + oneLayer : layers * oneLayer
+        let backward = t * (3 * inner + 4 * h + 2 * qDim + 2 * kvDim) * 4
+        let logits = t * vocab * 4
+        let rounding = dtype == .bfloat16 ? t * max(inner, h) * 2 : 0
+        var activationEntries = [
+            Entry(name: options.gradientCheckpointing ? "activations (checkpointed)" : "activations", bytes: saved,
+                  detail: options.gradientCheckpointing
+                      ? "each layer's input for \(t) tokens, one layer's activations recomputed at a time"
+                      : "every layer's activations for \(t) tokens, attention probabilities \(Self.mib(probabilities * 4)) per layer"),
+            Entry(name: "backward scratch", bytes: backward + rounding, detail: "one layer's gradients of activations"),
+            Entry(name: "logits", bytes: logits, detail: "\(t) rows × \(vocab) vocabulary, float32, their gradient in place"),
+        ]
+        activationEntries.append(Entry(name: "process", bytes: Self.processBaseline, detail: "runtime, libraries, tokenizer, data"))
+        entries = weightEntries + optimizerEntries + activationEntries
+    }
+
+    /// Why the plan does not fit in `available` bytes and which knob to turn, or nil when it fits.
+    public func refusal(available: Int64, options: TrainingOptions) -> String? {
+        guard total > available else { return nil }
+        var knobs: [String] = []
+        if !options.gradientCheckpointing {
+            knobs.append("--gradient-checkpointing (activations \(Self.gib(entries.first { $0.name.hasPrefix("activations") }?.bytes ?? 0)))")
+        }
+        if options.method == .lora { knobs.append("--method qlora (the base projections in 4 bits)") }
+        if options.method == .full { knobs.append("--method lora or qlora (no gradients or optimizer state for the base)") }
+        if dtype == .float32 { knobs.append("--dtype bfloat16 (half the weights)") }
+        if options.maxLength > 512 { knobs.append("a smaller --max-length (activations grow with it; now \(options.maxLength))") }
+        let needed = "needs ~\(Self.gib(total)) but \(Self.gib(available)) is available"
+        return knobs.isEmpty
+            ? "this run \(needed), and no setting lowers it enough: use a machine with more memory or a smaller model"
+            : "this run \(needed); turn " + knobs.joined(separator: ", or ") + ". (--micro-batch-size does not change the peak: a micro-batch's sequences run one after another.)"
+    }
+
+    /// The plan as a table.
+    public var text: String {
+        let width = entries.map(\.name.count).max() ?? 10
+        func row(_ name: String, _ bytes: Int64, _ detail: String) -> String {
+            let label = name.padding(toLength: width, withPad: " ", startingAt: 0)
+            return label + "  " + Self.gib(bytes).leftPadded(9) + "  " + detail
+        }
+        var lines = entries.map { row($0.name, $0.bytes, $0.detail) }
+        lines.append(row("expected peak", total, "products in \(dtype.rawValue)"))
+        return lines.joined(separator: "\n")
+    }
+
+    /// `bytes` in GiB with two decimals.
+    public static func gib(_ bytes: Int64) -> String { String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
+    static func mib(_ bytes: Int64) -> String { String(format: "%.0f MiB", Double(bytes) / Double(1 << 20)) }
+    static func millions(_ values: Int64) -> String { String(format: "%.1f M", Double(values) / 1e6) }
+    static func precision(_ bytes: Int64) -> String {
+        switch bytes {
+        case 2: return "bfloat16"
+        case 6: return "float32 (master) + bfloat16"
+        default: return "float32"
+        }
+    }
+
+    /// Memory this machine can give a run: `MemAvailable` of /proc/meminfo (nil where unreadable).
+    public static func availableMemory() -> Int64? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = Int64(fields[1]) { return kib * 1024 }
+        }
+        return nil
+    }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

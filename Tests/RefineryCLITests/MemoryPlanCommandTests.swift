@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+/// `refinery train --dry-run` and the refusal of runs that cannot fit, on models that exist only
+/// as a `config.json` (no weights: the plan must not need them).
+@Suite struct MemoryPlanCommandTests {
+    static func modelFolder(hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, vocab: Int) throws -> URL {
+        let folder = try TrainCommandTests.temporary()
+        let config = """
+        {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": \(hidden), "intermediate_size": \(intermediate),
+         "num_hidden_layers": \(layers), "num_attention_heads": \(heads), "num_key_value_heads": \(kvHeads), "vocab_size": \(vocab),
+         "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu"}
+        """
+        try config.write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        return folder
+    }
+
+    static func gib(_ text: String, _ label: String) -> Double? {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(label) }),
+              let range = line.range(of: #"[0-9]+\.[0-9]+ GiB"#, options: .regularExpression) else { return nil }
+        return Double(line[range].dropLast(4))
+    }
+
+    /// The Llama-3-8B shape: LoRA on a bf16 base vs QLoRA, both with checkpointing at 512 tokens.
+    @Test func dryRunPlansAnEightBillionModelFromItsConfigAlone() async throws {
+        try await offThePool {
+            let model = try Self.modelFolder(hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128_256)
+            var peaks: [String: Double] = [:]
+            for method in ["lora", "qlora"] {
+                let start = Date()
+                let result = try CommandLineTests.run(["train", "--model", model.path, "--data", "/nonexistent.jsonl", "--output", "/nonexistent-out",
+                                                       "--method", method, "--max-length", "512", "--gradient-checkpointing", "--dry-run"])
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(Date().timeIntervalSince(start) < 2, "answers without reading weights")
+                for label in ["weights: projections", "adapter", "gradients", "optimizer (AdamW)", "activations (checkpointed)", "logits", "expected peak"] {
+                    #expect(Self.gib(result.stdout, label) != nil, "\(method): a \(label) line in\n\(result.stdout)")
+                }
+                peaks[method] = Self.gib(result.stdout, "expected peak")
+            }
+            let (lora, qlora) = (peaks["lora"] ?? 0, peaks["qlora"] ?? 0)
+            // 7.0 G projection values: 13 GiB in bf16, ~3.4 GiB in NF4.
+            #expect(lora > 15 && lora < 18, "LoRA on a bf16 base: \(lora) GiB")
+            #expect(qlora > 6 && qlora < 8 * 1e9 / Double(1 << 30), "QLoRA: \(qlora) GiB, under the 8 GB target")
+        }
+    }
+
+    /// A model no machine here holds: refused before anything is read or written, naming the knobs.
+    @Test func aRunThatCannotFitIsRefusedWithTheKnobToTurn() async throws {
+        try await offThePool {
+            let model = try Self.modelFolder(hidden: 16384, intermediate: 53248, layers: 126, heads: 128, kvHeads: 8, vocab: 128_256)
+            let output = try TrainCommandTests.temporary().appendingPathComponent("run")
+            let result = try CommandLineTests.run(["train", "--model", model.path, "--data", TrainCommandTests.trainData, "--output", output.path,
+                                                   "--max-length", "2048"])
+            #expect(result.status != 0)
+            for knob in ["--gradient-checkpointing", "--method qlora", "--max-length", "--dry-run", "--ignore-memory-plan"] {
+                #expect(result.stderr.contains(knob), "names \(knob): \(result.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: output.path), "nothing written")
+            // Even with every knob turned, 405B parameters in 4 bits do not fit: said so.
+            let smallest = try CommandLineTests.run(["train", "--model", model.path, "--data", TrainCommandTests.trainData, "--output", output.path,
+                                                     "--max-length", "256", "--method", "qlora", "--gradient-checkpointing"])
+            #expect(smallest.status != 0 && smallest.stderr.contains("no setting lowers it enough"), "\(smallest.stderr)")
+        }
+    }
+}
