@@ -14,13 +14,28 @@ public struct TrainingWireSettings: Sendable, Equatable {
     public var blasThreads: Int
     /// The precision of the products (the coordinator's resolved `--dtype`).
     public var dtype: ComputeDType
+    /// The longest sequence or packed row (`--max-length`), for the workers' memory plans.
+    public var maxLength: Int
 
-    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool, blasThreads: Int, dtype: ComputeDType = .float32) {
+    public init(method: TrainingMethod, lora: LoRAConfig, gradientCheckpointing: Bool, blasThreads: Int, dtype: ComputeDType = .float32,
+                maxLength: Int = 2048) {
         self.method = method
         self.lora = lora
         self.gradientCheckpointing = gradientCheckpointing
         self.blasThreads = blasThreads
         self.dtype = dtype
+        self.maxLength = maxLength
+    }
+
+    /// The training options a worker's memory plan needs (the rest does not change the peak).
+    public var plannedOptions: TrainingOptions {
+        var options = TrainingOptions()
+        options.method = method
+        options.lora = lora
+        options.gradientCheckpointing = gradientCheckpointing
+        options.dtype = .fixed(dtype)
+        options.maxLength = maxLength
+        return options
     }
 
     /// The wire form (`Welcome.training`).
@@ -46,6 +61,7 @@ public struct TrainingWireSettings: Sendable, Equatable {
         m.gradientCheckpointing = gradientCheckpointing
         m.blasThreads = UInt32(clamping: blasThreads)
         m.precision = dtype == .bfloat16 ? .bfloat16 : .float32
+        m.maxLength = UInt32(clamping: maxLength)
         return m
     }
 
@@ -63,6 +79,7 @@ public struct TrainingWireSettings: Sendable, Equatable {
         try check(m.loraAlpha.isFinite && m.loraAlpha > 0, "lora_alpha \(m.loraAlpha) is out of range")
         try check(m.loraDropout.isFinite && m.loraDropout >= 0 && m.loraDropout < 1, "lora_dropout \(m.loraDropout) is out of range")
         try check((1...1024).contains(m.blasThreads), "blas_threads \(m.blasThreads) is out of range")
+        try check(m.maxLength <= 1 << 20, "max_length \(m.maxLength) is out of range")
         let dtype: ComputeDType
         switch m.precision {
         case .float32: dtype = .float32
@@ -81,7 +98,8 @@ public struct TrainingWireSettings: Sendable, Equatable {
         }
         self.init(method: method,
                   lora: LoRAConfig(rank: Int(m.loraR), alpha: m.loraAlpha, dropout: m.loraDropout, useRSLoRA: m.useRslora, targets: targets),
-                  gradientCheckpointing: m.gradientCheckpointing, blasThreads: Int(m.blasThreads), dtype: dtype)
+                  gradientCheckpointing: m.gradientCheckpointing, blasThreads: Int(m.blasThreads), dtype: dtype,
+                  maxLength: m.maxLength == 0 ? 2048 : Int(m.maxLength))
     }
 }
 

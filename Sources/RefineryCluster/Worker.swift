@@ -1,6 +1,7 @@
 import CZeroMQ
 import Foundation
 import RefineryLLM
+import RefineryModel
 
 /// How a worker reaches its coordinator and what it offers.
 public struct WorkerOptions: Sendable {
@@ -20,6 +21,11 @@ public struct WorkerOptions: Sendable {
     public var security: CurveClientSecurity?
     /// Heartbeats missed before the coordinator counts as gone (then reconnect with backoff 1 s → 32 s).
     public var liveness = 3
+    /// The most memory this worker may use (nil: what the machine has available); a training
+    /// stage whose memory plan exceeds it is declined before the model is loaded.
+    public var memoryLimit: Int64?
+    /// Take training tasks even when the memory plan says they will not fit.
+    public var ignoreMemoryPlan = false
 
     public init(coordinator: String) { self.coordinator = coordinator }
 }
@@ -363,9 +369,26 @@ public final class Worker {
             }
             // Only new settings rebuild the engine (which waits for a gradient in progress).
             if training != trainingSettings {
+                if let directory = options.modelDirectory ?? options.fetchModelInto { try checkMemoryPlan(training, modelDirectory: directory) }
                 try gradients.configure(training)
                 trainingSettings = training
             }
         }
+    }
+
+    /// Refuses a training stage whose memory plan exceeds what this worker may use (the machine's
+    /// available memory plus what this process already holds, or `--memory-limit`), before the
+    /// model is loaded: the worker says why and which setting of the run would fit.
+    private func checkMemoryPlan(_ training: TrainingWireSettings, modelDirectory: String) throws {
+        guard !options.ignoreMemoryPlan else { return }
+        let config = try ModelConfig.load(directory: URL(fileURLWithPath: modelDirectory))
+        let plan = MemoryPlan(config: config, options: training.plannedOptions, dtype: training.dtype)
+        let machine = MemoryPlan.availableMemory().map { $0 + MemoryPlan.residentMemory() }
+        let limits = [machine, options.memoryLimit].compactMap { $0 }
+        guard let available = limits.min() else { return }
+        if let refusal = plan.refusal(available: available, options: training.plannedOptions) {
+            throw ClusterError("this worker cannot take the run's training tasks: \(refusal) (worker --ignore-memory-plan takes them anyway)")
+        }
+        report("[worker] training plan: ~\(MemoryPlan.size(plan.total)) expected peak, \(MemoryPlan.size(available)) available")
     }
 }

@@ -104,13 +104,13 @@ public struct MemoryPlan: Sendable, Equatable {
         guard total > available else { return nil }
         var knobs: [String] = []
         if !options.gradientCheckpointing {
-            knobs.append("--gradient-checkpointing (activations \(Self.gib(entries.first { $0.name.hasPrefix("activations") }?.bytes ?? 0)))")
+            knobs.append("--gradient-checkpointing (activations \(Self.size(entries.first { $0.name.hasPrefix("activations") }?.bytes ?? 0)))")
         }
         if options.method == .lora { knobs.append("--method qlora (the base projections in 4 bits)") }
         if options.method == .full { knobs.append("--method lora or qlora (no gradients or optimizer state for the base)") }
         if dtype == .float32 { knobs.append("--dtype bfloat16 (half the weights)") }
         if options.maxLength > 512 { knobs.append("a smaller --max-length (activations grow with it; now \(options.maxLength))") }
-        let needed = "needs ~\(Self.gib(total)) but \(Self.gib(available)) is available"
+        let needed = "needs ~\(Self.size(total)) but \(Self.size(available)) is available"
         return knobs.isEmpty
             ? "this run \(needed), and no setting lowers it enough: use a machine with more memory or a smaller model"
             : "this run \(needed); turn " + knobs.joined(separator: ", or ") + ". (--micro-batch-size does not change the peak: a micro-batch's sequences run one after another.)"
@@ -128,7 +128,10 @@ public struct MemoryPlan: Sendable, Equatable {
         return lines.joined(separator: "\n")
     }
 
-    /// `bytes` in GiB with two decimals.
+    /// `bytes` in MiB below a GiB, else in GiB with two decimals (messages).
+    public static func size(_ bytes: Int64) -> String { bytes < 1 << 30 ? mib(bytes) : gib(bytes) }
+
+    /// `bytes` in GiB with two decimals (the table's column).
     public static func gib(_ bytes: Int64) -> String { String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
     static func mib(_ bytes: Int64) -> String { String(format: "%.0f MiB", Double(bytes) / Double(1 << 20)) }
     static func millions(_ values: Int64) -> String { String(format: "%.1f M", Double(values) / 1e6) }
@@ -138,6 +141,29 @@ public struct MemoryPlan: Sendable, Equatable {
         case 6: return "float32 (master) + bfloat16"
         default: return "float32"
         }
+    }
+
+    /// Parses a size like `8G`, `512M`, `24GiB` or `1000000` (bytes; K, M, G, T are powers of 1024).
+    public static func parseBytes(_ text: String, flag: String) throws -> Int64 {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let digits = trimmed.prefix { $0.isNumber || $0 == "." }
+        var unit = String(trimmed.dropFirst(digits.count))
+        if unit.hasSuffix("IB") { unit.removeLast(2) } else if unit.hasSuffix("B") { unit.removeLast() }
+        let scales: [String: Double] = ["": 1, "K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
+        guard let value = Double(digits), value.isFinite, value > 0, let scale = scales[unit], value * scale < 9e18 else {
+            throw ModelError("\(flag) \(text) is not a size: give bytes or a number with K, M, G or T (e.g. 8G)")
+        }
+        return Int64(value * scale)
+    }
+
+    /// This process's resident memory (`VmRSS` of /proc/self/status; 0 where unreadable).
+    public static func residentMemory() -> Int64 {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = Int64(fields[1]) { return kib * 1024 }
+        }
+        return 0
     }
 
     /// Memory this machine can give a run: `MemAvailable` of /proc/meminfo (nil where unreadable).

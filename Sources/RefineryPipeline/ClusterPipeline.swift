@@ -51,7 +51,7 @@ public struct ClusterPipeline {
     /// process's thread count, so every worker computes the same bits.
     static func trainingSettings(_ options: TrainingOptions, dtype: ComputeDType = .float32) -> TrainingWireSettings {
         TrainingWireSettings(method: options.method, lora: options.lora, gradientCheckpointing: options.gradientCheckpointing,
-                             blasThreads: BLAS.threadCount, dtype: dtype)
+                             blasThreads: BLAS.threadCount, dtype: dtype, maxLength: options.maxLength)
     }
 
     /// The base model workers need (nil when the run does not train).

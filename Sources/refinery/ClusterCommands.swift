@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RefineryCluster
+import RefineryModel
 import RefineryPipeline
 
 /// CURVE options shared by the coordinator and `run`.
@@ -69,6 +70,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "This worker's key file (from `refinery keys generate`).") var keys: String?
     @Option(help: "The coordinator's public key, or a file holding it (with --keys). A key that starts with '-' must be given as --server-key=KEY or in a file.") var serverKey: String?
     @Option(help: "A name for this worker (default: host-pid-random).") var name: String?
+    @Option(help: "The most memory this worker may use, e.g. 8G (default: what the machine has available); training stages whose memory plan exceeds it are declined.") var memoryLimit: String?
+    @Flag(help: "Take training tasks even when the memory plan says they will not fit.") var ignoreMemoryPlan = false
 
     func run() throws {
         try reportingErrors {
@@ -77,6 +80,8 @@ struct WorkerCommand: ParsableCommand {
             options.slots = slots
             if let name { options.workerID = name }
             options.apiKeyEnv = apiKeyEnv
+            options.memoryLimit = try memoryLimit.map { try MemoryPlan.parseBytes($0, flag: "--memory-limit") }
+            options.ignoreMemoryPlan = ignoreMemoryPlan
             if let keys {
                 guard let serverKey else { throw CommandError("--keys needs --server-key: the coordinator's public key (40 characters) or a file holding it") }
                 options.security = CurveClientSecurity(keys: try CurveKeyPair(file: keys), serverPublicKey: try CurveKeyPair.publicKey(keyOrFile: serverKey))

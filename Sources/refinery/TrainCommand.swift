@@ -44,6 +44,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "assistant (default) or all.") var trainOn: String?
     @Flag(help: "Print the expected peak memory by class (from config.json alone) and exit.") var dryRun = false
     @Flag(help: "Start even when the memory plan says the run will not fit in this machine's available memory.") var ignoreMemoryPlan = false
+    @Option(help: "The most memory this run may use, e.g. 8G (default: what the machine has available).") var memoryLimit: String?
     @Flag(help: "Continue the run in --output from its newest checkpoint.") var resume = false
     @Flag(help: "Replace a previous run in --output.") var overwrite = false
 
@@ -66,7 +67,8 @@ struct TrainCommand: ParsableCommand {
         try reportingErrors {
             let config = try RunConfig(path: config, overrides: ["train": overrides])
             let memory = try TrainingPlan.memoryPlan(config: config.train)
-            let available = MemoryPlan.availableMemory()
+            let limit = try memoryLimit.map { try MemoryPlan.parseBytes($0, flag: "--memory-limit") }
+            let available = [MemoryPlan.availableMemory(), limit].compactMap { $0 }.min()
             if dryRun {
                 Output.line(memory.text)
                 if let available {

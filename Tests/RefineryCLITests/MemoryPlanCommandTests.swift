@@ -63,4 +63,38 @@ import Testing
             #expect(smallest.status != 0 && smallest.stderr.contains("no setting lowers it enough"), "\(smallest.stderr)")
         }
     }
+
+    /// A worker whose memory (here `--memory-limit 1M`) cannot hold the run's training plan says so
+    /// and declines before loading the model; a worker that fits then trains the run.
+    @Test func aWorkerThatCannotHoldThePlanDeclinesTheTrainingStage() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let yaml = """
+            train:
+              model: \(TrainCommandTests.llama)
+              data: \(TrainCommandTests.trainData)
+              output: \(dir.appendingPathComponent("out").path)
+              lora_r: 4
+              steps: 2
+              max_length: 64
+            """
+            let config = dir.appendingPathComponent("t.yaml")
+            try yaml.write(to: config, atomically: true, encoding: .utf8)
+            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--state", dir.appendingPathComponent("s.db").path,
+                                                           "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
+            let small = try ClusterTests.Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama, "--memory-limit", "1M"],
+                                                    log: dir.appendingPathComponent("small.log"))
+            #expect(small.wait(seconds: 30), "the worker stops")
+            #expect(small.status != 0)
+            #expect(small.output.contains("cannot take the run's training tasks")
+                    && small.output.contains("--ignore-memory-plan"), "\(small.output)")
+            let able = try ClusterTests.Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama, "--memory-limit", "8G"],
+                                                   log: dir.appendingPathComponent("able.log"))
+            #expect(coordinator.wait(seconds: 60) && coordinator.status == 0, "\(coordinator.output)")
+            #expect(able.output.contains("training plan: ~"), "\(able.output)")
+            if !able.wait(seconds: 10) { able.kill9() }
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/adapter_model.safetensors").path))
+        }
+    }
 }

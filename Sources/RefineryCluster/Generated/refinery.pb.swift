@@ -463,6 +463,10 @@ public nonisolated struct Refinery_Cluster_TrainingSettings: Sendable {
 
   public var precision: Refinery_Cluster_TrainingSettings.Precision = .float32
 
+  /// The longest sequence or packed row (train --max-length): workers plan their memory with it
+  /// before they load the model; 0 from coordinators before it was sent (then 2048 is assumed).
+  public var maxLength: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Targets: Equatable, Sendable {
@@ -1720,7 +1724,7 @@ nonisolated extension Refinery_Cluster_GenerationSettings.ResponseFormat: SwiftP
 
 nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TrainingSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{3}lora_r\0\u{3}lora_alpha\0\u{3}lora_dropout\0\u{3}use_rslora\0\u{3}all_linear\0\u{1}names\0\u{1}regex\0\u{3}gradient_checkpointing\0\u{3}blas_threads\0\u{1}precision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{3}lora_r\0\u{3}lora_alpha\0\u{3}lora_dropout\0\u{3}use_rslora\0\u{3}all_linear\0\u{1}names\0\u{1}regex\0\u{3}gradient_checkpointing\0\u{3}blas_threads\0\u{1}precision\0\u{3}max_length\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1765,6 +1769,7 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
       case 9: try { try decoder.decodeSingularBoolField(value: &self.gradientCheckpointing) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.blasThreads) }()
       case 11: try { try decoder.decodeSingularEnumField(value: &self.precision) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.maxLength) }()
       default: break
       }
     }
@@ -1814,6 +1819,9 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
     if self.precision != .float32 {
       try visitor.visitSingularEnumField(value: self.precision, fieldNumber: 11)
     }
+    if self.maxLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxLength, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1827,6 +1835,7 @@ nonisolated extension Refinery_Cluster_TrainingSettings: SwiftProtobuf.Message, 
     if lhs.gradientCheckpointing != rhs.gradientCheckpointing {return false}
     if lhs.blasThreads != rhs.blasThreads {return false}
     if lhs.precision != rhs.precision {return false}
+    if lhs.maxLength != rhs.maxLength {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
