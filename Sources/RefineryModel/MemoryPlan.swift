@@ -23,7 +23,7 @@ public struct MemoryPlan: Sendable, Equatable {
 
     /// What the process holds besides the classes above (runtime, libraries, tokenizer, dataset,
     /// allocator slack): a rough allowance, compared with measured peaks in bench/memory.sh.
-    public static let processBaseline: Int64 = 300 << 20
+    public static let processBaseline: Int64 = 100 << 20
 
     /// Plans `options` for the model `config` with products in `dtype`.
     public init(config c: ModelConfig, options: TrainingOptions, dtype: ComputeDType) {
@@ -49,7 +49,8 @@ public struct MemoryPlan: Sendable, Equatable {
         if method.quantizesBase {
             // NF4: half a byte per value, a byte of absmax code per 64, a float scale per 16,384; plus the reused tile buffers.
             let nf4 = projections / 2 + projections / 64 + projections / 4096 + 4
-            let tiles = Int64(1 << 23) * 6
+            let largest = LinearSlot.allCases.map { Int64($0.shape(c).out) * Int64($0.shape(c).in) }.max() ?? 0
+            let tiles = min(Int64(1 << 23), largest) * 6
             weightEntries.append(Entry(name: "weights: projections (4-bit NF4)", bytes: nf4 + tiles,
                                        detail: "\(Self.millions(projections)) values at ~4.13 bits, plus \(Self.mib(tiles)) of dequantized tiles"))
         } else {

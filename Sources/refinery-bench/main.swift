@@ -14,6 +14,7 @@ import RefineryTensor
 //   refinery-bench minhash FILE THRESHOLD NUM_PERM NGRAM                (MinHash-LSH dedup of {"id", "text"} lines)
 //   refinery-bench embed MODEL_DIR FILE OUT                            (sentence embeddings of {"text"} lines)
 //   refinery-bench classify MODEL_DIR FILE OUT                         (BERT-family classifier logits of {"text"} lines)
+//   refinery-bench memory MODEL_DIR lora|qlora [SEQ] [SEQUENCES] [STEPS] (peak memory and step time, checkpointing on)
 //   refinery-bench shapes MODEL_DIR [SEQ_LEN] [ITERATIONS]              (every product shape of a
 //                      training step in float32 and bfloat16, against this machine's measured peaks)
 
@@ -23,6 +24,15 @@ if arguments.count >= 6 && arguments[1] == "minhash" {
         fail("minhash FILE THRESHOLD NUM_PERM NGRAM")
     }
     do { try MinHashBench.run(path: arguments[2], threshold: threshold, permutations: permutations, ngram: ngram) } catch { fail("\(error)") }
+    exit(0)
+}
+if arguments.count >= 4 && arguments[1] == "memory" {
+    do {
+        try MemoryBench.run(directory: arguments[2], method: arguments[3], sequenceLength: arguments.count > 4 ? Int(arguments[4]) ?? 512 : 512,
+                            sequences: arguments.count > 5 ? Int(arguments[5]) ?? 8 : 8, steps: arguments.count > 6 ? Int(arguments[6]) ?? 2 : 2)
+    } catch {
+        fail("\(error)")
+    }
     exit(0)
 }
 if arguments.count >= 5 && arguments[1] == "classify" {

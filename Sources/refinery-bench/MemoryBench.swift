@@ -1,0 +1,54 @@
+import Foundation
+import RefineryCore
+import RefineryModel
+import RefineryTensor
+import RefineryText
+
+/// `refinery-bench memory MODEL_DIR lora|qlora [SEQ_LEN] [SEQUENCES] [STEPS]`: optimizer steps of
+/// SEQUENCES random sequences of SEQ_LEN tokens (one micro-batch) with gradient checkpointing,
+/// LoRA r=16 on all linear modules over a base as stored or in NF4, products in BENCH_DTYPE
+/// (default bfloat16); prints the load time, each step's seconds, tokens/s, the peak resident
+/// memory and the memory plan's prediction for the same run.
+enum MemoryBench {
+    static func run(directory: String, method: String, sequenceLength: Int, sequences: Int, steps: Int) throws {
+        guard let trainingMethod = TrainingMethod(rawValue: method), trainingMethod.trainsAdapter else {
+            throw CoreError("memory: the method is lora or qlora, not \(method)")
+        }
+        let dtype: ComputeDType = ProcessInfo.processInfo.environment["BENCH_DTYPE"] == "float32" ? .float32 : .bfloat16
+        var options = TrainingOptions()
+        options.method = trainingMethod
+        options.lora = LoRAConfig(rank: 16, alpha: 32)
+        options.gradientCheckpointing = true
+        options.maxLength = sequenceLength
+        options.microBatchSize = sequences
+        options.shuffle = false
+        options.steps = steps
+        options.dtype = .fixed(dtype)
+        let url = URL(fileURLWithPath: directory)
+        let plan = MemoryPlan(config: try ModelConfig.load(directory: url), options: options, dtype: dtype)
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let model = try LlamaModel(directory: url, dtype: .fixed(dtype), projections: trainingMethod.quantizesBase ? .nf4 : .asStored)
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+        let loadedMegabytes = peakResidentMegabytes()
+        var generator = SplitMix64(seed: 3)
+        let samples = (0..<sequences).map { _ in
+            EncodedSample(ids: (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) },
+                          trained: Array(repeating: true, count: sequenceLength))
+        }
+        let trainer = try Trainer(model: model, modelDirectory: url, options: options,
+                                  adapter: try LoRAAdapter.initialize(model: model.config, config: options.lora, seed: 1),
+                                  train: samples, eval: [])
+        var seconds: [Double] = []
+        var losses: [Double] = []
+        for step in 0..<steps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            losses.append(try trainer.runStep().loss)
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            FileHandle.standardError.write(Data("[memory] \(method) step \(step + 1)/\(steps): \(String(format: "%.1f", seconds.last ?? 0)) s, peak RSS \(String(format: "%.0f", peakResidentMegabytes())) MB\n".utf8))
+        }
+        let tokens = Double(sequenceLength * sequences)
+        print("{\"method\": \"\(method)\", \"dtype\": \"\(dtype.rawValue)\", \"load_seconds\": \(loadSeconds), \"rss_after_load_mb\": \(loadedMegabytes), "
+              + "\"step_seconds\": \(seconds), \"tokens_per_second\": \(tokens / median(seconds)), \"losses\": \(losses), "
+              + "\"peak_rss_mb\": \(peakResidentMegabytes()), \"planned_mb\": \(Double(plan.total) / 1_048_576)}")
+    }
+}
