@@ -5,6 +5,7 @@
 # Prints per method the load time, each step's seconds, tokens/s, the peak RSS and the memory
 # plan's prediction (`refinery train --dry-run` computes the same plan), and the share of the
 # machine's bf16 peak a step reaches (FLOPs counted below).
+# METHODS="qlora" runs one side (the summary reads the other from bench/out).
 # Needs ~24 GB of RAM for the LoRA run (16 GB of bf16 weights) and the reference environment (.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ MODEL=bench/out/llama3-8b
 [ -f "$MODEL/model.safetensors" ] || "$PYTHON" bench/make_random_llama.py "$MODEL"
 swift build -c release --product refinery-bench >/dev/null
 export REFINERY_THREADS=${BENCH_THREADS:-2} OPENBLAS_NUM_THREADS=${BENCH_THREADS:-2}
-for method in qlora lora; do
+for method in ${METHODS:-qlora lora}; do
   .build/release/refinery-bench memory "$MODEL" "$method" "$SEQ" "$SEQUENCES" "$STEPS" | tee "bench/out/qlora-$method.json"
 done
 SEQ=$SEQ SEQUENCES=$SEQUENCES PEAK_GFLOPS=$PEAK_GFLOPS "$PYTHON" - <<'PY'

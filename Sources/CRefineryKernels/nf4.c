@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "round_bf16_avx512.h"
+
 /// The 16 NF4 levels (QLoRA, Dettmers et al. 2023): quantiles of N(0, 1) scaled to [-1, 1] with
 /// an exact zero, as bitsandbytes stores them in float32.
 static const float rk_nf4_levels_table[16] = {
@@ -47,19 +49,69 @@ float rk_quantize_block(const float *x, size_t n, int whole, const float *midpoi
     return whole ? largest : safe;
 }
 
-void rk_nf4_dequantize(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count, float *out) {
-    // Element i of the range is flat index first + i; its block's scale is block_scales[(first + i) / block_size - first / block_size].
-    const size_t base_block = first / block_size;
+/// Scalar dequantization of flat indices first..<first + count; `scales` indexed from block first / block_size.
+static void dequantize_scalar(const uint8_t *codes, const float *scales, size_t block_size, size_t base_block,
+                              size_t first, size_t count, float *out, uint16_t *halves) {
     for (size_t i = 0; i < count; i++) {
         const size_t index = first + i;
         const uint8_t byte = codes[index >> 1];
         const uint8_t code = (index & 1) ? (byte & 0x0F) : (byte >> 4);
-        out[i] = rk_nf4_levels_table[code] * block_scales[index / block_size - base_block];
+        const float value = rk_nf4_levels_table[code] * scales[index / block_size - base_block];
+        if (halves) rk_f32_to_bf16(&value, halves + i, 1); else out[i] = value;
     }
 }
 
+#if defined(__x86_64__)
+/// 16 values from 8 code bytes (high nibble first) times `scale`, the levels looked up in a register.
+RK_AVX512 static inline __m512 dequantize16(const uint8_t *bytes, __m512 levels, __m512 scale) {
+    const __m128i packed = _mm_loadl_epi64((const __m128i *)bytes);
+    const __m128i low = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
+    const __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F));
+    const __m512i indices = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(high, low));
+    return _mm512_mul_ps(_mm512_permutexvar_ps(indices, levels), scale);
+}
+
+/// Whole groups of 16 starting at a multiple of 16 (one block scale each: blocks are multiples of 16).
+RK_AVX512 static void dequantize_avx512(const uint8_t *codes, const float *scales, size_t block_size, size_t base_block,
+                                        size_t first, size_t groups, float *out, uint16_t *halves) {
+    const __m512 levels = _mm512_loadu_ps(rk_nf4_levels_table);
+    for (size_t g = 0; g < groups; g++) {
+        const size_t index = first + 16 * g;
+        const __m512 values = dequantize16(codes + (index >> 1), levels, _mm512_set1_ps(scales[index / block_size - base_block]));
+        if (halves) {
+            _mm256_storeu_si256((__m256i *)(halves + 16 * g), _mm512_cvtepi32_epi16(round_to_bf16_lanes(values)));
+        } else {
+            _mm512_storeu_ps(out + 16 * g, values);
+        }
+    }
+}
+#endif
+
+/// Dequantizes into float32 `out` or, when `halves` is given, bfloat16 `halves`.
+static void dequantize(const uint8_t *codes, const float *scales, size_t block_size, size_t first, size_t count,
+                       float *out, uint16_t *halves) {
+    const size_t base_block = first / block_size;
+#if defined(__x86_64__)
+    if (rk_simd_level() == 2 && block_size % 16 == 0) {
+        const size_t head = ((first + 15) & ~(size_t)15) - first < count ? ((first + 15) & ~(size_t)15) - first : count;
+        dequantize_scalar(codes, scales, block_size, base_block, first, head, out, halves);
+        const size_t groups = (count - head) / 16;
+        dequantize_avx512(codes, scales, block_size, base_block, first + head, groups,
+                          out ? out + head : NULL, halves ? halves + head : NULL);
+        const size_t done = head + 16 * groups;
+        dequantize_scalar(codes, scales, block_size, base_block, first + done, count - done,
+                          out ? out + done : NULL, halves ? halves + done : NULL);
+        return;
+    }
+#endif
+    dequantize_scalar(codes, scales, block_size, base_block, first, count, out, halves);
+}
+
+void rk_nf4_dequantize(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count, float *out) {
+    dequantize(codes, block_scales, block_size, first, count, out, NULL);
+}
+
 void rk_nf4_dequantize_bf16(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count,
-                            float *scratch, uint16_t *out) {
-    rk_nf4_dequantize(codes, block_scales, block_size, first, count, scratch);
-    rk_f32_to_bf16(scratch, out, count);
+                            uint16_t *out) {
+    dequantize(codes, block_scales, block_size, first, count, NULL, out);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "exp_body.h"
+#include "round_bf16_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -37,7 +38,6 @@ RK_DEFINE_SOFTMAX(avx2, __attribute__((target("avx2,fma"))))
 #pragma clang fp reassociate(off)
 
 #if defined(__x86_64__)
-#define RK_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma")))
 
 /// RK_EXP_BODY on 16 lanes: the same clamp, reduction, polynomial and zero below -87.34.
 RK_AVX512 static inline __m512 exp16(__m512 x) {
@@ -93,16 +93,6 @@ RK_AVX512 static void softmax_avx512(float *v, size_t n) {
         const __mmask16 tail = tail_mask(n - whole);
         _mm512_mask_storeu_ps(v + whole, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, v + whole), scale));
     }
-}
-
-/// The bfloat16 bits of 16 floats in the low halves of 32-bit lanes' upper words, as
-/// rk_f32_to_bf16 rounds them: to nearest even, NaN kept quiet.
-RK_AVX512 static inline __m512i round_to_bf16_lanes(__m512 values) {
-    const __m512i bits = _mm512_castps_si512(values);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-    const __m512i rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), odd);
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-    return _mm512_srli_epi32(_mm512_mask_or_epi32(rounded, nan, bits, _mm512_set1_epi32(0x400000)), 16);
 }
 
 /// out[0..width) = bfloat16(v[i] · scale) for i < n, then zeros.

@@ -40,6 +40,18 @@ public final class MappedFile: @unchecked Sendable {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
     }
 
+    /// Tells the kernel the bytes `offset ..< offset + count` were copied out and are not needed
+    /// again: their whole pages leave this process's resident set (a later read faults them back
+    /// in from the page cache). Loading a 16 GB checkpoint into 4-bit weights would otherwise keep
+    /// every page it read counted in the process's memory until the file is closed.
+    public func release(offset: Int, count: Int) {
+        guard let base, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page, end = min(size, offset + count) / page * page
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+    }
+
     /// The bytes as a buffer.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 }

@@ -22,6 +22,13 @@ public enum QLoRABaseNote {
         }
     }
 
+    /// How to load the base for the adapter at `adapterPath` (nil: none): the NF4-dequantized base
+    /// for a QLoRA adapter — the weights it was trained against —, else as stored.
+    public static func projections(forAdapter adapterPath: String?) -> ProjectionStorage {
+        guard let adapterPath, isPresent(in: URL(fileURLWithPath: adapterPath)) else { return .asStored }
+        return .nf4RoundTrip
+    }
+
     /// Whether `adapterDirectory` holds an adapter trained with QLoRA.
     public static func isPresent(in adapterDirectory: URL) -> Bool {
         FileManager.default.fileExists(atPath: adapterDirectory.appendingPathComponent(fileName).path)

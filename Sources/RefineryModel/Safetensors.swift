@@ -161,6 +161,7 @@ public final class SafetensorsFile: @unchecked Sendable {
                 for i in range { d.pointer[i] = HalfPrecision.float16ToFloat(UnsafeRawPointer(s.pointer + i).loadUnaligned(as: UInt16.self)) }
             }
         }
+        file.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
         return result
     }
 
@@ -171,6 +172,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         let result = BFloat16Storage(uninitializedCount: count)
         if count > 0, let base = file.base {
             UnsafeMutableRawPointer(result.pointer).copyMemory(from: base + dataStart + entry.begin, byteCount: count * 2)
+            file.release(offset: dataStart + entry.begin, count: count * 2)
         }
         return result
     }

@@ -94,10 +94,15 @@ public final class NF4Matrix: @unchecked Sendable {
         }
     }
 
-    /// Dequantizes the flat values `range` into `out`, rounded to bfloat16 (`scratch`: range.count floats).
-    public func dequantizeBFloat16(_ range: Range<Int>, scratch: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<UInt16>) {
-        dequantize(range, into: scratch)
-        rk_f32_to_bf16(scratch, out, range.count)
+    /// Dequantizes the flat values `range` into `out`, rounded to bfloat16 (as `rk_f32_to_bf16` rounds).
+    public func dequantizeBFloat16(_ range: Range<Int>, into out: UnsafeMutablePointer<UInt16>) {
+        guard !range.isEmpty else { return }
+        let scales = blockScales((range.lowerBound / Self.blockSize)..<((range.upperBound - 1) / Self.blockSize + 1))
+        codes.withUnsafeBufferPointer { c in
+            scales.withUnsafeBufferPointer { s in
+                rk_nf4_dequantize_bf16(c.baseAddress, s.baseAddress, Self.blockSize, range.lowerBound, range.count, out)
+            }
+        }
     }
 
     /// Every value, dequantized (exports, merging).

@@ -66,8 +66,12 @@ public enum NF4Product {
             let count = min(tile, rows - first)
             Parallel.forEach(count, costPerItem: cols * 3) { range in
                 let start = range.lowerBound * cols, values = range.count * cols
-                weight.dequantize((first * cols + start)..<(first * cols + start + values), into: floats.pointer + start)
-                if rounding { rk_f32_to_bf16(floats.pointer + start, halves.pointer + start, values) }
+                let flat = (first * cols + start)..<(first * cols + start + values)
+                if rounding {
+                    weight.dequantizeBFloat16(flat, into: halves.pointer + start)
+                } else {
+                    weight.dequantize(flat, into: floats.pointer + start)
+                }
             }
             body(first, count, floats.pointer, rounding ? UnsafePointer(halves.pointer) : nil)
         }

@@ -25,7 +25,8 @@ struct ChatCommand: ParsableCommand {
         try reportingErrors {
             let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory, templateName: template)
-            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"))
+            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"),
+                                       projections: QLoRABaseNote.projections(forAdapter: adapter))
             if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
             var stops = chat.stopTokenIDs
             stops.formUnion(llama.config.eosTokenIDs)

@@ -49,7 +49,8 @@ struct EvalCommand: ParsableCommand {
             let chat = try ChatTokenizer(directory: directory, templateName: template)
             let encoder = SampleEncoder(chat: chat, trainOn: trainOnValue, maxLength: maxLength)
             let encoded = try DatasetLoading.encode(path: data, format: datasetFormat, encoder: encoder)
-            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"))
+            let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"),
+                                       projections: QLoRABaseNote.projections(forAdapter: adapter))
             let start = Date()
             let report: (Int, Int) -> Void = { done, total in
                 Output.progress("\r[eval] \(done)/\(total) samples, \(String(format: "%.1f", Date().timeIntervalSince(start)))s")

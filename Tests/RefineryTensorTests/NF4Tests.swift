@@ -55,10 +55,8 @@ import Testing
         var part = [Float](repeating: .nan, count: range.count)
         part.withUnsafeMutableBufferPointer { matrix.dequantize(range, into: $0.baseAddress!) }
         #expect(part.map(\.bitPattern) == want[range].map(\.bitPattern))
-        var halves = [UInt16](repeating: 0, count: range.count), scratch = [Float](repeating: 0, count: range.count)
-        scratch.withUnsafeMutableBufferPointer { s in
-            halves.withUnsafeMutableBufferPointer { matrix.dequantizeBFloat16(range, scratch: s.baseAddress!, into: $0.baseAddress!) }
-        }
+        var halves = [UInt16](repeating: 0, count: range.count)
+        halves.withUnsafeMutableBufferPointer { matrix.dequantizeBFloat16(range, into: $0.baseAddress!) }
         let rounded = BFloat16Storage(rounding: Array(want[range]), count: range.count)
         #expect(halves == (0..<range.count).map { rounded.pointer[$0] })
     }

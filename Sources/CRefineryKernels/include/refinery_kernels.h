@@ -36,9 +36,9 @@ float rk_quantize_block(const float *x, size_t n, int whole, const float *midpoi
 /// block first / block_size).
 void rk_nf4_dequantize(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count, float *out);
 
-/// rk_nf4_dequantize rounded to bfloat16 (through `scratch`, `count` floats).
+/// rk_nf4_dequantize rounded to bfloat16 as rk_f32_to_bf16 rounds.
 void rk_nf4_dequantize_bf16(const uint8_t *codes, const float *block_scales, size_t block_size, size_t first, size_t count,
-                            float *scratch, uint16_t *out);
+                            uint16_t *out);
 
 /// gate[i] = silu(gate[i]) * up[i].
 void rk_silu_gate(float *gate, const float *up, size_t n);
