@@ -123,15 +123,19 @@ public enum EncoderKernels {
         let qs = SendablePointer(queries), kv = SendablePointer(qkv), os = SendablePointer(out)
         let bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
         Parallel.forEach(sequences, costPerItem: hidden * 2) { range in
+            let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: hidden)
+            defer { halves.deallocate() }
             for s in range {
                 rk_add_bias(qs.pointer + s * hidden, bs.pointer, hidden)
-                if rounding { roundInPlace(qs.pointer + s * hidden, count: hidden) }
+                if rounding { roundInPlace(qs.pointer + s * hidden, count: hidden, scratch: halves) }
             }
         }
         Parallel.forEach(rows, costPerItem: stride) { range in
+            let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: 2 * hidden)
+            defer { halves.deallocate() }
             for row in range {
                 rk_add_bias(kv.pointer + row * stride + hidden, bs.pointer + hidden, 2 * hidden)
-                if rounding { roundInPlace(kv.pointer + row * stride + hidden, count: 2 * hidden) }
+                if rounding { roundInPlace(kv.pointer + row * stride + hidden, count: 2 * hidden, scratch: halves) }
             }
         }
         let scale = 1 / Float(headDim).squareRoot()
@@ -153,12 +157,10 @@ public enum EncoderKernels {
         }
     }
 
-    /// Replaces `count` values by their bfloat16 roundings (as floats).
-    private static func roundInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
-        let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
-        defer { halves.deallocate() }
-        rk_f32_to_bf16(values, halves, count)
-        rk_bf16_to_f32(halves, values, count)
+    /// Replaces `count` values by their bfloat16 roundings (as floats), through `scratch` (`count` halves).
+    private static func roundInPlace(_ values: UnsafeMutablePointer<Float>, count: Int, scratch: UnsafeMutablePointer<UInt16>) {
+        rk_f32_to_bf16(values, scratch, count)
+        rk_bf16_to_f32(scratch, values, count)
     }
 
     /// `x + bias` (when given) written back to `x` and, rounded to bfloat16, to `target`, row by row

@@ -35,8 +35,12 @@ public final class NF4Matrix: @unchecked Sendable {
 
     /// Takes quantized parts as they are (a cache file, a test fixture); checks their sizes.
     public init(shape: [Int], codes: [UInt8], absmaxCodes: [UInt8], absmaxScales: [Float], offset: Float) throws {
-        let count = shape.reduce(1, *), blocks = (count + Self.blockSize - 1) / Self.blockSize
-        guard shape.count == 2, count > 0, codes.count == (count + 1) / 2, absmaxCodes.count == blocks,
+        let product = shape.count == 2 && shape.allSatisfy({ $0 > 0 }) ? shape[0].multipliedReportingOverflow(by: shape[1]) : (partialValue: 0, overflow: true)
+        guard !product.overflow, product.partialValue < Int.max / 2 else {
+            throw TensorError("NF4 shape \(shape) is not two positive dimensions of a representable size")
+        }
+        let count = product.partialValue, blocks = (count + Self.blockSize - 1) / Self.blockSize
+        guard codes.count == (count + 1) / 2, absmaxCodes.count == blocks,
               absmaxScales.count == (blocks + Self.absmaxBlockSize - 1) / Self.absmaxBlockSize, offset.isFinite,
               absmaxScales.allSatisfy(\.isFinite) else {
             throw TensorError("NF4 parts do not fit shape \(shape): \(codes.count) code bytes, \(absmaxCodes.count) block codes, "
@@ -85,24 +89,19 @@ public final class NF4Matrix: @unchecked Sendable {
 
     /// Dequantizes the flat values `range` into `out` (float32).
     public func dequantize(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        guard !range.isEmpty else { return }
-        let scales = blockScales((range.lowerBound / Self.blockSize)..<((range.upperBound - 1) / Self.blockSize + 1))
-        codes.withUnsafeBufferPointer { c in
-            scales.withUnsafeBufferPointer { s in
-                rk_nf4_dequantize(c.baseAddress, s.baseAddress, Self.blockSize, range.lowerBound, range.count, out)
-            }
-        }
+        withKernelOperands(range) { rk_nf4_dequantize($0, $1, Self.blockSize, range.lowerBound, range.count, out) }
     }
 
     /// Dequantizes the flat values `range` into `out`, rounded to bfloat16 (as `rk_f32_to_bf16` rounds).
     public func dequantizeBFloat16(_ range: Range<Int>, into out: UnsafeMutablePointer<UInt16>) {
+        withKernelOperands(range) { rk_nf4_dequantize_bf16($0, $1, Self.blockSize, range.lowerBound, range.count, out) }
+    }
+
+    /// Calls `body(codes, scales of the blocks range touches)` for a non-empty `range`.
+    private func withKernelOperands(_ range: Range<Int>, _ body: (UnsafePointer<UInt8>?, UnsafePointer<Float>?) -> Void) {
         guard !range.isEmpty else { return }
         let scales = blockScales((range.lowerBound / Self.blockSize)..<((range.upperBound - 1) / Self.blockSize + 1))
-        codes.withUnsafeBufferPointer { c in
-            scales.withUnsafeBufferPointer { s in
-                rk_nf4_dequantize_bf16(c.baseAddress, s.baseAddress, Self.blockSize, range.lowerBound, range.count, out)
-            }
-        }
+        codes.withUnsafeBufferPointer { c in scales.withUnsafeBufferPointer { s in body(c.baseAddress, s.baseAddress) } }
     }
 
     /// Every value, dequantized (exports, merging).

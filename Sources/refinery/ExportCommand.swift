@@ -21,8 +21,9 @@ struct ExportCommand: ParsableCommand {
             }
             let modelURL = URL(fileURLWithPath: model), adapterURL = URL(fileURLWithPath: adapter)
             // A QLoRA adapter was trained against the 4-bit base: it merges into that base de-quantized, in bfloat16.
-            let qlora = QLoRABaseNote.isPresent(in: adapterURL)
-            let llama = try LlamaModel(directory: modelURL, projections: qlora ? .nf4RoundTrip : .asStored)
+            let projections = QLoRABaseNote.projections(forAdapter: adapter)
+            let qlora = projections == .nf4RoundTrip
+            let llama = try LlamaModel(directory: modelURL, projections: projections)
             let lora = try LoRAAdapter.load(directory: adapterURL, model: llama.config)
             llama.merge(lora)
             let dtype = qlora ? .bf16 : try Checkpoint(directory: modelURL).storedDType

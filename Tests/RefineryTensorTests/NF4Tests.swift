@@ -68,6 +68,13 @@ import Testing
         #expect(throws: TensorError.self) {
             try NF4Matrix(shape: [4, 64], codes: [UInt8](repeating: 0, count: 128), absmaxCodes: [0, 0, 0, 0], absmaxScales: [.nan], offset: 0)
         }
+        // Two negative dimensions multiply to a plausible count; a huge one overflows.
+        #expect(throws: TensorError.self) {
+            try NF4Matrix(shape: [-4, -64], codes: [UInt8](repeating: 0, count: 128), absmaxCodes: [0, 0, 0, 0], absmaxScales: [1], offset: 0)
+        }
+        #expect(throws: TensorError.self) {
+            try NF4Matrix(shape: [Int.max, 2], codes: [], absmaxCodes: [], absmaxScales: [], offset: 0)
+        }
     }
 }
 
