@@ -199,11 +199,12 @@ void rk_silu_gate_backward(const float *gate, const float *up, const float *d_ac
 #define RK_DEFINE_OPTIMIZER(SUFFIX, ATTR)                                                  \
     ATTR static void adamw_##SUFFIX(float *restrict p, const float *restrict g, float *restrict m, \
                                     float *restrict v, size_t n, float decay, float b1, float b2, \
-                                    float eps, float step_size, float c2) {                \
+                                    float one_minus_b1, float one_minus_b2, float eps,     \
+                                    float step_size, float c2) {                           \
         for (size_t i = 0; i < n; i++) {                                                  \
             float pi = p[i] * decay;                                                      \
-            float mi = m[i] * b1 + g[i] * (1.0f - b1);                                    \
-            float vi = v[i] * b2 + g[i] * g[i] * (1.0f - b2);                             \
+            float mi = m[i] * b1 + g[i] * one_minus_b1;                                   \
+            float vi = v[i] * b2 + g[i] * g[i] * one_minus_b2;                            \
             m[i] = mi;                                                                    \
             v[i] = vi;                                                                    \
             p[i] = pi - step_size * mi / (sqrtf(vi) / c2 + eps);                          \
@@ -217,15 +218,15 @@ RK_DEFINE_OPTIMIZER(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #endif
 
 void rk_adamw(float *p, const float *g, float *m, float *v, size_t n, float decay, float b1, float b2,
-              float eps, float step_size, float correction2_root) {
+              float one_minus_b1, float one_minus_b2, float eps, float step_size, float correction2_root) {
 #if defined(__x86_64__)
     switch (rk_current()) {
-    case RK_AVX512: adamw_avx512(p, g, m, v, n, decay, b1, b2, eps, step_size, correction2_root); return;
-    case RK_AVX2: adamw_avx2(p, g, m, v, n, decay, b1, b2, eps, step_size, correction2_root); return;
+    case RK_AVX512: adamw_avx512(p, g, m, v, n, decay, b1, b2, one_minus_b1, one_minus_b2, eps, step_size, correction2_root); return;
+    case RK_AVX2: adamw_avx2(p, g, m, v, n, decay, b1, b2, one_minus_b1, one_minus_b2, eps, step_size, correction2_root); return;
     default: break;
     }
 #endif
-    adamw_generic(p, g, m, v, n, decay, b1, b2, eps, step_size, correction2_root);
+    adamw_generic(p, g, m, v, n, decay, b1, b2, one_minus_b1, one_minus_b2, eps, step_size, correction2_root);
 }
 
 double rk_sum_squares(const float *x, size_t n) {

@@ -58,24 +58,38 @@ public struct MemoryPlan: Sendable, Equatable {
                                        detail: "\(Self.millions(projections)) values in \(Self.precision(denseBytes))"))
         }
         // Trained parameters: value (adapters; full fine-tuning's master copy is counted above),
-        // gradient, the step's gradient sum, AdamW's two moments — all float32.
-        let trained: Int64
+        // gradient, the step's gradient sum — float32 — and AdamW's two moments (float32, or 8-bit
+        // codes with a float32 absmax per 256 for tensors of at least 4,096 values).
+        var trainedTensors: [Int64] = []
         if method.trainsAdapter {
             let r = Int64(options.lora.rank)
-            let perLayer = LinearSlot.allCases.reduce(Int64(0)) { total, slot in
+            for slot in LinearSlot.allCases where (try? options.lora.targets.matches("model.layers.0." + slot.rawValue)) ?? true {
                 let s = slot.shape(c)
-                let targeted = (try? options.lora.targets.matches("model.layers.0." + slot.rawValue)) ?? true
-                return total + (targeted ? r * (Int64(s.in) + Int64(s.out)) : 0)
+                trainedTensors += Array(repeating: r * Int64(s.in), count: Int(layers)) + Array(repeating: r * Int64(s.out), count: Int(layers))
             }
-            trained = perLayer * layers
+            let trained = trainedTensors.reduce(0, +)
             let adapted = LinearSlot.allCases.filter { (try? options.lora.targets.matches("model.layers.0." + $0.rawValue)) ?? true }.count
             weightEntries.append(Entry(name: "adapter", bytes: trained * 4, detail: "\(Self.millions(trained)) values, rank \(r), \(adapted) projections per layer"))
         } else {
-            trained = embedding + head + projections + (2 * layers + 1) * h
+            trainedTensors = [embedding, head].filter { $0 > 0 } + Array(repeating: h, count: Int(2 * layers + 1))
+            for slot in LinearSlot.allCases {
+                let s = slot.shape(c)
+                trainedTensors += Array(repeating: Int64(s.out) * Int64(s.in), count: Int(layers))
+            }
+        }
+        let trained = trainedTensors.reduce(0, +)
+        let optimizerEntry: Entry
+        if options.optimizer == .adamW8bit {
+            let minimum = Int64(AdamW.minimumEightBitCount), block = Int64(EightBitMoments.blockSize)
+            let bytes = trainedTensors.reduce(Int64(0)) { $0 + ($1 >= minimum ? 2 * $1 + 8 * (($1 + block - 1) / block) : 8 * $1) }
+            optimizerEntry = Entry(name: "optimizer (AdamW 8-bit)", bytes: bytes,
+                                   detail: "two 8-bit moments per trained value, float32 below 4,096 values per tensor")
+        } else {
+            optimizerEntry = Entry(name: "optimizer (AdamW)", bytes: trained * 8, detail: "two float32 moments per trained value")
         }
         let optimizerEntries = [
             Entry(name: "gradients", bytes: trained * 8, detail: "float32, and their sum over the step's micro-batches"),
-            Entry(name: "optimizer (AdamW)", bytes: trained * 8, detail: "two float32 moments per trained value"),
+            optimizerEntry,
         ]
         // Activations of one sequence of t tokens, in float32.
         let r = method.trainsAdapter ? Int64(options.lora.rank) : 0
@@ -109,6 +123,9 @@ public struct MemoryPlan: Sendable, Equatable {
         }
         if options.method == .lora { knobs.append("--method qlora (the base projections in 4 bits)") }
         if options.method == .full { knobs.append("--method lora or qlora (no gradients or optimizer state for the base)") }
+        if options.optimizer == .adamW, let moments = entries.first(where: { $0.name.hasPrefix("optimizer") }), moments.bytes >= total / 10 {
+            knobs.append("--optimizer adamw-8bit (optimizer state \(Self.size(moments.bytes)) → about a quarter)")
+        }
         if dtype == .float32 { knobs.append("--dtype bfloat16 (half the weights)") }
         if options.maxLength > 512 { knobs.append("a smaller --max-length (activations grow with it; now \(options.maxLength))") }
         let needed = "needs ~\(Self.size(total)) but \(Self.size(available)) is available"

@@ -165,6 +165,13 @@ public final class SafetensorsFile: @unchecked Sendable {
         return result
     }
 
+    /// Reads tensor `name`'s bytes as they are stored, whatever its type.
+    public func rawBytes(_ name: String) throws -> [UInt8] {
+        guard let entry = entries[name] else { throw ModelError("\(file.path) has no tensor \"\(name)\"") }
+        guard entry.end > entry.begin, let base = file.base else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base + dataStart + entry.begin, count: entry.end - entry.begin))
+    }
+
     /// Reads a BF16 tensor's bits as they are stored.
     func bfloat16Bits(_ name: String) throws -> BFloat16Storage {
         guard let entry = entries[name], entry.dtype == .bf16 else { throw ModelError("\(file.path) has no BF16 tensor \"\(name)\"") }
@@ -188,16 +195,59 @@ public enum SafetensorsWriter {
                              metadata: [String: String] = ["format": "pt"]) throws {
         guard dtype.isWeightType else { throw ModelError("cannot write weights as \(dtype.rawValue): use F32, F16 or BF16") }
         let ordered = tensors.sorted { $0.0 < $1.0 }
+        try write(layout: ordered.map { ($0.0, dtype, $0.1.shape) }, to: path, metadata: metadata) { index, data in
+            let tensor = ordered[index].1
+            switch dtype {
+            case .bf16:
+                var buffer = [UInt16](repeating: 0, count: tensor.count)
+                for i in 0..<tensor.count { buffer[i] = HalfPrecision.floatToBFloat16(tensor.pointer[i]).littleEndian }
+                buffer.withUnsafeBytes { data.append(contentsOf: $0) }
+            case .f16:
+                var buffer = [UInt16](repeating: 0, count: tensor.count)
+                for i in 0..<tensor.count { buffer[i] = HalfPrecision.floatToFloat16(tensor.pointer[i]).littleEndian }
+                buffer.withUnsafeBytes { data.append(contentsOf: $0) }
+            default:
+                data.append(UnsafeBufferPointer(start: tensor.pointer, count: tensor.count))
+            }
+        }
+    }
+
+    /// One tensor as stored: name, type, shape and little-endian bytes (`shape` × `dtype.size` of them).
+    public struct RawEntry: Sendable {
+        public let name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]
+        public init(name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
+    /// Writes tensors of any type as their bytes are given, via a temporary file renamed into place.
+    public static func write(entries: [RawEntry], to path: String, metadata: [String: String] = ["format": "pt"]) throws {
+        let ordered = entries.sorted { $0.name < $1.name }
+        for entry in ordered where entry.bytes.count != entry.shape.reduce(1, *) * entry.dtype.size {
+            throw ModelError("cannot write \(path): \(entry.name) has \(entry.bytes.count) bytes for shape \(entry.shape) of \(entry.dtype.rawValue)")
+        }
+        try write(layout: ordered.map { ($0.name, $0.dtype, $0.shape) }, to: path, metadata: metadata) { index, data in
+            data.append(contentsOf: ordered[index].bytes)
+        }
+    }
+
+    /// The header of `layout` (in that order), then each tensor's bytes as `append(index, &data)`
+    /// adds them, written to `path` atomically.
+    private static func write(layout: [(name: String, dtype: SafetensorsDType, shape: [Int])], to path: String,
+                              metadata: [String: String], append: (Int, inout Data) -> Void) throws {
         var headerPairs: [(String, JSONValue)] = []
         if !metadata.isEmpty {
             headerPairs.append(("__metadata__", .object(metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
         }
         var offset = 0
-        for (name, tensor) in ordered {
-            let size = tensor.count * dtype.size
+        for (name, dtype, shape) in layout {
+            let size = shape.reduce(1, *) * dtype.size
             headerPairs.append((name, .object([
                 ("dtype", .string(dtype.rawValue)),
-                ("shape", .array(tensor.shape.map { .int($0) })),
+                ("shape", .array(shape.map { .int($0) })),
                 ("data_offsets", .array([.int(offset), .int(offset + size)])),
             ])))
             offset += size
@@ -208,22 +258,7 @@ public enum SafetensorsWriter {
         var length = UInt64(header.count).littleEndian
         withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
         data.append(contentsOf: header)
-        for (_, tensor) in ordered {
-            switch dtype {
-            case .f32:
-                data.append(UnsafeBufferPointer(start: tensor.pointer, count: tensor.count))
-            case .bf16:
-                var buffer = [UInt16](repeating: 0, count: tensor.count)
-                for i in 0..<tensor.count { buffer[i] = HalfPrecision.floatToBFloat16(tensor.pointer[i]).littleEndian }
-                buffer.withUnsafeBytes { data.append(contentsOf: $0) }
-            case .f16:
-                var buffer = [UInt16](repeating: 0, count: tensor.count)
-                for i in 0..<tensor.count { buffer[i] = HalfPrecision.floatToFloat16(tensor.pointer[i]).littleEndian }
-                buffer.withUnsafeBytes { data.append(contentsOf: $0) }
-            case .f64, .i64, .i32, .i16, .i8, .u8, .bool:
-                break
-            }
-        }
+        for index in layout.indices { append(index, &data) }
         let url = URL(fileURLWithPath: path)
         do {
             try data.write(to: url, options: .atomic)

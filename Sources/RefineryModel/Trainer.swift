@@ -63,7 +63,7 @@ public final class Trainer: @unchecked Sendable {
                                     trainsBase: options.method == .full, checkpointing: options.gradientCheckpointing)
         schedule = DataSchedule(samples: train, microBatchSize: options.microBatchSize, accumulation: options.gradientAccumulation,
                                 shuffle: options.shuffle, seed: options.seed, packingLength: options.packing ? options.maxLength : nil)
-        optimizer = AdamW(weightDecay: Float(options.weightDecay))
+        optimizer = AdamW(weightDecay: options.weightDecay, eightBit: options.optimizer == .adamW8bit)
         evalSequences = eval.map { TrainingSequence(ids: $0.ids, trained: $0.trained) }
         totalSteps = options.steps ?? max(1, Int((Double(schedule.stepsPerEpoch) * options.epochs).rounded(.up)))
     }
@@ -119,7 +119,7 @@ public final class Trainer: @unchecked Sendable {
             throw ModelError("step \(step + 1): the loss or gradient norm is not finite (loss \(loss), grad_norm \(norm)); stopped before updating the weights")
         }
         let lr = learningRate(at: step)
-        optimizer.step(engine.parameters, learningRate: Float(lr))
+        optimizer.step(engine.parameters, learningRate: lr)
         engine.parametersChanged()
         step += 1
         return StepRecord(step: step, loss: loss, gradNorm: norm, learningRate: lr, tokens: tokens)
@@ -149,10 +149,8 @@ public final class Trainer: @unchecked Sendable {
         do {
             try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try SafetensorsWriter.write(engine.parameters.map { ($0.name, $0.value) }, to: staging.appendingPathComponent("parameters.safetensors").path)
-            var moments: [(String, Tensor)] = []
-            for (name, tensor) in optimizer.firstMoments { moments.append(("m/" + name, tensor)) }
-            for (name, tensor) in optimizer.secondMoments { moments.append(("v/" + name, tensor)) }
-            try SafetensorsWriter.write(moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
+            let moments = optimizer.stateEntries().map { SafetensorsWriter.RawEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
+            try SafetensorsWriter.write(entries: moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
             try Data(CheckpointState.json(of: self).prettyText().utf8).write(to: staging.appendingPathComponent("state.json"))
             try? fm.removeItem(at: final)
             try fm.moveItem(at: staging, to: final)
@@ -192,35 +190,31 @@ public final class Trainer: @unchecked Sendable {
             values[parameter.name] = try parameters.tensor(parameter.name)
         }
         let moments = try SafetensorsFile(path: checkpoint.appendingPathComponent("optimizer.safetensors").path)
-        var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
-        for name in moments.names {
-            if name.hasPrefix("m/") { first[String(name.dropFirst(2))] = try moments.tensor(name) }
-            if name.hasPrefix("v/") { second[String(name.dropFirst(2))] = try moments.tensor(name) }
-        }
-        apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, first: first, second: second)
+        var state: [String: [UInt8]] = [:]
+        for name in moments.names { state[name] = try moments.rawBytes(name) }
+        try apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, optimizerState: state)
     }
 
-    /// Puts saved parameters (already checked against the engine's shapes), moments and the step in place.
-    private func apply(step savedStep: Int, optimizerSteps: Int, parameters: [String: Tensor], first: [String: Tensor], second: [String: Tensor]) {
+    /// Puts saved parameters (already checked against the engine's shapes), the optimizer's state
+    /// (checked by `AdamW.restore` before anything changes) and the step in place.
+    private func apply(step savedStep: Int, optimizerSteps: Int, parameters: [String: Tensor], optimizerState: [String: [UInt8]]) throws {
+        try optimizer.restore(step: optimizerSteps, bytes: optimizerState, parameters: engine.parameters)
         for parameter in engine.parameters {
             guard let saved = parameters[parameter.name] else { continue }
             parameter.value.pointer.update(from: saved.pointer, count: saved.count)
         }
-        optimizer.restore(step: optimizerSteps, first: first, second: second)
         engine.parametersChanged()
         step = savedStep
     }
 
     // MARK: State as named tensors (the cluster keeps it in SQLite)
 
-    /// Parameters ("p/NAME") and AdamW moments ("m/NAME", "v/NAME") as float32 bytes.
+    /// Parameters ("p/NAME", float32 bytes) and the optimizer's state entries (`AdamW.stateEntries()`).
     public func stateTensors() -> [(String, [UInt8])] {
-        func bytes(_ tensor: Tensor) -> [UInt8] {
-            Array(UnsafeRawBufferPointer(start: tensor.pointer, count: tensor.count * MemoryLayout<Float>.size))
+        var result: [(String, [UInt8])] = engine.parameters.map {
+            ("p/" + $0.name, Array(UnsafeRawBufferPointer(start: $0.value.pointer, count: $0.value.count * MemoryLayout<Float>.size)))
         }
-        var result: [(String, [UInt8])] = engine.parameters.map { ("p/" + $0.name, bytes($0.value)) }
-        for (name, tensor) in optimizer.firstMoments.sorted(by: { $0.key < $1.key }) { result.append(("m/" + name, bytes(tensor))) }
-        for (name, tensor) in optimizer.secondMoments.sorted(by: { $0.key < $1.key }) { result.append(("v/" + name, bytes(tensor))) }
+        for entry in optimizer.stateEntries() { result.append((entry.name, entry.bytes)) }
         return result
     }
 
@@ -236,14 +230,13 @@ public final class Trainer: @unchecked Sendable {
             }
             return result
         }
-        var values: [String: Tensor] = [:], first: [String: Tensor] = [:], second: [String: Tensor] = [:]
+        var values: [String: Tensor] = [:]
         for parameter in engine.parameters {
             guard let saved = tensors["p/" + parameter.name] else { throw ModelError("the saved training state lacks \(parameter.name)") }
             values[parameter.name] = try tensor(saved, shape: parameter.value.shape, name: parameter.name)
-            if let m = tensors["m/" + parameter.name] { first[parameter.name] = try tensor(m, shape: parameter.value.shape, name: parameter.name) }
-            if let v = tensors["v/" + parameter.name] { second[parameter.name] = try tensor(v, shape: parameter.value.shape, name: parameter.name) }
         }
-        apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values, first: first, second: second)
+        try apply(step: savedStep, optimizerSteps: optimizerSteps, parameters: values,
+                  optimizerState: tensors.filter { !$0.key.hasPrefix("p/") })
     }
 
     /// Writes the trained adapter (LoRA) or model folder (full) into `output`.

@@ -10,9 +10,28 @@ public enum TrainingMethod: String, Sendable, CaseIterable {
     public var quantizesBase: Bool { self == .qlora }
 }
 
+/// Which optimizer updates the trained values.
+public enum OptimizerChoice: String, Sendable, CaseIterable {
+    /// AdamW with float32 moments (`torch.optim.AdamW`).
+    case adamW = "adamw"
+    /// AdamW with 8-bit blockwise moments (bitsandbytes' `AdamW8bit`): a quarter of the memory.
+    case adamW8bit = "adamw-8bit"
+
+    /// Reads a flag or config value; accepts transformers' `optim` names as well
+    /// (`adamw_torch`, `adamw_bnb_8bit`, `adamw_8bit`).
+    public init?(parsing text: String) {
+        switch text.lowercased() {
+        case "adamw", "adamw_torch", "adamw-torch": self = .adamW
+        case "adamw-8bit", "adamw_8bit", "adamw8bit", "adamw_bnb_8bit", "adamw-bnb-8bit": self = .adamW8bit
+        default: return nil
+        }
+    }
+}
+
 /// The knobs of a fine-tuning run (DESIGN §5 `train` flags).
 public struct TrainingOptions: Sendable, Equatable {
     public var method: TrainingMethod = .lora
+    public var optimizer: OptimizerChoice = .adamW
     public var lora = LoRAConfig()
     public var learningRate: Double = 2e-4
     public var schedule: LearningRateSchedule = .linear

@@ -139,7 +139,7 @@ public struct TrainConfig: Sendable {
         "model", "data", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "targets", "lr", "scheduler",
         "warmup_steps", "steps", "epochs", "micro_batch_size", "grad_accum", "max_length", "packing", "no_shuffle", "shuffle", "seed",
         "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every", "checkpoint_every", "gradient_checkpointing", "dtype",
-        "format", "template", "train_on", "eval_split",
+        "format", "template", "train_on", "eval_split", "optimizer",
     ]
     public var model: String?
     public var data: String?
@@ -179,6 +179,12 @@ public struct TrainConfig: Sendable {
         if let name = try s.string("method") {
             guard let value = TrainingMethod(rawValue: name) else { throw PipelineError("\(s.path): train.method (--method) must be lora, full or qlora, found \(name)") }
             o.method = value
+        }
+        if let name = try s.string("optimizer") {
+            guard let value = OptimizerChoice(parsing: name) else {
+                throw PipelineError("\(s.path): train.optimizer (--optimizer) must be adamw or adamw-8bit, found \(name)")
+            }
+            o.optimizer = value
         }
         let rank = try s.int("lora_r") ?? o.lora.rank
         o.lora = LoRAConfig(rank: rank, alpha: try s.double("lora_alpha") ?? Double(2 * rank), dropout: try s.double("lora_dropout") ?? o.lora.dropout,

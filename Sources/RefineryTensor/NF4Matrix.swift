@@ -8,7 +8,7 @@ import CRefineryKernels
 ///   divides, and its absmax is at least 1e-38); each value takes the nearest of the 16 NF4
 ///   levels (on a midpoint, the lower); two 4-bit codes per byte, the first in the high nibble;
 /// - the absmax themselves minus their mean (`offset`), in blocks of 256, scaled the same way and
-///   coded to 8 bits with the signed dynamic map (`DynamicMap`), one float32 scale per 256.
+///   coded to 8 bits with the signed dynamic map (`DynamicMap.signed`), one float32 scale per 256.
 ///
 /// Storage is 0.5 byte per value plus ~1/64 + 1/4096 byte for the statistics (~4.13 bits).
 public final class NF4Matrix: @unchecked Sendable {
@@ -60,7 +60,7 @@ public final class NF4Matrix: @unchecked Sendable {
         precondition(shape.count == 2 && shape.reduce(1, *) > 0, "NF4Matrix: shape \(shape)")
         let count = shape.reduce(1, *)
         self.shape = shape
-        let levelMidpoints = Self.midpoints(UnsafeBufferPointer(start: rk_nf4_levels(), count: 16))
+        let levelMidpoints = DynamicMap.midpoints(Array(UnsafeBufferPointer(start: rk_nf4_levels(), count: 16)))
         let (codes, absmax) = Self.quantizeBlocks(values, count: count, blockSize: Self.blockSize, midpoints: levelMidpoints)
         // Two codes per byte, the first in the high nibble; an odd count is padded with level 7 (zero), as bitsandbytes pads.
         self.codes = [UInt8](unsafeUninitializedCapacity: (count + 1) / 2) { bytes, initialized in
@@ -74,7 +74,7 @@ public final class NF4Matrix: @unchecked Sendable {
         let centred = absmax.map { $0 - mean }
         let (blockCodes, scales) = centred.withUnsafeBufferPointer {
             Self.quantizeBlocks($0.baseAddress.unsafelyUnwrapped, count: centred.count, blockSize: Self.absmaxBlockSize,
-                                midpoints: Self.dynamicMapMidpoints)
+                                midpoints: DynamicMap.signedMidpoints)
         }
         absmaxCodes = blockCodes
         absmaxScales = scales
@@ -82,8 +82,9 @@ public final class NF4Matrix: @unchecked Sendable {
 
     /// The dequantized absmax of blocks `blocks` (`dynamic map[code] · scale + offset`, in float32).
     public func blockScales(_ blocks: Range<Int>) -> [Float] {
-        blocks.map { block in
-            Self.dynamicMap[Int(absmaxCodes[block])] * absmaxScales[block / Self.absmaxBlockSize] + offset
+        let map = DynamicMap.signed
+        return blocks.map { block in
+            map[Int(absmaxCodes[block])] * absmaxScales[block / Self.absmaxBlockSize] + offset
         }
     }
 
@@ -140,41 +141,5 @@ public final class NF4Matrix: @unchecked Sendable {
             }
         }
         return (codes, absmax)
-    }
-
-    /// `(levels[i] + levels[i+1]) / 2` in float32.
-    private static func midpoints(_ levels: UnsafeBufferPointer<Float>) -> [Float] {
-        (0..<(levels.count - 1)).map { (levels[$0] + levels[$0 + 1]) / 2 }
-    }
-
-    /// bitsandbytes' signed dynamic 8-bit map (`create_dynamic_map()`, 7 exponent bits): for
-    /// each decade 10⁻⁶…10⁰, the means of consecutive points of `linspace(0.1, 1, 2ᵉ + 1)` times
-    /// the decade, positive and negative, then 0 and 1, sorted — 256 float32 values, computed with
-    /// torch's float32 linspace (step in float32, each point one fused multiply-add from the nearer end).
-    public static let dynamicMap: [Float] = {
-        var values: [Float] = [0, 1]
-        for exponent in 0..<7 {
-            let steps = (1 << exponent) + 1
-            let start: Float = 0.1, end: Float = 1
-            let step = (end - start) / Float(steps - 1)
-            let points = (0..<steps).map { i -> Float in
-                i < steps / 2 ? start.addingProduct(step, Float(i)) : end.addingProduct(-step, Float(steps - 1 - i))
-            }
-            let decade = Float(pow10(exponent - 6))
-            for i in 0..<(steps - 1) {
-                let mean = (points[i] + points[i + 1]) / 2
-                values.append(decade * mean)
-                values.append(-decade * mean)
-            }
-        }
-        return values.sorted()
-    }()
-
-    static let dynamicMapMidpoints: [Float] = dynamicMap.withUnsafeBufferPointer { midpoints($0) }
-
-    private static func pow10(_ exponent: Int) -> Double {
-        var result = 1.0
-        for _ in 0..<abs(exponent) { result *= 10 }
-        return exponent < 0 ? 1 / result : result
     }
 }

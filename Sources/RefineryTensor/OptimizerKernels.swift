@@ -4,15 +4,16 @@ import CRefineryKernels
 /// training process. Callers in other modules reach the C kernels only through these.
 public enum OptimizerKernels {
     /// One AdamW update of `count` elements in place (`torch.optim.AdamW`'s formula): `decay`
-    /// is `1 − lr·weight_decay` (1 for no decay), `stepSize` and `correction2Root` carry the
-    /// bias corrections of this step.
+    /// is `1 − lr·weight_decay` (1 for no decay), `oneMinusBeta1/2` are `1 − β` rounded from
+    /// double, `stepSize` and `correction2Root` carry the bias corrections of this step.
     @inline(__always)
     public static func adamW(
         parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>, firstMoment: UnsafeMutablePointer<Float>,
-        secondMoment: UnsafeMutablePointer<Float>, count: Int, decay: Float, beta1: Float, beta2: Float, epsilon: Float,
-        stepSize: Float, correction2Root: Float
+        secondMoment: UnsafeMutablePointer<Float>, count: Int, decay: Float, beta1: Float, beta2: Float,
+        oneMinusBeta1: Float, oneMinusBeta2: Float, epsilon: Float, stepSize: Float, correction2Root: Float
     ) {
-        rk_adamw(parameter, gradient, firstMoment, secondMoment, count, decay, beta1, beta2, epsilon, stepSize, correction2Root)
+        rk_adamw(parameter, gradient, firstMoment, secondMoment, count, decay, beta1, beta2, oneMinusBeta1, oneMinusBeta2, epsilon,
+                 stepSize, correction2Root)
     }
 
     /// Σ x² of `count` elements, accumulated in double in a fixed order.

@@ -32,6 +32,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed (default 42).") var seed: Int?
     @Option(help: "Global gradient-norm clip, 0 to disable (default 1.0).") var maxGradNorm: Double?
     @Option(help: "AdamW weight decay (default 0.01).") var weightDecay: Double?
+    @Option(help: "adamw (float32 moments, default) or adamw-8bit (8-bit blockwise moments as bitsandbytes' AdamW8bit: a quarter of the optimizer memory).") var optimizer: String?
     @Option(help: "Start from this PEFT LoRA adapter.") var initAdapter: String?
     @Option(help: "Held-out JSONL for eval loss.") var evalData: String?
     @Option(help: "Hold out this fraction of --data for eval (by a seeded hash of each sample; stable across reruns).") var evalSplit: Double?
@@ -55,7 +56,7 @@ struct TrainCommand: ParsableCommand {
             "lora_dropout": loraDropout, "use_rslora": useRSLoRA ? true : nil, "targets": targets, "lr": lr, "scheduler": scheduler,
             "warmup_steps": warmupSteps, "steps": steps, "epochs": epochs, "micro_batch_size": microBatchSize, "grad_accum": gradAccum,
             "max_length": maxLength, "packing": packing ? true : nil, "no_shuffle": noShuffle ? true : nil, "seed": seed,
-            "max_grad_norm": maxGradNorm, "weight_decay": weightDecay, "init_adapter": initAdapter, "eval_data": evalData,
+            "max_grad_norm": maxGradNorm, "weight_decay": weightDecay, "optimizer": optimizer, "init_adapter": initAdapter, "eval_data": evalData,
             "eval_split": evalSplit, "eval_every": evalEvery, "checkpoint_every": checkpointEvery,
             "gradient_checkpointing": gradientCheckpointing ? true : nil, "format": format, "template": template, "train_on": trainOn,
             "dtype": dtype,

@@ -32,7 +32,7 @@ import RefineryText
             for sequence in batch { total += try engine.accumulate(sequence, scale: 1 / Float(count)).lossSum }
             let norm = GradientClipping.clip(engine.parameters, maxNorm: 1.0)
             let lr = LearningRateSchedule.linear.rate(base: 1e-3, step: step, warmup: 2, total: steps)
-            optimizer.step(engine.parameters, learningRate: Float(lr))
+            optimizer.step(engine.parameters, learningRate: lr)
             log.append((total / Double(count), norm, lr, count))
         }
         return log

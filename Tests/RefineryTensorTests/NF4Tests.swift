@@ -26,7 +26,7 @@ import Testing
     @Test func dynamicMapEqualsBitsandbytes() throws {
         let want = try Self.floats("dynamic_map.f32")
         #expect(want.count == 256)
-        #expect(NF4Matrix.dynamicMap.map(\.bitPattern) == want.map(\.bitPattern))
+        #expect(DynamicMap.signed.map(\.bitPattern) == want.map(\.bitPattern))
     }
 
     @Test func quantizingEqualsBitsandbytesBitForBit() throws {

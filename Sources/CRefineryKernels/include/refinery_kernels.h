@@ -81,9 +81,22 @@ void rk_silu_gate_backward(const float *gate, const float *up, const float *d_ac
 #ifndef REFINERY_KERNELS_OPTIMIZER_H
 #define REFINERY_KERNELS_OPTIMIZER_H
 /// One AdamW update of n elements, as torch.optim.AdamW (single-tensor path):
-/// p *= decay; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p −= step_size · m / (sqrt(v)/c2 + eps).
+/// p *= decay; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p −= step_size · m / (sqrt(v)/c2 + eps),
+/// with 1 − b1 and 1 − b2 given (computed in double and rounded once, as torch's Python does).
 void rk_adamw(float *p, const float *g, float *m, float *v, size_t n, float decay, float b1, float b2,
-              float eps, float step_size, float correction2_root);
+              float one_minus_b1, float one_minus_b2, float eps, float step_size, float correction2_root);
+
+/// One 8-bit AdamW update of one block of n ≤ 256 values (bitsandbytes' AdamW8bit): the moments
+/// are decoded as map[code] · absmax (the first with the signed dynamic map, the second with the
+/// unsigned one), updated in float32 — m = m·b1 + g·one_minus_b1; v = v·b2 + one_minus_b2·g·g (1 − β given, rounded
+/// from double as the reference rounds it);
+/// p = p·decay + negative_step_size · (m / (sqrt(v)/c2 + eps)), each operation rounded once —
+/// and coded again by rk_quantize_block (`whole` = 0 for a last, partial block), which writes
+/// the new codes and absmax in place.
+void rk_adamw8bit_block(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes, float *v_absmax,
+                        size_t n, int whole, const float *signed_map, const float *signed_midpoints,
+                        const float *unsigned_map, const float *unsigned_midpoints, float decay, float b1, float b2,
+                        float one_minus_b1, float one_minus_b2, float eps, float negative_step_size, float correction2_root);
 
 /// Σ x[i]² in double.
 double rk_sum_squares(const float *x, size_t n);
