@@ -80,22 +80,17 @@ public final class EightBitMoments: @unchecked Sendable {
                        decay: Float, beta1: Float, beta2: Float, oneMinusBeta1: Float, oneMinusBeta2: Float, epsilon: Float,
                        negativeStepSize: Float, correction2Root: Float) {
         precondition(range.lowerBound % Self.blockSize == 0 && range.upperBound <= count, "EightBitMoments: range \(range)")
-        DynamicMap.signed.withUnsafeBufferPointer { signed in
-            DynamicMap.signedMidpoints.withUnsafeBufferPointer { signedMidpoints in
-                DynamicMap.unsigned.withUnsafeBufferPointer { unsigned in
-                    DynamicMap.unsignedMidpoints.withUnsafeBufferPointer { unsignedMidpoints in
-                        var start = range.lowerBound
-                        while start < range.upperBound {
-                            let length = min(Self.blockSize, count - start), block = start / Self.blockSize
-                            precondition(start + length <= range.upperBound, "EightBitMoments: range \(range) ends inside a block")
-                            rk_adamw8bit_block(parameter + start, gradient + start, firstCodes + start, firstScales + block,
-                                               secondCodes + start, secondScales + block, length, length == Self.blockSize ? 1 : 0,
-                                               signed.baseAddress, signedMidpoints.baseAddress, unsigned.baseAddress,
-                                               unsignedMidpoints.baseAddress, decay, beta1, beta2, oneMinusBeta1, oneMinusBeta2, epsilon,
-                                               negativeStepSize, correction2Root)
-                            start += length
-                        }
-                    }
+        withUnsafePointer(to: DynamicMap.signedCodeMap.map) { first in
+            withUnsafePointer(to: DynamicMap.unsignedCodeMap.map) { second in
+                var start = range.lowerBound
+                while start < range.upperBound {
+                    let length = min(Self.blockSize, count - start), block = start / Self.blockSize
+                    precondition(start + length <= range.upperBound, "EightBitMoments: range \(range) ends inside a block")
+                    rk_adamw8bit_block(parameter + start, gradient + start, firstCodes + start, firstScales + block,
+                                       secondCodes + start, secondScales + block, length, length == Self.blockSize ? 1 : 0,
+                                       first, second, decay, beta1, beta2, oneMinusBeta1, oneMinusBeta2, epsilon,
+                                       negativeStepSize, correction2Root)
+                    start += length
                 }
             }
         }

@@ -119,6 +119,35 @@ if arguments.count >= 3 && arguments[1] == "decode" {
     exit(0)
 }
 
+if arguments.count >= 4 && arguments[1] == "optimizer" {
+    // One AdamW step over every weight of MODEL_DIR (full fine-tuning's parameters), float32 or
+    // 8-bit moments, random gradients: seconds per step and the moments' bytes.
+    let eightBit = arguments[3] == "adamw-8bit"
+    let iterations = arguments.count > 4 ? Int(arguments[4]) ?? 5 : 5
+    do {
+        let model = try LlamaModel(directory: URL(fileURLWithPath: arguments[2]), keepFloatWeights: true)
+        let engine = try GradientEngine(model: model, adapter: nil, trainsBase: true)
+        var generator = SplitMix64(seed: 7)
+        for parameter in engine.parameters {
+            for i in 0..<parameter.gradient.count { parameter.gradient.pointer[i] = Float(Int64(generator.next() % 2001) - 1000) * 1e-6 }
+        }
+        let optimizer = AdamW(eightBit: eightBit)
+        optimizer.step(engine.parameters, learningRate: 1e-4)  // warm-up: allocates the moments
+        var seconds: [Double] = []
+        for _ in 0..<iterations {
+            let start = DispatchTime.now().uptimeNanoseconds
+            optimizer.step(engine.parameters, learningRate: 1e-4)
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        let stateBytes = optimizer.stateEntries().reduce(0) { $0 + $1.bytes.count }
+        print("{\"seconds_median\": \(median(seconds)), \"seconds\": \(seconds), \"state_mb\": \(Double(stateBytes) / 1e6), "
+              + "\"values\": \(engine.parameters.map(\.value.count).reduce(0, +)), \"peak_rss_mb\": \(peakResidentMegabytes())}")
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
+
 if arguments.count >= 4 && arguments[1] == "train" {
     let method = arguments[3]
     let sequenceLength = arguments.count > 4 ? Int(arguments[4]) ?? 512 : 512
@@ -168,7 +197,7 @@ if arguments.count >= 4 && arguments[1] == "train" {
     exit(0)
 }
 guard arguments.count >= 3, arguments[1] == "forward" else {
-    fail("usage: refinery-bench forward MODEL_DIR [SEQ] [ITERS] | train MODEL_DIR lora|full [SEQ] [ITERS] | sgemm [N] [ITERS]")
+    fail("usage: refinery-bench forward MODEL_DIR [SEQ] [ITERS] | train MODEL_DIR lora|full [SEQ] [ITERS] | optimizer MODEL_DIR adamw|adamw-8bit [ITERS] | sgemm [N] [ITERS]")
 }
 let sequenceLength = arguments.count > 3 ? Int(arguments[3]) ?? 512 : 512
 let iterations = arguments.count > 4 ? Int(arguments[4]) ?? 5 : 5

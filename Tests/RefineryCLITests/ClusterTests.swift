@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import RefineryCore
+import RefineryModel
 import RefineryStore
 import RefineryText
 import Testing
@@ -488,9 +489,11 @@ import Testing
 }
 
 /// Full fine-tuning through the cluster: every weight travels to the workers and back, and the
-/// model folder written at the end is the one a single process writes (BF16 base, tied embeddings).
+/// model folder written at the end is the one a single process writes (BF16 base, tied embeddings),
+/// with float32 or 8-bit AdamW moments (kept by the coordinator).
 @Suite struct ClusterFullFineTuningTests {
-    @Test func twoWorkersWriteTheSameModelFolderAsOneProcess() async throws {
+    @Test(arguments: ["adamw", "adamw-8bit"])
+    func twoWorkersWriteTheSameModelFolderAsOneProcess(optimizer: String) async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
             let yaml = """
@@ -499,6 +502,7 @@ import Testing
               data: \(TrainCommandTests.trainData)
               output: \(dir.appendingPathComponent("cluster").path)
               method: full
+              optimizer: \(optimizer)
               steps: 3
               grad_accum: 2
               lr: 0.0001
@@ -515,6 +519,9 @@ import Testing
                 let a = ClusterTests.read(dir.appendingPathComponent("cluster/\(name)").path)
                 #expect(a != nil && a == ClusterTests.read(dir.appendingPathComponent("single/\(name)").path), "\(name) differs")
             }
+            // The checkpoint holds 8-bit moments exactly when asked for (U8 codes in its optimizer file).
+            let moments = try SafetensorsFile(path: dir.appendingPathComponent("single/checkpoints/step-000003/optimizer.safetensors").path)
+            #expect(moments.entries.values.contains { $0.dtype == .u8 } == (optimizer == "adamw-8bit"), "\(moments.names.prefix(6))")
         }
     }
 }

@@ -54,6 +54,31 @@ import Testing
         }
     }
 
+    /// 8-bit moments: a quarter of the optimizer state (bytes per value 2 + 8/256 against 8), the
+    /// same for the rest; a full fine-tuning run that cannot fit names `--optimizer adamw-8bit`.
+    @Test func eightBitMomentsQuarterTheOptimizerState() throws {
+        let model = try Self.modelFolder(hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128_256)
+        let config = try ModelConfig.load(directory: model)
+        for method in [TrainingMethod.full, .qlora] {
+            var options = TrainingOptions()
+            options.method = method
+            options.maxLength = 512
+            options.gradientCheckpointing = true
+            let float32 = MemoryPlan(config: config, options: options, dtype: .bfloat16)
+            options.optimizer = .adamW8bit
+            let eightBit = MemoryPlan(config: config, options: options, dtype: .bfloat16)
+            let a = try #require(float32.entries.first { $0.name == "optimizer (AdamW)" })
+            let b = try #require(eightBit.entries.first { $0.name == "optimizer (AdamW 8-bit)" })
+            let ratio = Double(b.bytes) / Double(a.bytes)
+            // Full: every tensor but the 65 norms (4,096 values each: 8-bit too) is large.
+            #expect(ratio > 0.25 && ratio < 0.26, "\(method): 8-bit / float32 optimizer state = \(ratio)")
+            #expect(float32.total - eightBit.total == a.bytes - b.bytes, "only the optimizer entry changes")
+            let refusal = float32.refusal(available: 1 << 30, options: options.with(optimizer: .adamW))
+            #expect(refusal?.contains("--optimizer adamw-8bit") == (method == .full), "\(refusal ?? "")")
+            #expect(eightBit.refusal(available: 1 << 30, options: options)?.contains("--optimizer") == false)
+        }
+    }
+
     /// A model no machine here holds: refused before anything is read or written, naming the knobs.
     @Test func aRunThatCannotFitIsRefusedWithTheKnobToTurn() async throws {
         try await offThePool {
@@ -105,5 +130,14 @@ import Testing
             if !able.wait(seconds: 10) { able.kill9() }
             #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/adapter_model.safetensors").path))
         }
+    }
+}
+
+extension TrainingOptions {
+    /// These options with another optimizer.
+    func with(optimizer: OptimizerChoice) -> TrainingOptions {
+        var copy = self
+        copy.optimizer = optimizer
+        return copy
     }
 }

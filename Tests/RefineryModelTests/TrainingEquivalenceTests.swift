@@ -92,11 +92,16 @@ import RefineryText
         #expect(Self.maxRelative(try gradients(checkpointing: false), try gradients(checkpointing: true), gradient: true) == 0)
     }
 
-    @Test func resumeEqualsUninterrupted() throws {
+    /// LoRA with float32 moments; full fine-tuning with 8-bit moments (the embedding, MLP and query
+    /// projections of this model hold ≥ 4,096 values, the rest keep float32 moments).
+    @Test(arguments: [(TrainingMethod.lora, OptimizerChoice.adamW), (.full, .adamW8bit)])
+    func resumeEqualsUninterrupted(method: TrainingMethod, optimizer: OptimizerChoice) throws {
         let samples = try Self.encoded()
         func trainer() throws -> Trainer {
             let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
             var options = TrainingOptions()
+            options.method = method
+            options.optimizer = optimizer
             options.lora = LoRAConfig(rank: 4, alpha: 8, dropout: 0.1)
             options.learningRate = 1e-3
             options.warmupSteps = 2
@@ -111,7 +116,9 @@ import RefineryText
                                train: samples, eval: Array(samples.prefix(2)))
         }
         let whole = try ModelFixtures.temporaryDirectory()
-        try Self.run(trainer(), output: whole, resume: false)
+        let uninterrupted = try trainer()
+        try Self.run(uninterrupted, output: whole, resume: false)
+        #expect(uninterrupted.optimizer.eightBitMoments.isEmpty == (optimizer == .adamW))
         // Interrupted after step 4 (its log row written, the checkpoint of step 3 the newest).
         let parts = try ModelFixtures.temporaryDirectory()
         #expect(throws: Interruption.self) {
@@ -120,17 +127,49 @@ import RefineryText
             }
         }
         #expect(FileManager.default.fileExists(atPath: parts.appendingPathComponent("checkpoints/step-000003/state.json").path))
-        #expect(!FileManager.default.fileExists(atPath: parts.appendingPathComponent("adapter_model.safetensors").path))
+        let result = method == .lora ? "adapter_model.safetensors" : "model.safetensors"
+        #expect(!FileManager.default.fileExists(atPath: parts.appendingPathComponent(result).path))
         let partial = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
         #expect(partial.contains("\"step\":4"))
         try Self.run(trainer(), output: parts, resume: true)
-        let logA = try String(contentsOf: whole.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
-        let logB = try String(contentsOf: parts.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
-        #expect(logA == logB)
-        #expect(logA.split(separator: "\n").count == 6 + 3)
-        let adapterA = try Data(contentsOf: whole.appendingPathComponent("adapter_model.safetensors"))
-        let adapterB = try Data(contentsOf: parts.appendingPathComponent("adapter_model.safetensors"))
-        #expect(adapterA == adapterB)
+        let written = try FileManager.default.contentsOfDirectory(atPath: whole.path).filter { $0 != "checkpoints" }.sorted()
+        #expect(written.contains(result), "\(written)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: parts.path).filter { $0 != "checkpoints" }.sorted() == written)
+        for name in written {
+            let a = try Data(contentsOf: whole.appendingPathComponent(name)), b = try Data(contentsOf: parts.appendingPathComponent(name))
+            #expect(a == b, "\(name) differs after the resume")
+        }
+        let log = try String(contentsOf: whole.appendingPathComponent("train_log.jsonl"), encoding: .utf8)
+        #expect(log.split(separator: "\n").count == 6 + 3)
+    }
+
+    /// The cluster's checkpoint (named byte blobs in the state file) restores 8-bit moments exactly:
+    /// a trainer restored after step 2 continues with the same bits as one that never stopped.
+    @Test func stateBlobsCarryEightBitMomentsAcrossARestart() throws {
+        let samples = try Self.encoded()
+        func trainer() throws -> Trainer {
+            let model = try LlamaModel(directory: ModelFixtures.directory(Self.name))
+            var options = TrainingOptions()
+            options.method = .full
+            options.optimizer = .adamW8bit
+            options.learningRate = 1e-3
+            options.steps = 4
+            return try Trainer(model: model, modelDirectory: ModelFixtures.directory(Self.name), options: options, adapter: nil,
+                               train: samples, eval: [])
+        }
+        let whole = try trainer()
+        for _ in 0..<2 { _ = try whole.runStep() }
+        let saved = Dictionary(uniqueKeysWithValues: whole.stateTensors())
+        #expect(saved.keys.contains { $0.hasPrefix("m8/") } && saved.keys.contains { $0.hasPrefix("m/") })
+        for _ in 0..<2 { _ = try whole.runStep() }
+        let restarted = try trainer()
+        try restarted.restoreState(step: 2, optimizerSteps: 2, tensors: saved)
+        for _ in 0..<2 { _ = try restarted.runStep() }
+        #expect(restarted.stateTensors().map(\.1) == whole.stateTensors().map(\.1))
+        // A state saved with float32 moments is refused by an 8-bit run, naming the flag.
+        var float32 = saved.filter { !$0.key.hasPrefix("m8") && !$0.key.hasPrefix("v8") }
+        float32["m/model.embed_tokens.weight"] = [UInt8](repeating: 0, count: 700 * 64 * 4)
+        #expect(throws: ModelError.self) { try trainer().restoreState(step: 2, optimizerSteps: 2, tensors: float32) }
     }
 
     /// The one-process training loop as `refinery train` runs it: checkpoint folders and the log

@@ -86,17 +86,37 @@ void rk_silu_gate_backward(const float *gate, const float *up, const float *d_ac
 void rk_adamw(float *p, const float *g, float *m, float *v, size_t n, float decay, float b1, float b2,
               float one_minus_b1, float one_minus_b2, float eps, float step_size, float correction2_root);
 
+/// Buckets of a code table: floats in [-1, 1] by the top 16 bits of their magnitude, per sign.
+#define RK_CODE_TABLE_HALF 0x3F81
+
+/// Fills `low` and `high` (2·RK_CODE_TABLE_HALF entries each) for a map of count + 1 ≤ 256 sorted
+/// levels with `count` midpoints: per bucket, the codes (rk_nearest_code) of its smallest and
+/// largest float. Returns the most midpoints one bucket holds (the kernels need at most 1).
+size_t rk_code_table(const float *midpoints, size_t count, uint8_t *low, uint8_t *high);
+
+/// A 256-level map with its 255 midpoints, padded with +infinity to 256, and the `low` half of its
+/// code table (rk_code_table; buckets of at most one midpoint).
+typedef struct {
+    const float *values;
+    const float *midpoints;
+    const uint8_t *low;
+    const uint8_t *high;
+} rk_code_map;
+
+/// The code of `value` in [-1, 1] through the map's table: equal to rk_nearest_code over its midpoints.
+/// (The table's buckets hold at most one midpoint.)
+size_t rk_table_code(float value, const rk_code_map *map);
+
 /// One 8-bit AdamW update of one block of n ≤ 256 values (bitsandbytes' AdamW8bit): the moments
-/// are decoded as map[code] · absmax (the first with the signed dynamic map, the second with the
-/// unsigned one), updated in float32 — m = m·b1 + g·one_minus_b1; v = v·b2 + one_minus_b2·g·g (1 − β given, rounded
-/// from double as the reference rounds it);
-/// p = p·decay + negative_step_size · (m / (sqrt(v)/c2 + eps)), each operation rounded once —
-/// and coded again by rk_quantize_block (`whole` = 0 for a last, partial block), which writes
-/// the new codes and absmax in place.
+/// are decoded as map[code] · absmax (the first with `first_map`, bitsandbytes' signed dynamic
+/// map, the second with `second_map`, the unsigned one), updated in float32 — m = m·b1 +
+/// g·one_minus_b1; v = v·b2 + one_minus_b2·g·g (1 − β given, rounded from double as the reference
+/// rounds it); p = p·decay + negative_step_size · (m / (sqrt(v)/c2 + eps)), each operation rounded
+/// once — and coded again as rk_quantize_block codes (`whole` = 0 for a last, partial block),
+/// the new codes and absmax written in place.
 void rk_adamw8bit_block(float *p, const float *g, uint8_t *m_codes, float *m_absmax, uint8_t *v_codes, float *v_absmax,
-                        size_t n, int whole, const float *signed_map, const float *signed_midpoints,
-                        const float *unsigned_map, const float *unsigned_midpoints, float decay, float b1, float b2,
-                        float one_minus_b1, float one_minus_b2, float eps, float negative_step_size, float correction2_root);
+                        size_t n, int whole, const rk_code_map *first_map, const rk_code_map *second_map, float decay, float b1,
+                        float b2, float one_minus_b1, float one_minus_b2, float eps, float negative_step_size, float correction2_root);
 
 /// Σ x[i]² in double.
 double rk_sum_squares(const float *x, size_t n);
