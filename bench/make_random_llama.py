@@ -4,7 +4,9 @@
     make_random_llama.py OUT_DIR [SHAPE]
 
 SHAPE llama3-8b (default): hidden 4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336,
-vocabulary 128256, untied head — Llama-3-8B's shape, 8.03 B parameters, 16 GB in bfloat16.
+vocabulary 128256, untied head — Llama-3-8B's shape, 8.03 B parameters, 16 GB in bfloat16;
+llama3.2-1b: hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, tied head — 1.24 B
+parameters, 2.5 GB; tiny: a few MB.
 Weights are N(0, 0.02) in bfloat16 (norms 1), seeded; config.json only (no tokenizer: the
 benchmarks feed token ids).
 """
@@ -18,6 +20,9 @@ import numpy as np
 SHAPES = {
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                       num_key_value_heads=8, vocab_size=128256),
+    # Llama-3.2-1B's shape: 1.24 B parameters, the head tied to the embeddings.
+    "llama3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "tiny": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=4096),
 }
@@ -40,7 +45,8 @@ def tensors(shape):
         yield p + "mlp.up_proj.weight", (i, h), "normal"
         yield p + "mlp.down_proj.weight", (h, i), "normal"
     yield "model.norm.weight", (h,), "ones"
-    yield "lm_head.weight", (shape["vocab_size"], h), "normal"
+    if not shape.get("tie_word_embeddings", False):
+        yield "lm_head.weight", (shape["vocab_size"], h), "normal"
 
 
 def main(out, name="llama3-8b"):
@@ -48,7 +54,8 @@ def main(out, name="llama3-8b"):
     os.makedirs(out, exist_ok=True)
     config = dict(architectures=["LlamaForCausalLM"], model_type="llama", rms_norm_eps=1e-5, rope_theta=500000.0,
                   max_position_embeddings=8192, tie_word_embeddings=False, torch_dtype="bfloat16", bos_token_id=1,
-                  eos_token_id=2, hidden_act="silu", **shape)
+                  eos_token_id=2, hidden_act="silu")
+    config.update(shape)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
     header, offset = {}, 0

@@ -4,15 +4,16 @@ import RefineryModel
 import RefineryTensor
 import RefineryText
 
-/// `refinery-bench memory MODEL_DIR lora|qlora [SEQ_LEN] [SEQUENCES] [STEPS]`: optimizer steps of
-/// SEQUENCES random sequences of SEQ_LEN tokens (one micro-batch) with gradient checkpointing,
-/// LoRA r=16 on all linear modules over a base as stored or in NF4, products in BENCH_DTYPE
-/// (default bfloat16); prints the load time, each step's seconds, tokens/s, the peak resident
-/// memory and the memory plan's prediction for the same run.
+/// `refinery-bench memory MODEL_DIR lora|qlora|full [SEQ_LEN] [SEQUENCES] [STEPS]`: optimizer steps
+/// of SEQUENCES random sequences of SEQ_LEN tokens (one micro-batch) with gradient checkpointing,
+/// LoRA r=16 on all linear modules over a base as stored or in NF4 (or full fine-tuning), products
+/// in BENCH_DTYPE (default bfloat16), AdamW as BENCH_OPTIMIZER says (adamw or adamw-8bit); prints
+/// the load time, each step's seconds, tokens/s, the peak resident memory and the memory plan's
+/// prediction for the same run.
 enum MemoryBench {
     static func run(directory: String, method: String, sequenceLength: Int, sequences: Int, steps: Int) throws {
-        guard let trainingMethod = TrainingMethod(rawValue: method), trainingMethod.trainsAdapter else {
-            throw CoreError("memory: the method is lora or qlora, not \(method)")
+        guard let trainingMethod = TrainingMethod(rawValue: method) else {
+            throw CoreError("memory: the method is lora, qlora or full, not \(method)")
         }
         let dtype: ComputeDType = ProcessInfo.processInfo.environment["BENCH_DTYPE"] == "float32" ? .float32 : .bfloat16
         var options = TrainingOptions()
@@ -24,10 +25,12 @@ enum MemoryBench {
         options.shuffle = false
         options.steps = steps
         options.dtype = .fixed(dtype)
+        options.optimizer = OptimizerChoice(parsing: ProcessInfo.processInfo.environment["BENCH_OPTIMIZER"] ?? "adamw") ?? .adamW
         let url = URL(fileURLWithPath: directory)
         let plan = MemoryPlan(config: try ModelConfig.load(directory: url), options: options, dtype: dtype)
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let model = try LlamaModel(directory: url, dtype: .fixed(dtype), projections: trainingMethod.quantizesBase ? .nf4 : .asStored)
+        let model = try LlamaModel(directory: url, dtype: .fixed(dtype), keepFloatWeights: trainingMethod == .full,
+                                   projections: trainingMethod.quantizesBase ? .nf4 : .asStored)
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
         let loadedMegabytes = peakResidentMegabytes()
         var generator = SplitMix64(seed: 3)
@@ -36,7 +39,7 @@ enum MemoryBench {
                           trained: Array(repeating: true, count: sequenceLength))
         }
         let trainer = try Trainer(model: model, modelDirectory: url, options: options,
-                                  adapter: try LoRAAdapter.initialize(model: model.config, config: options.lora, seed: 1),
+                                  adapter: trainingMethod.trainsAdapter ? try LoRAAdapter.initialize(model: model.config, config: options.lora, seed: 1) : nil,
                                   train: samples, eval: [])
         var seconds: [Double] = []
         var losses: [Double] = []
@@ -47,7 +50,7 @@ enum MemoryBench {
             FileHandle.standardError.write(Data("[memory] \(method) step \(step + 1)/\(steps): \(String(format: "%.1f", seconds.last ?? 0)) s, peak RSS \(String(format: "%.0f", peakResidentMegabytes())) MB\n".utf8))
         }
         let tokens = Double(sequenceLength * sequences)
-        print("{\"method\": \"\(method)\", \"dtype\": \"\(dtype.rawValue)\", \"load_seconds\": \(loadSeconds), \"rss_after_load_mb\": \(loadedMegabytes), "
+        print("{\"method\": \"\(method)\", \"optimizer\": \"\(options.optimizer.rawValue)\", \"dtype\": \"\(dtype.rawValue)\", \"load_seconds\": \(loadSeconds), \"rss_after_load_mb\": \(loadedMegabytes), "
               + "\"step_seconds\": \(seconds), \"tokens_per_second\": \(tokens / median(seconds)), \"losses\": \(losses), "
               + "\"peak_rss_mb\": \(peakResidentMegabytes()), \"planned_mb\": \(Double(plan.total) / 1_048_576)}")
     }

@@ -158,7 +158,8 @@ if arguments.count >= 4 && arguments[1] == "train" {
         let lora = LoRAConfig(rank: 16, alpha: 32, dropout: 0, targets: .allLinear)
         let adapter = method == "lora" ? try LoRAAdapter.initialize(model: model.config, config: lora, seed: 1) : nil
         let engine = try GradientEngine(model: model, adapter: adapter, trainsBase: method == "full")
-        let optimizer = AdamW()
+        // BENCH_OPTIMIZER=adamw-8bit: 8-bit moments.
+        let optimizer = AdamW(eightBit: ProcessInfo.processInfo.environment["BENCH_OPTIMIZER"] == "adamw-8bit")
         var generator = SplitMix64(seed: 3)
         let ids = (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(model.config.vocabSize)) }
         let sequence = TrainingSequence(ids: ids, trained: Array(repeating: true, count: sequenceLength))
