@@ -8,6 +8,7 @@ import RefineryTensor
 final class GradientExecutor: GradientTaskRunner, @unchecked Sendable {
     let modelDirectory: String
     let modelHash: String
+    let nf4Cache: NF4Cache?
     private let deliver: @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void
     private let queue = DispatchQueue(label: "refinery-gradients")
     private var model: LlamaModel?
@@ -16,8 +17,9 @@ final class GradientExecutor: GradientTaskRunner, @unchecked Sendable {
     private var version: UInt64?
     private let lock = NSLock()
 
-    init(modelDirectory: String, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws {
+    init(modelDirectory: String, nf4Cache: NF4Cache? = nil, deliver: @escaping @Sendable (Refinery_Cluster_Envelope.OneOf_Body) -> Void) throws {
         self.modelDirectory = modelDirectory
+        self.nf4Cache = nf4Cache
         self.deliver = deliver
         modelHash = try ModelHash.of(directory: modelDirectory)
     }
@@ -34,7 +36,7 @@ final class GradientExecutor: GradientTaskRunner, @unchecked Sendable {
         let model = try self.model.flatMap {
             $0.dtype == settings.dtype && (!keepFloat || $0.keepsFloatWeights) && $0.hasQuantizedProjections == quantized ? $0 : nil
         } ?? LlamaModel(directory: URL(fileURLWithPath: modelDirectory), dtype: .fixed(settings.dtype), keepFloatWeights: keepFloat,
-                        projections: quantized ? .nf4 : .asStored)
+                        projections: quantized ? .nf4 : .asStored, nf4Cache: quantized ? nf4Cache : nil)
         let adapter = settings.method.trainsAdapter ? try LoRAAdapter.initialize(model: model.config, config: settings.lora, seed: 0) : nil
         engine = try GradientEngine(model: model, adapter: adapter, trainsBase: settings.method == .full,
                                     checkpointing: settings.gradientCheckpointing)

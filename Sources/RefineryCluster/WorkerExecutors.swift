@@ -1,5 +1,6 @@
 import Foundation
 import RefineryLLM
+import RefineryModel
 
 /// Carries out generation tasks on a worker: at most `slots` LLM calls in flight; the result
 /// message goes to `deliver` when the chunk ends.
@@ -38,7 +39,12 @@ public struct WorkerExecutors: Sendable {
     }
 
     /// LLM calls through `ChunkProcessor` and `LLMCallMaker`, gradients through `GradientEngine`.
-    public static let standard = WorkerExecutors(
-        generation: { settings, key, slots in GenerationExecutor(settings: settings, apiKey: key, slots: slots) },
-        gradients: { directory, deliver in try GradientExecutor(modelDirectory: directory, deliver: deliver) })
+    public static let standard = standard(nf4Cache: nil)
+
+    /// The standard executors, a QLoRA base kept in `nf4Cache` between runs.
+    public static func standard(nf4Cache: NF4Cache?) -> WorkerExecutors {
+        WorkerExecutors(
+            generation: { settings, key, slots in GenerationExecutor(settings: settings, apiKey: key, slots: slots) },
+            gradients: { directory, deliver in try GradientExecutor(modelDirectory: directory, nf4Cache: nf4Cache, deliver: deliver) })
+    }
 }

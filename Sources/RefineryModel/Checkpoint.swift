@@ -62,6 +62,24 @@ public final class Checkpoint: @unchecked Sendable {
     /// All tensor names.
     public var names: [String] { location.keys.sorted() }
 
+    /// Identifies these weights without reading them: a hash of every safetensors file's name,
+    /// size, modification time and header (each tensor's name, type, shape and offsets). A file
+    /// replaced or rewritten gets a new fingerprint.
+    public var fingerprint: String {
+        var hasher = StableHasher()
+        for (fileName, file) in files.sorted(by: { $0.key < $1.key }) {
+            hasher.combine(fileName)
+            hasher.combine(word: UInt64(file.file.size))
+            let attributes = try? FileManager.default.attributesOfItem(atPath: file.file.path)
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            hasher.combine(word: UInt64(bitPattern: Int64((modified * 1_000_000).rounded())))
+            for entry in file.entries.values.sorted(by: { $0.name < $1.name }) {
+                hasher.combine("\(entry.name) \(entry.dtype.rawValue) \(entry.shape) \(entry.begin) \(entry.end)")
+            }
+        }
+        return hasher.hex
+    }
+
     /// The stored shape of `name`, or nil when the checkpoint lacks it.
     public func shape(of name: String) -> [Int]? {
         location[name].flatMap { files[$0]?.entries[name]?.shape }

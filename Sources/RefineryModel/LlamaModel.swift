@@ -30,18 +30,21 @@ public final class LlamaModel: @unchecked Sendable {
     /// False for a checkpoint loaded without its language-model head (a sequence classifier's body).
     public let hasLanguageModelHead: Bool
     private let inverseFrequencies: [Float]
+    /// What the NF4 cache did during this load (read, wrote, or why it could not write), or nil without one.
+    public let nf4CacheReport: String?
 
     /// Loads `config.json` and the safetensors weights of `directory`, products in `dtype` (`.auto`
     /// follows the checkpoint as transformers does). `keepFloatWeights` keeps float32 master copies
     /// of every matrix (full fine-tuning in bfloat16); otherwise a bfloat16 model holds its
     /// matrices in bfloat16 only.
     /// `projections` chooses how the seven projections of every layer are held (see `ProjectionStorage`).
+    /// `nf4Cache`: where quantized projections are kept between loads (see `NF4Cache`).
     public convenience init(directory: URL, dtype: DTypeChoice = .float32, keepFloatWeights: Bool = false,
-                            projections: ProjectionStorage = .asStored) throws {
+                            projections: ProjectionStorage = .asStored, nf4Cache: NF4Cache? = nil) throws {
         let config = try ModelConfig.load(directory: directory)
         let checkpoint = try Checkpoint(directory: directory)
         try self.init(config: config, checkpoint: checkpoint, dtype: dtype.resolve(config: config, checkpoint: checkpoint),
-                      keepFloatWeights: keepFloatWeights, projections: projections)
+                      keepFloatWeights: keepFloatWeights, projections: projections, nf4Cache: nf4Cache)
     }
 
     /// Builds the model from an opened checkpoint, checking every tensor's shape against `config`.
@@ -49,24 +52,38 @@ public final class LlamaModel: @unchecked Sendable {
     /// checkpoint has a score head instead).
     /// `projections`: how the seven projections of every layer are held (embeddings, norms and
     /// the lm head stay in `dtype`, as bitsandbytes' `Linear4bit` replaces only the linear layers).
+    /// `nf4Cache`: with NF4 projections, read them from this cache when it holds this checkpoint,
+    /// else quantize and write them there (`nf4CacheReport` says which, or why the write failed).
     public init(config: ModelConfig, checkpoint: Checkpoint, dtype: ComputeDType = .float32, keepFloatWeights: Bool = false,
-                projections: ProjectionStorage = .asStored, languageModelHead: Bool = true) throws {
+                projections: ProjectionStorage = .asStored, languageModelHead: Bool = true, nf4Cache: NF4Cache? = nil) throws {
         self.config = config
         self.dtype = dtype
         let h = config.hiddenSize, i = config.intermediateSize
         func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
             try checkpoint.matrix(name, shape: shape, dtype: dtype, keepFloat: keepFloatWeights)
         }
+        let cached = projections == .asStored ? nil : try nf4Cache?.load(for: checkpoint)
+        var quantizedNow: [(String, NF4Matrix)] = [], everyQuantized: [(String, NF4Matrix)] = []
+        func quantized(_ name: String, _ shape: [Int]) throws -> NF4Matrix {
+            let result: NF4Matrix
+            if let hit = cached?[name], hit.shape == shape {
+                result = hit
+            } else {
+                let values = try checkpoint.tensor(name, shape: shape)
+                result = NF4Matrix(quantizing: values.pointer, shape: shape)
+                quantizedNow.append((name, result))
+            }
+            everyQuantized.append((name, result))
+            return result
+        }
         func projection(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
             switch projections {
             case .asStored:
                 return try matrix(name, shape)
             case .nf4:
-                let values = try checkpoint.tensor(name, shape: shape)
-                return WeightMatrix(nf4: NF4Matrix(quantizing: values.pointer, shape: shape), products: dtype)
+                return WeightMatrix(nf4: try quantized(name, shape), products: dtype)
             case .nf4RoundTrip:
-                let values = try checkpoint.tensor(name, shape: shape)
-                return WeightMatrix(NF4Matrix(quantizing: values.pointer, shape: shape).floatValues(), dtype: dtype, keepFloat: keepFloatWeights)
+                return WeightMatrix(try quantized(name, shape).floatValues(), dtype: dtype, keepFloat: keepFloatWeights)
             }
         }
         embedTokens = try matrix("model.embed_tokens.weight", [config.vocabSize, h])
@@ -103,6 +120,21 @@ public final class LlamaModel: @unchecked Sendable {
             lmHead = try matrix("lm_head.weight", [config.vocabSize, h])
         }
         inverseFrequencies = config.inverseFrequencies
+        if let nf4Cache, projections != .asStored {
+            let path = nf4Cache.file(for: checkpoint).path
+            if quantizedNow.isEmpty {
+                nf4CacheReport = "read the 4-bit projections from \(path)"
+            } else {
+                do {
+                    try nf4Cache.store(everyQuantized, for: checkpoint)
+                    nf4CacheReport = "wrote the 4-bit projections to \(path) (later loads read them from there)"
+                } catch {
+                    nf4CacheReport = "could not write the NF4 cache (\(error)); the run goes on without it"
+                }
+            }
+        } else {
+            nf4CacheReport = nil
+        }
     }
 
     /// Every weight matrix, each once (the lm head is the embedding matrix when tied).

@@ -121,7 +121,7 @@ public final class AdamW: @unchecked Sendable {
                 guard hasEightBit else { continue }
                 func part<T: BitwiseCopyable>(_ key: String, as type: T.Type) throws -> [T] {
                     guard let raw = bytes[key + name] else { throw ModelError("the saved optimizer state lacks \(key)\(name)") }
-                    return try OptimizerStateEntry.values(raw, as: type, name: key + name)
+                    return try RawValues.decode(raw, as: type, name: key + name)
                 }
                 do {
                     quantized[name] = try EightBitMoments(count: count, firstCodes: try part("m8/", as: UInt8.self),
@@ -138,7 +138,7 @@ public final class AdamW: @unchecked Sendable {
                 }
                 func moment(_ key: String) throws -> Tensor? {
                     guard let raw = bytes[key + name] else { return nil }
-                    let values = try OptimizerStateEntry.values(raw, as: Float.self, name: key + name)
+                    let values = try RawValues.decode(raw, as: Float.self, name: key + name)
                     guard values.count == count else {
                         throw ModelError("the saved training state does not match this run: \(key)\(name) has \(values.count) values, expected \(count)")
                     }
@@ -180,15 +180,6 @@ public struct OptimizerStateEntry: Sendable {
         dtype = .u8
         shape = [codes.count]
         bytes = codes
-    }
-
-    /// `raw` read as values of `type` (whole values only).
-    static func values<T: BitwiseCopyable>(_ raw: [UInt8], as type: T.Type, name: String) throws -> [T] {
-        let size = MemoryLayout<T>.size
-        guard raw.count % size == 0 else { throw ModelError("the saved optimizer state's \(name) is not whole \(type) values (\(raw.count) bytes)") }
-        return raw.withUnsafeBytes { buffer in
-            (0..<(raw.count / size)).map { buffer.loadUnaligned(fromByteOffset: $0 * size, as: type) }
-        }
     }
 }
 

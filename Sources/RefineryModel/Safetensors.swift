@@ -172,6 +172,13 @@ public final class SafetensorsFile: @unchecked Sendable {
         return Array(UnsafeRawBufferPointer(start: base + dataStart + entry.begin, count: entry.end - entry.begin))
     }
 
+    /// Gives the memory of tensor `name`'s bytes back to the system (they are read again from the
+    /// file if touched): after copying a tensor out, so the mapping does not count twice.
+    public func releaseTensor(_ name: String) {
+        guard let entry = entries[name] else { return }
+        file.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
+    }
+
     /// Reads a BF16 tensor's bits as they are stored.
     func bfloat16Bits(_ name: String) throws -> BFloat16Storage {
         guard let entry = entries[name], entry.dtype == .bf16 else { throw ModelError("\(file.path) has no BF16 tensor \"\(name)\"") }
@@ -223,6 +230,36 @@ public enum SafetensorsWriter {
         }
     }
 
+    /// One tensor whose bytes are made only when the writer reaches it (`bytes()`, `shape` ×
+    /// `dtype.size` of them): a large file is written without holding all of it at once.
+    public struct LazyEntry: @unchecked Sendable {
+        public let name: String, dtype: SafetensorsDType, shape: [Int], bytes: () -> Data
+        public init(name: String, dtype: SafetensorsDType, shape: [Int], bytes: @escaping () -> Data) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
+    /// Writes tensors whose bytes are made as the writer reaches each one, via a temporary file
+    /// renamed into place; a tensor whose bytes do not fit its shape fails the write (nothing is left).
+    public static func write(lazy entries: [LazyEntry], to path: String, metadata: [String: String] = ["format": "pt"]) throws {
+        let ordered = entries.sorted { $0.name < $1.name }
+        var mismatch: String?
+        try write(layout: ordered.map { ($0.name, $0.dtype, $0.shape) }, to: path, metadata: metadata) { index, data in
+            let entry = ordered[index], bytes = entry.bytes()
+            if bytes.count != entry.shape.reduce(1, *) * entry.dtype.size, mismatch == nil {
+                mismatch = "\(entry.name) has \(bytes.count) bytes for shape \(entry.shape) of \(entry.dtype.rawValue)"
+            }
+            data.append(bytes)
+        }
+        if let mismatch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw ModelError("cannot write \(path): \(mismatch)")
+        }
+    }
+
     /// Writes tensors of any type as their bytes are given, via a temporary file renamed into place.
     public static func write(entries: [RawEntry], to path: String, metadata: [String: String] = ["format": "pt"]) throws {
         let ordered = entries.sorted { $0.name < $1.name }
@@ -254,16 +291,28 @@ public enum SafetensorsWriter {
         }
         var header = Array(JSONValue.object(headerPairs).compactText.utf8)
         while header.count % 8 != 0 { header.append(0x20) }
-        var data = Data(capacity: 8 + header.count + offset)
-        var length = UInt64(header.count).littleEndian
-        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
-        data.append(contentsOf: header)
-        for index in layout.indices { append(index, &data) }
-        let url = URL(fileURLWithPath: path)
+        // Streamed to a temporary file one tensor at a time (a file of many gigabytes never sits
+        // in memory whole), then renamed into place.
+        let temporary = path + ".partial-\(getpid())"
+        FileManager.default.createFile(atPath: temporary, contents: nil)
         do {
-            try data.write(to: url, options: .atomic)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+            defer { try? handle.close() }
+            var length = UInt64(header.count).littleEndian
+            var first = Data()
+            withUnsafeBytes(of: &length) { first.append(contentsOf: $0) }
+            first.append(contentsOf: header)
+            try handle.write(contentsOf: first)
+            for index in layout.indices {
+                var data = Data()
+                append(index, &data)
+                try handle.write(contentsOf: data)
+            }
+            try handle.synchronize()
+            if rename(temporary, path) != 0 { throw ModelError(String(cString: strerror(errno))) }
         } catch {
-            throw ModelError("cannot write \(path): \(error.localizedDescription)")
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw ModelError("cannot write \(path): \((error as? ModelError)?.message ?? error.localizedDescription)")
         }
     }
 }

@@ -56,6 +56,8 @@ public struct ClusterPipeline {
 
     /// The base model workers need (nil when the run does not train).
     public var trainModel: String? { config.train.isRequested ? config.train.model : nil }
+    /// `train.nf4_cache`, for the local workers.
+    public var nf4Cache: String? { config.train.isRequested ? config.train.nf4Cache : nil }
 
     /// Runs the plan; returns the files written. `started` is called with the bound endpoint once
     /// workers can connect; `stopCheck` is asked all along and a reason it gives stops the run.

@@ -139,7 +139,7 @@ public struct TrainConfig: Sendable {
         "model", "data", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "targets", "lr", "scheduler",
         "warmup_steps", "steps", "epochs", "micro_batch_size", "grad_accum", "max_length", "packing", "no_shuffle", "shuffle", "seed",
         "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every", "checkpoint_every", "gradient_checkpointing", "dtype",
-        "format", "template", "train_on", "eval_split", "optimizer",
+        "format", "template", "train_on", "eval_split", "optimizer", "nf4_cache",
     ]
     public var model: String?
     public var data: String?
@@ -149,6 +149,8 @@ public struct TrainConfig: Sendable {
     public var evalSplit: Double?
     /// Start from this PEFT adapter instead of a fresh one.
     public var initAdapter: String?
+    /// Keep QLoRA's quantized base in this folder between runs (`NF4Cache`).
+    public var nf4Cache: String?
     /// nil: detect the format per line.
     public var format: DatasetFormat?
     /// A built-in chat template instead of the model's.
@@ -168,6 +170,7 @@ public struct TrainConfig: Sendable {
         evalSplit = try s.double("eval_split")
         if let evalSplit, !(evalSplit > 0 && evalSplit < 1) { throw PipelineError("\(s.path): train.eval_split (--eval-split) must be between 0 and 1") }
         initAdapter = try s.string("init_adapter")
+        nf4Cache = try s.string("nf4_cache")
         template = try s.string("template")
         if let name = try s.string("format"), name != "auto" {
             guard let value = DatasetFormat(rawValue: name) else {

@@ -51,7 +51,9 @@ public struct TrainingPlan {
             }
         }
         let llama = try LlamaModel(directory: modelURL, dtype: options.dtype, keepFloatWeights: options.method == .full,
-                                   projections: options.method.quantizesBase ? .nf4 : .asStored)
+                                   projections: options.method.quantizesBase ? .nf4 : .asStored,
+                                   nf4Cache: options.method.quantizesBase ? config.nf4Cache.map { NF4Cache(directory: URL(fileURLWithPath: $0)) } : nil)
+        if let note = llama.nf4CacheReport { report("[train] \(note)\n") }
         try DatasetLoading.checkMasks(trainSamples, path: dataPath, stopTokens: chat.stopTokenIDs.union(llama.config.eosTokenIDs), chat: chat)
         var evalSamples = heldOut
         if let evalPath = config.evalData {

@@ -9,7 +9,7 @@ import RefineryText
 /// LoRA r=16 on all linear modules over a base as stored or in NF4 (or full fine-tuning), products
 /// in BENCH_DTYPE (default bfloat16), AdamW as BENCH_OPTIMIZER says (adamw or adamw-8bit); prints
 /// the load time, each step's seconds, tokens/s, the peak resident memory and the memory plan's
-/// prediction for the same run.
+/// prediction for the same run. BENCH_NF4_CACHE=DIR keeps QLoRA's 4-bit base there (`--nf4-cache`).
 enum MemoryBench {
     static func run(directory: String, method: String, sequenceLength: Int, sequences: Int, steps: Int) throws {
         guard let trainingMethod = TrainingMethod(rawValue: method) else {
@@ -29,8 +29,11 @@ enum MemoryBench {
         let url = URL(fileURLWithPath: directory)
         let plan = MemoryPlan(config: try ModelConfig.load(directory: url), options: options, dtype: dtype)
         let loadStart = DispatchTime.now().uptimeNanoseconds
+        // BENCH_NF4_CACHE=DIR: QLoRA's 4-bit base kept in DIR between runs.
+        let cache = ProcessInfo.processInfo.environment["BENCH_NF4_CACHE"].map { NF4Cache(directory: URL(fileURLWithPath: $0)) }
         let model = try LlamaModel(directory: url, dtype: .fixed(dtype), keepFloatWeights: trainingMethod == .full,
-                                   projections: trainingMethod.quantizesBase ? .nf4 : .asStored)
+                                   projections: trainingMethod.quantizesBase ? .nf4 : .asStored, nf4Cache: cache)
+        if let note = model.nf4CacheReport { FileHandle.standardError.write(Data("[memory] \(note)\n".utf8)) }
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
         let loadedMegabytes = peakResidentMegabytes()
         var generator = SplitMix64(seed: 3)

@@ -72,6 +72,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "A name for this worker (default: host-pid-random).") var name: String?
     @Option(help: "The most memory this worker may use, e.g. 8G (default: what the machine has available); training stages whose memory plan exceeds it are declined.") var memoryLimit: String?
     @Flag(help: "Take training tasks even when the memory plan says they will not fit.") var ignoreMemoryPlan = false
+    @Option(help: "QLoRA: keep the 4-bit base in this folder; later runs on the same checkpoint read it instead of quantizing again.") var nf4Cache: String?
 
     func run() throws {
         try reportingErrors {
@@ -91,7 +92,7 @@ struct WorkerCommand: ParsableCommand {
             guard model == nil || fetchModel == nil else { throw CommandError("give --model or --fetch-model, not both") }
             options.modelDirectory = model
             options.fetchModelInto = fetchModel
-            let worker = try Worker(options: options)
+            let worker = try Worker(options: options, executors: .standard(nf4Cache: nf4Cache.map { NF4Cache(directory: URL(fileURLWithPath: $0)) }))
             worker.report = { Output.progress($0 + "\n") }
             let reason = try worker.run()
             Output.progress("[worker] \(reason)\n")
@@ -119,7 +120,7 @@ struct RunCommand: ParsableCommand {
             let processes = LocalWorkers()
             defer { processes.stop() }
             let written = try pipeline.run(stopCheck: processes.allExited) { endpoint in
-                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel)
+                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache)
             }
             processes.waitOrStop(seconds: 10)
             Output.line("run complete; wrote " + written.joined(separator: ", "))

@@ -39,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate every N steps.") var evalEvery: Int?
     @Option(help: "Checkpoint every N steps (default 10; the newest two are kept).") var checkpointEvery: Int?
     @Flag(help: "Recompute each layer in the backward pass to save memory.") var gradientCheckpointing = false
+    @Option(help: "QLoRA: keep the 4-bit base in this folder; later runs on the same checkpoint read it instead of quantizing again.") var nf4Cache: String?
     @Option(help: "Precision of the matrix products: auto (the checkpoint's, default), float32 or bfloat16.") var dtype: String?
     @Option(help: "Dataset format (default auto).") var format: String?
     @Option(help: "Built-in chat template instead of the model's.") var template: String?
@@ -59,7 +60,7 @@ struct TrainCommand: ParsableCommand {
             "max_grad_norm": maxGradNorm, "weight_decay": weightDecay, "optimizer": optimizer, "init_adapter": initAdapter, "eval_data": evalData,
             "eval_split": evalSplit, "eval_every": evalEvery, "checkpoint_every": checkpointEvery,
             "gradient_checkpointing": gradientCheckpointing ? true : nil, "format": format, "template": template, "train_on": trainOn,
-            "dtype": dtype,
+            "dtype": dtype, "nf4_cache": nf4Cache,
         ]
         return given.compactMapValues { $0 }
     }

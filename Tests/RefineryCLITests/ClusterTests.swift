@@ -161,7 +161,7 @@ import Testing
                   checkpoint_every: 2
                   dtype: \(dtype)
                   method: \(method)
-                """
+                """ + (method == "qlora" ? "\n  nf4_cache: \(dir.appendingPathComponent("nf4").path)" : "")
                 let url = dir.appendingPathComponent("\(name).yaml")
                 try yaml.write(to: url, atomically: true, encoding: .utf8)
                 return url
@@ -172,6 +172,8 @@ import Testing
             #expect(single.stderr.contains("products in \(dtype)"), "the run says which precision it computes in: \(single.stderr)")
             #expect(single.stderr.contains("4-bit NF4") == (method == "qlora"), "the run says when its base is 4-bit: \(single.stderr)")
             #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("single/qlora_base.json").path) == (method == "qlora"))
+            // QLoRA with `nf4_cache`: the single run writes the 4-bit base, the workers below read it (same bits).
+            #expect(single.stderr.contains("wrote the 4-bit projections") == (method == "qlora"), "\(single.stderr)")
             let log = Self.read(dir.appendingPathComponent("single/train_log.jsonl").path)
             let adapter = Self.read(dir.appendingPathComponent("single/adapter_model.safetensors").path)
             #expect(log != nil && adapter != nil)
@@ -183,6 +185,9 @@ import Testing
                 #expect(result.status == 0, "\(result.stderr)")
                 #expect(Self.read(dir.appendingPathComponent("\(name)/train_log.jsonl").path) == log, "\(workers) workers: train_log.jsonl differs")
                 #expect(Self.read(dir.appendingPathComponent("\(name)/adapter_model.safetensors").path) == adapter, "\(workers) workers: adapter differs")
+            }
+            if method == "qlora" {
+                #expect((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("nf4").path))?.count == 1)
             }
             // Workers on "machines" with other BLAS thread counts compute with the run's count: the same bits.
             let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"

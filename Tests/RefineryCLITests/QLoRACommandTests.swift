@@ -31,4 +31,29 @@ import Testing
             #expect(eval.status == 0 && eval.stdout.contains("\"loss\""), "\(eval.stderr)")
         }
     }
+
+    /// `--nf4-cache`: the first QLoRA run writes the 4-bit base, the second reads it and trains the
+    /// same adapter bits; a LoRA run ignores the cache.
+    @Test func theNF4CacheIsWrittenOnceThenReadWithTheSameResult() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let cache = dir.appendingPathComponent("nf4-cache")
+            func train(_ name: String, method: String = "qlora") throws -> CommandLineTests.Result {
+                try CommandLineTests.run(["train", "--model", TrainCommandTests.llama, "--data", TrainCommandTests.trainData,
+                                          "--output", dir.appendingPathComponent(name).path, "--method", method, "--steps", "2",
+                                          "--lora-r", "4", "--nf4-cache", cache.path])
+            }
+            let first = try train("a"), second = try train("b")
+            #expect(first.status == 0 && second.status == 0, "\(first.stderr)\n\(second.stderr)")
+            #expect(first.stderr.contains("wrote the 4-bit projections to \(cache.path)"), "\(first.stderr)")
+            #expect(second.stderr.contains("read the 4-bit projections from \(cache.path)"), "\(second.stderr)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: cache.path)
+            #expect(files.count == 1 && files[0].hasPrefix("nf4-"), "\(files)")
+            let a = try Data(contentsOf: dir.appendingPathComponent("a/adapter_model.safetensors"))
+            let b = try Data(contentsOf: dir.appendingPathComponent("b/adapter_model.safetensors"))
+            #expect(a == b, "the cached base trains the same bits")
+            let lora = try train("c", method: "lora")
+            #expect(lora.status == 0 && !lora.stderr.contains("4-bit projections"), "\(lora.stderr)")
+        }
+    }
 }
