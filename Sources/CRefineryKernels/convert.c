@@ -17,6 +17,19 @@
             y[i] = (uint16_t)(nan ? quiet : rounded);                                     \
         }                                                                                 \
     }                                                                                     \
+    ATTR static void bias_to_bf16_##SUFFIX(float *restrict x, const float *restrict b,    \
+                                           uint16_t *restrict y, size_t n) {              \
+        for (size_t i = 0; i < n; i++) {                                                  \
+            const float value = x[i] + b[i];                                              \
+            x[i] = value;                                                                 \
+            uint32_t bits;                                                                \
+            memcpy(&bits, &value, 4);                                                     \
+            uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;              \
+            uint32_t quiet = (bits >> 16) | 0x40u;                                        \
+            int nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;                                 \
+            y[i] = (uint16_t)(nan ? quiet : rounded);                                     \
+        }                                                                                 \
+    }                                                                                     \
     ATTR static void to_f32_##SUFFIX(const uint16_t *restrict x, float *restrict y, size_t n) { \
         for (size_t i = 0; i < n; i++) {                                                  \
             uint32_t bits = (uint32_t)x[i] << 16;                                         \
@@ -39,6 +52,17 @@ void rk_f32_to_bf16(const float *x, uint16_t *y, size_t n) {
     }
 #endif
     to_bf16_generic(x, y, n);
+}
+
+void rk_add_bias_to_bf16(float *x, const float *bias, uint16_t *y, size_t n) {
+#if defined(__x86_64__)
+    switch (rk_simd_level()) {
+    case 2: bias_to_bf16_avx512(x, bias, y, n); return;
+    case 1: bias_to_bf16_avx2(x, bias, y, n); return;
+    default: break;
+    }
+#endif
+    bias_to_bf16_generic(x, bias, y, n);
 }
 
 void rk_bf16_to_f32(const uint16_t *x, float *y, size_t n) {

@@ -37,15 +37,23 @@
     ATTR static void add_bias_##SUFFIX(float *restrict v, const float *restrict b, size_t n) { \
         for (size_t i = 0; i < n; i++) v[i] += b[i];                                       \
     }                                                                                      \
-    ATTR static void sum_bias_##SUFFIX(const float *restrict x, const float *restrict b,  \
-                                       float *restrict y, size_t n) {                      \
-        for (size_t i = 0; i < n; i++) y[i] = x[i] + b[i];                                 \
-    }                                                                                      \
     ATTR static void layer_norm_##SUFFIX(const float *restrict x, const float *restrict w, \
                                          const float *restrict b, float *restrict y,      \
                                          size_t n, float eps) {                            \
         float sum = 0.0f;                                                                  \
         for (size_t i = 0; i < n; i++) sum += x[i];                                        \
+        const float mean = sum / (float)n;                                                 \
+        float squares = 0.0f;                                                              \
+        for (size_t i = 0; i < n; i++) { float d = x[i] - mean; squares += d * d; }       \
+        const float inv = 1.0f / sqrtf(squares / (float)n + eps);                          \
+        for (size_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];           \
+    }                                                                                      \
+    ATTR static void residual_layer_norm_##SUFFIX(float *restrict x, const float *restrict r, \
+                                                  const float *restrict c, const float *restrict w, \
+                                                  const float *restrict b, float *restrict y, \
+                                                  size_t n, float eps) {                   \
+        float sum = 0.0f;                                                                  \
+        for (size_t i = 0; i < n; i++) { x[i] = (x[i] + r[i]) + c[i]; sum += x[i]; }      \
         const float mean = sum / (float)n;                                                 \
         float squares = 0.0f;                                                              \
         for (size_t i = 0; i < n; i++) { float d = x[i] - mean; squares += d * d; }       \
@@ -82,17 +90,6 @@ void rk_add_bias(float *x, const float *bias, size_t n) {
     add_bias_generic(x, bias, n);
 }
 
-void rk_sum_bias(const float *x, const float *bias, float *y, size_t n) {
-#if defined(__x86_64__)
-    switch (rk_simd_level()) {
-    case 2: sum_bias_avx512(x, bias, y, n); return;
-    case 1: sum_bias_avx2(x, bias, y, n); return;
-    default: break;
-    }
-#endif
-    sum_bias_generic(x, bias, y, n);
-}
-
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps) {
     if (n == 0) return;
 #if defined(__x86_64__)
@@ -103,4 +100,17 @@ void rk_layer_norm(const float *x, const float *weight, const float *bias, float
     }
 #endif
     layer_norm_generic(x, weight, bias, y, n, eps);
+}
+
+void rk_residual_layer_norm(float *x, const float *residual, const float *bias, const float *weight, const float *norm_bias, float *y,
+                            size_t n, float eps) {
+    if (n == 0) return;
+#if defined(__x86_64__)
+    switch (rk_simd_level()) {
+    case 2: residual_layer_norm_avx512(x, residual, bias, weight, norm_bias, y, n, eps); return;
+    case 1: residual_layer_norm_avx2(x, residual, bias, weight, norm_bias, y, n, eps); return;
+    default: break;
+    }
+#endif
+    residual_layer_norm_generic(x, residual, bias, weight, norm_bias, y, n, eps);
 }

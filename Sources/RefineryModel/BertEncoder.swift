@@ -174,19 +174,19 @@ public final class BertEncoder: @unchecked Sendable {
                         into out: UnsafeMutablePointer<Float>, space: EncoderWorkspace) {
         let h = config.hiddenSize, halves = space.halves
         let context = space.context.pointer, sum = space.sum.pointer, attended = space.attended.pointer, inner = space.inner.pointer
-        EncoderKernels.sumBias(x, bias: layer.attentionOutputBias.pointer, rows: rows, cols: h, into: sum)
+        // Each sublayer's projection writes `sum`; the residual and its bias join in the LayerNorm's pass.
         if let halves { BFloat16Storage.round(context, into: halves.context.pointer, count: rows * h) }
-        linear(context, halves?.context.pointer, rows: rows, layer.attentionOutput, into: sum, accumulate: true)
-        EncoderKernels.layerNorm(sum, weight: layer.attentionNorm.weight.pointer, bias: layer.attentionNorm.bias.pointer,
-                                 rows: rows, dim: h, eps: config.layerNormEps, into: attended, bfloat16: halves?.attended.pointer)
+        linear(context, halves?.context.pointer, rows: rows, layer.attentionOutput, into: sum)
+        EncoderKernels.residualLayerNorm(sum, residual: x, bias: layer.attentionOutputBias.pointer, weight: layer.attentionNorm.weight.pointer,
+                                         normBias: layer.attentionNorm.bias.pointer, rows: rows, dim: h, eps: config.layerNormEps,
+                                         into: attended, bfloat16: halves?.attended.pointer)
         linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
         EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
                                 bfloat16: halves?.inner.pointer)
-        EncoderKernels.sumBias(attended, bias: layer.outputBias.pointer, rows: rows, cols: h, into: sum)
-        linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum, accumulate: true)
-        EncoderKernels.layerNorm(sum, weight: layer.outputNorm.weight.pointer, bias: layer.outputNorm.bias.pointer,
-                                 rows: rows, dim: h, eps: config.layerNormEps, into: out,
-                                 bfloat16: residualIsOutput ? halves?.x.pointer : nil)
+        linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum)
+        EncoderKernels.residualLayerNorm(sum, residual: attended, bias: layer.outputBias.pointer, weight: layer.outputNorm.weight.pointer,
+                                         normBias: layer.outputNorm.bias.pointer, rows: rows, dim: h, eps: config.layerNormEps,
+                                         into: out, bfloat16: residualIsOutput ? halves?.x.pointer : nil)
     }
 
     /// `c[:, 0..<outputRows.count] = input · weight[outputRows]ᵀ` (row stride `ldc`): some output

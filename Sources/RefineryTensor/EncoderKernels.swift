@@ -20,12 +20,22 @@ public enum EncoderKernels {
         }
     }
 
-    /// `y = x + bias` row-wise (the residual a product then accumulates into).
-    public static func sumBias(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, rows: Int, cols: Int, into y: UnsafeMutablePointer<Float>) {
-        let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), ys = SendablePointer(y)
-        let bs = SendablePointer(UnsafeMutablePointer(mutating: bias))
-        Parallel.forEach(rows, costPerItem: cols) { range in
-            for row in range { rk_sum_bias(xs.pointer + row * cols, bs.pointer, ys.pointer + row * cols, cols) }
+    /// `x = (x + residual) + bias`, then `y = LayerNorm(x)` row-wise (with `bfloat16`, `y` also
+    /// rounded into it): the residual sum of a sublayer whose output projection wrote `x`.
+    public static func residualLayerNorm(
+        _ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, bias: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        normBias: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float, into y: UnsafeMutablePointer<Float>,
+        bfloat16: UnsafeMutablePointer<UInt16>? = nil
+    ) {
+        let xs = SendablePointer(x), rs = SendablePointer(UnsafeMutablePointer(mutating: residual)), ys = SendablePointer(y)
+        let cs = SendablePointer(UnsafeMutablePointer(mutating: bias)), ws = SendablePointer(UnsafeMutablePointer(mutating: weight))
+        let bs = SendablePointer(UnsafeMutablePointer(mutating: normBias)), hs = bfloat16.map { SendablePointer($0) }
+        Parallel.forEach(rows, costPerItem: dim * 6) { range in
+            for row in range {
+                rk_residual_layer_norm(xs.pointer + row * dim, rs.pointer + row * dim, cs.pointer, ws.pointer, bs.pointer,
+                                       ys.pointer + row * dim, dim, eps)
+                if let hs { rk_f32_to_bf16(ys.pointer + row * dim, hs.pointer + row * dim, dim) }
+            }
         }
     }
 
@@ -171,8 +181,11 @@ public enum EncoderKernels {
         let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         Parallel.forEach(rows, costPerItem: cols * 2) { range in
             for row in range {
-                if let bs { rk_add_bias(xs.pointer + row * cols, bs.pointer, cols) }
-                rk_f32_to_bf16(xs.pointer + row * cols, ts.pointer + row * cols, cols)
+                if let bs {
+                    rk_add_bias_to_bf16(xs.pointer + row * cols, bs.pointer, ts.pointer + row * cols, cols)
+                } else {
+                    rk_f32_to_bf16(xs.pointer + row * cols, ts.pointer + row * cols, cols)
+                }
             }
         }
     }

@@ -188,6 +188,9 @@ int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, fl
 /// y[i] = bfloat16(x[i]), rounding to nearest even (NaN stays NaN); the same bits on every CPU.
 void rk_f32_to_bf16(const float *x, uint16_t *y, size_t n);
 
+/// x += bias, then y = bfloat16(x) as rk_f32_to_bf16 rounds: one pass over the row.
+void rk_add_bias_to_bf16(float *x, const float *bias, uint16_t *y, size_t n);
+
 /// y[i] = float(x[i]) (exact).
 void rk_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 #endif
@@ -208,9 +211,11 @@ void rk_bias_gelu(float *x, const float *bias, size_t n);
 /// x[i] += bias[i].
 void rk_add_bias(float *x, const float *bias, size_t n);
 
-/// y[i] = x[i] + bias[i].
-void rk_sum_bias(const float *x, const float *bias, float *y, size_t n);
-
 /// LayerNorm of one row: y[i] = (x[i] − mean) / sqrt(var + eps) · weight[i] + bias[i] (biased variance).
 void rk_layer_norm(const float *x, const float *weight, const float *bias, float *y, size_t n, float eps);
+
+/// x = (x + residual) + bias (the sum a sublayer's output projection leaves, in place), then
+/// y = LayerNorm(x) with `weight` and `norm_bias`: one pass over the row instead of three.
+void rk_residual_layer_norm(float *x, const float *residual, const float *bias, const float *weight, const float *norm_bias, float *y,
+                            size_t n, float eps);
 #endif
