@@ -52,7 +52,7 @@ struct CoordinatorCommand: ParsableCommand {
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
             let written = try pipeline.run()
-            Output.line("run complete; wrote " + written.joined(separator: ", "))
+            Output.message("run complete; wrote " + written.joined(separator: ", "))
         }
     }
 }
@@ -123,7 +123,7 @@ struct RunCommand: ParsableCommand {
                 try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache)
             }
             processes.waitOrStop(seconds: 10)
-            Output.line("run complete; wrote " + written.joined(separator: ", "))
+            Output.message("run complete; wrote " + written.joined(separator: ", "))
         }
     }
 }

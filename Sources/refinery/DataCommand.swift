@@ -84,7 +84,7 @@ struct DataSplitCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let (train, test) = try DatasetLines.split(input, into: output, testFraction: testFraction, seed: seed)
-            Output.line("wrote \(train) train samples to \(output) and \(test) test samples to \(DatasetExport.testPath(for: output))")
+            Output.message("wrote \(train) train samples to \(output) and \(test) test samples to \(DatasetExport.testPath(for: output))")
         }
     }
 }
@@ -103,7 +103,7 @@ struct DataConvertCommand: ParsableCommand {
                 throw CommandError("--to must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let count = try DatasetLines.convert(input, to: format, output: output)
-            Output.line("wrote \(count) samples to \(output) as \(format.rawValue)")
+            Output.message("wrote \(count) samples to \(output) as \(format.rawValue)")
         }
     }
 }
@@ -157,7 +157,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let job = try GenerationJob(config: try RunConfig(path: config, overrides: overrides))
-            Output.line(try await job.runHere(retryFailed: retryFailed, report: Output.progress))
+            Output.message(try await job.runHere(retryFailed: retryFailed, report: Output.progress))
         } catch let error as CustomStringConvertible & Error {
             throw CommandError(error.description)
         }

@@ -34,7 +34,7 @@ struct DataCurateCommand: ParsableCommand {
                 lines = try CurationPlan.run(stage, position: position, on: lines, context: context, pipeline: "curate")
             }
             try DatasetLines.write(lines.map(\.row), to: output)
-            Output.line("wrote \(lines.count) samples (\(total) in) → \(output)")
+            Output.message("wrote \(lines.count) samples (\(total) in) → \(output)")
         }
     }
 }

@@ -29,7 +29,7 @@ struct ExportCommand: ParsableCommand {
             let dtype = qlora ? .bf16 : try Checkpoint(directory: modelURL).storedDType
             try llama.writeFolder(to: outputURL, copyingFrom: modelURL, dtype: dtype)
             let base = qlora ? " (a QLoRA adapter: merged into the NF4-dequantized base, never into 4-bit weights)" : ""
-            Output.line("wrote \(outputURL.appendingPathComponent("model.safetensors").path) (\(dtype.rawValue)) and the config and tokenizer files\(base)")
+            Output.message("wrote \(outputURL.appendingPathComponent("model.safetensors").path) (\(dtype.rawValue)) and the config and tokenizer files\(base)")
         }
     }
 }

@@ -90,7 +90,7 @@ struct TrainCommand: ParsableCommand {
                 if let e = p.evalLoss { line += String(format: "  eval_loss %.4f", e) }
                 Output.progress(line + (p.evalLoss != nil || p.record.step == p.totalSteps ? "\n" : ""))
             }
-            Output.line("wrote " + plan.writtenFiles.joined(separator: ", "))
+            Output.message("wrote " + plan.writtenFiles.joined(separator: ", "))
         }
     }
 }

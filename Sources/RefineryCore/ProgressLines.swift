@@ -1,0 +1,81 @@
+import Foundation
+
+/// Turns progress text into what a log file or pipe should hold. Progress is written as the
+/// terminal shows it: a status line that rewrites itself starts (or ends) with "\r", and a lone
+/// "\n" ends it. On a terminal that passes through unchanged; otherwise (`isTerminal` false)
+/// every status becomes a plain line ending in "\n", at most one per `interval` seconds (the
+/// last one before the status ends is always kept, so a log ends on the final state), and no line
+/// is longer than `maximumWidth` characters (longer ones wrap at a space, continued with two spaces
+/// of indent). Not thread-safe: `Output` holds one behind a lock.
+public struct ProgressLines: Sendable {
+    public let isTerminal: Bool
+    public let interval: Double
+    public let maximumWidth: Int
+    /// When the last status line was written (seconds, the caller's clock).
+    private var lastStatusTime: Double?
+    /// A status dropped by the interval, written if the status ends before another comes.
+    private var pendingStatus: String?
+
+    public init(isTerminal: Bool, interval: Double = 5, maximumWidth: Int = 300) {
+        self.isTerminal = isTerminal
+        self.interval = interval
+        self.maximumWidth = max(maximumWidth, 20)
+    }
+
+    /// What to write for `text` arriving at time `now` (seconds); may be empty.
+    public mutating func render(_ text: String, now: Double) -> String {
+        if isTerminal { return text }
+        var status = text.hasPrefix("\r") || (text.hasSuffix("\r") && !text.hasSuffix("\n"))
+        var body = text
+        while body.hasPrefix("\r") { body.removeFirst() }
+        while body.hasSuffix("\r") { body.removeLast() }
+        if !status && body.contains("\r") {
+            // A status rewritten inside one write: keep what follows the last carriage return.
+            body = String(body[body.index(after: body.lastIndex(of: "\r") ?? body.startIndex)...])
+            status = true
+        }
+        if body == "\n" || body.isEmpty {
+            // The end of a status line: the state it ended on, if the interval hid it.
+            defer { pendingStatus = nil }
+            return pendingStatus.map { wrap($0) + "\n" } ?? ""
+        }
+        if status {
+            let ends = body.hasSuffix("\n")
+            let line = ends ? String(body.dropLast()) : body
+            if ends || lastStatusTime.map({ now - $0 >= interval }) ?? true {
+                lastStatusTime = now
+                pendingStatus = nil
+                return wrap(line) + "\n"
+            }
+            pendingStatus = line
+            return ""
+        }
+        var output = ""
+        if let pending = pendingStatus {
+            output += wrap(pending) + "\n"
+            pendingStatus = nil
+        }
+        let ends = body.hasSuffix("\n")
+        let lines = (ends ? String(body.dropLast()) : body).split(separator: "\n", omittingEmptySubsequences: false)
+        output += lines.map { wrap(String($0)) }.joined(separator: "\n") + (ends ? "\n" : "")
+        return output
+    }
+
+    /// `line` cut into pieces of at most `maximumWidth` characters, at the last space that allows.
+    public func wrap(_ line: String) -> String {
+        guard line.count > maximumWidth else { return line }
+        var pieces: [String] = []
+        var rest = Substring(line)
+        var width = maximumWidth
+        while rest.count > width {
+            let limit = rest.index(rest.startIndex, offsetBy: width)
+            let head = rest[..<limit]
+            let cut = head.lastIndex(of: " ").flatMap { $0 > rest.startIndex ? $0 : nil } ?? limit
+            pieces.append(String(rest[..<cut]))
+            rest = rest[cut...].drop { $0 == " " }
+            width = maximumWidth - 2
+        }
+        if !rest.isEmpty { pieces.append(String(rest)) }
+        return pieces.enumerated().map { $0.offset == 0 ? $0.element : "  " + $0.element }.joined(separator: "\n")
+    }
+}
