@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "RefineryLLMTests", dependencies: ["RefineryCore", "RefineryLLM", "RefineryMockLLM", "RefineryText"]),
-        .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore"]),
+        .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore"], exclude: ["Fixtures"]),
         .testTarget(
             name: "RefineryClusterTests",
             dependencies: ["RefineryCore", "RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ",

@@ -98,7 +98,7 @@ public struct ClusterPipeline {
             if config.train.isRequested {
                 let plan = try TrainingPlan(config: config.train, checkOutput: false, report: report)
                 let trainer = plan.trainer
-                let driver = TrainingDriver(trainer: trainer, checkpoints: StateFileCheckpointStore(store: store), log: StateFileTrainLog(store: store),
+                let driver = TrainingDriver(trainer: trainer, checkpoints: StateFileCheckpointStore(store: store), log: try plan.log(StateFileTrainLog(store: store)),
                                             output: plan.output, recoveryHint: "Lower train.lr and start the coordinator again.")
                 let stage = try TrainingStage(driver: driver, store: store)
                 stage.onStep = { record, evalLoss in

@@ -139,7 +139,7 @@ public struct TrainConfig: Sendable {
         "model", "data", "output", "method", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "targets", "lr", "scheduler",
         "warmup_steps", "steps", "epochs", "micro_batch_size", "grad_accum", "max_length", "packing", "no_shuffle", "shuffle", "seed",
         "max_grad_norm", "weight_decay", "init_adapter", "eval_data", "eval_every", "checkpoint_every", "gradient_checkpointing", "dtype",
-        "format", "template", "train_on", "eval_split", "optimizer", "nf4_cache",
+        "format", "template", "train_on", "eval_split", "optimizer", "nf4_cache", "report_to",
     ]
     public var model: String?
     public var data: String?
@@ -151,6 +151,8 @@ public struct TrainConfig: Sendable {
     public var initAdapter: String?
     /// Keep QLoRA's quantized base in this folder between runs (`NF4Cache`).
     public var nf4Cache: String?
+    /// Also write TensorBoard event files to `OUTPUT/runs` (`report_to: tensorboard`).
+    public var reportToTensorBoard = false
     /// nil: detect the format per line.
     public var format: DatasetFormat?
     /// A built-in chat template instead of the model's.
@@ -171,6 +173,12 @@ public struct TrainConfig: Sendable {
         if let evalSplit, !(evalSplit > 0 && evalSplit < 1) { throw PipelineError("\(s.path): train.eval_split (--eval-split) must be between 0 and 1") }
         initAdapter = try s.string("init_adapter")
         nf4Cache = try s.string("nf4_cache")
+        if let target = try s.string("report_to") {
+            guard ["tensorboard", "none"].contains(target) else {
+                throw PipelineError("\(s.path): train.report_to (--report-to) must be tensorboard or none, found \(target)")
+            }
+            reportToTensorBoard = target == "tensorboard"
+        }
         template = try s.string("template")
         if let name = try s.string("format"), name != "auto" {
             guard let value = DatasetFormat(rawValue: name) else {

@@ -11,6 +11,8 @@ import RefineryText
 public struct TrainingPlan {
     public let trainer: Trainer
     public let output: URL
+    /// Whether the run also writes TensorBoard event files (`train.report_to`).
+    public let reportToTensorBoard: Bool
     public let config: TrainConfig
 
     /// The memory plan of `config` from the model's `config.json` alone (no weights read); the
@@ -70,6 +72,7 @@ public struct TrainingPlan {
         }
         trainer = try Trainer(model: llama, modelDirectory: modelURL, options: options, adapter: adapter, train: trainSamples, eval: evalSamples)
         self.output = output
+        reportToTensorBoard = config.reportToTensorBoard
         self.config = config
         let truncated = trainSamples.filter(\.truncated).count
         report("[train] \(trainSamples.count) samples (\(truncated) truncated to \(options.maxLength) tokens), \(trainSamples.map(\.trainedCount).reduce(0, +)) trained tokens; \(trainer.totalSteps) steps of \(options.microBatchSize)×\(options.gradientAccumulation); \(trainer.engine.parameters.map(\.value.count).reduce(0, +)) trainable parameters; products in \(llama.dtype.rawValue)\(llama.hasQuantizedProjections ? " (base projections in 4-bit NF4)" : "") on \(ProductBackend.current.libraryVersion)\n")
@@ -81,10 +84,15 @@ public struct TrainingPlan {
         return (files + ["train_log.jsonl"]).map { output.appendingPathComponent($0).path }
     }
 
+    /// `rows` as the run's log: also into TensorBoard event files in `output/runs` when asked for.
+    public func log(_ rows: any TrainLog) throws -> any TrainLog {
+        reportToTensorBoard ? try TensorBoardTrainLog(wrapping: rows, directory: output.appendingPathComponent("runs")) : rows
+    }
+
     /// Trains on this machine with checkpoint folders under `output` (`resume`: from the newest).
     public func runHere(resume: Bool, progress: (TrainingProgress) throws -> Void) throws {
         let driver = TrainingDriver(trainer: trainer, checkpoints: FolderCheckpointStore(output: output),
-                                    log: FileTrainLog(url: output.appendingPathComponent("train_log.jsonl")), output: output,
+                                    log: try log(FileTrainLog(url: output.appendingPathComponent("train_log.jsonl"))), output: output,
                                     recoveryHint: "Lower --lr and continue with --resume.")
         try driver.runHere(resume: resume, progress: progress)
     }

@@ -39,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate every N steps.") var evalEvery: Int?
     @Option(help: "Checkpoint every N steps (default 10; the newest two are kept).") var checkpointEvery: Int?
     @Flag(help: "Recompute each layer in the backward pass to save memory.") var gradientCheckpointing = false
+    @Option(help: "tensorboard: also write TensorBoard event files to OUT/runs (loss, eval loss, grad norm, lr, tokens/s), readable while the run goes on.") var reportTo: String?
     @Option(help: "QLoRA: keep the 4-bit base in this folder; later runs on the same checkpoint read it instead of quantizing again.") var nf4Cache: String?
     @Option(help: "Precision of the matrix products: auto (the checkpoint's, default), float32 or bfloat16.") var dtype: String?
     @Option(help: "Dataset format (default auto).") var format: String?
@@ -60,7 +61,7 @@ struct TrainCommand: ParsableCommand {
             "max_grad_norm": maxGradNorm, "weight_decay": weightDecay, "optimizer": optimizer, "init_adapter": initAdapter, "eval_data": evalData,
             "eval_split": evalSplit, "eval_every": evalEvery, "checkpoint_every": checkpointEvery,
             "gradient_checkpointing": gradientCheckpointing ? true : nil, "format": format, "template": template, "train_on": trainOn,
-            "dtype": dtype, "nf4_cache": nf4Cache,
+            "dtype": dtype, "nf4_cache": nf4Cache, "report_to": reportTo,
         ]
         return given.compactMapValues { $0 }
     }
