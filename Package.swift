@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
     ],
@@ -86,11 +87,20 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        .target(
+            name: "RefineryWatch",
+            dependencies: [
+                "RefineryCore", "RefineryPipeline", "RefineryStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "refinery",
             dependencies: [
                 "RefineryCore", "RefineryPipeline", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData",
-                "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration",
+                "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration", "RefineryWatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -122,6 +132,7 @@ let package = Package(
             dependencies: ["RefineryCore", "RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        .testTarget(name: "RefineryWatchTests", dependencies: ["RefineryWatch", "RefineryPipeline", "RefineryStore", "RefineryCore"]),
         .testTarget(
             name: "RefineryPipelineTests",
             dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM",

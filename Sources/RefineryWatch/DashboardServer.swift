@@ -1,0 +1,62 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import RefineryCore
+import RefineryPipeline
+
+/// Serves a run's state over HTTP from its state file (read-only, a fresh read per request, so a
+/// request never waits on — or holds up — the coordinator): `/metrics` in the Prometheus text
+/// format (`RunMetrics`), `/api/status` as `status --json`. With a `token`, every request must
+/// carry it (`Authorization: Bearer TOKEN` or `?token=TOKEN`); `DashboardServer.check` refuses to
+/// bind beyond loopback without one. Nothing served contains an API key: the state holds none.
+public enum DashboardServer {
+    /// Refuses a non-loopback `host` without a token.
+    public static func check(host: String, token: String?) throws {
+        let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
+        if !loopback && (token ?? "").isEmpty {
+            throw CoreError("the dashboard binds \(host), beyond this machine, so it needs a token: set REFINERY_DASHBOARD_TOKEN (requests then send it as \"Authorization: Bearer TOKEN\")")
+        }
+    }
+
+    /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
+    public static func run(statePath: String, host: String, port: Int, token: String?,
+                           onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try check(host: host, token: token)
+        guard FileManager.default.fileExists(atPath: statePath) else {
+            throw CoreError("no state file at \(statePath): give the --state of a run (its data.state)")
+        }
+        let router = Router()
+        router.add(middleware: TokenMiddleware(token: token))
+        router.get("metrics") { _, _ -> Response in
+            let status = try RunStatus.read(path: statePath)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: RunMetrics.text(of: status))))
+        }
+        router.get("api/status") { _, _ -> Response in
+            let status = try RunStatus.read(path: statePath)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: status.json)))
+        }
+        var logger = Logger(label: "refinery-dashboard")
+        logger.logLevel = .warning
+        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "refinery-dashboard"),
+                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
+        try await app.runService()
+    }
+}
+
+/// Refuses requests without the token (when there is one) with 401.
+struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let token, !token.isEmpty else { return try await next(request, context) }
+        let bearer = request.headers[.authorization] == "Bearer \(token)"
+        let query = request.uri.queryParameters.get("token") == token
+        guard bearer || query else {
+            return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer"],
+                            body: .init(byteBuffer: ByteBuffer(string: "a token is needed: send \"Authorization: Bearer TOKEN\"\n")))
+        }
+        return try await next(request, context)
+    }
+}

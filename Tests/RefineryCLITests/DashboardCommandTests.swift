@@ -1,0 +1,100 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import RefineryCore
+import Testing
+
+/// `refinery dashboard` on a finished run's state file: `/metrics` in the Prometheus text format
+/// whose figures equal `status --json`'s, `/api/status`, and the token rule beyond loopback.
+@Suite struct DashboardCommandTests {
+    /// A `refinery dashboard` subprocess and its base URL.
+    final class Dashboard {
+        let process = Process()
+        let base: String
+
+        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+            process.executableURL = try CommandLineTests.executable()
+            process.arguments = ["dashboard"] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var text = ""
+            let deadline = Date().addingTimeInterval(20)
+            while !text.contains(" (/metrics") && Date() < deadline {
+                let data = out.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            guard let start = text.range(of: "http://"), let end = text.range(of: " (/metrics") else {
+                process.terminate()
+                throw CoreError("dashboard did not report its address: \(text)")
+            }
+            base = String(text[start.lowerBound..<end.lowerBound])
+        }
+
+        deinit { if process.isRunning { process.terminate() } }
+    }
+
+    static func get(_ url: String, bearer: String? = nil) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: try #require(URL(string: url)))
+        if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `name{labels}` → value of every sample line.
+    static func samples(_ text: String) -> [String: Double] {
+        var result: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            result[String(line[..<space])] = value
+        }
+        return result
+    }
+
+    @Test func metricsAgreeWithStatusAndTheTokenIsEnforced() async throws {
+        let (dir, _) = try ClusterTests.uninterruptedRun(articles: 20, train: true, steps: 4)
+        let state = dir.appendingPathComponent("ref.db").path
+        let status = try CommandLineTests.run(["status", "--state", state, "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let json = try JSONValue.parse(status.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+
+        let dashboard = try Dashboard(["--state", state, "--listen", "127.0.0.1:0"])
+        let metrics = try await Self.get(dashboard.base + "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("# TYPE refinery_llm_requests_total counter"), "\(metrics.body)")
+        let samples = Self.samples(metrics.body)
+        #expect(samples["refinery_chunks{state=\"done\"}"] == json["chunks"]?["done"]?.doubleValue)
+        #expect(samples["refinery_chunks{state=\"failed\"}"] == json["chunks"]?["failed"]?.doubleValue)
+        #expect(samples["refinery_chunks{state=\"pending\"}"] == json["chunks"]?["pending"]?.doubleValue)
+        #expect(samples["refinery_llm_requests_total"] == json["requests"]?.doubleValue)
+        #expect((samples["refinery_llm_requests_total"] ?? 0) > 0)
+        #expect(samples["refinery_llm_tokens_total{kind=\"prompt\"}"] == json["prompt_tokens"]?.doubleValue)
+        #expect(samples["refinery_llm_tokens_total{kind=\"completion\"}"] == json["completion_tokens"]?.doubleValue)
+        #expect(samples["refinery_train_step"] == json["training"]?["last"]?["step"]?.doubleValue)
+        #expect(samples["refinery_train_step"] == 4)
+        #expect(samples["refinery_train_loss"] == json["training"]?["last"]?["loss"]?.doubleValue)
+        #expect(samples["refinery_eval_loss"] == json["training"]?["last_eval"]?["eval_loss"]?.doubleValue)
+        let workers = json["workers"]?.arrayValue ?? []
+        #expect(samples["refinery_workers{state=\"gone\"}"] == Double(workers.filter { $0["state"]?.stringValue == "gone" }.count))
+        let api = try await Self.get(dashboard.base + "/api/status")
+        let apiJSON = try JSONValue.parse(api.body)
+        #expect(api.status == 200 && apiJSON["requests"] == json["requests"])
+        #expect(!metrics.body.lowercased().contains("sk-") && !api.body.lowercased().contains("sk-"), "no API key is served")
+
+        // With a token, requests without it are refused; with it (header or query) answered.
+        let guarded = try Dashboard(["--state", state, "--listen", "127.0.0.1:0"], environment: ["REFINERY_DASHBOARD_TOKEN": "t0k3n"])
+        let none = try await Self.get(guarded.base + "/metrics"), wrong = try await Self.get(guarded.base + "/metrics", bearer: "wrong")
+        let header = try await Self.get(guarded.base + "/metrics", bearer: "t0k3n"), query = try await Self.get(guarded.base + "/api/status?token=t0k3n")
+        #expect(none.status == 401 && wrong.status == 401)
+        #expect(header.status == 200 && query.status == 200)
+        // Beyond loopback without a token: refused before binding.
+        let open = try CommandLineTests.run(["dashboard", "--state", state, "--listen", "0.0.0.0:0"])
+        #expect(open.status != 0 && open.stderr.contains("REFINERY_DASHBOARD_TOKEN"), "\(open.stderr)")
+        let missing = try CommandLineTests.run(["dashboard", "--state", dir.appendingPathComponent("nope.db").path, "--listen", "127.0.0.1:0"])
+        #expect(missing.status != 0 && missing.stderr.contains("no state file"), "\(missing.stderr)")
+    }
+}
