@@ -4,10 +4,12 @@ import Hummingbird
 import Logging
 import RefineryCore
 import RefineryPipeline
+import RefineryStore
 
 /// Serves a run's state over HTTP from its state file (read-only, a fresh read per request, so a
-/// request never waits on — or holds up — the coordinator): `/metrics` in the Prometheus text
-/// format (`RunMetrics`), `/api/status` as `status --json`. With a `token`, every request must
+/// request never waits on — or holds up — the coordinator): `/` the live page (`DashboardPage`),
+/// `/metrics` in the Prometheus text format (`RunMetrics`), `/api/status` as `status --json`,
+/// `/api/train` the training log's rows. With a `token`, every request must
 /// carry it (`Authorization: Bearer TOKEN` or `?token=TOKEN`); `DashboardServer.check` refuses to
 /// bind beyond loopback without one. Nothing served contains an API key: the state holds none.
 public enum DashboardServer {
@@ -32,6 +34,14 @@ public enum DashboardServer {
             let status = try RunStatus.read(path: statePath)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: RunMetrics.text(of: status))))
+        }
+        router.get("/") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        router.get("api/train") { _, _ -> Response in
+            let rows = try RunStore(path: statePath, readOnly: true).trainLog().compactMap { try? JSONValue.parse($0) }
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: JSONValue.array(rows).compactText)))
         }
         router.get("api/status") { _, _ -> Response in
             let status = try RunStatus.read(path: statePath)

@@ -85,12 +85,39 @@ import Testing
         #expect(api.status == 200 && apiJSON["requests"] == json["requests"])
         #expect(!metrics.body.lowercased().contains("sk-") && !api.body.lowercased().contains("sk-"), "no API key is served")
 
+        // The page in a real headless Chromium: its script runs without errors and draws one point per
+        // finished step and per eval, and a row per worker (gone after the run: "left", not "lost").
+        let rows = try JSONValue.parse(try await Self.get(dashboard.base + "/api/train").body).arrayValue ?? []
+        let trainRows = rows.filter { $0["loss"] != nil }.count, evalRows = rows.filter { $0["eval_loss"] != nil }.count
+        #expect(trainRows == 4 && evalRows >= 1)
+        let page = try #require(URL(string: dashboard.base + "/"))
+        let html = try await Self.get(dashboard.base + "/").body
+        for pattern in ["src=\"http", "href=\"http", "@import", "url(http", "<link"] { #expect(!html.contains(pattern), "the page fetches nothing (\(pattern))") }
+        let profile = dir.appendingPathComponent("chromium-profile")
+        let (dom, log) = try ReportCommandTests.runChromium(["--dump-dom", "--virtual-time-budget=5000"], page: page, profile: profile)
+        #expect(dom.contains("data-ready=\"1\""), "the page's script ran: \(log.suffix(1500))")
+        #expect(!dom.contains("data-errors="), "no fetch or script error")
+        #expect(!log.contains("Uncaught") && !log.contains(":ERROR:CONSOLE"), "no console errors: \(log.suffix(1500))")
+        #expect(dom.components(separatedBy: "class=\"loss\"").count - 1 == trainRows, "one loss point per finished step")
+        #expect(dom.components(separatedBy: "class=\"eval\"").count - 1 == evalRows, "one point per eval")
+        #expect(dom.components(separatedBy: ">left<").count - 1 == workers.count, "\(workers.count) workers shown as left")
+        try FileManager.default.createDirectory(at: ReportCommandTests.artifacts, withIntermediateDirectories: true)
+        let screenshot = ReportCommandTests.artifacts.appendingPathComponent("dashboard-screenshot.png")
+        try? FileManager.default.removeItem(at: screenshot)
+        _ = try ReportCommandTests.runChromium(["--screenshot=\(screenshot.path)", "--window-size=1100,1300", "--hide-scrollbars",
+                                                "--virtual-time-budget=5000"], page: page, profile: profile)
+        let png = try Data(contentsOf: screenshot)
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "a PNG screenshot (\(png.count) bytes) at \(screenshot.path)")
+
         // With a token, requests without it are refused; with it (header or query) answered.
         let guarded = try Dashboard(["--state", state, "--listen", "127.0.0.1:0"], environment: ["REFINERY_DASHBOARD_TOKEN": "t0k3n"])
         let none = try await Self.get(guarded.base + "/metrics"), wrong = try await Self.get(guarded.base + "/metrics", bearer: "wrong")
         let header = try await Self.get(guarded.base + "/metrics", bearer: "t0k3n"), query = try await Self.get(guarded.base + "/api/status?token=t0k3n")
         #expect(none.status == 401 && wrong.status == 401)
         #expect(header.status == 200 && query.status == 200)
+        let (guardedDOM, _) = try ReportCommandTests.runChromium(["--dump-dom", "--virtual-time-budget=5000"],
+                                                                 page: try #require(URL(string: guarded.base + "/?token=t0k3n")), profile: profile)
+        #expect(guardedDOM.contains("data-ready=\"1\""), "the page passes its token on to its requests")
         // Beyond loopback without a token: refused before binding.
         let open = try CommandLineTests.run(["dashboard", "--state", state, "--listen", "0.0.0.0:0"])
         #expect(open.status != 0 && open.stderr.contains("REFINERY_DASHBOARD_TOKEN"), "\(open.stderr)")
