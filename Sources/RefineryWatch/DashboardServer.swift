@@ -22,14 +22,17 @@ public enum DashboardServer {
     }
 
     /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
-    public static func run(statePath: String, host: String, port: Int, token: String?,
+    /// `requireState: false` (a coordinator's own dashboard) starts before the run creates its state
+    /// file; until then requests get 503.
+    public static func run(statePath: String, host: String, port: Int, token: String?, requireState: Bool = true,
                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         try check(host: host, token: token)
-        guard FileManager.default.fileExists(atPath: statePath) else {
+        guard !requireState || FileManager.default.fileExists(atPath: statePath) else {
             throw CoreError("no state file at \(statePath): give the --state of a run (its data.state)")
         }
         let router = Router()
         router.add(middleware: TokenMiddleware(token: token))
+        router.add(middleware: StateFileMiddleware(path: statePath))
         router.get("metrics") { _, _ -> Response in
             let status = try RunStatus.read(path: statePath)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -66,6 +69,19 @@ struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
         guard bearer || query else {
             return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer"],
                             body: .init(byteBuffer: ByteBuffer(string: "a token is needed: send \"Authorization: Bearer TOKEN\"\n")))
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Answers 503 for the data routes while the run's state file does not exist yet.
+struct StateFileMiddleware<Context: RequestContext>: RouterMiddleware {
+    let path: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path != "/" && !FileManager.default.fileExists(atPath: path) {
+            return Response(status: .serviceUnavailable, headers: [.retryAfter: "2"],
+                            body: .init(byteBuffer: ByteBuffer(string: "the run has not created its state file yet\n")))
         }
         return try await next(request, context)
     }

@@ -45,12 +45,15 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "ZeroMQ endpoint to listen on.") var listen: String = "tcp://127.0.0.1:5555"
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 1
     @OptionGroup var security: CoordinatorSecurityOptions
+    @OptionGroup var dashboardOption: DashboardOption
 
     func run() throws {
         try reportingErrors {
             var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: listen,
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
+            let dashboard = try dashboardOption.start(statePath: pipeline.state)
+            defer { dashboard?.cancel() }
             let written = try pipeline.run()
             Output.message("run complete; wrote " + written.joined(separator: ", "))
         }
@@ -110,6 +113,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Worker processes to start.") var workers: Int = 2
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "LLM calls in flight per worker.") var slots: Int = 4
+    @OptionGroup var dashboardOption: DashboardOption
 
     func run() throws {
         try reportingErrors {
@@ -119,6 +123,8 @@ struct RunCommand: ParsableCommand {
                                                report: Output.progress)
             let processes = LocalWorkers()
             defer { processes.stop() }
+            let dashboard = try dashboardOption.start(statePath: pipeline.state)
+            defer { dashboard?.cancel() }
             let written = try pipeline.run(stopCheck: processes.allExited) { endpoint in
                 try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache)
             }

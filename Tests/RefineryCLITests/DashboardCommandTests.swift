@@ -124,4 +124,55 @@ import Testing
         let missing = try CommandLineTests.run(["dashboard", "--state", dir.appendingPathComponent("nope.db").path, "--listen", "127.0.0.1:0"])
         #expect(missing.status != 0 && missing.stderr.contains("no state file"), "\(missing.stderr)")
     }
+
+    /// The coordinator's own dashboard during a run: both workers show as connected, and one killed
+    /// with SIGKILL shows as lost within its liveness window (3 heartbeats of 1 s) plus the page's
+    /// 2 s poll and Chromium's start (under 15 s in all).
+    @Test func aKilledWorkerShowsAsLostOnTheLivePage() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let articles = dir.appendingPathComponent("articles.json")
+            try ClusterTests.writeArticles(articles, count: 40)
+            let mock = try ClusterTests.Mock(latencyMs: 400)
+            let config = try ClusterTests.config(dir: dir, name: "live", articles: articles, mock: mock, train: false)
+            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--listen", endpoint, "--dashboard", "127.0.0.1:0"],
+                                                          log: dir.appendingPathComponent("coordinator.log"))
+            defer { coordinator.kill9() }
+            var base: String?
+            let deadline = Date().addingTimeInterval(30)
+            while base == nil && Date() < deadline {
+                let log = coordinator.output
+                if let start = log.range(of: "[dashboard] http://"), let end = log[start.upperBound...].range(of: "/ (live page)") {
+                    base = "http://" + log[start.upperBound..<end.lowerBound]
+                }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            let page = try #require(base.flatMap { URL(string: $0 + "/") }, "the coordinator names its dashboard: \(coordinator.output)")
+            let workers = try (1...2).map { i in
+                try ClusterTests.Background(["worker", "--coordinator", endpoint, "--slots", "2", "--name", "live-w\(i)"],
+                                            log: dir.appendingPathComponent("worker\(i).log"))
+            }
+            defer { for worker in workers { worker.kill9() } }
+            let profile = dir.appendingPathComponent("chromium-profile")
+            func dom() throws -> String { try ReportCommandTests.runChromium(["--dump-dom", "--virtual-time-budget=3000"], page: page, profile: profile).0 }
+            var connected = false
+            while !connected && Date() < deadline {
+                connected = try dom().components(separatedBy: ">connected<").count - 1 == 2
+            }
+            #expect(connected, "both workers shown as connected")
+            workers[0].kill9()
+            let killed = Date()
+            var lost = false
+            while !lost && Date().timeIntervalSince(killed) < 30 {
+                let text = try dom()
+                // The killed worker's row says lost; the other stays connected.
+                lost = text.range(of: #"live-w1</td><td>[^<]*</td><td class="lost">lost<"#, options: .regularExpression) != nil
+                    && text.range(of: #"live-w2</td><td>[^<]*</td><td class="connected">connected<"#, options: .regularExpression) != nil
+            }
+            let seconds = Date().timeIntervalSince(killed)
+            #expect(lost && seconds < 15, "the killed worker shown as lost after \(seconds) s")
+            #expect(coordinator.status == nil, "the run goes on")
+        }
+    }
 }
