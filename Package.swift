@@ -132,7 +132,6 @@ let package = Package(
             dependencies: ["RefineryCore", "RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .testTarget(name: "RefineryWatchTests", dependencies: ["RefineryWatch", "RefineryPipeline", "RefineryStore", "RefineryCore"]),
         .testTarget(
             name: "RefineryPipelineTests",
             dependencies: ["RefineryCore", "RefineryPipeline", "RefineryModel", "RefineryText", "RefineryStore", "RefineryMockLLM",
