@@ -10,6 +10,8 @@ public struct RunStatus: Sendable {
     public var stoppedReason: String?
     public var chunks: [ChunkStatus: Int]
     public var requests: Int
+    /// LLM requests by outcome ("done", "failed", "sent"), by name.
+    public var requestOutcomes: [(outcome: String, count: Int)]
     public var usage: Usage
     public var requestsLastMinute: Int
     public var workers: [WorkerRecord]
@@ -28,7 +30,7 @@ public struct RunStatus: Sendable {
         return RunStatus(
             stage: try store.meta("stage") ?? "generate",
             stoppedReason: try store.meta("stopped_reason"),
-            chunks: try store.chunkCounts(), requests: requests, usage: usage,
+            chunks: try store.chunkCounts(), requests: requests, requestOutcomes: try store.requestOutcomes(), usage: usage,
             requestsLastMinute: try store.requestsFinished(since: Date().timeIntervalSince1970 - 60),
             workers: try store.workers(),
             failures: try store.failures().map { ($0.chunkID, $0.reason) },
@@ -72,6 +74,7 @@ public struct RunStatus: Sendable {
             ("chunks", .object([("total", .int(chunks.values.reduce(0, +))), ("done", .int(chunks[.done] ?? 0)),
                                 ("failed", .int(chunks[.failed] ?? 0)), ("pending", .int(chunks[.pending] ?? 0))])),
             ("requests", .int(requests)), ("requests_last_minute", .int(requestsLastMinute)),
+            ("requests_by_outcome", .object(requestOutcomes.map { ($0.outcome, .int($0.count)) })),
             ("prompt_tokens", .int(usage.promptTokens)), ("completion_tokens", .int(usage.completionTokens)), ("cost", .double(usage.cost)),
             ("training", .object([("last", row(lastTrainRow)), ("last_eval", row(lastEvalRow)),
                                   ("checkpoint_step", checkpointStep.map { .int($0) } ?? .null)])),

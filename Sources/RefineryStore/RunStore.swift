@@ -309,6 +309,13 @@ public final class RunStore: Sendable {
         }
     }
 
+    /// LLM requests by outcome as recorded ("done", "failed", or "sent" while in flight), by name.
+    public func requestOutcomes() throws -> [(outcome: String, count: Int)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT status, count(*) AS n FROM request GROUP BY status ORDER BY status").map { ($0["status"], $0["n"]) }
+        }
+    }
+
     /// Failed chunks with their reasons.
     public func failures() throws -> [(chunkID: Int64, reason: String, rawReply: String?)] {
         try read { db in

@@ -39,6 +39,8 @@ svg { background: #fff; border: 1px solid #dde2e8; } .loss { fill: #3b7dd8; } .e
 flattens. Eval loss that turns upward while the training loss keeps falling means the model is
 overfitting: stop earlier, lower the learning rate or add data. Sudden spikes in the gradient norm
 (shown with each step) warn of an unstable learning rate.</p>
+<h2>LLM requests by outcome</h2>
+<table id="outcomes"><tr><th>outcome</th><th>requests</th></tr></table>
 <h2>Curation calls</h2>
 <table id="calls"><tr><th>purpose</th><th>outcome</th><th>calls</th><th>cost</th></tr></table>
 <h2>Workers</h2>
@@ -86,6 +88,8 @@ function render(s, rows) {
   text("step", last ? "step " + last.step : "–");
   text("trainline", last ? "loss " + last.loss.toFixed(4) + ", grad norm " + last.grad_norm.toFixed(3) + ", lr " + last.lr.toExponential(2) : "");
   chart(rows);
+  const outcomes = document.getElementById("outcomes"); clearRows(outcomes);
+  for (const [outcome, count] of Object.entries(s.requests_by_outcome || {})) { const r = outcomes.insertRow(); cell(r, outcome); cell(r, count); }
   const calls = document.getElementById("calls"); clearRows(calls);
   for (const c of s.curation_calls) { const r = calls.insertRow(); cell(r, c.purpose); cell(r, c.status); cell(r, c.calls); cell(r, "$" + c.cost.toFixed(4)); }
   const workers = document.getElementById("workers"); clearRows(workers);

@@ -17,6 +17,10 @@ public enum RunMetrics {
         }
         registry.makeCounter(name: "refinery_llm_requests_total", help: "LLM requests the run has paid for (generation).")
             .increment(by: Int64(status.requests))
+        for (outcome, count) in status.requestOutcomes {
+            registry.makeCounter(name: "refinery_llm_requests_by_outcome_total", labels: [("outcome", outcome)],
+                                 help: "LLM requests (generation) by outcome: done, failed, or sent (in flight).").increment(by: Int64(count))
+        }
         registry.makeCounter(name: "refinery_llm_tokens_total", labels: [("kind", "prompt")], help: "LLM tokens (generation).")
             .increment(by: Int64(status.usage.promptTokens))
         registry.makeCounter(name: "refinery_llm_tokens_total", labels: [("kind", "completion")], help: "LLM tokens (generation).")

@@ -72,6 +72,11 @@ import Testing
         #expect(samples["refinery_chunks{state=\"pending\"}"] == json["chunks"]?["pending"]?.doubleValue)
         #expect(samples["refinery_llm_requests_total"] == json["requests"]?.doubleValue)
         #expect((samples["refinery_llm_requests_total"] ?? 0) > 0)
+        let outcomes = json["requests_by_outcome"]?.objectValue ?? []
+        #expect(!outcomes.isEmpty && outcomes.map { $0.1.doubleValue ?? 0 }.reduce(0, +) == json["requests"]?.doubleValue, "every request has an outcome")
+        for (outcome, count) in outcomes {
+            #expect(samples["refinery_llm_requests_by_outcome_total{outcome=\"\(outcome)\"}"] == count.doubleValue, "\(outcome)")
+        }
         #expect(samples["refinery_llm_tokens_total{kind=\"prompt\"}"] == json["prompt_tokens"]?.doubleValue)
         #expect(samples["refinery_llm_tokens_total{kind=\"completion\"}"] == json["completion_tokens"]?.doubleValue)
         #expect(samples["refinery_train_step"] == json["training"]?["last"]?["step"]?.doubleValue)
