@@ -23,7 +23,8 @@ public enum DashboardServer {
 
     /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
     /// `requireState: false` (a coordinator's own dashboard) starts before the run creates its state
-    /// file; until then requests get 503.
+    /// file; until then requests get 503, and the server leaves SIGINT and SIGTERM to the process
+    /// (standalone, they stop the server gracefully).
     public static func run(statePath: String, host: String, port: Int, token: String?, requireState: Bool = true,
                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         try check(host: host, token: token)
@@ -54,7 +55,7 @@ public enum DashboardServer {
         logger.logLevel = .warning
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "refinery-dashboard"),
                               onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
-        try await app.runService()
+        try await app.runService(gracefulShutdownSignals: requireState ? [.sigterm, .sigint] : [])
     }
 }
 

@@ -178,6 +178,10 @@ import Testing
             let seconds = Date().timeIntervalSince(killed)
             #expect(lost && seconds < 15, "the killed worker shown as lost after \(seconds) s")
             #expect(coordinator.status == nil, "the run goes on")
+            // SIGTERM still stops the coordinator: its dashboard leaves the signals to the process
+            // (a server that took them kept the coordinator running after SIGTERM).
+            coordinator.process.terminate()
+            #expect(coordinator.wait(seconds: 20), "the coordinator exits on SIGTERM: \(coordinator.output.suffix(500))")
         }
     }
 }
