@@ -41,7 +41,7 @@ let package = Package(
             name: "CRefineryKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
-        .target(name: "RefineryCore"),
+        .target(name: "RefineryCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "RefineryTensor",
             dependencies: ["COpenBLAS", "COneDNN", "CRefineryKernels"],
@@ -102,6 +102,7 @@ let package = Package(
                 "RefineryCore", "RefineryPipeline", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData",
                 "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration", "RefineryWatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -126,7 +127,7 @@ let package = Package(
         ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "RefineryLLMTests", dependencies: ["RefineryCore", "RefineryLLM", "RefineryMockLLM", "RefineryText"]),
-        .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "RefineryCoreTests", dependencies: ["RefineryCore", .product(name: "Logging", package: "swift-log")], exclude: ["Fixtures"]),
         .testTarget(
             name: "RefineryClusterTests",
             dependencies: ["RefineryCore", "RefineryCluster", "RefineryStore", "RefineryData", "RefineryLLM", "RefineryModel", "CZeroMQ",

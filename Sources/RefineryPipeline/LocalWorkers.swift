@@ -10,7 +10,8 @@ public final class LocalWorkers: @unchecked Sendable {
 
     /// Starts `count` workers connecting to `endpoint` (`nf4Cache`: their `--nf4-cache`); `quiet`
     /// sends their messages nowhere.
-    public func start(count: Int, endpoint: String, slots: Int, model: String?, nf4Cache: String? = nil, quiet: Bool = false) throws {
+    public func start(count: Int, endpoint: String, slots: Int, model: String?, nf4Cache: String? = nil, extraArguments: [String] = [],
+                      quiet: Bool = false) throws {
         // This very executable (found through /proc/self/exe, so also when started through PATH).
         let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         // The workers share this machine's cores: Refinery's pool gets a share each (unless the
@@ -26,6 +27,7 @@ public final class LocalWorkers: @unchecked Sendable {
             var arguments = ["worker", "--coordinator", endpoint, "--slots", String(slots), "--name", "local-\(getpid())-\(index + 1)"]
             if let model { arguments += ["--model", model] }
             if let nf4Cache { arguments += ["--nf4-cache", nf4Cache] }
+            arguments += extraArguments
             process.arguments = arguments
             if quiet { process.standardError = FileHandle.nullDevice }
             do { try process.run() } catch { throw PipelineError("cannot start worker \(index + 1) (\(executable.path)): \(error.localizedDescription)") }

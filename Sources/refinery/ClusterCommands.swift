@@ -46,9 +46,11 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 1
     @OptionGroup var security: CoordinatorSecurityOptions
     @OptionGroup var dashboardOption: DashboardOption
+    @OptionGroup var logFormat: LogFormatOption
 
     func run() throws {
         try reportingErrors {
+            try logFormat.apply()
             var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: listen,
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
@@ -76,9 +78,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The most memory this worker may use, e.g. 8G (default: what the machine has available); training stages whose memory plan exceeds it are declined.") var memoryLimit: String?
     @Flag(help: "Take training tasks even when the memory plan says they will not fit.") var ignoreMemoryPlan = false
     @Option(help: "QLoRA: keep the 4-bit base in this folder; later runs on the same checkpoint read it instead of quantizing again.") var nf4Cache: String?
+    @OptionGroup var logFormat: LogFormatOption
 
     func run() throws {
         try reportingErrors {
+            try logFormat.apply()
             guard slots > 0 else { throw CommandError("--slots must be positive") }
             var options = WorkerOptions(coordinator: coordinator)
             options.slots = slots
@@ -114,9 +118,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "LLM calls in flight per worker.") var slots: Int = 4
     @OptionGroup var dashboardOption: DashboardOption
+    @OptionGroup var logFormat: LogFormatOption
 
     func run() throws {
         try reportingErrors {
+            try logFormat.apply()
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             guard slots > 0 else { throw CommandError("--slots must be positive") }
             let pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
@@ -126,7 +132,8 @@ struct RunCommand: ParsableCommand {
             let dashboard = try dashboardOption.start(statePath: pipeline.state)
             defer { dashboard?.cancel() }
             let written = try pipeline.run(stopCheck: processes.allExited) { endpoint in
-                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache)
+                try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache,
+                                    extraArguments: logFormat.logFormat == "json" ? ["--log-format", "json"] : [])
             }
             processes.waitOrStop(seconds: 10)
             Output.message("run complete; wrote " + written.joined(separator: ", "))

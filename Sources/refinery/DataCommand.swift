@@ -139,6 +139,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
     @Option(help: "Share of samples in the test split (default 0.1).") var testFraction: Double?
     @Option(help: "Seed of the split (default 42).") var seed: Int?
     @Flag(help: "Send failed chunks again.") var retryFailed = false
+    @OptionGroup var logFormat: LogFormatOption
 
     /// The flags the user gave, keyed like the config's keys, per section.
     var overrides: [String: ConfigOverrides] {
@@ -156,6 +157,7 @@ struct DataGenerateCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
+            try logFormat.apply()
             let job = try GenerationJob(config: try RunConfig(path: config, overrides: overrides))
             Output.message(try await job.runHere(retryFailed: retryFailed, report: Output.progress))
         } catch let error as CustomStringConvertible & Error {

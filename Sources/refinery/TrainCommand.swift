@@ -50,6 +50,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The most memory this run may use, e.g. 8G (default: what the machine has available).") var memoryLimit: String?
     @Flag(help: "Continue the run in --output from its newest checkpoint.") var resume = false
     @Flag(help: "Replace a previous run in --output.") var overwrite = false
+    @OptionGroup var logFormat: LogFormatOption
 
     /// The flags the user gave, keyed like the config's `train` keys.
     var overrides: ConfigOverrides {
@@ -68,6 +69,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try logFormat.apply()
             let config = try RunConfig(path: config, overrides: ["train": overrides])
             let memory = try TrainingPlan.memoryPlan(config: config.train)
             let limit = try memoryLimit.map { try MemoryPlan.parseBytes($0, flag: "--memory-limit") }
