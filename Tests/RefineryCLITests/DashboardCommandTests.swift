@@ -132,7 +132,7 @@ import Testing
 
     /// The coordinator's own dashboard during a run: both workers show as connected, and one killed
     /// with SIGKILL shows as lost within its liveness window (3 heartbeats of 1 s) plus the page's
-    /// 2 s poll and Chromium's start (under 15 s in all).
+    /// 2 s poll and a Chromium run (~4 s here when idle; the bound allows for a loaded CI machine).
     @Test func aKilledWorkerShowsAsLostOnTheLivePage() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
@@ -176,7 +176,7 @@ import Testing
                     && text.range(of: #"live-w2</td><td>[^<]*</td><td class="connected">connected<"#, options: .regularExpression) != nil
             }
             let seconds = Date().timeIntervalSince(killed)
-            #expect(lost && seconds < 15, "the killed worker shown as lost after \(seconds) s")
+            #expect(lost && seconds < 20, "the killed worker shown as lost after \(seconds) s")
             #expect(coordinator.status == nil, "the run goes on")
             // SIGTERM still stops the coordinator: its dashboard leaves the signals to the process
             // (a server that took them kept the coordinator running after SIGTERM).
