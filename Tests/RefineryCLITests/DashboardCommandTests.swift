@@ -132,13 +132,16 @@ import Testing
 
     /// The coordinator's own dashboard during a run: both workers show as connected, and one killed
     /// with SIGKILL shows as lost within its liveness window (3 heartbeats of 1 s) plus the page's
-    /// 2 s poll and a Chromium run (~4 s here when idle; the bound allows for a loaded CI machine).
+    /// 2 s poll and the Chromium runs that look (~4 s in all here when idle; one Chromium run takes up to
+    /// ~10 s while the whole suite runs in parallel, so the bound is 30 s).
     @Test func aKilledWorkerShowsAsLostOnTheLivePage() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
             let articles = dir.appendingPathComponent("articles.json")
-            try ClusterTests.writeArticles(articles, count: 40)
-            let mock = try ClusterTests.Mock(latencyMs: 400)
+            // 60 articles at 2 s a call on 2 × 1 slots: minutes of work, so the run is still going
+            // however slowly Chromium starts on a loaded machine.
+            try ClusterTests.writeArticles(articles, count: 60)
+            let mock = try ClusterTests.Mock(latencyMs: 2000)
             let config = try ClusterTests.config(dir: dir, name: "live", articles: articles, mock: mock, train: false)
             let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
             let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--listen", endpoint, "--dashboard", "127.0.0.1:0"],
@@ -155,14 +158,15 @@ import Testing
             }
             let page = try #require(base.flatMap { URL(string: $0 + "/") }, "the coordinator names its dashboard: \(coordinator.output)")
             let workers = try (1...2).map { i in
-                try ClusterTests.Background(["worker", "--coordinator", endpoint, "--slots", "2", "--name", "live-w\(i)"],
+                try ClusterTests.Background(["worker", "--coordinator", endpoint, "--slots", "1", "--name", "live-w\(i)"],
                                             log: dir.appendingPathComponent("worker\(i).log"))
             }
             defer { for worker in workers { worker.kill9() } }
             let profile = dir.appendingPathComponent("chromium-profile")
             func dom() throws -> String { try ReportCommandTests.runChromium(["--dump-dom", "--virtual-time-budget=3000"], page: page, profile: profile).0 }
             var connected = false
-            while !connected && Date() < deadline {
+            let connectDeadline = Date().addingTimeInterval(60)
+            while !connected && Date() < connectDeadline {
                 connected = try dom().components(separatedBy: ">connected<").count - 1 == 2
             }
             #expect(connected, "both workers shown as connected")
@@ -176,7 +180,7 @@ import Testing
                     && text.range(of: #"live-w2</td><td>[^<]*</td><td class="connected">connected<"#, options: .regularExpression) != nil
             }
             let seconds = Date().timeIntervalSince(killed)
-            #expect(lost && seconds < 20, "the killed worker shown as lost after \(seconds) s")
+            #expect(lost && seconds < 30, "the killed worker shown as lost after \(seconds) s")
             #expect(coordinator.status == nil, "the run goes on")
             // SIGTERM still stops the coordinator: its dashboard leaves the signals to the process
             // (a server that took them kept the coordinator running after SIGTERM).
