@@ -6,28 +6,26 @@
 #include <stdint.h>
 #include <string.h>
 
+/// The bfloat16 bits of `value`: rounded to nearest even, NaN kept quiet.
+static inline __attribute__((always_inline)) uint16_t bf16_bits(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    const uint32_t quiet = (bits >> 16) | 0x40u;
+    const int nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    return (uint16_t)(nan ? quiet : rounded);
+}
+
 #define RK_DEFINE_CONVERT(SUFFIX, ATTR)                                                   \
     ATTR static void to_bf16_##SUFFIX(const float *restrict x, uint16_t *restrict y, size_t n) { \
-        for (size_t i = 0; i < n; i++) {                                                  \
-            uint32_t bits;                                                                \
-            memcpy(&bits, x + i, 4);                                                      \
-            uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;              \
-            uint32_t quiet = (bits >> 16) | 0x40u;                                        \
-            int nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;                                 \
-            y[i] = (uint16_t)(nan ? quiet : rounded);                                     \
-        }                                                                                 \
+        for (size_t i = 0; i < n; i++) y[i] = bf16_bits(x[i]);                            \
     }                                                                                     \
     ATTR static void bias_to_bf16_##SUFFIX(float *restrict x, const float *restrict b,    \
                                            uint16_t *restrict y, size_t n) {              \
         for (size_t i = 0; i < n; i++) {                                                  \
             const float value = x[i] + b[i];                                              \
             x[i] = value;                                                                 \
-            uint32_t bits;                                                                \
-            memcpy(&bits, &value, 4);                                                     \
-            uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;              \
-            uint32_t quiet = (bits >> 16) | 0x40u;                                        \
-            int nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;                                 \
-            y[i] = (uint16_t)(nan ? quiet : rounded);                                     \
+            y[i] = bf16_bits(value);                                                      \
         }                                                                                 \
     }                                                                                     \
     ATTR static void to_f32_##SUFFIX(const uint16_t *restrict x, float *restrict y, size_t n) { \

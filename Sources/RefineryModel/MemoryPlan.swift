@@ -60,28 +60,33 @@ public struct MemoryPlan: Sendable, Equatable {
         // Trained parameters: value (adapters; full fine-tuning's master copy is counted above),
         // gradient, the step's gradient sum — float32 — and AdamW's two moments (float32, or 8-bit
         // codes with a float32 absmax per 256 for tensors of at least 4,096 values).
-        var trainedTensors: [Int64] = []
+        // (values of one tensor, how many such tensors): never one entry per layer, whatever
+        // num_hidden_layers says.
+        var trainedTensors: [(values: Int64, count: Int64)] = []
         if method.trainsAdapter {
             let r = Int64(options.lora.rank)
             for slot in LinearSlot.allCases where (try? options.lora.targets.matches("model.layers.0." + slot.rawValue)) ?? true {
                 let s = slot.shape(c)
-                trainedTensors += Array(repeating: r * Int64(s.in), count: Int(layers)) + Array(repeating: r * Int64(s.out), count: Int(layers))
+                trainedTensors += [(r * Int64(s.in), layers), (r * Int64(s.out), layers)]
             }
-            let trained = trainedTensors.reduce(0, +)
+            let trained = trainedTensors.reduce(0) { $0 + $1.values * $1.count }
             let adapted = LinearSlot.allCases.filter { (try? options.lora.targets.matches("model.layers.0." + $0.rawValue)) ?? true }.count
             weightEntries.append(Entry(name: "adapter", bytes: trained * 4, detail: "\(Self.millions(trained)) values, rank \(r), \(adapted) projections per layer"))
         } else {
-            trainedTensors = [embedding, head].filter { $0 > 0 } + Array(repeating: h, count: Int(2 * layers + 1))
+            trainedTensors = [(embedding, 1), (head, 1), (h, 2 * layers + 1)].filter { $0.values > 0 }
             for slot in LinearSlot.allCases {
                 let s = slot.shape(c)
-                trainedTensors += Array(repeating: Int64(s.out) * Int64(s.in), count: Int(layers))
+                trainedTensors.append((Int64(s.out) * Int64(s.in), layers))
             }
         }
-        let trained = trainedTensors.reduce(0, +)
+        let trained = trainedTensors.reduce(0) { $0 + $1.values * $1.count }
         let optimizerEntry: Entry
         if options.optimizer == .adamW8bit {
             let minimum = Int64(AdamW.minimumEightBitCount), block = Int64(EightBitMoments.blockSize)
-            let bytes = trainedTensors.reduce(Int64(0)) { $0 + ($1 >= minimum ? 2 * $1 + 8 * (($1 + block - 1) / block) : 8 * $1) }
+            let bytes = trainedTensors.reduce(Int64(0)) { total, tensor in
+                let one = tensor.values >= minimum ? 2 * tensor.values + 8 * ((tensor.values + block - 1) / block) : 8 * tensor.values
+                return total + one * tensor.count
+            }
             optimizerEntry = Entry(name: "optimizer (AdamW 8-bit)", bytes: bytes,
                                    detail: "two 8-bit moments per trained value, float32 below 4,096 values per tensor")
         } else {

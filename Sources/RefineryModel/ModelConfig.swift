@@ -71,7 +71,11 @@ public struct ModelConfig: Sendable, Equatable {
         modelType = type
         func int(_ key: String, default defaultValue: Int? = nil) throws -> Int {
             if let value = json[key], !value.isNull {
-                guard let i = value.intValue, i > 0 else { throw ModelError("\"\(key)\" must be a positive integer, found \(value.compactText)") }
+                // Every size a real checkpoint has is far below 2^24; a larger one would only overflow
+                // the products of sizes (memory plans, tensor shapes) computed from it.
+                guard let i = value.intValue, i > 0, i <= 1 << 24 else {
+                    throw ModelError("\"\(key)\" must be a positive integer up to 16777216, found \(value.compactText)")
+                }
                 return i
             }
             guard let defaultValue else { throw ModelError("missing \"\(key)\"") }

@@ -219,17 +219,6 @@ public enum SafetensorsWriter {
         }
     }
 
-    /// One tensor as stored: name, type, shape and little-endian bytes (`shape` × `dtype.size` of them).
-    public struct RawEntry: Sendable {
-        public let name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]
-        public init(name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
-            self.name = name
-            self.dtype = dtype
-            self.shape = shape
-            self.bytes = bytes
-        }
-    }
-
     /// One tensor whose bytes are made only when the writer reaches it (`bytes()`, `shape` ×
     /// `dtype.size` of them): a large file is written without holding all of it at once.
     public struct LazyEntry: @unchecked Sendable {
@@ -257,17 +246,6 @@ public enum SafetensorsWriter {
         if let mismatch {
             try? FileManager.default.removeItem(atPath: path)
             throw ModelError("cannot write \(path): \(mismatch)")
-        }
-    }
-
-    /// Writes tensors of any type as their bytes are given, via a temporary file renamed into place.
-    public static func write(entries: [RawEntry], to path: String, metadata: [String: String] = ["format": "pt"]) throws {
-        let ordered = entries.sorted { $0.name < $1.name }
-        for entry in ordered where entry.bytes.count != entry.shape.reduce(1, *) * entry.dtype.size {
-            throw ModelError("cannot write \(path): \(entry.name) has \(entry.bytes.count) bytes for shape \(entry.shape) of \(entry.dtype.rawValue)")
-        }
-        try write(layout: ordered.map { ($0.name, $0.dtype, $0.shape) }, to: path, metadata: metadata) { index, data in
-            data.append(contentsOf: ordered[index].bytes)
         }
     }
 

@@ -149,8 +149,10 @@ public final class Trainer: @unchecked Sendable {
         do {
             try fm.createDirectory(at: staging, withIntermediateDirectories: true)
             try SafetensorsWriter.write(engine.parameters.map { ($0.name, $0.value) }, to: staging.appendingPathComponent("parameters.safetensors").path)
-            let moments = optimizer.stateEntries().map { SafetensorsWriter.RawEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
-            try SafetensorsWriter.write(entries: moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
+            let moments = optimizer.stateEntries().map { entry in
+                SafetensorsWriter.LazyEntry(name: entry.name, dtype: entry.dtype, shape: entry.shape) { Data(entry.bytes) }
+            }
+            try SafetensorsWriter.write(lazy: moments, to: staging.appendingPathComponent("optimizer.safetensors").path)
             try Data(CheckpointState.json(of: self).prettyText().utf8).write(to: staging.appendingPathComponent("state.json"))
             try? fm.removeItem(at: final)
             try fm.moveItem(at: staging, to: final)

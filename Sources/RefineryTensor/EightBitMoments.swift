@@ -64,14 +64,6 @@ public final class EightBitMoments: @unchecked Sendable {
          Array(UnsafeBufferPointer(start: secondCodes, count: count)), Array(UnsafeBufferPointer(start: secondScales, count: blockCount)))
     }
 
-    /// The moments decoded to float32 (tests, inspection).
-    public func decoded() -> (first: [Float], second: [Float]) {
-        let (signed, unsigned) = (DynamicMap.signed, DynamicMap.unsigned)
-        let first = (0..<count).map { signed[Int(firstCodes[$0])] * firstScales[$0 / Self.blockSize] }
-        let second = (0..<count).map { unsigned[Int(secondCodes[$0])] * secondScales[$0 / Self.blockSize] }
-        return (first, second)
-    }
-
     /// One AdamW update of values `range` (its bounds on block boundaries, or the end) of
     /// `parameter` with `gradient` (both indexed from the parameter's start), bitsandbytes'
     /// formula: decode, update in float32, code again (see `rk_adamw8bit_block`). Blocks are

@@ -79,6 +79,17 @@ import Testing
         }
     }
 
+    /// A config.json with an absurd size is refused with the key named, not planned (the sizes'
+    /// products would overflow).
+    @Test func anAbsurdSizeInConfigIsRefused() async throws {
+        try await offThePool {
+            let model = try Self.modelFolder(hidden: 4096, intermediate: 14336, layers: 1 << 62, heads: 32, kvHeads: 8, vocab: 128_256)
+            let result = try CommandLineTests.run(["train", "--model", model.path, "--data", "/nonexistent.jsonl", "--output", "/nonexistent-out",
+                                                   "--dry-run"])
+            #expect(result.status != 0 && result.stderr.contains("num_hidden_layers"), "\(result.stderr)")
+        }
+    }
+
     /// A model no machine here holds: refused before anything is read or written, naming the knobs.
     @Test func aRunThatCannotFitIsRefusedWithTheKnobToTurn() async throws {
         try await offThePool {

@@ -12,7 +12,7 @@ import Testing
         let midpoints = DynamicMap.midpoints(name == "signed" ? DynamicMap.signed : DynamicMap.unsigned)
         var values: [Float] = [0, -0.0, 1, -1, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, 1e-38, -1e-38, 1e-7, -1e-7]
         for midpoint in midpoints { values += [midpoint, midpoint.nextUp, midpoint.nextDown, -midpoint, (-midpoint).nextUp] }
-        var generator = SplitMix64Generator(seed: 11)
+        var generator = SplitMix64Test(seed: 11)
         for _ in 0..<200_000 {
             let magnitude = Float(pow(10, -9 * Double(generator.next() % 1_000_000) / 1_000_000))
             values.append(generator.next() % 2 == 0 ? magnitude : -magnitude)
@@ -22,18 +22,5 @@ import Testing
         #expect(mismatches.isEmpty, "\(mismatches.count) values code differently, e.g. \(mismatches.prefix(5))")
         // The codes are not trivial: the search spans the whole map.
         #expect(Set(values.map { map.tableCode($0) }).count > 200)
-    }
-}
-
-/// SplitMix64, for seeded test values.
-struct SplitMix64Generator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
