@@ -37,6 +37,7 @@ public final class CallExecutor: CallTaskRunner {
         message.content = result.content
         message.finishReason = result.finishReason ?? ""
         message.error = result.error ?? ""
+        message.errorClass = result.errorClass?.rawValue ?? ""
         message.promptTokens = Int64(result.promptTokens)
         message.completionTokens = Int64(result.completionTokens)
         message.cost = result.cost

@@ -38,6 +38,7 @@ public final class CallStage: ClusterStage {
         total = pending.count
         allowance = CallAllowance(requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute, budget: budget,
                                   spent: try store.totalUsage().usage.cost + store.callCost())
+        try store.recordBudget(budget)
     }
 
     static func callID(_ task: TaskID) -> Int64? { if case let .call(id) = task { return id } else { return nil } }
@@ -109,7 +110,8 @@ public final class CallStage: ClusterStage {
         let isAnswered = result.outcome == "answered"
         let outcome = LLMCallOutcomeRow(answered: isAnswered, reply: isAnswered ? result.content : nil,
                                         finishReason: result.finishReason.isEmpty ? nil : result.finishReason,
-                                        error: result.error.isEmpty ? nil : result.error, promptTokens: Int(result.promptTokens),
+                                        error: result.error.isEmpty ? nil : result.error,
+                                        errorClass: result.errorClass.isEmpty ? nil : result.errorClass, promptTokens: Int(result.promptTokens),
                                         completionTokens: Int(result.completionTokens), cost: result.cost, attempts: Int(result.attempts))
         return try store.commitCall(id: result.callID, outcome: outcome, workerID: worker.id, taskID: lease.task.key)
     }
@@ -120,6 +122,8 @@ public final class CallStage: ClusterStage {
                                       allowance.spent, budget, open.count, name))
         }
     }
+
+    public var progress: (done: Int, total: Int) { (answered + failed, total) }
 
     public var progressLine: String {
         let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)

@@ -68,4 +68,6 @@ public protocol ClusterStage: AnyObject {
     var leaseTimeout: Double { get }
     /// A line for the progress display.
     var progressLine: String { get }
+    /// Tasks finished and in all (chunks, calls, steps), for the progress bar.
+    var progress: (done: Int, total: Int) { get }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryStore
 
 /// A cluster failure; the message says what happened and what to do.
@@ -59,6 +60,17 @@ public final class Coordinator {
     public var trainingSettings: TrainingWireSettings?
     /// Progress and events, one line at a time (the command prints them to standard error).
     public var report: (String) -> Void = { _ in }
+    /// Where events go (worker joined or lost, lease expired, request failed, stage finished);
+    /// without a receiver their text lines go to `report`.
+    public var onEvent: ((RunEvent) -> Void)?
+
+    /// Receives the status line (with its progress bar) about once a second while a stage runs,
+    /// and nil when the stage ends; without a receiver the lines go to `report`.
+    public var onStatus: ((String?) -> Void)?
+
+    private func emit(_ event: RunEvent) {
+        if let onEvent { onEvent(event) } else { report(event.line) }
+    }
     /// Messages refused since the start (a hostile or broken peer); readable from any thread.
     public var refusedMessages: Int { refusals.value }
     private let refusals = Counter()
@@ -108,7 +120,8 @@ public final class Coordinator {
             if let reason = stopCheck() { try stopRun(reason) }
             try turn(stage, waitingMilliseconds: 20)
         }
-        report("[\(stage.name)] \(stage.progressLine)")
+        onStatus?(nil)
+        emit(RunEvent(source: stage.name, name: "stage_finished", message: stage.progressLine, fields: [("stage", stage.name)]))
     }
 
     /// Makes `stage` the current one: workers that joined earlier learn its settings, and
@@ -146,7 +159,14 @@ public final class Coordinator {
         }
         if now - lastProgress >= 1 {
             lastProgress = now
-            report("[\(stage.name)] \(stage.progressLine); \(workers.count) worker\(workers.count == 1 ? "" : "s")")
+            let line = "[\(stage.name)] \(stage.progressLine); \(workers.count) worker\(workers.count == 1 ? "" : "s")"
+            if let onStatus {
+                let (done, total) = stage.progress
+                onStatus("[\(stage.name)] " + ProgressBar.render(done: done, total: total) + " " + stage.progressLine
+                         + "; \(workers.count) worker\(workers.count == 1 ? "" : "s")")
+            } else {
+                report(line)
+            }
         }
     }
 
@@ -222,7 +242,9 @@ public final class Coordinator {
 
     private func refuse(message reason: WireRefusal, from workerID: String) {
         refusals.increment()
-        report("[cluster] refused a message from \(workerID.prefix(80)): \(reason.reason)")
+        emit(RunEvent(source: "cluster", name: "message_refused", level: .warning,
+                      message: "refused a message from \(workerID.prefix(80)): \(reason.reason)",
+                      fields: [("worker", String(workerID.prefix(80))), ("reason", reason.reason)]))
     }
 
     private func welcome(_ hello: WorkerHello, routingID: [UInt8], stage: ClusterStage?, now: Double) throws {
@@ -231,7 +253,8 @@ public final class Coordinator {
             refused.reason = reason
             if let bytes = try? Wire.encode(.refused(refused)) { _ = transport.send(bytes, to: routingID) }
             refusals.increment()
-            report("[cluster] refused worker \(hello.workerID)@\(hello.host): \(reason)")
+            emit(RunEvent(source: "cluster", name: "worker_refused", level: .warning, message: "refused worker \(hello.workerID)@\(hello.host): \(reason)",
+                          fields: [("worker", hello.workerID), ("host", hello.host), ("reason", reason)]))
         }
         guard hello.protocolVersion == Wire.protocolVersion else {
             return refuse("protocol version \(hello.protocolVersion) is not this coordinator's \(Wire.protocolVersion); run the same Refinery release on every machine")
@@ -252,7 +275,10 @@ public final class Coordinator {
         worker.parameterVersion = nil
         workers[worker.id] = worker
         try store.registerWorker(id: worker.id, host: worker.host, slots: worker.slots, at: now)
-        if known == nil { report("[cluster] worker \(worker.id) joined from \(worker.host) with \(worker.slots) slots") }
+        if known == nil {
+            emit(RunEvent(source: "cluster", name: "worker_joined", message: "worker \(worker.id) joined from \(worker.host) with \(worker.slots) slots",
+                          fields: [("worker", worker.id), ("host", worker.host), ("slots", String(worker.slots))]))
+        }
         // Re-adopt the leases it still works on, and those whose results wait in its spool (they
         // follow right after the welcome), if they are still its own.
         var adopted: [TaskID] = []
@@ -308,7 +334,9 @@ public final class Coordinator {
         let wasGranted = try isCurrent || store.wasGranted(taskID: lease.task.key, epoch: lease.epoch, to: worker.id)
         guard wasGranted else {
             refusals.increment()
-            report("[cluster] refused a result for \(lease) from \(worker.id): that lease was never granted to it")
+            emit(RunEvent(source: "cluster", name: "result_refused", level: .warning,
+                          message: "refused a result for \(lease) from \(worker.id): that lease was never granted to it",
+                          fields: [("worker", worker.id), ("task", lease.task.key), ("epoch", String(lease.epoch))]))
             return nil
         }
         var verdict = ResultVerdict.dropped("no stage is running")
@@ -328,12 +356,29 @@ public final class Coordinator {
             try store.releaseLeases([lease.task.key])
             stage?.requeue(lease.task)
         }
-        if case let .dropped(reason) = verdict { report("[cluster] dropped a result for \(lease) from \(worker.id): \(reason)") }
+        if case let .dropped(reason) = verdict {
+            emit(RunEvent(source: "cluster", name: "result_dropped", message: "dropped a result for \(lease) from \(worker.id): \(reason)",
+                          fields: [("worker", worker.id), ("task", lease.task.key), ("reason", reason)]))
+        }
+        if case .stored = verdict, case let .generation(generated) = result { reportFailedRequests(generated, worker: worker) }
         var ack = Refinery_Cluster_ResultAck()
         ack.lease = lease.message
         send(.resultAck(ack), to: worker)
         if case let .stopRun(reason) = verdict { return reason }
         return nil
+    }
+
+    /// One event per failed request of a stored chunk: why it failed and whether another followed.
+    private func reportFailedRequests(_ result: Refinery_Cluster_GenerateResult, worker: ConnectedWorker) {
+        for (index, request) in result.requests.enumerated() where request.status == "failed" {
+            let retried = index < result.requests.count - 1
+            let errorClass = request.errorClass.isEmpty ? "other" : request.errorClass
+            emit(RunEvent(source: "cluster", name: "request_failed", level: .warning,
+                          message: "chunk \(result.chunkID) request \(index + 1) on \(worker.id) failed (\(errorClass): \(request.error.prefix(200)))"
+                              + (retried ? "; retried" : "; the chunk " + result.outcome),
+                          fields: [("chunk", String(result.chunkID)), ("worker", worker.id), ("attempt", String(index + 1)),
+                                   ("error_class", errorClass), ("reason", String(request.error.prefix(500))), ("retried", String(retried))]))
+        }
     }
 
     private func release(_ task: TaskID) {
@@ -373,7 +418,10 @@ public final class Coordinator {
             if stage.isOpen(task) { stage.requeue(task) }
         }
         try store.releaseLeases(expired.map(\.key))
-        report("[cluster] \(expired.count) lease\(expired.count == 1 ? "" : "s") expired; the tasks go back to the queue")
+        for task in expired {
+            emit(RunEvent(source: "cluster", name: "lease_expired", level: .warning, message: "the lease of \(task.key) expired; the task goes back to the queue",
+                          fields: [("task", task.key)]))
+        }
     }
 
     private func dropDeadWorkers(stage: ClusterStage, now: Double) throws {
@@ -392,7 +440,9 @@ public final class Coordinator {
         }
         try store.releaseLeases(released.map(\.key))
         try store.updateWorkers(lastSeen: [:], gone: [worker.id])
-        report("[cluster] worker \(worker.id) lost (\(reason)); \(released.count) task\(released.count == 1 ? "" : "s") back in the queue")
+        emit(RunEvent(source: "cluster", name: "worker_lost", level: .warning,
+                      message: "worker \(worker.id) lost (\(reason)); \(released.count) task\(released.count == 1 ? "" : "s") back in the queue",
+                      fields: [("worker", worker.id), ("reason", reason), ("released", String(released.count))]))
     }
 
     private func sendHeartbeats(now: Double) {

@@ -20,12 +20,13 @@ final class RecordingLedger: ChunkLedger, @unchecked Sendable {
         return Int64(requests.count - 1)
     }
 
-    private func finish(_ index: Int64, status: String, error: String?, rawReply: String?, usage: Usage) {
+    private func finish(_ index: Int64, status: String, error: String?, errorClass: RequestErrorClass?, rawReply: String?, usage: Usage) {
         lock.lock()
         defer { lock.unlock() }
         guard requests.indices.contains(Int(index)) else { return }
         requests[Int(index)].status = status
         requests[Int(index)].error = error ?? ""
+        requests[Int(index)].errorClass = errorClass?.rawValue ?? ""
         requests[Int(index)].rawReply = rawReply ?? ""
         requests[Int(index)].promptTokens = Int64(usage.promptTokens)
         requests[Int(index)].completionTokens = Int64(usage.completionTokens)
@@ -33,12 +34,12 @@ final class RecordingLedger: ChunkLedger, @unchecked Sendable {
         requests[Int(index)].finishedAt = Date().timeIntervalSince1970
     }
 
-    func failRequest(_ requestID: Int64, error: String, rawReply: String?, usage: Usage) throws {
-        finish(requestID, status: "failed", error: error, rawReply: rawReply, usage: usage)
+    func failRequest(_ requestID: Int64, error: String, errorClass: RequestErrorClass, rawReply: String?, usage: Usage) throws {
+        finish(requestID, status: "failed", error: error, errorClass: errorClass, rawReply: rawReply, usage: usage)
     }
 
     func completeChunk(_ chunkID: Int64, requestID: Int64, rawReply: String, usage: Usage, pairs: [(String, String)]) throws {
-        finish(requestID, status: "done", error: nil, rawReply: rawReply, usage: usage)
+        finish(requestID, status: "done", error: nil, errorClass: nil, rawReply: rawReply, usage: usage)
         lock.lock()
         outcome = (true, pairs, "", rawReply)
         lock.unlock()

@@ -42,6 +42,7 @@ public final class GenerationStage: ClusterStage {
         total = counts.values.reduce(0, +)
         allowance = CallAllowance(requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute, budget: budget,
                                   spent: try store.totalUsage().usage.cost)
+        try store.recordBudget(budget)
     }
 
     static func chunkID(_ task: TaskID) -> Int64? { if case let .chunk(id) = task { return id } else { return nil } }
@@ -93,7 +94,8 @@ public final class GenerationStage: ClusterStage {
         let requests = result.requests.map {
             RequestRow(promptHash: $0.promptHash, succeeded: $0.status == "done", rawReply: $0.rawReply.isEmpty ? nil : $0.rawReply,
                        usage: Usage(promptTokens: Int($0.promptTokens), completionTokens: Int($0.completionTokens), cost: $0.cost),
-                       error: $0.error.isEmpty ? nil : $0.error, startedAt: $0.startedAt, finishedAt: $0.finishedAt)
+                       error: $0.error.isEmpty ? nil : $0.error, errorClass: $0.errorClass.isEmpty ? nil : $0.errorClass,
+                       startedAt: $0.startedAt, finishedAt: $0.finishedAt)
         }
         switch result.outcome {
         case "stopped":
@@ -122,6 +124,8 @@ public final class GenerationStage: ClusterStage {
             throw ClusterError(String(format: "the dollar budget is spent ($%.4f of $%.4f) with %d chunks left; raise generate.budget and start the coordinator again to continue", allowance.spent, budget, open.count))
         }
     }
+
+    public var progress: (done: Int, total: Int) { (done + failed, total) }
 
     public var progressLine: String {
         let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)

@@ -52,6 +52,7 @@ public final class TrainingStage: ClusterStage {
         trainer = driver.trainer
         self.store = store
         self.leaseTimeout = leaseTimeout
+        try store.setMeta("train_total_steps", String(trainer.totalSteps))
         let bytes = trainer.engine.gradientCount * MemoryLayout<Float>.size
         guard bytes <= WireLimits.maxMessageBytes else {
             throw ClusterError("the trainable parameters (\(bytes >> 20) MiB) do not fit in one cluster message (\(WireLimits.maxMessageBytes >> 20) MiB): train this model with LoRA, or on one machine with `refinery train`")
@@ -236,6 +237,8 @@ public final class TrainingStage: ClusterStage {
         func list(_ values: [Double]) -> String { "[" + values.map { String(format: "%.4f", $0) }.joined(separator: ",") + "]" }
         return "{\"step_seconds\":\(list(stepSeconds)),\"critical_compute_seconds\":\(list(stepComputeSeconds))}"
     }
+
+    public var progress: (done: Int, total: Int) { (trainer.step, trainer.totalSteps) }
 
     public var progressLine: String {
         let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)

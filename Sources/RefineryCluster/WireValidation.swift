@@ -45,6 +45,7 @@ extension Wire {
                       request.startedAt.isFinite, request.finishedAt.isFinite, ["done", "failed", "sent"].contains(request.status) else {
                     throw WireRefusal("a request record with negative or non-finite usage")
                 }
+                try checkErrorClass(request.errorClass)
             }
             return .generateResult(lease, result)
         case let .gradientResult(result):
@@ -63,6 +64,7 @@ extension Wire {
             guard ["answered", "failed", "stopped"].contains(result.outcome) else { throw WireRefusal("unknown outcome \(result.outcome.prefix(40))") }
             guard result.content.utf8.count <= WireLimits.maxText, result.error.utf8.count <= WireLimits.maxText,
                   result.finishReason.utf8.count <= 64 else { throw WireRefusal("a call result with over-long fields") }
+            try checkErrorClass(result.errorClass)
             guard result.promptTokens >= 0, result.completionTokens >= 0, result.cost.isFinite, result.cost >= 0, result.attempts <= 10_000 else {
                 throw WireRefusal("a call result with negative or non-finite usage")
             }
@@ -194,6 +196,11 @@ extension Wire {
         }
         return GradientTaskSpec(parameterVersion: task.parameterVersion, step: Int(task.step), microBatch: Int(task.microBatch),
                                 lossOnly: task.lossOnly, sequences: sequences, dropoutSeeds: task.dropoutSeeds)
+    }
+
+    /// An error class is empty or one of `RequestErrorClass`'s names.
+    private static func checkErrorClass(_ name: String) throws(WireRefusal) {
+        guard name.isEmpty || RequestErrorClass(rawValue: name) != nil else { throw WireRefusal("unknown error class \(name.prefix(40))") }
     }
 
     private static func envelope(_ bytes: [UInt8]) throws(WireRefusal) -> Refinery_Cluster_Envelope {

@@ -1,8 +1,10 @@
 import Foundation
 
-/// Turns progress text into what a log file or pipe should hold. Progress is written as the
-/// terminal shows it: a status line that rewrites itself starts (or ends) with "\r", and a lone
-/// "\n" ends it. On a terminal that passes through unchanged; otherwise (`isTerminal` false)
+/// Turns progress text into what a terminal, a log file or a pipe should hold. Progress is
+/// written as the terminal shows it: a status line that rewrites itself starts (or ends) with
+/// "\r", and a lone "\n" ends it. On a terminal the status line is redrawn in place (cleared
+/// first, so a shorter one leaves nothing behind), and a message arriving while it shows is
+/// printed above it and the status redrawn below; otherwise (`isTerminal` false)
 /// every status becomes a plain line ending in "\n", at most one per `interval` seconds (the
 /// last one before the status ends is always kept, so a log ends on the final state), and no line
 /// is longer than `maximumWidth` characters (longer ones wrap at a space, continued with two spaces
@@ -15,6 +17,10 @@ public struct ProgressLines: Sendable {
     private var lastStatusTime: Double?
     /// A status dropped by the interval, written if the status ends before another comes.
     private var pendingStatus: String?
+    /// The status line a terminal shows now (not ended by a newline yet).
+    private var shownStatus: String?
+    /// Clears the terminal's current line.
+    static let clearLine = "\r\u{1B}[K"
 
     public init(isTerminal: Bool, interval: Double = 5, maximumWidth: Int = 300) {
         self.isTerminal = isTerminal
@@ -24,7 +30,7 @@ public struct ProgressLines: Sendable {
 
     /// What to write for `text` arriving at time `now` (seconds); may be empty.
     public mutating func render(_ text: String, now: Double) -> String {
-        if isTerminal { return text }
+        if isTerminal { return renderOnTerminal(text) }
         var status = text.hasPrefix("\r") || (text.hasSuffix("\r") && !text.hasSuffix("\n"))
         var body = text
         while body.hasPrefix("\r") { body.removeFirst() }
@@ -59,6 +65,32 @@ public struct ProgressLines: Sendable {
         let lines = (ends ? String(body.dropLast()) : body).split(separator: "\n", omittingEmptySubsequences: false)
         output += lines.map { wrap(String($0)) }.joined(separator: "\n") + (ends ? "\n" : "")
         return output
+    }
+
+    private mutating func renderOnTerminal(_ text: String) -> String {
+        var body = text
+        var status = body.hasPrefix("\r") || (body.hasSuffix("\r") && !body.hasSuffix("\n"))
+        while body.hasPrefix("\r") { body.removeFirst() }
+        while body.hasSuffix("\r") { body.removeLast() }
+        if !status && body.contains("\r") {
+            body = String(body[body.index(after: body.lastIndex(of: "\r") ?? body.startIndex)...])
+            status = true
+        }
+        if body == "\n" || body.isEmpty {
+            defer { shownStatus = nil }
+            return shownStatus == nil ? body : "\n"
+        }
+        if status {
+            if body.hasSuffix("\n") {
+                shownStatus = nil
+                return Self.clearLine + body
+            }
+            shownStatus = body
+            return Self.clearLine + body
+        }
+        // A message: above the status line, which is drawn again below it.
+        guard let shown = shownStatus else { return text }
+        return Self.clearLine + body + (body.hasSuffix("\n") ? "" : "\n") + shown
     }
 
     /// `line` cut into pieces of at most `maximumWidth` characters, at the last space that allows.

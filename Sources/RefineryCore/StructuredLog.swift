@@ -69,3 +69,37 @@ public struct LogLineParts: Sendable, Equatable {
         message = String(text)
     }
 }
+
+/// One thing in a run worth a log line (a worker joined or was lost, a lease expired, a request
+/// failed and was retried, a checkpoint was written, a stage finished), with its facts as named
+/// fields. As text it is the line `[source] message`; with `--log-format json` an object whose
+/// `event` and fields a machine can filter on.
+public struct RunEvent: Sendable {
+    /// Who says it: "cluster", "worker", "train", a stage's name.
+    public var source: String
+    /// What happened, in snake case: "worker_joined", "lease_expired", "request_failed", …
+    public var name: String
+    public var level: Logger.Level
+    /// The sentence for people.
+    public var message: String
+    /// The event's facts (worker id, task, error class, reason, …), in order.
+    public var fields: [(String, String)]
+
+    public init(source: String, name: String, level: Logger.Level = .info, message: String, fields: [(String, String)] = []) {
+        self.source = source
+        self.name = name
+        self.level = level
+        self.message = message
+        self.fields = fields
+    }
+
+    /// The text form: `[source] message` (`warning: ` before a warning's message).
+    public var line: String { "[\(source)] " + (level == .warning ? "warning: " : level >= .error ? "error: " : "") + message }
+
+    /// The event's name and fields as swift-log metadata.
+    public var metadata: Logger.Metadata {
+        var metadata: Logger.Metadata = ["event": .string(name)]
+        for (key, value) in fields { metadata[key] = .string(value) }
+        return metadata
+    }
+}

@@ -113,7 +113,7 @@ extension LLMCallOutcomeRow {
     /// The row that stores `result` (answered or failed; a stopped call is not stored).
     public init(_ result: LLMCallResult) {
         self.init(answered: result.status == .answered, reply: result.status == .answered ? result.content : nil,
-                  finishReason: result.finishReason, error: result.error, promptTokens: result.promptTokens,
+                  finishReason: result.finishReason, error: result.error, errorClass: result.errorClass?.rawValue, promptTokens: result.promptTokens,
                   completionTokens: result.completionTokens, cost: result.cost, attempts: result.attempts)
     }
 }

@@ -7,15 +7,19 @@ import RefineryStore
 public protocol ChunkLedger: Sendable {
     /// Records that a request is about to be sent; returns its id.
     func beginRequest(chunkID: Int64, promptHash: String) throws -> Int64
-    /// Records a request that did not yield samples.
-    func failRequest(_ requestID: Int64, error: String, rawReply: String?, usage: Usage) throws
+    /// Records a request that did not yield samples, and the class of what went wrong.
+    func failRequest(_ requestID: Int64, error: String, errorClass: RequestErrorClass, rawReply: String?, usage: Usage) throws
     /// Stores the pairs and marks the request and the chunk done.
     func completeChunk(_ chunkID: Int64, requestID: Int64, rawReply: String, usage: Usage, pairs: [(String, String)]) throws
     /// Gives the chunk up, keeping the reason and the last raw reply.
     func failChunk(_ chunkID: Int64, reason: String, rawReply: String?) throws
 }
 
-extension RunStore: ChunkLedger {}
+extension RunStore: ChunkLedger {
+    public func failRequest(_ requestID: Int64, error: String, errorClass: RequestErrorClass, rawReply: String?, usage: Usage) throws {
+        try failRequest(requestID, error: error, errorClass: errorClass.rawValue, rawReply: rawReply, usage: usage)
+    }
+}
 
 /// How a chunk ended.
 public enum ChunkOutcome: Sendable, Equatable {
@@ -63,7 +67,7 @@ public struct ChunkProcessor: Sendable {
                     throw error
                 }
             } catch let error as LLMError {
-                try ledger.failRequest(requestID, error: error.description, rawReply: nil, usage: Usage())
+                try ledger.failRequest(requestID, error: error.description, errorClass: error.errorClass, rawReply: nil, usage: Usage())
                 guard error.isRetryable else { throw GenerationStopped(error: error) }
                 transportFailures += 1
                 if transportFailures >= settings.retry.maxAttempts {
@@ -80,7 +84,7 @@ public struct ChunkProcessor: Sendable {
             if reply.finishReason == "length" && !grewForLength {
                 grewForLength = true
                 try ledger.failRequest(requestID, error: "finish_reason length: retrying once with max_tokens \(request.maxTokens * 2)",
-                                       rawReply: reply.content, usage: usage)
+                                       errorClass: .truncated, rawReply: reply.content, usage: usage)
                 request.maxTokens *= 2
                 continue
             }
@@ -89,7 +93,7 @@ public struct ChunkProcessor: Sendable {
                 try ledger.completeChunk(chunkID, requestID: requestID, rawReply: reply.content, usage: usage, pairs: pairs)
                 return .done
             case let .failure(problem):
-                try ledger.failRequest(requestID, error: problem.reason, rawReply: reply.content, usage: usage)
+                try ledger.failRequest(requestID, error: problem.reason, errorClass: .invalidReply, rawReply: reply.content, usage: usage)
                 invalidReplies += 1
                 if invalidReplies >= settings.maxInvalidReplies {
                     try ledger.failChunk(chunkID, reason: "\(problem.reason) (\(invalidReplies) invalid replies)", rawReply: reply.content)

@@ -113,17 +113,20 @@ public struct LLMCallResult: Sendable, Equatable {
     public var content: String
     public var finishReason: String?
     public var error: String?
+    /// The class of the error that ended a failed or stopped call.
+    public var errorClass: RequestErrorClass?
     public var promptTokens: Int
     public var completionTokens: Int
     public var cost: Double
     public var attempts: Int
 
-    public init(status: Status, content: String = "", finishReason: String? = nil, error: String? = nil, promptTokens: Int = 0,
-                completionTokens: Int = 0, cost: Double = 0, attempts: Int = 1) {
+    public init(status: Status, content: String = "", finishReason: String? = nil, error: String? = nil, errorClass: RequestErrorClass? = nil,
+                promptTokens: Int = 0, completionTokens: Int = 0, cost: Double = 0, attempts: Int = 1) {
         self.status = status
         self.content = content
         self.finishReason = finishReason
         self.error = error
+        self.errorClass = errorClass
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.cost = cost
@@ -160,7 +163,7 @@ public struct LLMCallMaker: Sendable {
             do {
                 try await limiter.acquire(estimatedTokens: estimate, maxCost: maxCost)
             } catch {
-                return LLMCallResult(status: .stopped, error: error.description, attempts: attempts)
+                return LLMCallResult(status: .stopped, error: error.description, errorClass: error.errorClass, attempts: attempts)
             }
             do {
                 let reply = try await client.complete(request)
@@ -170,9 +173,12 @@ public struct LLMCallMaker: Sendable {
                                      promptTokens: reply.promptTokens, completionTokens: reply.completionTokens, cost: cost, attempts: attempts)
             } catch {
                 await limiter.release(maxCost: maxCost, actualCost: 0)
-                guard error.isRetryable else { return LLMCallResult(status: .stopped, error: error.description, attempts: attempts) }
+                guard error.isRetryable else {
+                    return LLMCallResult(status: .stopped, error: error.description, errorClass: error.errorClass, attempts: attempts)
+                }
                 if attempts >= retry.maxAttempts {
-                    return LLMCallResult(status: .failed, error: "\(error.description) after \(attempts) attempts", attempts: attempts)
+                    return LLMCallResult(status: .failed, error: "\(error.description) after \(attempts) attempts", errorClass: error.errorClass,
+                                         attempts: attempts)
                 }
                 try? await Task.sleep(nanoseconds: UInt64(retry.delay(afterAttempt: attempts, error: error) * 1e9))
             }

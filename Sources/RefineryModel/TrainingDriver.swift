@@ -42,6 +42,8 @@ public final class TrainingDriver {
     /// How to continue after a non-finite step, appended to the error (e.g. "lower --lr and
     /// resume with --resume").
     public let recoveryHint: String
+    /// Receives the run's events (`checkpoint_written`); none by default.
+    public var onEvent: (RunEvent) -> Void = { _ in }
 
     public init(trainer: Trainer, checkpoints: CheckpointStore, log: TrainLog, output: URL, recoveryHint: String) {
         self.trainer = trainer
@@ -90,7 +92,11 @@ public final class TrainingDriver {
     /// Checkpoints when due and, after the last step, writes the outputs. Returns whether the
     /// run is complete.
     public func endStep() throws -> Bool {
-        if policy.checkpoints(after: trainer.step) { _ = try checkpoints.save(trainer) }
+        if policy.checkpoints(after: trainer.step) {
+            let place = try checkpoints.save(trainer)
+            onEvent(RunEvent(source: "train", name: "checkpoint_written", message: "checkpoint of step \(trainer.step) written: \(place)",
+                             fields: [("step", String(trainer.step)), ("checkpoint", place)]))
+        }
         guard trainer.step >= trainer.totalSteps else { return false }
         try writeOutputs()
         return true

@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryCluster
 import RefineryCuration
 import RefineryData
@@ -16,6 +17,9 @@ public struct ClusterPipeline {
     public var heartbeat = 1.0
     /// Where progress text goes.
     public var report: ProgressReport
+    /// Where the run's events go (workers joining and lost, leases expiring, failed requests,
+    /// checkpoints, stages finished); without one, their text lines go to `report`.
+    public var onEvent: ((RunEvent) -> Void)?
     /// The generation job (nil: the config makes no dataset).
     public let generation: GenerationJob?
     /// The state file.
@@ -79,6 +83,9 @@ public struct ClusterPipeline {
         let coordinator = try Coordinator(store: store, options: options)
         let report = self.report
         coordinator.report = { report($0 + "\n") }
+        let events = onEvent ?? { report($0.line + "\n") }
+        coordinator.onEvent = events
+        coordinator.onStatus = { line in report(line.map { "\r" + $0 } ?? "\n") }
         coordinator.stopCheck = stopCheck
         report("[cluster] coordinator listening on \(coordinator.endpoint)\(security == nil ? "" : " (CURVE)"); state \(state)\n")
         try started(coordinator.endpoint)
@@ -100,6 +107,7 @@ public struct ClusterPipeline {
                 let trainer = plan.trainer
                 let driver = TrainingDriver(trainer: trainer, checkpoints: StateFileCheckpointStore(store: store), log: try plan.log(StateFileTrainLog(store: store)),
                                             output: plan.output, recoveryHint: "Lower train.lr and start the coordinator again.")
+                driver.onEvent = events
                 let stage = try TrainingStage(driver: driver, store: store)
                 stage.onStep = { record, evalLoss in
                     var line = String(format: "[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e", record.step, trainer.totalSteps,

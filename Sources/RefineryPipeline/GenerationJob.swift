@@ -1,4 +1,5 @@
 import Foundation
+import RefineryCore
 import RefineryData
 import RefineryLLM
 import RefineryStore
@@ -68,8 +69,9 @@ public struct GenerationJob: Sendable {
                 guard throttle.due(final: p.done + p.failed == p.total) else { return }
                 let rate = Double(p.requests) / max(p.elapsed, 1e-9)
                 let remaining = Double(p.total - p.done - p.failed) / max(Double(p.done + p.failed) / max(p.elapsed, 1e-9), 1e-9)
-                report(String(format: "\r[generate] %d/%d chunks done, %d failed, %d requests (%.1f/s), $%.4f, ETA %@",
-                              p.done, p.total, p.failed, p.requests, rate, p.dollars, DurationText.of(remaining)))
+                report("\r[generate] " + ProgressBar.render(done: p.done + p.failed, total: p.total)
+                       + String(format: " %d/%d chunks done, %d failed, %d requests (%.1f/s), $%.4f, ETA %@",
+                                p.done, p.total, p.failed, p.requests, rate, p.dollars, DurationText.of(remaining)))
             }
         } catch {
             stopped = error

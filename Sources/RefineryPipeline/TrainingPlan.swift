@@ -89,11 +89,13 @@ public struct TrainingPlan {
         reportToTensorBoard ? try TensorBoardTrainLog(wrapping: rows, directory: output.appendingPathComponent("runs")) : rows
     }
 
-    /// Trains on this machine with checkpoint folders under `output` (`resume`: from the newest).
-    public func runHere(resume: Bool, progress: (TrainingProgress) throws -> Void) throws {
+    /// Trains on this machine with checkpoint folders under `output` (`resume`: from the newest);
+    /// `events` hears of each checkpoint written.
+    public func runHere(resume: Bool, events: @escaping (RunEvent) -> Void = { _ in }, progress: (TrainingProgress) throws -> Void) throws {
         let driver = TrainingDriver(trainer: trainer, checkpoints: FolderCheckpointStore(output: output),
                                     log: try log(FileTrainLog(url: output.appendingPathComponent("train_log.jsonl"))), output: output,
                                     recoveryHint: "Lower --lr and continue with --resume.")
+        driver.onEvent = events
         try driver.runHere(resume: resume, progress: progress)
     }
 

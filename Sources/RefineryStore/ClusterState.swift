@@ -57,10 +57,14 @@ public struct RequestRow: Sendable, Equatable {
     public var rawReply: String?
     public var usage: Usage
     public var error: String?
+    /// The name of the failure's class (`RequestErrorClass` in RefineryLLM).
+    public var errorClass: String?
     public var startedAt: Double
     public var finishedAt: Double
 
-    public init(promptHash: String, succeeded: Bool, rawReply: String?, usage: Usage, error: String?, startedAt: Double, finishedAt: Double) {
+    public init(promptHash: String, succeeded: Bool, rawReply: String?, usage: Usage, error: String?, errorClass: String? = nil,
+                startedAt: Double, finishedAt: Double) {
+        self.errorClass = errorClass
         self.promptHash = promptHash
         self.succeeded = succeeded
         self.rawReply = rawReply
@@ -190,10 +194,11 @@ extension RunStore {
                 let attempt = try (Int.fetchOne(db, sql: "SELECT attempts FROM chunk WHERE id = ?", arguments: [chunkID]) ?? 0) + 1
                 try db.execute(sql: "UPDATE chunk SET attempts = ? WHERE id = ?", arguments: [attempt, chunkID])
                 try db.execute(sql: """
-                    INSERT INTO request (chunk_id, prompt_hash, attempt, status, raw_reply, prompt_tokens, completion_tokens, cost, error, created_at, finished_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO request (chunk_id, prompt_hash, attempt, status, raw_reply, prompt_tokens, completion_tokens, cost, error, error_class,
+                                         created_at, finished_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [chunkID, request.promptHash, attempt, request.succeeded ? "done" : "failed", request.rawReply,
-                                     request.usage.promptTokens, request.usage.completionTokens, request.usage.cost, request.error,
+                                     request.usage.promptTokens, request.usage.completionTokens, request.usage.cost, request.error, request.errorClass,
                                      request.startedAt, request.finishedAt])
                 if index == requests.count - 1 { lastRequestID = db.lastInsertedRowID }
             }
@@ -248,7 +253,8 @@ extension RunStore {
     /// Appends (or replaces) a `train_log.jsonl` row of `kind` ("train" or "eval") for `step`.
     public func putTrainLog(step: Int, kind: String, row: String) throws {
         try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO train_log (step, kind, row) VALUES (?, ?, ?)", arguments: [step, kind, row])
+            try db.execute(sql: "INSERT OR REPLACE INTO train_log (step, kind, row, logged_at) VALUES (?, ?, ?, ?)",
+                           arguments: [step, kind, row, Date().timeIntervalSince1970])
         }
     }
 

@@ -23,6 +23,13 @@ enum LLMCallSchema {
         ALTER TABLE curation_decision ADD COLUMN detail TEXT;
         ALTER TABLE curation_decision ADD COLUMN output_rows TEXT;
         """
+    /// For watching a run: the class of a failed request or call (`RequestErrorClass`'s names),
+    /// and when each training log row was written (step times and tokens per second).
+    static let v8 = """
+        ALTER TABLE request ADD COLUMN error_class TEXT;
+        ALTER TABLE llm_call ADD COLUMN error_class TEXT;
+        ALTER TABLE train_log ADD COLUMN logged_at REAL;
+        """
 }
 
 /// A cached call as stored.
@@ -54,17 +61,20 @@ public struct LLMCallOutcomeRow: Sendable {
     public var reply: String?
     public var finishReason: String?
     public var error: String?
+    /// The name of the error's class (`RequestErrorClass`) when the call failed.
+    public var errorClass: String?
     public var promptTokens: Int
     public var completionTokens: Int
     public var cost: Double
     public var attempts: Int
 
-    public init(answered: Bool, reply: String?, finishReason: String?, error: String?, promptTokens: Int, completionTokens: Int,
-                cost: Double, attempts: Int) {
+    public init(answered: Bool, reply: String?, finishReason: String?, error: String?, errorClass: String? = nil, promptTokens: Int,
+                completionTokens: Int, cost: Double, attempts: Int) {
         self.answered = answered
         self.reply = reply
         self.finishReason = finishReason
         self.error = error
+        self.errorClass = errorClass
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.cost = cost
@@ -133,10 +143,10 @@ extension RunStore {
     public func commitCall(id: Int64, outcome: LLMCallOutcomeRow, workerID: String?, taskID: String? = nil) throws -> Bool {
         try write { db in
             try db.execute(sql: """
-                UPDATE llm_call SET status = ?, reply = ?, finish_reason = ?, error = ?, prompt_tokens = ?, completion_tokens = ?, cost = ?,
-                    attempts = attempts + ?, worker_id = ?, finished_at = ?
+                UPDATE llm_call SET status = ?, reply = ?, finish_reason = ?, error = ?, error_class = ?, prompt_tokens = ?, completion_tokens = ?,
+                    cost = ?, attempts = attempts + ?, worker_id = ?, finished_at = ?
                 WHERE id = ? AND status = 'pending'
-                """, arguments: [outcome.answered ? "answered" : "failed", outcome.reply, outcome.finishReason, outcome.error,
+                """, arguments: [outcome.answered ? "answered" : "failed", outcome.reply, outcome.finishReason, outcome.error, outcome.errorClass,
                                  outcome.promptTokens, outcome.completionTokens, outcome.cost, outcome.attempts, workerID,
                                  Date().timeIntervalSince1970, id])
             let changed = db.changesCount > 0

@@ -170,6 +170,9 @@ public final class RunStore: Sendable {
         migrator.registerMigration("v7-llm-calls") { db in
             try db.execute(sql: LLMCallSchema.v7)
         }
+        migrator.registerMigration("v8-error-classes") { db in
+            try db.execute(sql: LLMCallSchema.v8)
+        }
         return migrator
     }
 
@@ -236,13 +239,15 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Records a request that did not yield samples (HTTP error, invalid reply…).
-    public func failRequest(_ requestID: Int64, error: String, rawReply: String?, usage: Usage) throws {
+    /// Records a request that did not yield samples (HTTP error, invalid reply…), with the name
+    /// of its error class (`RequestErrorClass` in RefineryLLM).
+    public func failRequest(_ requestID: Int64, error: String, errorClass: String?, rawReply: String?, usage: Usage) throws {
         try write { db in
             try db.execute(sql: """
-                UPDATE request SET status = 'failed', error = ?, raw_reply = ?, prompt_tokens = ?, completion_tokens = ?, cost = ?, finished_at = ?
-                WHERE id = ?
-                """, arguments: [error, rawReply, usage.promptTokens, usage.completionTokens, usage.cost, Date().timeIntervalSince1970, requestID])
+                UPDATE request SET status = 'failed', error = ?, error_class = ?, raw_reply = ?, prompt_tokens = ?, completion_tokens = ?,
+                cost = ?, finished_at = ? WHERE id = ?
+                """, arguments: [error, errorClass, rawReply, usage.promptTokens, usage.completionTokens, usage.cost, Date().timeIntervalSince1970,
+                                 requestID])
         }
     }
 

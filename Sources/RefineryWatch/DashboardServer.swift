@@ -9,7 +9,7 @@ import RefineryStore
 /// Serves a run's state over HTTP from its state file (read-only, a fresh read per request, so a
 /// request never waits on — or holds up — the coordinator): `/` the live page (`DashboardPage`),
 /// `/metrics` in the Prometheus text format (`RunMetrics`), `/api/status` as `status --json`,
-/// `/api/train` the training log's rows. With a `token`, every request must
+/// `/api/train` the training log's rows (each with the `time` it was written, when known). With a `token`, every request must
 /// carry it (`Authorization: Bearer TOKEN` or `?token=TOKEN`); `DashboardServer.check` refuses to
 /// bind beyond loopback without one. Nothing served contains an API key: the state holds none.
 public enum DashboardServer {
@@ -43,7 +43,10 @@ public enum DashboardServer {
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
         }
         router.get("api/train") { _, _ -> Response in
-            let rows = try RunStore(path: statePath, readOnly: true).trainLog().compactMap { try? JSONValue.parse($0) }
+            let rows = try RunStore(path: statePath, readOnly: true).timedTrainLog().compactMap { entry -> JSONValue? in
+                guard case let .object(fields)? = try? JSONValue.parse(entry.row) else { return nil }
+                return .object(fields + (entry.loggedAt.map { [("time", JSONValue.double($0))] } ?? []))
+            }
             return Response(status: .ok, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(string: JSONValue.array(rows).compactText)))
         }

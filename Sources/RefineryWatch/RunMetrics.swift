@@ -4,9 +4,9 @@ import RefineryCore
 import RefineryPipeline
 
 /// A run's state (`RunStatus`, read from its state file) in the Prometheus text format, built with
-/// swift-prometheus: tasks by state, LLM requests, tokens and cost, curation calls by purpose and
-/// outcome, workers by state, and the last training step's loss, gradient norm, learning rate and
-/// eval loss. Counters hold the run's totals as the state file records them, so a scrape after a
+/// swift-prometheus: tasks by state, LLM requests (by outcome, failures by error class), tokens and
+/// cost, curation calls by purpose and outcome, workers by state, and the last training step's
+/// loss, gradient norm, learning rate, step time, tokens per second and eval loss. Counters hold the run's totals as the state file records them, so a scrape after a
 /// coordinator restart continues where the run is, and every figure equals `status --json`'s.
 public enum RunMetrics {
     /// The exposition text of `status`.
@@ -20,6 +20,10 @@ public enum RunMetrics {
         for (outcome, count) in status.requestOutcomes {
             registry.makeCounter(name: "refinery_llm_requests_by_outcome_total", labels: [("outcome", outcome)],
                                  help: "LLM requests (generation) by outcome: done, failed, or sent (in flight).").increment(by: Int64(count))
+        }
+        for (errorClass, count) in status.errorsByClass {
+            registry.makeCounter(name: "refinery_llm_errors_total", labels: [("class", errorClass)],
+                                 help: "Failed LLM requests and curation calls by error class.").increment(by: Int64(count))
         }
         registry.makeCounter(name: "refinery_llm_tokens_total", labels: [("kind", "prompt")], help: "LLM tokens (generation).")
             .increment(by: Int64(status.usage.promptTokens))
@@ -45,6 +49,12 @@ public enum RunMetrics {
                                       ("tokens", "refinery_train_step_tokens", "Trained tokens of the last step.")] {
                 if let value = row[key]?.doubleValue { registry.makeGauge(name: name, help: help).set(value) }
             }
+        }
+        if let seconds = status.stepSeconds {
+            registry.makeGauge(name: "refinery_train_step_seconds", help: "Median seconds per training step over the last ten steps.").set(seconds)
+        }
+        if let rate = status.tokensPerSecond {
+            registry.makeGauge(name: "refinery_train_tokens_per_second", help: "Trained tokens per second of the last step.").set(rate)
         }
         if let loss = status.lastEvalRow.flatMap({ try? JSONValue.parse($0) })?["eval_loss"]?.doubleValue {
             registry.makeGauge(name: "refinery_eval_loss", help: "The last evaluation loss.").set(loss)

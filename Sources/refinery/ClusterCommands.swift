@@ -54,6 +54,7 @@ struct CoordinatorCommand: ParsableCommand {
             var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: listen,
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
+            pipeline.onEvent = Output.event
             let dashboard = try dashboardOption.start(statePath: pipeline.state)
             defer { dashboard?.cancel() }
             let written = try pipeline.run()
@@ -125,8 +126,9 @@ struct RunCommand: ParsableCommand {
             try logFormat.apply()
             guard workers >= 1 else { throw CommandError("--workers must be at least 1 (for a coordinator alone, use `refinery coordinator`)") }
             guard slots > 0 else { throw CommandError("--slots must be positive") }
-            let pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
+            var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
                                                report: Output.progress)
+            pipeline.onEvent = Output.event
             let processes = LocalWorkers()
             defer { processes.stop() }
             let dashboard = try dashboardOption.start(statePath: pipeline.state)

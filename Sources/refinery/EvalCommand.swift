@@ -53,7 +53,10 @@ struct EvalCommand: ParsableCommand {
                                        projections: QLoRABaseNote.projections(forAdapter: adapter))
             let start = Date()
             let report: (Int, Int) -> Void = { done, total in
-                Output.progress("\r[eval] \(done)/\(total) samples, \(String(format: "%.1f", Date().timeIntervalSince(start)))s")
+                let elapsed = Date().timeIntervalSince(start)
+                let eta = done > 0 ? DurationText.of(elapsed / Double(done) * Double(total - done)) : "?"
+                Output.progress("\r[eval] " + ProgressBar.render(done: done, total: total)
+                                + " \(done)/\(total) samples, \(String(format: "%.1f", Double(done) / max(elapsed, 1e-9))) samples/s, ETA \(eta)")
             }
             let result: EvaluationResult
             if let adapter {

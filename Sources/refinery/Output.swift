@@ -33,6 +33,33 @@ enum Output {
             lines = ProgressLines(isTerminal: false, maximumWidth: .max)
         }
 
+        var isJSON: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return logger != nil
+        }
+
+        func write(_ event: RunEvent) {
+            lock.lock()
+            guard let logger else {
+                lock.unlock()
+                write(event.line + "\n")
+                return
+            }
+            defer { lock.unlock() }
+            // A status line in progress ends first, as with any message.
+            let pending = lines.render("\n", now: ProcessInfo.processInfo.systemUptime)
+            if !pending.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { log(pending, to: logger) }
+            logger.log(level: event.level, "\(event.message)", metadata: event.metadata, source: event.source)
+        }
+
+        private func log(_ rendered: String, to logger: Logger) {
+            for line in rendered.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                let parts = LogLineParts(String(line))
+                logger.log(level: parts.level, "\(parts.message)", source: parts.source)
+            }
+        }
+
         func write(_ text: String) {
             lock.lock()
             defer { lock.unlock() }
@@ -42,10 +69,7 @@ enum Output {
                 handle.write(Data(rendered.utf8))
                 return
             }
-            for line in rendered.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-                let parts = LogLineParts(String(line))
-                logger.log(level: parts.level, "\(parts.message)", source: parts.source)
-            }
+            log(rendered, to: logger)
         }
     }
 
@@ -75,6 +99,15 @@ enum Output {
     static func progress(_ text: String) {
         standardError.write(text)
     }
+
+    /// A run's event on standard error: its `[source] message` line, or with `--log-format json`
+    /// one object carrying the event's name and fields.
+    static func event(_ event: RunEvent) {
+        standardError.write(event)
+    }
+
+    /// Whether messages go out as JSON lines (`--log-format json`).
+    static var isJSON: Bool { standardError.isJSON }
 }
 
 /// `--log-format text|json` of the commands that report a run's events.

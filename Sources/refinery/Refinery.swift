@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryTensor
 
 /// The `refinery` command line (DESIGN §5): thin commands that parse, call a module, print.
@@ -19,12 +20,17 @@ struct CommandError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Runs `body`, turning library errors into one clear line for the user.
+/// Runs `body`, turning library errors into one clear line for the user: `Error: …`, or with
+/// `--log-format json` a JSON line (level and event "error") and exit code 1.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         try ProductBackend.checkEnvironment()
         return try body()
     } catch let error as CustomStringConvertible & Error {
+        if Output.isJSON {
+            Output.event(RunEvent(source: "refinery", name: "error", level: .error, message: error.description))
+            throw ExitCode.failure
+        }
         throw CommandError(error.description)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RefineryCore
 import RefineryModel
 import RefineryPipeline
 
@@ -86,9 +87,9 @@ struct TrainCommand: ParsableCommand {
                 throw CommandError(refusal + " (--dry-run prints the plan; --ignore-memory-plan starts anyway)")
             }
             let plan = try TrainingPlan(config: config.train, checkOutput: true, resume: resume, overwrite: overwrite, report: Output.progress)
-            try plan.runHere(resume: resume) { p in
-                var line = String(format: "\r[train] step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@",
-                                  p.record.step, p.totalSteps, p.record.loss, p.record.gradNorm, p.record.learningRate,
+            try plan.runHere(resume: resume, events: Output.event) { p in
+                var line = "\r[train] " + ProgressBar.render(done: p.record.step, total: p.totalSteps)
+                    + String(format: " step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %@", p.record.step, p.totalSteps, p.record.loss, p.record.gradNorm, p.record.learningRate,
                                   p.tokensPerSecond, DurationText.of(p.secondsRemaining))
                 if let e = p.evalLoss { line += String(format: "  eval_loss %.4f", e) }
                 Output.progress(line + (p.evalLoss != nil || p.record.step == p.totalSteps ? "\n" : ""))

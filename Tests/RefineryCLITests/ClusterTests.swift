@@ -309,7 +309,7 @@ import Testing
             let done = workers.compactMap { $0["tasks_done"]?.intValue }.reduce(0, +)
             #expect(done == chunks.count, "every chunk counted once, for the worker whose answer was stored")
             let text = try CommandLineTests.run(["status", "--state", state])
-            #expect(text.stdout.contains("stage: done") && text.stdout.contains("victim"), "\(text.stdout)")
+            #expect(text.stdout.contains("stage      done") && text.stdout.contains("victim"), "\(text.stdout)")
         }
     }
 

@@ -188,4 +188,97 @@ import Testing
             #expect(coordinator.wait(seconds: 20), "the coordinator exits on SIGTERM: \(coordinator.output.suffix(500))")
         }
     }
+
+    /// A page request never holds up the run: the same latency-bound run (a 300 ms mock, 1 worker
+    /// with 2 slots) takes as long while 4 clients fetch the page, `/api/status`, `/api/train` and
+    /// `/metrics` back to back as it does alone. Each request reads the state file on its own (WAL:
+    /// readers never block the coordinator's writes), so the bound is the run's own noise. The
+    /// clients are threads of their own, so a loaded test machine cannot starve them.
+    @Test func hammeringTheDashboardDoesNotSlowTheRun() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let articles = dir.appendingPathComponent("articles.json")
+            try ClusterTests.writeArticles(articles, count: 30)
+            let mock = try ClusterTests.Mock(latencyMs: 300)
+            func timedRun(_ name: String, hammer: Bool) throws -> (seconds: Double, answered: Int, refused: Int) {
+                let config = try ClusterTests.config(dir: dir, name: name, articles: articles, mock: mock, train: false)
+                let started = Date()
+                let run = try ClusterTests.Background(["run", "--config", config.path, "--workers", "1", "--slots", "2", "--dashboard", "127.0.0.1:0"],
+                                                      log: dir.appendingPathComponent("\(name).log"))
+                defer { run.kill9() }
+                let counts = HammerCounts()
+                let clients = DispatchGroup()
+                if hammer {
+                    var base: String?
+                    while base == nil && run.status == nil && Date().timeIntervalSince(started) < 30 {
+                        let log = run.output
+                        if let start = log.range(of: "[dashboard] http://"), let end = log[start.upperBound...].range(of: "/ (live page)") {
+                            base = "http://" + log[start.upperBound..<end.lowerBound]
+                        }
+                        Thread.sleep(forTimeInterval: 0.01)
+                    }
+                    let root = try #require(base, "the run names its dashboard: \(run.output)")
+                    for client in 0..<4 {
+                        clients.enter()
+                        Thread.detachNewThread {
+                            let paths = ["/", "/api/status", "/api/train", "/metrics"]
+                            var index = client
+                            while !counts.finished {
+                                counts.add(status: Self.blockingGet(root + paths[index % paths.count]))
+                                index += 1
+                            }
+                            clients.leave()
+                        }
+                    }
+                }
+                #expect(run.wait(seconds: 120), "the run finishes: \(run.output.suffix(500))")
+                let seconds = Date().timeIntervalSince(started)
+                counts.finish()
+                clients.wait()
+                #expect(run.status == 0, "\(run.output.suffix(800))")
+                return (seconds, counts.answered, counts.refused)
+            }
+            let alone = try timedRun("alone", hammer: false)
+            let hammered = try timedRun("hammered", hammer: true)
+            #expect(hammered.answered >= 100 && hammered.refused == 0, "\(hammered.answered) pages served, \(hammered.refused) refused")
+            // 30 chunks at 300 ms over 2 slots: ~4.5 s of calls plus start-up; a page request that
+            // held the coordinator's loop (or its state file) would add up over hundreds of requests.
+            #expect(hammered.seconds <= alone.seconds * 1.5 + 2, "alone \(alone.seconds) s, hammered \(hammered.seconds) s")
+            print("dashboard hammer: alone \(alone.seconds) s, hammered \(hammered.seconds) s, \(hammered.answered) pages")
+        }
+    }
+
+    /// The status code of a GET, waiting on a thread of the caller's (nil: no answer).
+    static func blockingGet(_ url: String) -> Int? {
+        guard let address = URL(string: url) else { return nil }
+        let done = DispatchSemaphore(value: 0)
+        let status = HammerCounts()
+        URLSession.shared.dataTask(with: address) { _, response, _ in
+            status.code = (response as? HTTPURLResponse)?.statusCode
+            done.signal()
+        }.resume()
+        done.wait()
+        return status.code
+    }
+}
+
+/// The hammering clients' tallies: pages answered (200) and refused (any other answer than the
+/// 503 of a run that has not created its state yet); no answer at all happens as the run ends.
+final class HammerCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ok = 0, other = 0, done = false
+    private var lastCode: Int?
+    var code: Int? {
+        get { lock.lock(); defer { lock.unlock() }; return lastCode }
+        set { lock.lock(); lastCode = newValue; lock.unlock() }
+    }
+    var answered: Int { lock.lock(); defer { lock.unlock() }; return ok }
+    var refused: Int { lock.lock(); defer { lock.unlock() }; return other }
+    var finished: Bool { lock.lock(); defer { lock.unlock() }; return done }
+    func finish() { lock.lock(); done = true; lock.unlock() }
+    func add(status: Int?) {
+        lock.lock()
+        defer { lock.unlock() }
+        if status == 200 { ok += 1 } else if let status, status != 503 { other += 1 }
+    }
 }

@@ -4,10 +4,21 @@ import Testing
 /// Progress text for a file or pipe: status lines become plain lines, at most one per interval,
 /// the final state always kept, nothing longer than the width; on a terminal, unchanged.
 @Suite struct ProgressLinesTests {
-    @Test func aTerminalGetsTheTextUnchanged() {
+    @Test func aTerminalRedrawsTheStatusLineAndKeepsMessagesAboveIt() {
         var lines = ProgressLines(isTerminal: true)
-        #expect(lines.render("\r[train] step 1/9", now: 0) == "\r[train] step 1/9")
+        let clear = "\r\u{1B}[K"
+        #expect(lines.render("\r[train] step 1/9", now: 0) == clear + "[train] step 1/9")
+        // A shorter status clears what the longer one left.
+        #expect(lines.render("\r[train] 2/9", now: 0) == clear + "[train] 2/9")
+        // A message goes above the status line, which is drawn again.
+        #expect(lines.render("[cluster] worker w1 joined\n", now: 0) == clear + "[cluster] worker w1 joined\n[train] 2/9")
         #expect(lines.render("\n", now: 1) == "\n")
+        // Without a status showing, messages pass unchanged, and a lone newline too.
+        #expect(lines.render("wrote a.json\n", now: 2) == "wrote a.json\n")
+        #expect(lines.render("\n", now: 2) == "\n")
+        // A status that ends itself leaves nothing to redraw.
+        #expect(lines.render("\r[eval] 3/3 samples\n", now: 3) == clear + "[eval] 3/3 samples\n")
+        #expect(lines.render("done\n", now: 3) == "done\n")
     }
 
     @Test func statusLinesAreThrottledAndTheLastOneIsKept() {

@@ -720,6 +720,10 @@ public nonisolated struct Refinery_Cluster_RequestRecord: Sendable {
 
   public var finishedAt: Double = 0
 
+  /// Why a failed request failed, one of RequestErrorClass's names ("rate_limited", "timeout",
+  /// "invalid_reply", …); empty when it succeeded.
+  public var errorClass: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -846,6 +850,9 @@ public nonisolated struct Refinery_Cluster_CallResult: Sendable {
   public var cost: Double = 0
 
   public var attempts: UInt32 = 0
+
+  /// The class of the error that ended a failed or stopped call (RequestErrorClass's names).
+  public var errorClass: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2132,7 +2139,7 @@ nonisolated extension Refinery_Cluster_GenerateTask: SwiftProtobuf.Message, Swif
 
 nonisolated extension Refinery_Cluster_RequestRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}prompt_hash\0\u{1}status\0\u{3}raw_reply\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{1}cost\0\u{1}error\0\u{3}started_at\0\u{3}finished_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}prompt_hash\0\u{1}status\0\u{3}raw_reply\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{1}cost\0\u{1}error\0\u{3}started_at\0\u{3}finished_at\0\u{3}error_class\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2149,6 +2156,7 @@ nonisolated extension Refinery_Cluster_RequestRecord: SwiftProtobuf.Message, Swi
       case 7: try { try decoder.decodeSingularStringField(value: &self.error) }()
       case 8: try { try decoder.decodeSingularDoubleField(value: &self.startedAt) }()
       case 9: try { try decoder.decodeSingularDoubleField(value: &self.finishedAt) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.errorClass) }()
       default: break
       }
     }
@@ -2182,6 +2190,9 @@ nonisolated extension Refinery_Cluster_RequestRecord: SwiftProtobuf.Message, Swi
     if self.finishedAt.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.finishedAt, fieldNumber: 9)
     }
+    if !self.errorClass.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorClass, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2195,6 +2206,7 @@ nonisolated extension Refinery_Cluster_RequestRecord: SwiftProtobuf.Message, Swi
     if lhs.error != rhs.error {return false}
     if lhs.startedAt != rhs.startedAt {return false}
     if lhs.finishedAt != rhs.finishedAt {return false}
+    if lhs.errorClass != rhs.errorClass {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2365,7 +2377,7 @@ nonisolated extension Refinery_Cluster_CallTask: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Refinery_Cluster_CallResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CallResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0\u{3}call_id\0\u{1}outcome\0\u{1}content\0\u{3}finish_reason\0\u{1}error\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{1}cost\0\u{1}attempts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0\u{3}call_id\0\u{1}outcome\0\u{1}content\0\u{3}finish_reason\0\u{1}error\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{1}cost\0\u{1}attempts\0\u{3}error_class\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2383,6 +2395,7 @@ nonisolated extension Refinery_Cluster_CallResult: SwiftProtobuf.Message, SwiftP
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.completionTokens) }()
       case 9: try { try decoder.decodeSingularDoubleField(value: &self.cost) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.attempts) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.errorClass) }()
       default: break
       }
     }
@@ -2423,6 +2436,9 @@ nonisolated extension Refinery_Cluster_CallResult: SwiftProtobuf.Message, SwiftP
     if self.attempts != 0 {
       try visitor.visitSingularUInt32Field(value: self.attempts, fieldNumber: 10)
     }
+    if !self.errorClass.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorClass, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2437,6 +2453,7 @@ nonisolated extension Refinery_Cluster_CallResult: SwiftProtobuf.Message, SwiftP
     if lhs.completionTokens != rhs.completionTokens {return false}
     if lhs.cost != rhs.cost {return false}
     if lhs.attempts != rhs.attempts {return false}
+    if lhs.errorClass != rhs.errorClass {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
