@@ -71,7 +71,7 @@ public enum CachedEmbeddings {
             try store?.storeEmbeddings(model: embedder.key, pairs)
             for pair in pairs { cached[pair.digest] = pair.vector }
             done += part.count
-            report("[embed] \(done)/\(missing.count) texts embedded\r")
+            report("\r[embed] " + ProgressBar.render(done: done, total: missing.count) + " \(done)/\(missing.count) texts embedded")
         }
         if !missing.isEmpty { report("\n") }
         let vectors = digests.map { cached[$0] ?? [] }

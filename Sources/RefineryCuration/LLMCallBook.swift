@@ -98,14 +98,14 @@ public final class LocalLLMCallExecutor: LLMCallExecutor {
                         return result.error ?? "the endpoint refused the call"
                     }
                     try store.commitCall(id: id, outcome: LLMCallOutcomeRow(result), workerID: nil)
-                    if let line = progress.record(result) { report("[\(purpose)] \(line)") }
+                    if let line = progress.record(result) { report("\r[\(purpose)] \(line)") }
                     add()
                 }
                 return nil
             }
         }
         if let stop { throw CoreError("\(purpose) stopped: \(stop)") }
-        report("[\(purpose)] \(progress.line)")
+        report("\r[\(purpose)] \(progress.line)\n")
     }
 }
 
@@ -118,7 +118,7 @@ extension LLMCallOutcomeRow {
     }
 }
 
-/// Counts finished calls and says so at most once a second.
+/// Counts finished calls and says so at most once a second, as a status line with a bar.
 final class CallProgress: @unchecked Sendable {
     private let lock = NSLock()
     private let total: Int
@@ -148,6 +148,9 @@ final class CallProgress: @unchecked Sendable {
 
     private var unlockedLine: String {
         let elapsed = max(Date().timeIntervalSince(started), 1e-9)
-        return String(format: "%d/%d calls answered, %d failed, %.1f calls/s, $%.4f", answered, total, failed, Double(answered + failed) / elapsed, cost)
+        let rate = Double(answered + failed) / elapsed
+        let eta = rate > 0 && answered + failed < total ? String(format: ", ETA %.0fs", Double(total - answered - failed) / rate) : ""
+        return ProgressBar.render(done: answered + failed, total: total)
+            + String(format: " %d/%d calls answered, %d failed, %.1f calls/s, $%.4f", answered, total, failed, rate, cost) + eta
     }
 }

@@ -26,7 +26,7 @@ struct DataCurateCommand: ParsableCommand {
             guard !plan.stages.isEmpty else { throw CommandError("\(config) has no curate: stages (e.g. `curate:\\n  - dedup: exact`)") }
             let store = try state.map { try RunStore(path: $0) }
             // LLM stages (judge, …) make their calls from here, each kept in the state file.
-            let calls = store.map { LLMCallBook(store: $0, executor: LocalLLMCallExecutor(report: { Output.progress($0 + "\n") })) }
+            let calls = store.map { LLMCallBook(store: $0, executor: LocalLLMCallExecutor(report: { Output.progress($0.hasPrefix("\r") ? $0 : $0 + "\n") })) }
             let context = CurationContext(store: store, calls: calls, report: { Output.progress($0) })
             var lines = try DatasetInput.read(input)
             let total = lines.count

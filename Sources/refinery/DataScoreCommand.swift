@@ -30,7 +30,9 @@ struct DataScoreCommand: ParsableCommand {
             let lines = try DatasetInput.read(input)
             let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: choice, field: field)
             let labels = scorer.labels
-            let logits = try scorer.scores(lines, source: input) { done in Output.progress("[score] \(done)/\(lines.count) samples\r") }
+            let logits = try scorer.scores(lines, source: input) { done in
+                Output.progress("\r[score] " + ProgressBar.render(done: done, total: lines.count) + " \(done)/\(lines.count) samples")
+            }
             if !lines.isEmpty { Output.progress("\n") }
             var rows: [String] = []
             for (line, values) in zip(lines, logits) {

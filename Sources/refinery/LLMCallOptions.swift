@@ -26,7 +26,7 @@ struct LLMCallOptions: ParsableArguments {
         let path = state ?? output + ".state.db"
         let store = try RunStore(path: path)
         let executor = LocalLLMCallExecutor(slots: slots, requestsPerMinute: rpm, tokensPerMinute: tpm, budget: budget, timeout: timeout,
-                                            report: { Output.progress($0 + "\n") })
+                                            report: { Output.progress($0.hasPrefix("\r") ? $0 : $0 + "\n") })
         return (store, LLMCallBook(store: store, executor: executor))
     }
 }
