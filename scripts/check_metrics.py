@@ -27,6 +27,9 @@ def main(base, state, binary="refinery"):
         (("refinery_llm_tokens_total", (("kind", "prompt"),)), status["prompt_tokens"]),
         (("refinery_llm_tokens_total", (("kind", "completion"),)), status["completion_tokens"]),
     ]
+    checks += [(("refinery_llm_errors_total", (("class", name),)), count) for name, count in status["errors_by_class"].items()]
+    if status["training"]["step_seconds"] is not None:
+        checks.append((("refinery_train_step_seconds", ()), status["training"]["step_seconds"]))
     if status["training"]["last"]:
         checks += [(("refinery_train_step", ()), status["training"]["last"]["step"]),
                    (("refinery_train_loss", ()), status["training"]["last"]["loss"])]
