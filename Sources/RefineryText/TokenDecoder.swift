@@ -109,6 +109,40 @@ indirect enum TokenDecoder: Sendable {
         }
     }
 
+    /// The bytes `token` adds to a decoded text in the middle of a sequence (no start-of-text
+    /// stripping, no clean-up): what constrained decoding checks a token against.
+    func bytes(ofToken token: String) -> [UInt8] {
+        var text = token
+        for item in flattened {
+            switch item {
+            case .byteLevel:
+                var bytes: [UInt8] = []
+                for scalar in text.unicodeScalars {
+                    guard let byte = ByteLevelMap.scalarToByte[scalar] else { return Array(text.utf8) }
+                    bytes.append(byte)
+                }
+                return bytes
+            case .byteFallback:
+                if let byte = Self.byteToken(text) { return [byte] }
+            case let .metaspace(replacement, _):
+                text = String(String.UnicodeScalarView(text.unicodeScalars.map { $0 == replacement ? " " : $0 }))
+            case let .replace(pattern, content):
+                text = text.replacingAll(pattern, with: content)
+            case let .wordPiece(prefix, _):
+                text = !prefix.isEmpty && text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : " " + text
+            case .fuse, .strip, .sequence:
+                continue
+            }
+        }
+        return Array(text.utf8)
+    }
+
+    /// The decoder's steps in order, sequences opened.
+    private var flattened: [TokenDecoder] {
+        if case let .sequence(items) = self { return items.flatMap(\.flattened) }
+        return [self]
+    }
+
     /// BERT's decode clean-up: no space before `. ? ! ,` and inside English contractions.
     static func cleanUpSpacing(_ text: String) -> String {
         var result = text

@@ -165,6 +165,14 @@ public struct Tokenizer: Sendable {
         return model.tokenize(units: units, ranges: ranges)
     }
 
+    /// The bytes token `id` adds in the middle of a decoded text (a byte-level piece may be part
+    /// of a UTF-8 character); nil for a special token or an unknown id.
+    public func tokenBytes(_ id: Int) -> [UInt8]? {
+        if let added = addedByID[id] { return added.special ? nil : Array(added.content.utf8) }
+        guard let text = token(of: id) else { return nil }
+        return decoder?.bytes(ofToken: text) ?? Array(text.utf8)
+    }
+
     /// Decodes ids to text as `tokenizers`' `decode(ids, skip_special_tokens:)` does.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
         var tokens: [String] = []
