@@ -88,9 +88,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "RefineryHTTP",
+            dependencies: ["RefineryCore", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
+        .target(
+            name: "RefineryServe",
+            dependencies: [
+                "RefineryCore", "RefineryHTTP", "RefineryModel", "RefineryText",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "RefineryWatch",
             dependencies: [
-                "RefineryCore", "RefineryPipeline", "RefineryStore",
+                "RefineryCore", "RefineryHTTP", "RefineryPipeline", "RefineryStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,7 +112,7 @@ let package = Package(
             name: "refinery",
             dependencies: [
                 "RefineryCore", "RefineryPipeline", "RefineryCluster", "RefineryModel", "RefineryText", "RefineryTensor", "RefineryData",
-                "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration", "RefineryWatch",
+                "RefineryStore", "RefineryLLM", "RefineryMockLLM", "RefineryCuration", "RefineryWatch", "RefineryServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

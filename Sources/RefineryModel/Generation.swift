@@ -11,14 +11,19 @@ public struct SamplingOptions: Sendable {
     public var seed: UInt64
     /// Generation stops after emitting one of these (EOS, end-of-turn).
     public var stopTokens: Set<Int>
+    /// With a value, each emitted token carries its log-probability under the model and the
+    /// `logprobs` most likely alternatives (0: none).
+    public var logprobs: Int?
 
-    public init(maxNewTokens: Int = 64, temperature: Float = 0, topP: Float = 1, topK: Int = 0, seed: UInt64 = 0, stopTokens: Set<Int> = []) {
+    public init(maxNewTokens: Int = 64, temperature: Float = 0, topP: Float = 1, topK: Int = 0, seed: UInt64 = 0, stopTokens: Set<Int> = [],
+                logprobs: Int? = nil) {
         self.maxNewTokens = maxNewTokens
         self.temperature = temperature
         self.topP = topP
         self.topK = topK
         self.seed = seed
         self.stopTokens = stopTokens
+        self.logprobs = logprobs
     }
 }
 

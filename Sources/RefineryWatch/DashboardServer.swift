@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import RefineryCore
+import RefineryHTTP
 import RefineryPipeline
 import RefineryStore
 
@@ -15,10 +16,7 @@ import RefineryStore
 public enum DashboardServer {
     /// Refuses a non-loopback `host` without a token.
     public static func check(host: String, token: String?) throws {
-        let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
-        if !loopback && (token ?? "").isEmpty {
-            throw CoreError("the dashboard binds \(host), beyond this machine, so it needs a token: set REFINERY_DASHBOARD_TOKEN (requests then send it as \"Authorization: Bearer TOKEN\")")
-        }
+        try HTTPAccess.check(host: host, token: token, variable: "REFINERY_DASHBOARD_TOKEN", server: "the dashboard")
     }
 
     /// Runs until the task is cancelled; `onRunning` receives the bound port (useful with port 0).
@@ -32,7 +30,7 @@ public enum DashboardServer {
             throw CoreError("no state file at \(statePath): give the --state of a run (its data.state)")
         }
         let router = Router()
-        router.add(middleware: TokenMiddleware(token: token))
+        router.add(middleware: BearerTokenMiddleware(token: token))
         router.add(middleware: StateFileMiddleware(path: statePath))
         router.get("metrics") { _, _ -> Response in
             let status = try RunStatus.read(path: statePath)
@@ -59,22 +57,6 @@ public enum DashboardServer {
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "refinery-dashboard"),
                               onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
         try await app.runService(gracefulShutdownSignals: requireState ? [.sigterm, .sigint] : [])
-    }
-}
-
-/// Refuses requests without the token (when there is one) with 401.
-struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String?
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let token, !token.isEmpty else { return try await next(request, context) }
-        let bearer = request.headers[.authorization] == "Bearer \(token)"
-        let query = request.uri.queryParameters.get("token") == token
-        guard bearer || query else {
-            return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer"],
-                            body: .init(byteBuffer: ByteBuffer(string: "a token is needed: send \"Authorization: Bearer TOKEN\"\n")))
-        }
-        return try await next(request, context)
     }
 }
 

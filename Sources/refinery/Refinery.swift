@@ -10,7 +10,7 @@ struct Refinery: AsyncParsableCommand {
         commandName: "refinery",
         abstract: "Turn raw text into instruction data and fine-tune Llama-family models on it.",
         discussion: "Models are Hugging Face folders (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).",
-        subcommands: [TokenizeCommand.self, RenderCommand.self, EvalCommand.self, GenerateCommand.self, ChatCommand.self, TrainCommand.self, ExportCommand.self, DataCommand.self, MockLLMCommand.self, CoordinatorCommand.self, WorkerCommand.self, RunCommand.self, StatusCommand.self, KeysCommand.self, DemoCommand.self, DashboardCommand.self]
+        subcommands: [TokenizeCommand.self, RenderCommand.self, EvalCommand.self, GenerateCommand.self, ChatCommand.self, TrainCommand.self, ExportCommand.self, DataCommand.self, MockLLMCommand.self, CoordinatorCommand.self, WorkerCommand.self, RunCommand.self, StatusCommand.self, KeysCommand.self, DemoCommand.self, DashboardCommand.self, ServeCommand.self]
     )
 }
 

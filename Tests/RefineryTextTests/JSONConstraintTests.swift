@@ -135,3 +135,31 @@ import Testing
         }
     }
 }
+
+extension JSONConstraintTests {
+    /// The model fixture's tiny byte-level vocabulary (700 tokens), a small schema, tight budgets.
+    @Test func theFixtureModelsVocabularyCompletesWithinTightBudgets() throws {
+        let path = FixtureFiles.root.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("RefineryModelTests/Fixtures/llama-gqa/tokenizer.json")
+        let tokenizer = try Tokenizer(contentsOf: path)
+        let vocabulary = TokenVocabulary(tokenizer: tokenizer, vocabularySize: 700, stopTokens: [1])
+        let schema = try JSONSchemaNode.compile(try JSONValue.parse(#"{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false}"#))
+        var generator = SplitMix64(seed: 3)
+        let shortest = JSONTokenConstraint(schema: schema, vocabulary: vocabulary).tokensToComplete
+        for budget in [shortest, shortest + 3, 60] {
+            for _ in 0..<5 {
+                let constraint = JSONTokenConstraint(schema: schema, vocabulary: vocabulary)
+                var ids: [Int] = []
+                while !constraint.isComplete && ids.count < budget {
+                    let allowed = constraint.allowedTokens(remaining: budget - ids.count)
+                    guard let token = allowed.randomElement(using: &generator) else { break }
+                    constraint.accept(token)
+                    ids.append(token)
+                }
+                let text = tokenizer.decode(ids, skipSpecialTokens: true)
+                #expect(constraint.isComplete && ids.count <= budget, "budget \(budget): \(ids.count) tokens: \(text)")
+                #expect((try? JSONValue.parse(text)).map { Self.valid($0, schema) } == true, "\(text)")
+            }
+        }
+    }
+}
