@@ -48,7 +48,9 @@ public struct GenerationPrompt: Sendable, Equatable {
     public var schema: JSONValue {
         let pair = JSONValue.object([
             ("type", .string("object")),
-            ("properties", .object([("instruction", .object([("type", .string("string"))])), ("answer", .object([("type", .string("string"))]))])),
+            // A non-space character in each: what `parse` accepts (and what constrained decoders enforce).
+            ("properties", .object([("instruction", .object([("type", .string("string")), ("pattern", .string("\\S"))])),
+                                    ("answer", .object([("type", .string("string")), ("pattern", .string("\\S"))]))])),
             ("required", .array([.string("instruction"), .string("answer")])),
             ("additionalProperties", .bool(false)),
         ])

@@ -16,9 +16,11 @@ import Testing
         let process: ClusterTests.Background
         let base: String
 
-        init(_ extra: [String] = [], environment: [String: String] = [:]) throws {
+        static func start(model: String, name: String) throws -> Server { try Server(["--name", name], model: model) }
+
+        init(_ extra: [String] = [], model: String = TrainCommandTests.llama, environment: [String: String] = [:]) throws {
             let dir = try TrainCommandTests.temporary()
-            process = try ClusterTests.Background(["serve", "--model", TrainCommandTests.llama, "--listen", "127.0.0.1:0"] + extra,
+            process = try ClusterTests.Background(["serve", "--model", model, "--listen", "127.0.0.1:0"] + extra,
                                                   log: dir.appendingPathComponent("serve.log"), environment: environment)
             var found: String?
             let deadline = Date().addingTimeInterval(60)
@@ -230,6 +232,48 @@ import Testing
             #expect(freed, "the abandoned sequence was cancelled")
             let next = Self.send(server.base + "/v1/completions", body: #"{"model":"llama-gqa","prompt":"Next","max_tokens":2}"#)
             #expect(next.status == 200, "\(next.status) \(next.body)")
+        }
+    }
+
+    /// Refinery's own generation stage against a local `refinery serve`: with `json_schema`, every
+    /// chunk's first reply is a valid set of pairs even from random weights (the fixture model,
+    /// its context lengthened — RoPE has no learned positions — to hold a chunk's prompt).
+    @Test func theGenerationStageGetsValidPairsFromALocalServer() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            let model = dir.appendingPathComponent("fixture-long")
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: TrainCommandTests.llama), to: model)
+            let configURL = model.appendingPathComponent("config.json")
+            guard case var .object(fields) = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)) else { throw TextError("config.json") }
+            fields = fields.map { $0.0 == "max_position_embeddings" ? ($0.0, .int(4096)) : $0 }
+            try JSONValue.object(fields).compactText.write(to: configURL, atomically: true, encoding: .utf8)
+            let dirServer = try Server.start(model: model.path, name: "fixture")
+            let articles = dir.appendingPathComponent("articles.json")
+            try ClusterTests.writeArticles(articles, count: 3)
+            let config = dir.appendingPathComponent("gen.yaml")
+            try """
+            data:
+              articles: \(articles.path)
+              state: \(dir.appendingPathComponent("gen.db").path)
+              out: \(dir.appendingPathComponent("pairs.jsonl").path)
+            generate:
+              base_url: \(dirServer.base)/v1
+              model: fixture
+              response_format: json_schema
+              pairs_per_chunk: 2
+              max_tokens: 200
+              temperature: 1.0
+              max_invalid: 1
+            """.write(to: config, atomically: true, encoding: .utf8)
+            let run = try CommandLineTests.run(["data", "generate", "--config", config.path])
+            #expect(run.status == 0, "\(run.stderr.suffix(1500))")
+            let status = try JSONValue.parse(try CommandLineTests.run(["status", "--state", dir.appendingPathComponent("gen.db").path, "--json"]).stdout)
+            let done = status["chunks"]?["done"]?.intValue ?? 0
+            #expect(done >= 3 && status["chunks"]?["failed"]?.intValue == 0 && status["requests"]?.intValue == done,
+                    "every chunk's first reply was valid: \(status.compactText)")
+            let lines = try String(contentsOf: dir.appendingPathComponent("pairs.jsonl"), encoding: .utf8).split(separator: "\n")
+                + (try String(contentsOf: dir.appendingPathComponent("pairs.test.jsonl"), encoding: .utf8)).split(separator: "\n")
+            #expect(lines.count == 2 * done, "two pairs per chunk: \(lines.count) lines for \(done) chunks")
         }
     }
 
