@@ -2,18 +2,47 @@ import ArgumentParser
 import Foundation
 import RefineryModel
 
-/// `refinery export`: merge a LoRA adapter into its base model and write a model folder.
+/// `refinery export`: merge a LoRA adapter into its base model and write a model folder, or
+/// write the model (an adapter merged first, if given) as one GGUF file for llama.cpp / Ollama.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Merge a PEFT LoRA adapter into the base model (weights in the base model's dtype).")
+        commandName: "export", abstract: "Merge a PEFT LoRA adapter into the base model (a safetensors folder), or write a GGUF file for llama.cpp.")
 
     @Option(help: "Base model folder.") var model: String
-    @Option(help: "PEFT LoRA adapter folder.") var adapter: String
-    @Option(help: "Output model folder.") var output: String
-    @Flag(help: "Replace an existing output folder.") var overwrite = false
+    @Option(help: "PEFT LoRA adapter folder (required for --format safetensors; merged first with gguf).") var adapter: String?
+    @Option(help: "Output model folder (safetensors) or file (gguf).") var output: String
+    @Option(help: "safetensors (a merged model folder) or gguf (one file llama.cpp loads).") var format: String = "safetensors"
+    @Option(help: "GGUF weight type: f32, f16, bf16, q8_0 or q4_0 (norms stay f32).") var quant: String = "f16"
+    @Flag(help: "Replace an existing output.") var overwrite = false
 
     func run() throws {
         try reportingErrors {
+            switch format {
+            case "safetensors": try writeFolder()
+            case "gguf": try writeGGUF()
+            default: throw CommandError("--format \(format): use safetensors or gguf")
+            }
+        }
+    }
+
+    private func writeGGUF() throws {
+        guard let quantization = GGUFExport.Quantization(rawValue: quant) else {
+            throw CommandError("--quant \(quant): use one of \(GGUFExport.Quantization.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if FileManager.default.fileExists(atPath: output) && !overwrite { throw CommandError("\(output) exists; pass --overwrite to replace it") }
+        let modelURL = URL(fileURLWithPath: model)
+        let projections = QLoRABaseNote.projections(forAdapter: adapter)
+        let llama = try LlamaModel(directory: modelURL, projections: projections)
+        if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
+        let name = modelURL.standardizedFileURL.lastPathComponent
+        try GGUFExport.write(llama, directory: modelURL, to: output, quantization: quantization, name: name)
+        let merged = adapter.map { " with the adapter \($0) merged" + (projections == .nf4RoundTrip ? " into the NF4-dequantized base" : "") } ?? ""
+        Output.message("wrote \(output) (GGUF, \(quantization.rawValue))\(merged)")
+    }
+
+    private func writeFolder() throws {
+        guard let adapter else { throw CommandError("--adapter is required with --format safetensors (a merged model folder)") }
+        do {
             let outputURL = URL(fileURLWithPath: output)
             let existing = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
             if !existing.isEmpty && !overwrite {
