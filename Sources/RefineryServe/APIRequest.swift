@@ -51,6 +51,8 @@ public struct CompletionJob: Sendable {
     public var includeUsage: Bool
     /// nil: no logprobs; else how many alternatives per token.
     public var logprobs: Int?
+    /// `ignore_eos` (an extension, as in vLLM): decode `max_tokens` whatever the model says — for benchmarks.
+    public var ignoreEOS = false
     public var format: ResponseFormat
 
     /// Reads a `/v1/chat/completions` body.
@@ -81,15 +83,19 @@ public struct CompletionJob: Sendable {
     /// Reads a `/v1/completions` body.
     public static func text(_ body: JSONValue, served: ServedModel) throws -> CompletionJob {
         var job = try common(body, served: served, kind: .text, defaultMaxTokens: 16)
-        let prompt: String
         if let single = body["prompt"]?.stringValue {
-            prompt = single
+            job.prompt = served.chat.tokenizer.encode(single, addSpecialTokens: true).ids
         } else if let list = body["prompt"]?.arrayValue, list.count == 1, let single = list[0].stringValue {
-            prompt = single
+            job.prompt = served.chat.tokenizer.encode(single, addSpecialTokens: true).ids
+        } else if let ids = body["prompt"]?.arrayValue, !ids.isEmpty, ids.allSatisfy({ $0.intValue != nil }) {
+            // Token ids, as the OpenAI API also takes them.
+            job.prompt = ids.compactMap(\.intValue)
+            guard job.prompt.allSatisfy({ (0..<served.model.config.vocabSize).contains($0) }) else {
+                throw APIError("prompt holds token ids outside the vocabulary (0..<\(served.model.config.vocabSize))", parameter: "prompt")
+            }
         } else {
-            throw APIError("prompt must be a string (or a list of one string)", parameter: "prompt")
+            throw APIError("prompt must be a string, a list of one string, or a list of token ids", parameter: "prompt")
         }
-        job.prompt = served.chat.tokenizer.encode(prompt, addSpecialTokens: true).ids
         if let logprobs = body["logprobs"], logprobs != .null {
             guard let count = logprobs.intValue, (0...5).contains(count) else { throw APIError("logprobs must be between 0 and 5", parameter: "logprobs") }
             job.logprobs = count
@@ -143,7 +149,8 @@ public struct CompletionJob: Sendable {
         return CompletionJob(kind: kind, model: model, prompt: [], maxTokens: maxTokens,
                              temperature: Float(try number("temperature", 0...2, default: 1)), topP: Float(try number("top_p", 0.000_001...1, default: 1)),
                              topK: topK, seed: seed, stop: stop, n: n?.intValue ?? 1, stream: stream,
-                             includeUsage: body["stream_options"]?["include_usage"]?.boolValue ?? false, logprobs: nil, format: .text)
+                             includeUsage: body["stream_options"]?["include_usage"]?.boolValue ?? false, logprobs: nil,
+                             ignoreEOS: body["ignore_eos"]?.boolValue ?? false, format: .text)
     }
 
     private static func text(of content: JSONValue?, at path: String) throws -> String {
@@ -189,6 +196,6 @@ public struct CompletionJob: Sendable {
     /// The sampling options of choice `index`.
     public func options(choice index: Int, stopTokens: Set<Int>) -> SamplingOptions {
         SamplingOptions(maxNewTokens: maxTokens, temperature: temperature, topP: topP, topK: topK,
-                        seed: (seed ?? UInt64.random(in: 0...UInt64.max)) &+ UInt64(index), stopTokens: stopTokens, logprobs: logprobs)
+                        seed: (seed ?? UInt64.random(in: 0...UInt64.max)) &+ UInt64(index), stopTokens: ignoreEOS ? [] : stopTokens, logprobs: logprobs)
     }
 }

@@ -7,8 +7,9 @@ import RefineryHTTP
 import RefineryModel
 import RefineryText
 
-/// `refinery serve`: an OpenAI-compatible HTTP API over one model — `/v1/models`,
-/// `/v1/chat/completions` (through the model's chat template) and `/v1/completions`, streamed as
+/// `refinery serve`: an OpenAI-compatible HTTP API over one model — `/v1/models`, for a language
+/// model `/v1/chat/completions` (through the model's chat template) and `/v1/completions`, for a
+/// sentence-transformers model `/v1/embeddings`. Completions are streamed as
 /// server-sent events or whole, with `usage`, sampling settings, stop strings, `n`, `logprobs`
 /// and `response_format` (`json_object`, `json_schema`: enforced while decoding). Every request's
 /// sequences join one `DecodeLoop` (continuous batching). Bodies over the size limit get 413, a
@@ -31,18 +32,50 @@ public enum OpenAIServer {
         try HTTPAccess.check(host: options.host, token: options.token, variable: "REFINERY_SERVE_TOKEN", server: "refinery serve")
     }
 
+    /// Serves an embedding model until the task is cancelled (or SIGINT/SIGTERM).
+    public static func run(embeddings model: EmbeddingModel, options: Options, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try check(options)
+        let router = Router()
+        router.add(middleware: BearerTokenMiddleware(token: options.token))
+        let created = Int(Date().timeIntervalSince1970)
+        router.get("v1/models") { _, _ -> Response in models(model.names, created: created) }
+        router.post("v1/embeddings") { request, _ -> Response in
+            var request = request
+            guard let body = try? await request.collectBody(upTo: options.maxRequestBytes) else {
+                return failure(APIError("the request body is over \(options.maxRequestBytes) bytes", status: 413, code: "request_too_large"))
+            }
+            do {
+                guard let parsed = try? JSONValue.parse(String(buffer: body)) else { throw APIError("the body is not valid JSON") }
+                return json(try await model.answer(parsed))
+            } catch let error as APIError {
+                return failure(error)
+            }
+        }
+        try await serve(router, options: options, onRunning: onRunning)
+    }
+
+    private static func models(_ names: Set<String>, created: Int) -> Response {
+        let models = names.sorted().map { name in
+            JSONValue.object([("id", .string(name)), ("object", .string("model")), ("created", .int(created)), ("owned_by", .string("refinery"))])
+        }
+        return json(.object([("object", .string("list")), ("data", .array(models))]))
+    }
+
+    private static func serve(_ router: Router<BasicRequestContext>, options: Options, onRunning: @escaping @Sendable (Int) async -> Void) async throws {
+        var logger = Logger(label: "refinery-serve")
+        logger.logLevel = .warning
+        let app = Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "refinery-serve"),
+                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? options.port) }, logger: logger)
+        try await app.runService()
+    }
+
     /// Serves until the task is cancelled (or SIGINT/SIGTERM); `onRunning` receives the bound port.
     public static func run(served: ServedModel, options: Options, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         try check(options)
         let loop = DecodeLoop(model: served.model, maxBatch: options.maxBatch, maxQueue: options.maxQueue)
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(token: options.token))
-        router.get("v1/models") { _, _ -> Response in
-            let models = served.names.sorted().map { name in
-                JSONValue.object([("id", .string(name)), ("object", .string("model")), ("created", .int(served.created)), ("owned_by", .string("refinery"))])
-            }
-            return json(.object([("object", .string("list")), ("data", .array(models))]))
-        }
+        router.get("v1/models") { _, _ -> Response in models(served.names, created: served.created) }
         router.get("health") { _, _ -> Response in
             let load = loop.load
             return json(.object([("status", .string("ok")), ("decoding", .int(load.active)), ("waiting", .int(load.waiting))]))
@@ -53,11 +86,7 @@ public enum OpenAIServer {
         router.post("v1/completions") { request, _ -> Response in
             try await complete(request, served: served, loop: loop, limit: options.maxRequestBytes) { try CompletionJob.text($0, served: served) }
         }
-        var logger = Logger(label: "refinery-serve")
-        logger.logLevel = .warning
-        let app = Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "refinery-serve"),
-                              onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? options.port) }, logger: logger)
-        try await app.runService()
+        try await serve(router, options: options, onRunning: onRunning)
     }
 
     private static func complete(_ request: Request, served: ServedModel, loop: DecodeLoop, limit: Int,

@@ -43,17 +43,33 @@ struct ServeCommand: AsyncParsableCommand {
         options.maxBatch = maxBatch
         options.maxQueue = maxQueue
         options.maxRequestBytes = maxRequestBytes
+        let directory = URL(fileURLWithPath: model)
+        let host = options.host
+        let servedName = name ?? directory.standardizedFileURL.lastPathComponent
+        // A sentence-transformers folder (modules.json) is served at /v1/embeddings.
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("modules.json").path) {
+            let embeddings = try reportingErrors { () throws -> EmbeddingModel in
+                try OpenAIServer.check(options)
+                if adapter != nil { throw CommandError("--adapter applies to language models, not to the embedding model \(model)") }
+                return EmbeddingModel(names: [servedName], embedder: try SentenceEmbedder(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype")))
+            }
+            do {
+                try await OpenAIServer.run(embeddings: embeddings, options: options) { bound in
+                    Output.line("serving \(servedName) on http://\(host):\(bound)/v1 (OpenAI-compatible embeddings)")
+                }
+            } catch let error as CoreError {
+                throw CommandError(error.message)
+            }
+            return
+        }
         let served = try reportingErrors { () throws -> ServedModel in
             try OpenAIServer.check(options)
-            let directory = URL(fileURLWithPath: model)
             let chat = try ChatTokenizer(directory: directory)
             let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"),
                                        projections: QLoRABaseNote.projections(forAdapter: adapter))
             if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
-            let servedName = name ?? directory.standardizedFileURL.lastPathComponent
             return ServedModel(names: [servedName], model: llama, chat: chat)
         }
-        let host = options.host
         do {
             try await OpenAIServer.run(served: served, options: options) { bound in
                 Output.line("serving \(served.names.sorted().joined(separator: ", ")) on http://\(host):\(bound)/v1 (OpenAI-compatible)")

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import RefineryCore
+import RefineryModel
 import RefineryText
 import Testing
 
@@ -274,6 +275,24 @@ import Testing
             let lines = try String(contentsOf: dir.appendingPathComponent("pairs.jsonl"), encoding: .utf8).split(separator: "\n")
                 + (try String(contentsOf: dir.appendingPathComponent("pairs.test.jsonl"), encoding: .utf8)).split(separator: "\n")
             #expect(lines.count == 2 * done, "two pairs per chunk: \(lines.count) lines for \(done) chunks")
+        }
+    }
+
+    /// A sentence-transformers folder is served at /v1/embeddings: the vectors are the embedder's.
+    @Test func anEmbeddingModelAnswersEmbeddings() async throws {
+        try await offThePool {
+            let server = try Server([], model: EmbedCommandTests.minibert.path)
+            let reply = Self.send(server.base + "/v1/embeddings", body: #"{"model":"minibert","input":["a cat sat on the mat","refinery"]}"#)
+            let data = reply.json?["data"]?.arrayValue ?? []
+            #expect(data.count == 2 && reply.json?["usage"]?["prompt_tokens"]?.intValue ?? 0 > 0, "\(reply.body.prefix(300))")
+            let embedder = try SentenceEmbedder(directory: EmbedCommandTests.minibert, dtype: .auto)
+            let want = try embedder.embed(["a cat sat on the mat", "refinery"])
+            for (row, expected) in zip(data, want) {
+                let got = row["embedding"]?.arrayValue?.compactMap(\.doubleValue) ?? []
+                #expect(got.count == expected.count && zip(got, expected).allSatisfy { abs(Float($0) - $1) <= 1e-6 * max(1, abs($1)) })
+            }
+            #expect(Self.send(server.base + "/v1/embeddings", body: #"{"model":"minibert","input":[]}"#).status == 400)
+            #expect(Self.send(server.base + "/v1/chat/completions", body: Self.chat("Hi")).status == 404, "no chat on an embedding model")
         }
     }
 
