@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks Refinery's GGUF export with llama.cpp itself (llama-cpp-python, pinned) and the `gguf` package.
 
-    check_gguf.py MODEL_DIR REFINERY_BINARY OUT_DIR [QUANT ...]
+    check_gguf.py MODEL_DIR REFINERY_BINARY OUT_DIR [QUANT ...] [adapter=ADAPTER_DIR]
 
 For each type (default: f32 f16 bf16 q8_0 q4_0), `refinery export --format gguf` writes
 OUT_DIR/model-QUANT.gguf, then:
@@ -76,8 +76,27 @@ def hf_weights(model_dir, config):
     return out
 
 
-def main(model_dir, binary, out_dir, *quants):
-    quants = quants or ("f32", "f16", "bf16", "q8_0", "q4_0")
+def check_adapter(model_dir, binary, out_dir, adapter, prompt):
+    paths = {kind: os.path.join(out_dir, f"{kind}.gguf") for kind in ("base", "merged", "lora")}
+    run = lambda *args: subprocess.run([binary, "export", "--model", model_dir, *args, "--overwrite"], check=True, capture_output=True)
+    run("--format", "gguf", "--quant", "f32", "--output", paths["base"])
+    run("--adapter", adapter, "--format", "gguf", "--quant", "f32", "--output", paths["merged"])
+    run("--adapter", adapter, "--format", "gguf-lora", "--output", paths["lora"])
+
+    def logits(**kw):
+        llm = Llama(n_ctx=256, logits_all=True, verbose=False, n_threads=2, type_k=0, type_v=0, **kw)
+        llm.eval(prompt)
+        return np.array(llm.scores[: len(prompt)])
+    base, merged = logits(model_path=paths["base"]), logits(model_path=paths["merged"])
+    applied = logits(model_path=paths["base"], lora_path=paths["lora"])
+    difference = float(np.abs(applied - merged).max())
+    print(f"gguf-lora: llama.cpp with the adapter within {difference:.2e} of the merged file (the adapter moves logits by {float(np.abs(merged - base).max()):.2f})")
+    return difference <= 1e-4
+
+
+def main(model_dir, binary, out_dir, *rest):
+    adapter = next((a.split("=", 1)[1] for a in rest if a.startswith("adapter=")), None)
+    quants = tuple(a for a in rest if not a.startswith("adapter=")) or ("f32", "f16", "bf16", "q8_0", "q4_0")
     os.makedirs(out_dir, exist_ok=True)
     config = json.load(open(os.path.join(model_dir, "config.json")))
     greedy = json.load(open(os.path.join(model_dir, "expected.json")))["greedy"]
@@ -145,8 +164,10 @@ def main(model_dir, binary, out_dir, *quants):
               f"greedy tokens {'equal' if same else 'differ: ' + str(generated)} ({len(generated)} tokens)")
         if quant == "f32" and (difference > 1e-3 or not same):
             failed = True
+    if adapter and not check_adapter(model_dir, binary, out_dir, adapter, prompt):
+        failed = True
     if failed:
-        sys.exit("f32 GGUF is not within 1e-3 of transformers, or its greedy tokens differ")
+        sys.exit("f32 GGUF is not within 1e-3 of transformers, its greedy tokens differ, or the GGUF adapter is not the merged model")
     print("OK")
 
 

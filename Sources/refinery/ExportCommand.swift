@@ -11,7 +11,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Base model folder.") var model: String
     @Option(help: "PEFT LoRA adapter folder (required for --format safetensors; merged first with gguf).") var adapter: String?
     @Option(help: "Output model folder (safetensors) or file (gguf).") var output: String
-    @Option(help: "safetensors (a merged model folder) or gguf (one file llama.cpp loads).") var format: String = "safetensors"
+    @Option(help: "safetensors (a merged model folder), gguf (one file llama.cpp loads) or gguf-lora (the adapter alone, for llama.cpp's --lora).") var format: String = "safetensors"
     @Option(help: "GGUF weight type: f32, f16, bf16, q8_0 or q4_0 (norms stay f32).") var quant: String = "f16"
     @Flag(help: "Replace an existing output.") var overwrite = false
 
@@ -20,7 +20,8 @@ struct ExportCommand: ParsableCommand {
             switch format {
             case "safetensors": try writeFolder()
             case "gguf": try writeGGUF()
-            default: throw CommandError("--format \(format): use safetensors or gguf")
+            case "gguf-lora": try writeGGUFAdapter()
+            default: throw CommandError("--format \(format): use safetensors, gguf or gguf-lora")
             }
         }
     }
@@ -38,6 +39,18 @@ struct ExportCommand: ParsableCommand {
         try GGUFExport.write(llama, directory: modelURL, to: output, quantization: quantization, name: name)
         let merged = adapter.map { " with the adapter \($0) merged" + (projections == .nf4RoundTrip ? " into the NF4-dequantized base" : "") } ?? ""
         Output.message("wrote \(output) (GGUF, \(quantization.rawValue))\(merged)")
+    }
+
+    private func writeGGUFAdapter() throws {
+        guard let adapter else { throw CommandError("--adapter is required with --format gguf-lora") }
+        if FileManager.default.fileExists(atPath: output) && !overwrite { throw CommandError("\(output) exists; pass --overwrite to replace it") }
+        if QLoRABaseNote.projections(forAdapter: adapter) == .nf4RoundTrip {
+            throw CommandError("\(adapter) is a QLoRA adapter, trained against the 4-bit base: export it merged (--format gguf --adapter \(adapter)) instead")
+        }
+        let config = try ModelConfig.load(directory: URL(fileURLWithPath: model))
+        let lora = try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: config)
+        try GGUFExport.writeAdapter(lora, model: config, to: output, name: URL(fileURLWithPath: adapter).lastPathComponent)
+        Output.message("wrote \(output) (GGUF LoRA adapter, f32, rank \(lora.config.rank)): llama.cpp applies it over the base model's GGUF with --lora")
     }
 
     private func writeFolder() throws {

@@ -149,4 +149,32 @@ import Testing
         #expect(q4.count == 18 && q4[2 + 5] & 0x0F == 0)
         #expect(GGMLEncoding.bfloat16(1.00390625) == 0x3F80 && GGMLEncoding.bfloat16(1.01171875) == 0x3F82)
     }
+
+    @Test func anAdapterFileHoldsAAndPermutedBWithLlamaCppsScale() throws {
+        let directory = ModelFixtures.directory("llama-gqa")
+        let config = try ModelConfig.load(directory: directory)
+        let adapter = try LoRAAdapter.initialize(model: config, config: LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true), seed: 5)
+        // B starts at zero; give it values so the permutation shows.
+        for pair in adapter.pairs.values {
+            for i in 0..<pair.b.shape.reduce(1, *) { pair.b.pointer[i] = Float(i % 97) / 97 - 0.5 }
+        }
+        let path = try ModelFixtures.temporaryDirectory().appendingPathComponent("adapter.gguf").path
+        try GGUFExport.writeAdapter(adapter, model: config, to: path, name: "a")
+        let parsed = try Self.parse(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+        #expect(parsed.metadata["general.type"] as? String == "adapter" && parsed.metadata["adapter.type"] as? String == "lora")
+        // llama.cpp scales by alpha / rank: the file's alpha makes that the adapter's own scaling (rsLoRA: alpha / √r).
+        let alpha = try #require(parsed.metadata["adapter.lora.alpha"] as? Float)
+        #expect(abs(alpha / 4 - 8 / Float(4).squareRoot()) < 1e-6)
+        #expect(parsed.tensors.count == 2 * config.layerCount * LinearSlot.allCases.count)
+        let pair = try #require(adapter.pair(layer: 1, slot: .k))
+        let a = try #require(parsed.tensors["blk.1.attn_k.weight.lora_a"]), b = try #require(parsed.tensors["blk.1.attn_k.weight.lora_b"])
+        #expect(a.shape == pair.a.shape && b.shape == pair.b.shape)
+        #expect(Self.floats(a.data, count: pair.a.shape.reduce(1, *)) == Array(UnsafeBufferPointer(start: pair.a.pointer, count: pair.a.shape.reduce(1, *))))
+        let values = Self.floats(b.data, count: pair.b.shape.reduce(1, *)), rank = pair.b.shape[1], half = config.headDim / 2
+        for row in 0..<pair.b.shape[0] {
+            let head = row / config.headDim, within = row % config.headDim
+            let source = head * config.headDim + (within % 2) * half + within / 2
+            #expect(Array(values[(row * rank)..<((row + 1) * rank)]) == Array(UnsafeBufferPointer(start: pair.b.pointer + source * rank, count: rank)))
+        }
+    }
 }
