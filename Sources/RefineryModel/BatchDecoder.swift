@@ -38,6 +38,7 @@ public final class BatchDecoder {
         var output: [Int] = []
         var finished = false
         let constraint: (any TokenConstraint)?
+        let adapter: LoRAAdapter?
     }
 
     /// The model decoded with.
@@ -55,7 +56,7 @@ public final class BatchDecoder {
 
     /// Starts a sequence continuing `prompt` (token ids); its prompt runs in the next step.
     /// Returns its id.
-    public func add(prompt: [Int], options: SamplingOptions, constraint: (any TokenConstraint)? = nil) throws -> Int {
+    public func add(prompt: [Int], options: SamplingOptions, constraint: (any TokenConstraint)? = nil, adapter: LoRAAdapter? = nil) throws -> Int {
         guard !prompt.isEmpty else { throw ModelError("the prompt is empty: give at least one token (or a tokenizer that adds BOS)") }
         guard options.maxNewTokens >= 0 else { throw ModelError("max new tokens must be ≥ 0") }
         for token in prompt where token < 0 || token >= model.config.vocabSize {
@@ -69,7 +70,8 @@ public final class BatchDecoder {
         let capacity = prompt.count + min(options.maxNewTokens, context - prompt.count)
         sequences[id] = Sequence(options: options, cache: model.makeCache(capacity: capacity),
                                  generator: SplitMix64(seed: options.seed), pending: prompt,
-                                 finished: options.maxNewTokens == 0 || constraint?.isComplete == true, constraint: constraint)
+                                 finished: options.maxNewTokens == 0 || constraint?.isComplete == true, constraint: constraint,
+                                 adapter: adapter)
         order.append(id)
         return id
     }
@@ -100,7 +102,7 @@ public final class BatchDecoder {
         var rows = 0
         for id in active {
             guard let sequence = sequences[id] else { continue }
-            steps.append(SequenceStep(tokens: sequence.pending, cache: sequence.cache))
+            steps.append(SequenceStep(tokens: sequence.pending, cache: sequence.cache, adapter: sequence.adapter))
             rows += sequence.pending.count
             lastRows.append(rows - 1)
         }

@@ -46,9 +46,23 @@ struct LayerForwardMode {
 struct CachedSegment {
     let rows: Range<Int>
     let cache: KVCache
+    var adapter: LoRAAdapter? = nil
 }
 
 extension LlamaModel {
+    /// Each decoding sequence's own adapter over its rows: `out[rows] += s·(x[rows]·Aᵀ)·Bᵀ`.
+    func addSequenceAdapters(_ segments: [CachedSegment], x: Tensor, layer: Int, slot: LinearSlot, into out: Tensor) {
+        for segment in segments {
+            guard let adapter = segment.adapter, let pair = adapter.pair(layer: layer, slot: slot), !segment.rows.isEmpty else { continue }
+            let n = segment.rows.count, rank = pair.a.shape[0], inFeatures = pair.a.shape[1], outFeatures = pair.b.shape[0]
+            let u = Tensor(uninitialized: [n, rank])
+            BLAS.gemm(transA: false, transB: true, m: n, n: rank, k: inFeatures, a: x.pointer + segment.rows.lowerBound * inFeatures, lda: inFeatures,
+                      b: pair.a.pointer, ldb: inFeatures, beta: 0, c: u.pointer, ldc: rank)
+            BLAS.gemm(transA: false, transB: true, m: n, n: outFeatures, k: rank, alpha: adapter.config.scaling, a: u.pointer, lda: rank,
+                      b: pair.b.pointer, ldb: rank, beta: 1, c: out.pointer + segment.rows.lowerBound * outFeatures, ldc: outFeatures)
+        }
+    }
+
     /// The base projection: `out (+)= x·Wᵀ + b` with this model's weights.
     func baseProjection(_ x: Tensor, rows: Int, layer: Int, slot: LinearSlot, into out: Tensor, accumulate: Bool) {
         let (w, b) = layers[layer].weights(slot)

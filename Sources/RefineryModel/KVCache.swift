@@ -68,9 +68,13 @@ public final class KVCache: @unchecked Sendable {
 public struct SequenceStep {
     public var tokens: [Int]
     public var cache: KVCache
+    /// A LoRA adapter applied to this sequence's rows only (unmerged: several adapters share one
+    /// base in one batch).
+    public var adapter: LoRAAdapter?
 
-    public init(tokens: [Int], cache: KVCache) {
+    public init(tokens: [Int], cache: KVCache, adapter: LoRAAdapter? = nil) {
         self.tokens = tokens
         self.cache = cache
+        self.adapter = adapter
     }
 }

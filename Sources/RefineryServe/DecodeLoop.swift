@@ -22,6 +22,8 @@ public struct DecodeRequest: Sendable {
     public var prompt: [Int]
     public var options: SamplingOptions
     public var constraint: (any TokenConstraint)?
+    /// The LoRA adapter this sequence decodes with (nil: the base).
+    public var adapter: LoRAAdapter?
     public var events: @Sendable (DecodeEvent) -> Void
 }
 
@@ -96,7 +98,8 @@ public final class DecodeLoop: @unchecked Sendable {
             condition.unlock()
             for entry in joined {
                 do {
-                    let id = try decoder.add(prompt: entry.request.prompt, options: entry.request.options, constraint: entry.request.constraint)
+                    let id = try decoder.add(prompt: entry.request.prompt, options: entry.request.options, constraint: entry.request.constraint,
+                                             adapter: entry.request.adapter)
                     condition.lock()
                     active[id] = entry
                     condition.unlock()

@@ -116,7 +116,8 @@ public enum OpenAIServer {
         for index in 0..<job.n {
             let (stream, continuation) = AsyncStream.makeStream(of: DecodeEvent.self)
             streams.append(stream)
-            requests.append(DecodeRequest(prompt: job.prompt, options: job.options(choice: index, stopTokens: served.stopTokens), constraint: constraints[index]) { event in
+            requests.append(DecodeRequest(prompt: job.prompt, options: job.options(choice: index, stopTokens: served.stopTokens), constraint: constraints[index],
+                                          adapter: served.adapters[job.model]) { event in
                 continuation.yield(event)
                 switch event {
                 case .finished, .failed: continuation.finish()

@@ -3,10 +3,13 @@ import RefineryModel
 import RefineryText
 
 /// The model a server answers with: its weights (an adapter merged in, if given), chat template
-/// and tokenizer, the names requests may use, its stop tokens, and its vocabulary as bytes for
-/// constrained decoding.
-public final class ServedModel: Sendable {
+/// and tokenizer, the names requests may use — the base's, and one per LoRA adapter served on it
+/// unmerged (a request's `model` picks it; sequences of different adapters share a batch) — its
+/// stop tokens, and its vocabulary as bytes for constrained decoding.
+public final class ServedModel: @unchecked Sendable {
     public let names: Set<String>
+    /// Adapters by the model name that selects them.
+    public let adapters: [String: LoRAAdapter]
     public let model: LlamaModel
     public let chat: ChatTokenizer
     public let stopTokens: Set<Int>
@@ -14,8 +17,9 @@ public final class ServedModel: Sendable {
     /// Seconds since 1970 when it was loaded (the `created` of `/v1/models`).
     public let created: Int
 
-    public init(names: Set<String>, model: LlamaModel, chat: ChatTokenizer) {
-        self.names = names
+    public init(name: String, model: LlamaModel, chat: ChatTokenizer, adapters: [String: LoRAAdapter] = [:]) {
+        names = Set([name]).union(adapters.keys)
+        self.adapters = adapters
         self.model = model
         self.chat = chat
         var stops = chat.stopTokenIDs

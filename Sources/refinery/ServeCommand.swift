@@ -19,6 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Model folder (Hugging Face layout).") var model: String
     @Option(help: "PEFT LoRA adapter, merged into the weights in memory.") var adapter: String?
+    @Option(name: .customLong("lora"), help: "NAME=DIR: a PEFT LoRA adapter served unmerged on the base as model NAME (repeatable).") var loras: [String] = []
     @Option(help: "The model's name in requests and /v1/models (default: the folder's name).") var name: String?
     @Option(help: "Precision of the matrix products: auto (the checkpoint's), float32 or bfloat16.") var dtype: String = "auto"
     @Option(help: "Address and port to listen on (port 0 picks a free one and prints it).") var listen: String = "127.0.0.1:8000"
@@ -68,7 +69,19 @@ struct ServeCommand: AsyncParsableCommand {
             let llama = try LlamaModel(directory: directory, dtype: try DTypeChoice(parsing: dtype, source: "--dtype"),
                                        projections: QLoRABaseNote.projections(forAdapter: adapter))
             if let adapter { llama.merge(try LoRAAdapter.load(directory: URL(fileURLWithPath: adapter), model: llama.config)) }
-            return ServedModel(names: [servedName], model: llama, chat: chat)
+            var adapters: [String: LoRAAdapter] = [:]
+            for entry in loras {
+                guard let equals = entry.firstIndex(of: "="), !entry[..<equals].isEmpty, !entry[entry.index(after: equals)...].isEmpty else {
+                    throw CommandError("--lora \(entry): expected NAME=DIR, e.g. --lora support=runs/support-adapter")
+                }
+                let loraName = String(entry[..<equals]), folder = String(entry[entry.index(after: equals)...])
+                guard loraName != servedName, adapters[loraName] == nil else { throw CommandError("--lora \(entry): the name \(loraName) is already taken") }
+                if QLoRABaseNote.projections(forAdapter: folder) == .nf4RoundTrip {
+                    throw CommandError("--lora \(entry) is a QLoRA adapter (trained against the 4-bit base): serve it merged with --adapter")
+                }
+                adapters[loraName] = try LoRAAdapter.load(directory: URL(fileURLWithPath: folder), model: llama.config)
+            }
+            return ServedModel(name: servedName, model: llama, chat: chat, adapters: adapters)
         }
         do {
             try await OpenAIServer.run(served: served, options: options) { bound in

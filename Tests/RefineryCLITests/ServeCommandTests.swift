@@ -296,6 +296,54 @@ import Testing
         }
     }
 
+    /// Two adapters served unmerged on one base: each request's `model` picks one, and its greedy
+    /// answer equals `refinery generate --adapter` (merged); the base answers as itself, also when
+    /// all three decode in the same batch.
+    @Test func loraAdaptersAreChosenByModelName() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            var folders: [String] = []
+            for (index, lr) in ["0.05", "0.08"].enumerated() {
+                let folder = dir.appendingPathComponent("adapter\(index)").path
+                let train = try CommandLineTests.run(["train", "--model", TrainCommandTests.llama, "--data", TrainCommandTests.trainData, "--output", folder,
+                                                      "--steps", "3", "--lora-r", "4", "--lr", lr, "--seed", "\(index + 1)"])
+                #expect(train.status == 0, "\(train.stderr)")
+                folders.append(folder)
+            }
+            let server = try Server(["--lora", "first=\(folders[0])", "--lora", "second=\(folders[1])"])
+            let names = Set((Self.send(server.base + "/v1/models").json?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue })
+            #expect(names == ["llama-gqa", "first", "second"])
+            // All three at once, so they share decoding steps.
+            let models = ["first", "llama-gqa", "second"]
+            let replies = ReplyList()
+            let group = DispatchGroup()
+            for model in models {
+                group.enter()
+                let base = server.base
+                Thread.detachNewThread {
+                    let body = #"{"model":""# + model + #"","messages":[{"role":"user","content":"Write a poem about the sea."}],"max_tokens":10,"temperature":0}"#
+                    replies.set(model, Self.send(base + "/v1/chat/completions", body: body))
+                    group.leave()
+                }
+            }
+            group.wait()
+            let input = dir.appendingPathComponent("in.jsonl")
+            try (#"{"messages":[{"role":"user","content":"Write a poem about the sea."}]}"# + "\n").write(to: input, atomically: true, encoding: .utf8)
+            var answers: [String: String] = [:]
+            for (model, adapter) in zip(models, [folders[0], nil, folders[1]]) {
+                let answer = replies.get(model)?.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue
+                answers[model] = answer
+                let generated = try CommandLineTests.run(["generate", "--model", TrainCommandTests.llama, "--input", input.path, "--max-new-tokens", "10"]
+                                                         + (adapter.map { ["--adapter", $0] } ?? []))
+                let completion = try JSONValue.parse(generated.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["completion"]?.stringValue
+                #expect(answer != nil && answer == completion, "\(model): serve \(answer.debugDescription) vs generate \(completion.debugDescription)")
+            }
+            #expect(Set(answers.values).count == 3, "three different models: \(answers)")
+            let bad = try CommandLineTests.run(["serve", "--model", TrainCommandTests.llama, "--lora", "nodir", "--listen", "127.0.0.1:0"])
+            #expect(bad.status != 0 && bad.stderr.contains("NAME=DIR"), "\(bad.stderr)")
+        }
+    }
+
     @Test func beyondLoopbackATokenIsRequired() async throws {
         try await offThePool {
             let open = try CommandLineTests.run(["serve", "--model", TrainCommandTests.llama, "--listen", "0.0.0.0:0"])
@@ -320,4 +368,12 @@ final class FirstChunkDelegate: NSObject, URLSessionDataDelegate, @unchecked Sen
         seen = true
         onFirst()
     }
+}
+
+/// Replies by model name, filled from several threads.
+final class ReplyList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var replies: [String: ServeCommandTests.Reply] = [:]
+    func set(_ model: String, _ reply: ServeCommandTests.Reply) { lock.lock(); replies[model] = reply; lock.unlock() }
+    func get(_ model: String) -> ServeCommandTests.Reply? { lock.lock(); defer { lock.unlock() }; return replies[model] }
 }
