@@ -192,8 +192,9 @@ import RefineryText
         try await Task.sleep(nanoseconds: 300_000_000)
         #expect(await limiter.peakInFlight <= 8)
         blocked.cancel()
-        // The fourth call waits for the window: it has not been granted within 0.3 s.
+        // The fourth call waits for the window: it has not been granted within 0.3 s — unless this
+        // task was kept waiting a whole minute (a loaded machine), when the window has reopened.
         let granted = await limiter.grantedCount
-        #expect(granted == 3)
+        #expect(granted == 3 || Date().timeIntervalSince(start) >= 60, "granted \(granted) after \(Date().timeIntervalSince(start)) s")
     }
 }
