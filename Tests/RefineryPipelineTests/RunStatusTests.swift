@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import RefineryStore
 import Testing
 @testable import RefineryPipeline
@@ -76,5 +77,28 @@ import Testing
         // Rows without times (older state files) or a gap in the steps give no pace.
         #expect(TrainingPace(log: log.map { ($0.row, nil) }).stepSeconds == nil)
         #expect(TrainingPace(log: [(row(1, tokens: 1), 1), (row(3, tokens: 1), 2)]).stepSeconds == nil)
+    }
+
+    /// A state file from before the watch columns existed (read-only opens never migrate) still
+    /// reads: its failures count as "other", its log rows have no times.
+    @Test func aStateFileFromBeforeTheWatchColumnsStillReads() throws {
+        let (store, path) = try Self.store()
+        try store.addArticle(id: "a", contentHash: "h", characters: 40, platform: nil, authorID: nil, authorName: nil, link: nil, chunks: ["c1"])
+        let chunk = try #require(try store.pendingChunks().first)
+        let request = try store.beginRequest(chunkID: chunk.id, promptHash: "p")
+        try store.failRequest(request, error: "boom", errorClass: "server_error", rawReply: nil, usage: Usage())
+        try store.putTrainLog(step: 1, kind: "train", row: #"{"step":1,"loss":1.0,"grad_norm":1.0,"lr":0.001,"tokens":10}"#)
+        let old = try DatabaseQueue(path: path)
+        try old.write { db in
+            for (table, column) in [("request", "error_class"), ("llm_call", "error_class"), ("train_log", "logged_at")] {
+                try db.execute(sql: "ALTER TABLE \(table) DROP COLUMN \(column)")
+            }
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = 'v8-error-classes'")
+        }
+        try old.close()
+        let status = try RunStatus.read(path: path)
+        #expect(status.errorsByClass.map(\.errorClass) == ["other"] && status.errorsByClass.first?.count == 1)
+        #expect(status.lastStep == 1 && status.stepSeconds == nil)
+        #expect(status.text.contains("errors     other 1"))
     }
 }
