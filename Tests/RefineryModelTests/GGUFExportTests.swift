@@ -177,4 +177,25 @@ import Testing
             #expect(Array(values[(row * rank)..<((row + 1) * rank)]) == Array(UnsafeBufferPointer(start: pair.b.pointer + source * rank, count: rank)))
         }
     }
+
+    @Test func tokenizersGetLlamaCppsPreTokenizerAndTokenTypes() throws {
+        func metadata(_ name: String) throws -> [(String, GGUFValue)] {
+            let directory = ModelFixtures.directory(name)
+            let config = try ModelConfig.load(directory: directory)
+            return try GGUFExport.tokenizerMetadata(directory: directory, vocabularySize: config.vocabSize, config: config)
+        }
+        func string(_ entries: [(String, GGUFValue)], _ key: String) -> String? {
+            if case let .string(value)? = entries.first(where: { $0.0 == key })?.1 { return value } else { return nil }
+        }
+        func types(_ entries: [(String, GGUFValue)]) -> [Int32] {
+            if case let .array(.int32s(values))? = entries.first(where: { $0.0 == "tokenizer.ggml.token_type" })?.1 { return values } else { return [] }
+        }
+        let llama = try metadata("llama-gqa"), qwen = try metadata("qwen2-tied"), mistral = try metadata("mistral-sp")
+        #expect(string(llama, "tokenizer.ggml.pre") == "llama-bpe" && string(llama, "tokenizer.ggml.model") == "gpt2")
+        #expect(string(qwen, "tokenizer.ggml.pre") == "qwen2")
+        #expect(string(mistral, "tokenizer.ggml.model") == "llama")
+        // SentencePiece byte-fallback pieces are BYTE tokens (6); special tokens CONTROL (3).
+        #expect(types(mistral).filter { $0 == 6 }.count == 256 && types(mistral).contains(3), "\(Set(types(mistral)))")
+        #expect(!types(llama).contains(6) && types(llama).contains(3))
+    }
 }

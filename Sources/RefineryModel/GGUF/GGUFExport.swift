@@ -134,7 +134,13 @@ public enum GGUFExport {
         guard kind == "BPE" else { throw ModelError("GGUF export writes BPE tokenizers; \(url.path) is \(kind)") }
         var tokens = (0..<vocabularySize).map { "[PAD\($0)]" }
         var types = [Int32](repeating: 5, count: vocabularySize)  // unused until named
-        for (token, id) in vocab { if let id = id.intValue, id < vocabularySize { tokens[id] = token; types[id] = 1 } }
+        let byteLevel = (json["decoder"]?.compactText ?? "").contains("ByteLevel")
+        for (token, id) in vocab {
+            guard let id = id.intValue, id < vocabularySize else { continue }
+            tokens[id] = token
+            // Byte-fallback pieces (`<0x41>`) are llama.cpp's BYTE tokens in a SentencePiece-style vocabulary.
+            types[id] = !byteLevel && TokenBytePattern.isByteToken(token) ? 6 : 1
+        }
         let added = json["added_tokens"]?.arrayValue ?? []
         for token in added {
             guard let id = token["id"]?.intValue, id < vocabularySize, let content = token["content"]?.stringValue else { continue }
@@ -146,7 +152,6 @@ public enum GGUFExport {
             if let pair = merge.arrayValue, pair.count == 2, let left = pair[0].stringValue, let right = pair[1].stringValue { return left + " " + right }
             return nil
         }
-        let byteLevel = (json["decoder"]?.compactText ?? "").contains("ByteLevel")
         var metadata: [(String, GGUFValue)] = [
             ("tokenizer.ggml.model", .string(byteLevel ? "gpt2" : "llama")),
             ("tokenizer.ggml.pre", .string(preTokenizerName(json))),
@@ -175,11 +180,24 @@ public enum GGUFExport {
         return metadata
     }
 
-    /// llama.cpp's name for the pre-tokenizer's split pattern.
+    /// llama.cpp's name for the pre-tokenizer's split pattern: Llama 3's (digits in threes),
+    /// Qwen2's (single digits, case-insensitive contractions), SmolLM's (a Digits step), else GPT-2's.
     static func preTokenizerName(_ json: JSONValue) -> String {
         let text = json["pre_tokenizer"]?.compactText ?? ""
-        if text.contains("\\\\p{N}{1,3}") { return text.contains("(?i:'s|'t|'re|'ve|'m|'ll|'d)") ? "llama-bpe" : "qwen2" }
+        if text.contains("\\\\p{N}{1,3}") { return "llama-bpe" }
+        if text.contains("(?i:'s|'t|'re|'ve|'m|'ll|'d)") && text.contains("\\\\p{N}") { return "qwen2" }
         if text.contains("Digits") { return "smollm" }
         return "gpt-2"
+    }
+}
+
+/// SentencePiece byte-fallback tokens: `<0x00>` … `<0xFF>`.
+enum TokenBytePattern {
+    static func isByteToken(_ token: String) -> Bool {
+        let utf8 = Array(token.utf8)
+        guard utf8.count == 6, utf8[0] == UInt8(ascii: "<"), utf8[1] == UInt8(ascii: "0"), utf8[2] == UInt8(ascii: "x"), utf8[5] == UInt8(ascii: ">") else {
+            return false
+        }
+        return utf8[3...4].allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 70) || ($0 >= 97 && $0 <= 102) }
     }
 }
