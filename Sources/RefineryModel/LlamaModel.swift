@@ -201,17 +201,7 @@ public final class LlamaModel: @unchecked Sendable {
                 throw ModelError("a KV cache made for another model was passed: make it with this model's makeCache(capacity:)")
             }
             try checkTokens(step.tokens)
-            if let adapter = step.adapter {
-                for layer in 0..<config.layerCount {
-                    for slot in LinearSlot.allCases {
-                        guard let pair = adapter.pair(layer: layer, slot: slot) else { continue }
-                        let (outFeatures, inFeatures) = slot.shape(config), rank = pair.a.shape.first ?? 0
-                        guard pair.a.shape == [rank, inFeatures], pair.b.shape == [outFeatures, rank] else {
-                            throw ModelError("the LoRA adapter's \(slot.rawValue) of layer \(layer) does not fit this model")
-                        }
-                    }
-                }
-            }
+            try step.adapter?.checkFits(config)
             segments.append(CachedSegment(rows: tokens.count..<(tokens.count + step.tokens.count), cache: step.cache, adapter: step.adapter))
             tokens += step.tokens
             positions += past..<(past + step.tokens.count)

@@ -94,9 +94,28 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// The pair for `layer`/`slot`, if that module is adapted.
     public func pair(layer: Int, slot: LinearSlot) -> LoRAPair? { pairs[Self.moduleName(layer: layer, slot: slot)] }
 
-    init(config: LoRAConfig, pairs: [String: LoRAPair]) {
+    /// The model the pairs were made or checked for (`initialize`, `load`); nil when unknown.
+    public let model: ModelConfig?
+
+    init(config: LoRAConfig, pairs: [String: LoRAPair], model: ModelConfig? = nil) {
         self.config = config
         self.pairs = pairs
+        self.model = model
+    }
+
+    /// Throws unless every pair has the shapes of its projection in `config`'s model (free when
+    /// the adapter was made or loaded for that model).
+    public func checkFits(_ config: ModelConfig) throws {
+        if model == config { return }
+        for layer in 0..<config.layerCount {
+            for slot in LinearSlot.allCases {
+                guard let pair = pair(layer: layer, slot: slot) else { continue }
+                let (outFeatures, inFeatures) = slot.shape(config), rank = pair.a.shape.first ?? 0
+                guard pair.a.shape == [rank, inFeatures], pair.b.shape == [outFeatures, rank] else {
+                    throw ModelError("the LoRA adapter's \(slot.rawValue) of layer \(layer) does not fit this model")
+                }
+            }
+        }
     }
 
     /// The modules of `model` that `targets` selects.
@@ -129,7 +148,7 @@ public final class LoRAAdapter: @unchecked Sendable {
             }
             pairs[name] = LoRAPair(a: a, b: Tensor(zeros: [out, config.rank]))
         }
-        return LoRAAdapter(config: config, pairs: pairs)
+        return LoRAAdapter(config: config, pairs: pairs, model: model)
     }
 
     static let peftPrefix = "base_model.model."
@@ -186,7 +205,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         if let stray = file.names.first(where: { !known.contains($0) }) {
             throw ModelError("\(weightsPath) holds \(stray), which is not a LoRA weight of a targeted module of this model")
         }
-        return LoRAAdapter(config: config, pairs: pairs)
+        return LoRAAdapter(config: config, pairs: pairs, model: model)
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (PEFT's names) into `directory`.

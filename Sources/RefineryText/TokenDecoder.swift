@@ -153,8 +153,13 @@ indirect enum TokenDecoder: Sendable {
         return result
     }
 
-    /// `<0xAB>` → 0xAB.
-    static func byteToken(_ token: String) -> UInt8? {
+    static func byteToken(_ token: String) -> UInt8? { ByteFallbackToken.byte(of: token) }
+}
+
+/// SentencePiece byte-fallback pieces: `<0xAB>` stands for the byte 0xAB.
+public enum ByteFallbackToken {
+    /// The byte `token` stands for, or nil when it is not a byte piece.
+    public static func byte(of token: String) -> UInt8? {
         let utf8 = Array(token.utf8)
         guard utf8.count == 6, utf8[0] == UInt8(ascii: "<"), utf8[1] == UInt8(ascii: "0"), utf8[2] == UInt8(ascii: "x"),
               utf8[5] == UInt8(ascii: ">") else { return nil }

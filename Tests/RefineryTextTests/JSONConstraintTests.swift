@@ -129,7 +129,9 @@ import Testing
         for (schema, named) in [(#"{"type":"string","pattern":"^a+$"}"#, "pattern"), (#"{"type":"string","format":"email","minimum":1}"#, "minimum"),
                                 (#"{"anyOf":[{"type":"object"},{"type":"object","properties":{"a":{}}}]}"#, "alternatives"),
                                 (#"{"type":"object","properties":{"a":false}}"#, "false"), (##"{"$ref":"#/$defs/none"}"##, "points nowhere"),
-                                (#"{"type":"tuple"}"#, "unknown type")] {
+                                (#"{"type":"tuple"}"#, "unknown type"),
+                                (#"{"type":"array","minItems":9223372036854775807,"items":{"type":"array","minItems":4096}}"#, "minItems or minLength"),
+                                (#"{"type":"string","minLength":4611686018427387904}"#, "minItems or minLength")] {
             #expect(throws: SchemaError.self, "\(schema)") { try JSONSchemaNode.compile(try JSONValue.parse(schema)) }
             do { _ = try JSONSchemaNode.compile(try JSONValue.parse(schema)) } catch { #expect("\(error)".contains(named), "\(error)") }
         }

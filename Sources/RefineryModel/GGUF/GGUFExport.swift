@@ -1,6 +1,7 @@
 import Foundation
 import RefineryCore
 import RefineryTensor
+import RefineryText
 
 /// A Llama-family model as a GGUF file llama.cpp loads: the architecture's metadata (context,
 /// sizes, heads, norm epsilon, RoPE base and scaling), the tokenizer (vocabulary, merges, token
@@ -136,14 +137,14 @@ public enum GGUFExport {
         var types = [Int32](repeating: 5, count: vocabularySize)  // unused until named
         let byteLevel = (json["decoder"]?.compactText ?? "").contains("ByteLevel")
         for (token, id) in vocab {
-            guard let id = id.intValue, id < vocabularySize else { continue }
+            guard let id = id.intValue, (0..<vocabularySize).contains(id) else { continue }
             tokens[id] = token
             // Byte-fallback pieces (`<0x41>`) are llama.cpp's BYTE tokens in a SentencePiece-style vocabulary.
-            types[id] = !byteLevel && TokenBytePattern.isByteToken(token) ? 6 : 1
+            types[id] = !byteLevel && ByteFallbackToken.byte(of: token) != nil ? 6 : 1
         }
         let added = json["added_tokens"]?.arrayValue ?? []
         for token in added {
-            guard let id = token["id"]?.intValue, id < vocabularySize, let content = token["content"]?.stringValue else { continue }
+            guard let id = token["id"]?.intValue, (0..<vocabularySize).contains(id), let content = token["content"]?.stringValue else { continue }
             tokens[id] = content
             types[id] = token["special"]?.boolValue == true ? 3 : 4
         }
@@ -165,9 +166,11 @@ public enum GGUFExport {
             let content = value?.stringValue ?? value?["content"]?.stringValue
             return content.flatMap { name in added.first { $0["content"]?.stringValue == name }?["id"]?.intValue ?? vocab.first { $0.0 == name }?.1.intValue }
         }
-        if let bos = config.bosTokenID ?? id(of: "bos_token") { metadata.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(bos)))) }
-        if let eos = config.eosTokenIDs.first ?? id(of: "eos_token") { metadata.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))) }
-        if let pad = id(of: "pad_token") { metadata.append(("tokenizer.ggml.padding_token_id", .uint32(UInt32(pad)))) }
+        // Special ids from config.json or the tokenizer files, kept only when they name a token.
+        func inVocabulary(_ id: Int?) -> GGUFValue? { id.flatMap { (0..<vocabularySize).contains($0) ? .uint32(UInt32($0)) : nil } }
+        if let bos = inVocabulary(config.bosTokenID ?? id(of: "bos_token")) { metadata.append(("tokenizer.ggml.bos_token_id", bos)) }
+        if let eos = inVocabulary(config.eosTokenIDs.first ?? id(of: "eos_token")) { metadata.append(("tokenizer.ggml.eos_token_id", eos)) }
+        if let pad = inVocabulary(id(of: "pad_token")) { metadata.append(("tokenizer.ggml.padding_token_id", pad)) }
         // BOS is added when the post-processor puts it first (Llama 3), or the config says so.
         let addsBOS = tokenizerConfig?["add_bos_token"]?.boolValue
             ?? ((json["post_processor"]?.compactText ?? "").contains("\"single\"") && (json["post_processor"]?.compactText ?? "").contains("SpecialToken"))
@@ -191,13 +194,3 @@ public enum GGUFExport {
     }
 }
 
-/// SentencePiece byte-fallback tokens: `<0x00>` … `<0xFF>`.
-enum TokenBytePattern {
-    static func isByteToken(_ token: String) -> Bool {
-        let utf8 = Array(token.utf8)
-        guard utf8.count == 6, utf8[0] == UInt8(ascii: "<"), utf8[1] == UInt8(ascii: "0"), utf8[2] == UInt8(ascii: "x"), utf8[5] == UInt8(ascii: ">") else {
-            return false
-        }
-        return utf8[3...4].allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 70) || ($0 >= 97 && $0 <= 102) }
-    }
-}

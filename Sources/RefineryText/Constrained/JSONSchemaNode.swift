@@ -33,7 +33,34 @@ public indirect enum JSONSchemaNode: Sendable, Equatable {
 
     /// Compiles `schema`; refuses what it cannot enforce, naming the keyword and its path.
     public static func compile(_ schema: JSONValue) throws -> JSONSchemaNode {
-        try Compiler(root: schema).node(schema, path: "#", depth: 0)
+        let node = try Compiler(root: schema).node(schema, path: "#", depth: 0)
+        // minItems / minLength from outside may ask for documents no completion could hold (and
+        // that computing the shortest one would have to build).
+        guard node.shortestLength <= maximumShortestDocument else {
+            throw SchemaError("the shortest document this schema allows is over \(maximumShortestDocument) bytes (minItems or minLength too large)")
+        }
+        return node
+    }
+
+    /// Largest shortest-document a schema may ask for.
+    public static let maximumShortestDocument = 1 << 20
+
+    /// Bytes of the shortest document of this node, saturating far above any limit.
+    var shortestLength: Int {
+        let cap = Int.max / 4
+        func add(_ a: Int, _ b: Int) -> Int { min(cap, a + b) }
+        func times(_ a: Int, _ b: Int) -> Int { let (product, overflow) = a.multipliedReportingOverflow(by: b); return overflow ? cap : min(cap, product) }
+        switch self {
+        case .anyValue, .number: return 1
+        case .boolean, .null: return 4
+        case let .literals(texts): return texts.map(\.count).min() ?? 0
+        case let .choice(options): return options.map(\.shortestLength).min() ?? 0
+        case let .string(minLength, _, needsGraphic): return add(2, max(minLength, needsGraphic ? 1 : 0))
+        case let .array(items, minItems, _): return add(2, times(minItems, add(items.shortestLength, 1)))
+        case let .object(properties, freeForm):
+            if freeForm { return 2 }
+            return properties.reduce(2) { add($0, add($1.name.utf8.count + 4, $1.node.shortestLength)) }
+        }
     }
 
     /// The bytes that may start a value of this node.
