@@ -31,15 +31,7 @@ public struct ProgressLines: Sendable {
     /// What to write for `text` arriving at time `now` (seconds); may be empty.
     public mutating func render(_ text: String, now: Double) -> String {
         if isTerminal { return renderOnTerminal(text) }
-        var status = text.hasPrefix("\r") || (text.hasSuffix("\r") && !text.hasSuffix("\n"))
-        var body = text
-        while body.hasPrefix("\r") { body.removeFirst() }
-        while body.hasSuffix("\r") { body.removeLast() }
-        if !status && body.contains("\r") {
-            // A status rewritten inside one write: keep what follows the last carriage return.
-            body = String(body[body.index(after: body.lastIndex(of: "\r") ?? body.startIndex)...])
-            status = true
-        }
+        let (status, body) = Self.parse(text)
         if body == "\n" || body.isEmpty {
             // The end of a status line: the state it ended on, if the interval hid it.
             defer { pendingStatus = nil }
@@ -67,15 +59,22 @@ public struct ProgressLines: Sendable {
         return output
     }
 
-    private mutating func renderOnTerminal(_ text: String) -> String {
+    /// Whether `text` is a status line, and its text without carriage returns (a status rewritten
+    /// inside one write keeps what follows the last one).
+    static func parse(_ text: String) -> (status: Bool, body: String) {
+        var status = text.hasPrefix("\r") || (text.hasSuffix("\r") && !text.hasSuffix("\n"))
         var body = text
-        var status = body.hasPrefix("\r") || (body.hasSuffix("\r") && !body.hasSuffix("\n"))
         while body.hasPrefix("\r") { body.removeFirst() }
         while body.hasSuffix("\r") { body.removeLast() }
         if !status && body.contains("\r") {
             body = String(body[body.index(after: body.lastIndex(of: "\r") ?? body.startIndex)...])
             status = true
         }
+        return (status, body)
+    }
+
+    private mutating func renderOnTerminal(_ text: String) -> String {
+        let (status, body) = Self.parse(text)
         if body == "\n" || body.isEmpty {
             defer { shownStatus = nil }
             return shownStatus == nil ? body : "\n"

@@ -43,6 +43,8 @@ struct ChoiceText {
     private var scalars: [Unicode.Scalar] = []
     /// How many scalars have been handed out.
     private var released = 0
+    /// Scalars already searched for stop strings (a match can only end in what came after).
+    private var searched = 0
     private(set) var stopped = false
     private(set) var tokens = 0
     private(set) var logprobs: [(token: Int, logprob: Float, top: [BatchDecoder.TokenLogprob])] = []
@@ -79,6 +81,7 @@ struct ChoiceText {
             scalars.removeSubrange(cut...)
             stopped = true
         }
+        searched = scalars.count
         var end = scalars.count
         if !stopped && !final {
             // Hold back a tail that a stop string could still grow from.
@@ -99,6 +102,8 @@ struct ChoiceText {
 
     private func firstIndex(of stop: [Unicode.Scalar]) -> Int? {
         guard !stop.isEmpty, scalars.count >= stop.count else { return nil }
-        return (0...(scalars.count - stop.count)).first { scalars[$0..<($0 + stop.count)].elementsEqual(stop) }
+        let from = max(0, searched - stop.count + 1)
+        guard from <= scalars.count - stop.count else { return nil }
+        return (from...(scalars.count - stop.count)).first { scalars[$0..<($0 + stop.count)].elementsEqual(stop) }
     }
 }

@@ -39,6 +39,21 @@ import Testing
 
         var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
+        /// The address the process prints between `marker` ("… http://") and `end`, as
+        /// "http://HOST:PORT": waits up to `seconds`, or until the process exits; nil if it never does.
+        func address(after marker: String, before end: String, seconds: Double = 30) -> String? {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                let log = output
+                if let start = log.range(of: marker), let stop = log[start.upperBound...].range(of: end) {
+                    return "http://" + log[start.upperBound..<stop.lowerBound]
+                }
+                if status != nil { return nil }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return nil
+        }
+
         /// The exit status, or nil while it runs.
         var status: Int32? { process.isRunning ? nil : process.terminationStatus }
 

@@ -147,15 +147,7 @@ import Testing
             let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--listen", endpoint, "--dashboard", "127.0.0.1:0"],
                                                           log: dir.appendingPathComponent("coordinator.log"))
             defer { coordinator.kill9() }
-            var base: String?
-            let deadline = Date().addingTimeInterval(30)
-            while base == nil && Date() < deadline {
-                let log = coordinator.output
-                if let start = log.range(of: "[dashboard] http://"), let end = log[start.upperBound...].range(of: "/ (live page)") {
-                    base = "http://" + log[start.upperBound..<end.lowerBound]
-                }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
+            let base = coordinator.address(after: "[dashboard] http://", before: "/ (live page)")
             let page = try #require(base.flatMap { URL(string: $0 + "/") }, "the coordinator names its dashboard: \(coordinator.output)")
             let workers = try (1...2).map { i in
                 try ClusterTests.Background(["worker", "--coordinator", endpoint, "--slots", "1", "--name", "live-w\(i)"],
@@ -209,15 +201,7 @@ import Testing
                 let counts = HammerCounts()
                 let clients = DispatchGroup()
                 if hammer {
-                    var base: String?
-                    while base == nil && run.status == nil && Date().timeIntervalSince(started) < 30 {
-                        let log = run.output
-                        if let start = log.range(of: "[dashboard] http://"), let end = log[start.upperBound...].range(of: "/ (live page)") {
-                            base = "http://" + log[start.upperBound..<end.lowerBound]
-                        }
-                        Thread.sleep(forTimeInterval: 0.01)
-                    }
-                    let root = try #require(base, "the run names its dashboard: \(run.output)")
+                    let root = try #require(run.address(after: "[dashboard] http://", before: "/ (live page)"), "the run names its dashboard: \(run.output)")
                     for client in 0..<4 {
                         clients.enter()
                         Thread.detachNewThread {

@@ -23,16 +23,7 @@ import Testing
             let dir = try TrainCommandTests.temporary()
             process = try ClusterTests.Background(["serve", "--model", model, "--listen", "127.0.0.1:0"] + extra,
                                                   log: dir.appendingPathComponent("serve.log"), environment: environment)
-            var found: String?
-            let deadline = Date().addingTimeInterval(60)
-            while found == nil && process.status == nil && Date() < deadline {
-                let log = process.output
-                if let start = log.range(of: "on http://"), let end = log[start.upperBound...].range(of: "/v1") {
-                    found = "http://" + log[start.upperBound..<end.lowerBound]
-                }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            guard let found else { throw TextError("refinery serve did not start: \(process.output)") }
+            guard let found = process.address(after: "on http://", before: "/v1", seconds: 60) else { throw TextError("refinery serve did not start: \(process.output)") }
             base = found
         }
 

@@ -45,6 +45,17 @@ import Testing
         }
     }
 
+    /// Random allowed tokens until the document is complete or the budget is spent.
+    static func randomWalk(_ constraint: JSONTokenConstraint, budget: Int, generator: inout SplitMix64) -> [Int] {
+        var ids: [Int] = []
+        while !constraint.isComplete && ids.count < budget {
+            guard let token = constraint.allowedTokens(remaining: budget - ids.count).randomElement(using: &generator) else { break }
+            constraint.accept(token)
+            ids.append(token)
+        }
+        return ids
+    }
+
     @Test func theMatcherTakesValidDocumentsAndRefusesTheFirstWrongByte() throws {
         var matcher = JSONMatcher(Self.pairs)
         let good = #"{"pairs":[{"instruction":"Why?","answer":"Because."},{"instruction":"x","answer":""}],"n":null,"tag":7,"ok":false,"extra":-1.5e3}"#
@@ -103,13 +114,7 @@ import Testing
             let constraint = JSONTokenConstraint(schema: Self.pairs, vocabulary: vocabulary)
             // From just enough tokens for the shortest document up.
             let budget = constraint.tokensToComplete + round * 8
-            var ids: [Int] = []
-            while !constraint.isComplete && ids.count < budget {
-                let allowed = constraint.allowedTokens(remaining: budget - ids.count)
-                guard let token = allowed.randomElement(using: &generator) else { break }
-                constraint.accept(token)
-                ids.append(token)
-            }
+            let ids = Self.randomWalk(constraint, budget: budget, generator: &generator)
             #expect(constraint.isComplete && ids.count <= budget, "\(tokenizerName) round \(round): \(ids.count) tokens")
             let bytes = ids.flatMap { tokenizer.tokenBytes($0) ?? [] }
             let value = try JSONValue.parse(bytes: bytes)
@@ -151,13 +156,7 @@ extension JSONConstraintTests {
         for budget in [shortest, shortest + 3, 60] {
             for _ in 0..<5 {
                 let constraint = JSONTokenConstraint(schema: schema, vocabulary: vocabulary)
-                var ids: [Int] = []
-                while !constraint.isComplete && ids.count < budget {
-                    let allowed = constraint.allowedTokens(remaining: budget - ids.count)
-                    guard let token = allowed.randomElement(using: &generator) else { break }
-                    constraint.accept(token)
-                    ids.append(token)
-                }
+                let ids = Self.randomWalk(constraint, budget: budget, generator: &generator)
                 let text = tokenizer.decode(ids, skipSpecialTokens: true)
                 #expect(constraint.isComplete && ids.count <= budget, "budget \(budget): \(ids.count) tokens: \(text)")
                 #expect((try? JSONValue.parse(text)).map { Self.valid($0, schema) } == true, "\(text)")
