@@ -99,6 +99,18 @@ public final class RunStore: Sendable {
         }
     }
 
+    /// Whether the state file at `path` exists and its creator has finished setting it up (every
+    /// migration applied). A reader that races a run starting up sees `false`, not missing tables.
+    public static func isReady(path: String) -> Bool {
+        guard FileManager.default.fileExists(atPath: path) else { return false }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        guard let probe = try? DatabaseQueue(path: path, configuration: configuration) else { return false }
+        defer { try? probe.close() }
+        return (try? probe.read { db in try migrator.hasCompletedMigrations(db) }) ?? false
+    }
+
     /// Refuses a file that is not a Refinery state database, without writing to it.
     static func checkForeign(_ path: String) throws {
         var configuration = Configuration()

@@ -29,6 +29,11 @@ public enum DashboardServer {
         guard !requireState || FileManager.default.fileExists(atPath: statePath) else {
             throw CoreError("no state file at \(statePath): give the --state of a run (its data.state)")
         }
+        if requireState {
+            // A file of another application, or not SQLite at all, is refused now rather than
+            // answered with errors later.
+            do { _ = try RunStore(path: statePath, readOnly: true) } catch { throw CoreError("\(error)") }
+        }
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(token: token))
         router.add(middleware: StateFileMiddleware(path: statePath))
@@ -60,15 +65,23 @@ public enum DashboardServer {
     }
 }
 
-/// Answers 503 for the data routes while the run's state file does not exist yet.
+/// Answers 503 for the data routes while the run's state file does not exist yet, or exists but
+/// is still being set up by the run (a read that fails then is the race, not an error).
 struct StateFileMiddleware<Context: RequestContext>: RouterMiddleware {
     let path: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path != "/" && !FileManager.default.fileExists(atPath: path) {
-            return Response(status: .serviceUnavailable, headers: [.retryAfter: "2"],
-                            body: .init(byteBuffer: ByteBuffer(string: "the run has not created its state file yet\n")))
+        guard request.uri.path != "/" else { return try await next(request, context) }
+        guard FileManager.default.fileExists(atPath: path) else { return notYet("the run has not created its state file yet") }
+        do {
+            return try await next(request, context)
+        } catch {
+            guard RunStore.isReady(path: path) else { return notYet("the run is still setting up its state file") }
+            throw error
         }
-        return try await next(request, context)
+    }
+
+    private func notYet(_ reason: String) -> Response {
+        Response(status: .serviceUnavailable, headers: [.retryAfter: "2"], body: .init(byteBuffer: ByteBuffer(string: reason + "\n")))
     }
 }
