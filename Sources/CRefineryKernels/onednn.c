@@ -20,12 +20,14 @@ typedef struct {
     int dtype, trans_a, trans_b;
     long m, n, k, lda, ldb, ldc;
     uint32_t alpha_bits, beta_bits;
+    // The fused epilogue: a float32 bias per column, then GELU (exact erf), written as bfloat16.
+    int bias, gelu, dst_bf16;
 } rk_dnnl_key;
 
 typedef struct rk_dnnl_entry {
     rk_dnnl_key key;
     dnnl_primitive_t primitive;
-    dnnl_memory_desc_t a_md, b_md, c_md, scratch_md;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md, scratch_md;
     struct rk_dnnl_entry *next;
 } rk_dnnl_entry;
 
@@ -111,22 +113,26 @@ static rk_dnnl_entry *build(const rk_dnnl_key *key) {
     dnnl_dims_t a_strides = {key->trans_a ? 1 : key->lda, key->trans_a ? key->lda : 1};
     dnnl_dims_t b_strides = {key->trans_b ? 1 : key->ldb, key->trans_b ? key->ldb : 1};
     dnnl_dims_t c_strides = {key->ldc, 1};
+    dnnl_dims_t bias_dims = {1, key->n}, bias_strides = {key->n, 1};
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t post_ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
     int ok = dnnl_memory_desc_init_by_strides(&entry->a_md, 2, a_dims, type, a_strides) == dnnl_success &&
              dnnl_memory_desc_init_by_strides(&entry->b_md, 2, b_dims, type, b_strides) == dnnl_success &&
-             dnnl_memory_desc_init_by_strides(&entry->c_md, 2, c_dims, dnnl_f32, c_strides) == dnnl_success &&
-             dnnl_matmul_desc_init(&desc, &entry->a_md, &entry->b_md, NULL, &entry->c_md) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&entry->c_md, 2, c_dims, key->dst_bf16 ? dnnl_bf16 : dnnl_f32, c_strides) == dnnl_success &&
+             (!key->bias || dnnl_memory_desc_init_by_strides(&entry->bias_md, 2, bias_dims, dnnl_f32, bias_strides) == dnnl_success) &&
+             dnnl_matmul_desc_init(&desc, &entry->a_md, &entry->b_md, key->bias ? &entry->bias_md : NULL, &entry->c_md) == dnnl_success &&
              dnnl_primitive_attr_create(&attr) == dnnl_success &&
              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
     float alpha, beta;
     memcpy(&alpha, &key->alpha_bits, 4);
     memcpy(&beta, &key->beta_bits, 4);
     if (ok && alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success;
-    if (ok && beta != 0.0f) {
-        ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, beta) == dnnl_success &&
+    if (ok && (beta != 0.0f || key->gelu)) {
+        ok = dnnl_post_ops_create(&post_ops) == dnnl_success &&
+             (beta == 0.0f || dnnl_post_ops_append_sum(post_ops, beta) == dnnl_success) &&
+             (!key->gelu || dnnl_post_ops_append_eltwise(post_ops, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f) == dnnl_success) &&
              dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
     }
     ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, dn.engine, NULL) == dnnl_success;
@@ -164,17 +170,10 @@ static int insert(const rk_dnnl_key *key, uint64_t hash) {
     return 1;
 }
 
-int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, float alpha, const void *a, long lda,
-                 const void *b, long ldb, float beta, float *c, long ldc) {
+/// Runs the product of `key` (building its primitive on first use); `bias` only when key->bias.
+static int execute(const rk_dnnl_key *key_in, const void *a, const void *b, const float *bias, void *c) {
     if (!rk_dnnl_available() || !prepare_thread()) return 0;
-    rk_dnnl_key key;
-    memset(&key, 0, sizeof(key));
-    key.dtype = dtype;
-    key.trans_a = trans_a != 0;
-    key.trans_b = trans_b != 0;
-    key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
-    memcpy(&key.alpha_bits, &alpha, 4);
-    memcpy(&key.beta_bits, &beta, 4);
+    rk_dnnl_key key = *key_in;
     // The read lock is held for the whole execution: entries are freed only under the write
     // lock, so a clear of the table never frees a primitive a thread is running.
     uint64_t hash = key_hash(&key);
@@ -190,23 +189,52 @@ int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, fl
             return 0;
         }
     }
-    dnnl_memory_t a_mem = NULL, b_mem = NULL, c_mem = NULL, scratch_mem = NULL;
+    dnnl_memory_t a_mem = NULL, b_mem = NULL, c_mem = NULL, bias_mem = NULL, scratch_mem = NULL;
     size_t scratch_size = dnnl_memory_desc_get_size(&entry->scratch_md);
     void *scratch_buffer = scratch_size > 0 ? scratch(scratch_size) : NULL;
     int ok = (scratch_size == 0 || scratch_buffer) &&
              dnnl_memory_create(&a_mem, &entry->a_md, dn.engine, (void *)a) == dnnl_success &&
              dnnl_memory_create(&b_mem, &entry->b_md, dn.engine, (void *)b) == dnnl_success &&
              dnnl_memory_create(&c_mem, &entry->c_md, dn.engine, c) == dnnl_success &&
+             (!key.bias || dnnl_memory_create(&bias_mem, &entry->bias_md, dn.engine, (void *)bias) == dnnl_success) &&
              dnnl_memory_create(&scratch_mem, &entry->scratch_md, dn.engine, scratch_buffer) == dnnl_success;
     if (ok) {
-        dnnl_exec_arg_t args[4] = {
-            {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}};
-        ok = dnnl_primitive_execute(entry->primitive, thread_stream, 4, args) == dnnl_success;
+        dnnl_exec_arg_t args[5] = {
+            {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem},
+            {DNNL_ARG_BIAS, bias_mem}};
+        ok = dnnl_primitive_execute(entry->primitive, thread_stream, key.bias ? 5 : 4, args) == dnnl_success;
     }
     pthread_rwlock_unlock(&dn.lock);
     if (a_mem) dnnl_memory_destroy(a_mem);
     if (b_mem) dnnl_memory_destroy(b_mem);
     if (c_mem) dnnl_memory_destroy(c_mem);
+    if (bias_mem) dnnl_memory_destroy(bias_mem);
     if (scratch_mem) dnnl_memory_destroy(scratch_mem);
     return ok;
+}
+
+int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, float alpha, const void *a, long lda,
+                 const void *b, long ldb, float beta, float *c, long ldc) {
+    rk_dnnl_key key;
+    memset(&key, 0, sizeof(key));
+    key.dtype = dtype;
+    key.trans_a = trans_a != 0;
+    key.trans_b = trans_b != 0;
+    key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
+    memcpy(&key.alpha_bits, &alpha, 4);
+    memcpy(&key.beta_bits, &beta, 4);
+    return execute(&key, a, b, NULL, c);
+}
+
+int rk_dnnl_linear_bias_gelu_bf16(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *w, long ldw,
+                                  const float *bias, uint16_t *c, long ldc) {
+    rk_dnnl_key key;
+    memset(&key, 0, sizeof(key));
+    key.dtype = RK_DNNL_BF16;
+    key.trans_b = 1;
+    key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldw, key.ldc = ldc;
+    float one = 1.0f;
+    memcpy(&key.alpha_bits, &one, 4);
+    key.bias = 1, key.gelu = 1, key.dst_bf16 = 1;
+    return execute(&key, a, w, bias, c);
 }

@@ -180,9 +180,16 @@ public final class BertEncoder: @unchecked Sendable {
         EncoderKernels.residualLayerNorm(sum, residual: x, bias: layer.attentionOutputBias.pointer, weight: layer.attentionNorm.weight.pointer,
                                          normBias: layer.attentionNorm.bias.pointer, rows: rows, dim: h, eps: config.layerNormEps,
                                          into: attended, bfloat16: halves?.attended.pointer)
-        linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
-        EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
-                                bfloat16: halves?.inner.pointer)
+        // In bfloat16 on oneDNN the intermediate product adds its bias, applies GELU and rounds in
+        // its own epilogue (only the rounding is read next); otherwise three passes.
+        if let halves, let w = layer.intermediate.bfloat16,
+           BLAS.linearBiasGELUBF16(halves.attended.pointer, rows: rows, weight: w.pointer, outFeatures: config.intermediateSize,
+                                   inFeatures: h, bias: layer.intermediateBias.pointer, into: halves.inner.pointer) {
+        } else {
+            linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
+            EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,
+                                    bfloat16: halves?.inner.pointer)
+        }
         linear(inner, halves?.inner.pointer, rows: rows, layer.output, into: sum)
         EncoderKernels.residualLayerNorm(sum, residual: attended, bias: layer.outputBias.pointer, weight: layer.outputNorm.weight.pointer,
                                          normBias: layer.outputNorm.bias.pointer, rows: rows, dim: h, eps: config.layerNormEps,

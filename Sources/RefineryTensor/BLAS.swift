@@ -92,21 +92,9 @@ public enum BLAS {
                                   alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
-        // Cut the dimension whose other operand is cheaper to pack twice: columns repeat A's
-        // packing in every block, rows repeat B's.
-        let byColumns = m <= n
-        let extent = byColumns ? n : m
-        // Two blocks per thread when they stay big (≥ 256 rows or columns): threads take them as
-        // they finish, so one slow block no longer leaves the other threads waiting (MiniLM-L6
-        // classifier, 4,096-row products on 2 threads: 12.1 s → 11.0 s).
-        let pieces = extent >= 512 * count ? 2 * count : count
-        let width = (extent + pieces - 1) / pieces
-        let blockSize = (width + 15) / 16 * 16
-        let blocks = (extent + blockSize - 1) / blockSize
-        // Small products run on the calling thread, unless they stream a big operand (decoding's
-        // one-row products are bound by reading the weight, which both cores read faster).
-        let streamed = byColumns ? n * k : m * k
-        if count <= 1 || blocks <= 1 || (m * n * k < 1 << 21 && streamed < 1 << 17) {
+        let cut = Cut(m: m, n: n, k: k, parts: count)
+        let (byColumns, extent, blockSize, blocks) = (cut.byColumns, cut.extent, cut.blockSize, cut.blocks)
+        if !cut.parallel {
             block(operands, backend, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
@@ -124,6 +112,64 @@ public enum BLAS {
                       b, ldb, beta, c + start * ldc, ldc)
             }
         }
+    }
+
+    /// How a product of `m × n` outputs and depth `k` is cut into blocks of columns or rows for
+    /// `parts` threads; the cut depends only on the shape and `parts`.
+    struct Cut {
+        /// Columns (else rows) are cut: the dimension whose other operand is cheaper to pack
+        /// twice — columns repeat A's packing in every block, rows repeat B's.
+        let byColumns: Bool
+        /// The cut dimension's size, each block's share of it (a multiple of 16) and the block count.
+        let extent: Int, blockSize: Int, blocks: Int
+        /// False: the product runs whole on the calling thread.
+        let parallel: Bool
+
+        init(m: Int, n: Int, k: Int, parts count: Int) {
+            byColumns = m <= n
+            extent = byColumns ? n : m
+            // Two blocks per thread when they stay big (≥ 256 rows or columns): threads take them as
+            // they finish, so one slow block no longer leaves the other threads waiting (MiniLM-L6
+            // classifier, 4,096-row products on 2 threads: 12.1 s → 11.0 s).
+            let pieces = extent >= 512 * count ? 2 * count : count
+            let width = (extent + pieces - 1) / pieces
+            blockSize = (width + 15) / 16 * 16
+            blocks = (extent + blockSize - 1) / blockSize
+            // Small products run on the calling thread, unless they stream a big operand (decoding's
+            // one-row products are bound by reading the weight, which both cores read faster).
+            let streamed = byColumns ? n * k : m * k
+            parallel = !(count <= 1 || blocks <= 1 || (m * n * k < 1 << 21 && streamed < 1 << 17))
+        }
+    }
+
+    /// A linear layer with its bias and exact-erf GELU, all in bfloat16 in and out:
+    /// `y[rows, out] = bfloat16(GELU(x · Wᵀ + bias))` (`x` rows `inFeatures` apart, `y` rows
+    /// `outFeatures` apart), the product's float32 sums never stored — oneDNN applies the bias, the
+    /// GELU and the rounding as the product's epilogue. Cut over the pool like `gemmBF16`. Returns
+    /// false, with `y` unspecified, when oneDNN is not the backend or refuses the product: the
+    /// caller then computes it unfused.
+    public static func linearBiasGELUBF16(_ x: UnsafePointer<UInt16>, rows: Int, weight w: UnsafePointer<UInt16>, outFeatures: Int,
+                                          inFeatures: Int, bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<UInt16>) -> Bool {
+        guard ProductBackend.current == .onednn else { return false }
+        if rows == 0 || outFeatures == 0 { return true }
+        let cut = Cut(m: rows, n: outFeatures, k: inFeatures, parts: threadCount)
+        guard cut.parallel else {
+            return rk_dnnl_linear_bias_gelu_bf16(rows, outFeatures, inFeatures, x, inFeatures, w, inFeatures, bias, y, outFeatures) == 1
+        }
+        let (xs, ws, bs, ys) = (UInt(bitPattern: x), UInt(bitPattern: w), UInt(bitPattern: bias), UInt(bitPattern: y))
+        let refused = Atomic<Int>(0)
+        Parallel.run(cut.blocks) { index in
+            let start = index * cut.blockSize, size = min(cut.blockSize, cut.extent - start)
+            let x = UnsafePointer<UInt16>(bitPattern: xs).unsafelyUnwrapped, w = UnsafePointer<UInt16>(bitPattern: ws).unsafelyUnwrapped
+            let bias = UnsafePointer<Float>(bitPattern: bs).unsafelyUnwrapped, y = UnsafeMutablePointer<UInt16>(bitPattern: ys).unsafelyUnwrapped
+            let done = cut.byColumns
+                ? rk_dnnl_linear_bias_gelu_bf16(rows, size, inFeatures, x, inFeatures, w + start * inFeatures, inFeatures, bias + start,
+                                                y + start, outFeatures)
+                : rk_dnnl_linear_bias_gelu_bf16(size, outFeatures, inFeatures, x + start * inFeatures, inFeatures, w, inFeatures, bias,
+                                                y + start * outFeatures, outFeatures)
+            if done != 1 { refused.add(1, ordering: .relaxed) }
+        }
+        return refused.load(ordering: .relaxed) == 0
     }
 
     /// A product much deeper than wide (the lm head's backward: k = vocabulary) cut along k: each

@@ -275,6 +275,47 @@ import Testing
         }
     }
 
+    /// The intermediate layer's fused product (bias, exact-erf GELU and rounding in oneDNN's
+    /// epilogue) against float64 sums through the exact GELU: within one bfloat16 step of the
+    /// correctly rounded value, on a product run whole, one cut by columns and one cut by rows. On
+    /// OpenBLAS it declines, so the encoder runs the unfused passes.
+    @Test func fusedBiasGELUIsTheLayerRoundedOnce() {
+        var random = KernelTests.Random(state: 11)
+        for (rows, outFeatures, inFeatures) in [(5, 48, 32), (40, 1536, 384), (1100, 96, 64)] {
+            let x = (0..<(rows * inFeatures)).map { _ in random.next() }, w = (0..<(outFeatures * inFeatures)).map { _ in random.next() }
+            let bias = (0..<outFeatures).map { _ in random.next() }
+            let x16 = x.withUnsafeBufferPointer { BFloat16Storage(rounding: $0.baseAddress!, count: x.count) }
+            let w16 = w.withUnsafeBufferPointer { BFloat16Storage(rounding: $0.baseAddress!, count: w.count) }
+            let y = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * outFeatures)
+            defer { y.deallocate() }
+            let fused = bias.withUnsafeBufferPointer {
+                BLAS.linearBiasGELUBF16(x16.pointer, rows: rows, weight: w16.pointer, outFeatures: outFeatures, inFeatures: inFeatures,
+                                        bias: $0.baseAddress!, into: y)
+            }
+            guard ProductBackend.current == .onednn else {
+                #expect(!fused, "only oneDNN fuses")
+                continue
+            }
+            #expect(fused)
+            var worst = 0.0
+            for i in 0..<rows {
+                for j in 0..<outFeatures {
+                    var sum = Double(bias[j])
+                    for p in 0..<inFeatures {
+                        sum += Double(HalfPrecision.bfloat16ToFloat(x16.pointer[i * inFeatures + p]))
+                            * Double(HalfPrecision.bfloat16ToFloat(w16.pointer[j * inFeatures + p]))
+                    }
+                    let want = Double(HalfPrecision.bfloat16ToFloat(HalfPrecision.floatToBFloat16(Float(0.5 * sum * (1 + erf(sum / 2.0.squareRoot()))))))
+                    let got = Double(HalfPrecision.bfloat16ToFloat(y[i * outFeatures + j]))
+                    // One step of bfloat16 at this magnitude: 2^-7 of the value (plus a floor near zero).
+                    let step = max(abs(want) / 128, 1e-6)
+                    worst = max(worst, abs(got - want) / step)
+                }
+            }
+            #expect(worst <= 1, "\(rows)×\(outFeatures)×\(inFeatures): off by \(worst) bfloat16 steps")
+        }
+    }
+
     @Test(arguments: ProductBackend.allCases)
     func bf16ProductsSumInFloat32OnEveryCut(backend: ProductBackend) {
         var random = KernelTests.Random(state: 7)
