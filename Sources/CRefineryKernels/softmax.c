@@ -152,26 +152,53 @@ void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_
 // the weighted sum of values. Float32 throughout; the caller rounds q, k and v beforehand when
 // the products run in bfloat16, and `round_probabilities` rounds the softmax to bfloat16 (as the
 // packed attention's probability operand is).
+// The scores and the weighted sum, per instruction set; the dot products are summed in vector
+// lanes (reassociated), as a product's kernel sums them.
+#define RK_DEFINE_SINGLE_QUERY(SUFFIX, ATTR)                                                       \
+    ATTR static void scores_##SUFFIX(const float *restrict q, const float *restrict k, size_t ld, size_t n, \
+                                     size_t head_dim, float scale, float *restrict scores) {        \
+        for (size_t j = 0; j < n; j++) {                                                            \
+            const float *key = k + j * ld;                                                          \
+            float dot = 0.0f;                                                                       \
+            for (size_t d = 0; d < head_dim; d++) dot += q[d] * key[d];                             \
+            scores[j] = dot * scale;                                                                \
+        }                                                                                           \
+    }                                                                                               \
+    ATTR static void weighted_sum_##SUFFIX(const float *restrict p, const float *restrict v, size_t ld, size_t n, \
+                                           size_t head_dim, float *restrict out) {                  \
+        for (size_t d = 0; d < head_dim; d++) out[d] = 0.0f;                                        \
+        for (size_t j = 0; j < n; j++) {                                                            \
+            const float *value = v + j * ld;                                                        \
+            for (size_t d = 0; d < head_dim; d++) out[d] += p[j] * value[d];                        \
+        }                                                                                           \
+    }
+
+#pragma clang fp reassociate(on)
+RK_DEFINE_SINGLE_QUERY(generic, )
+#if defined(__x86_64__)
+RK_DEFINE_SINGLE_QUERY(avx512, RK_AVX512)
+#endif
+#pragma clang fp reassociate(off)
+
 void rk_single_query_attention(const float *q, const float *k, const float *v, size_t ld, size_t n, size_t head_dim,
                                float scale, int round_probabilities, float *scores, float *out) {
-    for (size_t j = 0; j < n; j++) {
-        const float *key = k + j * ld;
-        float dot = 0.0f;
-        for (size_t d = 0; d < head_dim; d++) dot += q[d] * key[d];
-        scores[j] = dot * scale;
-    }
+#if defined(__x86_64__)
+    const int wide = rk_simd_level() == 2;
+#else
+    const int wide = 0;
+#endif
+    if (wide) scores_avx512(q, k, ld, n, head_dim, scale, scores); else scores_generic(q, k, ld, n, head_dim, scale, scores);
     rk_softmax(scores, n);
     if (round_probabilities) {
-        for (size_t j = 0; j < n; j++) {
-            uint16_t half;
-            rk_f32_to_bf16(scores + j, &half, 1);
-            rk_bf16_to_f32(&half, scores + j, 1);
+        uint16_t halves[256];
+        for (size_t j = 0; j < n; j += 256) {
+            const size_t count = n - j < 256 ? n - j : 256;
+            rk_f32_to_bf16(scores + j, halves, count);
+            rk_bf16_to_f32(halves, scores + j, count);
         }
     }
-    for (size_t d = 0; d < head_dim; d++) out[d] = 0.0f;
-    for (size_t j = 0; j < n; j++) {
-        const float *value = v + j * ld;
-        const float p = scores[j];
-        for (size_t d = 0; d < head_dim; d++) out[d] += p * value[d];
-    }
+#if defined(__x86_64__)
+    if (wide) { weighted_sum_avx512(scores, v, ld, n, head_dim, out); return; }
+#endif
+    weighted_sum_generic(scores, v, ld, n, head_dim, out);
 }

@@ -72,7 +72,8 @@ if arguments.count >= 2 && arguments[1] == "sgemm" {
     exit(0)
 }
 if arguments.count >= 5 && arguments[1] == "gemm" {
-    // One product shape through Refinery's cut (BLAS.gemm): refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS]
+    // One product shape through Refinery's cut (BLAS.gemm, or BLAS.gemmBF16 with a last argument
+    // bf16): refinery-bench gemm M N K [NN|NT|TN] [ITERATIONS] [fp32|bf16]
     guard let m = Int(arguments[2]), let n = Int(arguments[3]), let k = Int(arguments[4]) else { fail("gemm M N K: integers") }
     let layout = arguments.count > 5 ? arguments[5] : "NT"
     let iterations = arguments.count > 6 ? Int(arguments[6]) ?? 20 : 20
@@ -80,9 +81,16 @@ if arguments.count >= 5 && arguments[1] == "gemm" {
     let a = Tensor(shape: [m * k], values: (0..<(m * k)).map { Float($0 % 7) * 0.1 })
     let b = Tensor(shape: [k * n], values: (0..<(k * n)).map { Float($0 % 5) * 0.1 })
     let c = Tensor(zeros: [m, n])
+    let bfloat16 = arguments.count > 7 && arguments[7] == "bf16"
+    let a16 = BFloat16Storage(rounding: a.pointer, count: m * k), b16 = BFloat16Storage(rounding: b.pointer, count: k * n)
     let result = gflops(flops: 2 * Double(m * n * k), iterations: iterations) {
-        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: transA ? m : k,
-                  b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+        if bfloat16 {
+            BLAS.gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, a: a16.pointer, lda: transA ? m : k,
+                          b: b16.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+        } else {
+            BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: transA ? m : k,
+                      b: b.pointer, ldb: transB ? k : n, c: c.pointer, ldc: n)
+        }
     }
     print("{\"gflops_median\": \(result.gflops), \"milliseconds_median\": \(result.seconds * 1e3)}")
     exit(0)
