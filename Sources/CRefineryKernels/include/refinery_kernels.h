@@ -9,7 +9,8 @@ void rk_softmax(float *x, size_t n);
 
 /// For each of `rows` rows of `scores` (row stride `ld`): the softmax of its first `n` values
 /// (the row is used as scratch), written to `out` (row stride `width` ≥ n) as bfloat16 rounded
-/// like rk_f32_to_bf16, columns n..<width zero. Attention probabilities for a bfloat16 product.
+/// like rk_f32_to_bf16, columns n..<width zero. Attention probabilities for a bfloat16 product; its exp
+/// (degree 5, power of two by scalef) has ~1.2e-7 relative error, like rk_softmax's.
 void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_t width, uint16_t *out);
 
 /// Attention of one query `q[head_dim]` over n keys `k` and values `v` (rows `ld` apart):
