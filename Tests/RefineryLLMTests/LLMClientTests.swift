@@ -23,7 +23,9 @@ import Testing
         #expect(body["max_tokens"]?.intValue == 400 && body["model"]?.stringValue == "mock-model")
         let (url, state, server) = try await Self.startMock(MockLLMOptions())
         defer { server.cancel() }
-        let reply = try await LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: "k", timeout: 10)).complete(Self.request())
+        // A generous timeout: these tests are not about timeouts, and the whole parallel suite once
+        // held this one past 10 s on a loaded machine.
+        let reply = try await LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: "k", timeout: 60)).complete(Self.request())
         #expect(reply.finishReason == "stop" && reply.promptTokens > 0 && reply.completionTokens > 0)
         #expect((try? JSONValue.parse(reply.content)) != nil, "JSON mode returns JSON: \(reply.content.prefix(200))")
         #expect(await state.requests == 1)
@@ -35,7 +37,7 @@ import Testing
         let (url, _, server) = try await Self.startMock(options)
         defer { server.cancel() }
         do {
-            _ = try await LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: "wrong-key-123", timeout: 10)).complete(Self.request())
+            _ = try await LLMClient(endpoint: LLMEndpoint(baseURL: url, apiKey: "wrong-key-123", timeout: 60)).complete(Self.request())
             Issue.record("a wrong key must fail")
         } catch {
             guard case .authentication = error else { Issue.record("expected an authentication error, got \(error)"); return }
