@@ -173,7 +173,8 @@ static int insert(const rk_dnnl_key *key, uint64_t hash) {
 /// Runs the product of `key` (building its primitive on first use); `bias` only when key->bias.
 static int execute(const rk_dnnl_key *key_in, const void *a, const void *b, const float *bias, void *c) {
     if (!rk_dnnl_available() || !prepare_thread()) return 0;
-    rk_dnnl_key key = *key_in;
+    rk_dnnl_key key;
+    memcpy(&key, key_in, sizeof(key));  // byte for byte: the padding is hashed and compared too
     // The read lock is held for the whole execution: entries are freed only under the write
     // lock, so a clear of the table never frees a primitive a thread is running.
     uint64_t hash = key_hash(&key);
