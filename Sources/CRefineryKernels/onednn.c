@@ -227,8 +227,8 @@ int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, fl
     return execute(&key, a, b, NULL, c);
 }
 
-int rk_dnnl_linear_bias_gelu_bf16(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *w, long ldw,
-                                  const float *bias, uint16_t *c, long ldc) {
+int rk_dnnl_linear_bias_bf16(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *w, long ldw,
+                             const float *bias, int gelu, uint16_t *c, long ldc) {
     rk_dnnl_key key;
     memset(&key, 0, sizeof(key));
     key.dtype = RK_DNNL_BF16;
@@ -236,6 +236,6 @@ int rk_dnnl_linear_bias_gelu_bf16(long m, long n, long k, const uint16_t *a, lon
     key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldw, key.ldc = ldc;
     float one = 1.0f;
     memcpy(&key.alpha_bits, &one, 4);
-    key.bias = 1, key.gelu = 1, key.dst_bf16 = 1;
+    key.bias = 1, key.gelu = gelu != 0, key.dst_bf16 = 1;
     return execute(&key, a, w, bias, c);
 }

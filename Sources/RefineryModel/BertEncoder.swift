@@ -160,10 +160,17 @@ public final class BertEncoder: @unchecked Sendable {
     /// One layer over all rows of the packed batch, `x` replaced by its output. In bfloat16 the
     /// normalised rows and the activations are rounded as they are made, for the next product.
     private func run(_ layer: Layer, rows: Int, starts: [Int], x: UnsafeMutablePointer<Float>, space: EncoderWorkspace) {
-        linear(x, space.halves?.x.pointer, rows: rows, layer.qkv, into: space.qkv.pointer)
-        EncoderKernels.bidirectionalAttention(qkv: space.qkv.pointer, bias: layer.qkvBias.pointer, starts: starts, heads: config.headCount,
-                                              headDim: config.headDim, into: space.context.pointer, products: dtype,
-                                              roundedScratch: space.halves?.qkv.pointer)
+        // In bfloat16 on oneDNN the stacked projection adds its bias and rounds in its epilogue,
+        // straight into the rows attention reads.
+        var fused = false
+        if let halves = space.halves, let w = layer.qkv.bfloat16 {
+            fused = BLAS.linearBiasBF16(halves.x.pointer, rows: rows, weight: w.pointer, outFeatures: 3 * config.hiddenSize,
+                                        inFeatures: config.hiddenSize, bias: layer.qkvBias.pointer, gelu: false, into: halves.qkv.pointer)
+        }
+        if !fused { linear(x, space.halves?.x.pointer, rows: rows, layer.qkv, into: space.qkv.pointer) }
+        EncoderKernels.bidirectionalAttention(qkv: space.qkv.pointer, bias: fused ? nil : layer.qkvBias.pointer, starts: starts,
+                                              heads: config.headCount, headDim: config.headDim, into: space.context.pointer, products: dtype,
+                                              roundedScratch: space.halves?.qkv.pointer, roundedAlready: fused)
         finish(layer, rows: rows, x: x, residualIsOutput: true, into: x, space: space)
     }
 
@@ -183,8 +190,8 @@ public final class BertEncoder: @unchecked Sendable {
         // In bfloat16 on oneDNN the intermediate product adds its bias, applies GELU and rounds in
         // its own epilogue (only the rounding is read next); otherwise three passes.
         if let halves, let w = layer.intermediate.bfloat16,
-           BLAS.linearBiasGELUBF16(halves.attended.pointer, rows: rows, weight: w.pointer, outFeatures: config.intermediateSize,
-                                   inFeatures: h, bias: layer.intermediateBias.pointer, into: halves.inner.pointer) {
+           BLAS.linearBiasBF16(halves.attended.pointer, rows: rows, weight: w.pointer, outFeatures: config.intermediateSize,
+                               inFeatures: h, bias: layer.intermediateBias.pointer, gelu: true, into: halves.inner.pointer) {
         } else {
             linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
             EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,

@@ -66,10 +66,14 @@ public enum EncoderKernels {
     /// side by side (`[rows, 3 × heads × headDim]`); `out` is `[rows, heads × headDim]`. With
     /// `bias` (`3 × heads × headDim` values), it is first added to every row of `qkv`. In
     /// bfloat16, `roundedScratch` (at least `(rows + 16) × 3 × heads × headDim` values; allocated
-    /// per call when nil) receives the rounded `qkv`.
+    /// per call when nil) receives the rounded `qkv`; with `roundedAlready` it already holds the
+    /// biased, rounded rows (a fused product made them; bfloat16 on oneDNN only) and `qkv` is
+    /// scratch, filled from them where a sequence runs in float32 (shorter than
+    /// `Attention.bfloat16MinimumRows`).
     public static func bidirectionalAttention(
         qkv: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil, starts: [Int], heads: Int, headDim: Int,
-        into out: UnsafeMutablePointer<Float>, products: ComputeDType = .float32, roundedScratch: UnsafeMutablePointer<UInt16>? = nil
+        into out: UnsafeMutablePointer<Float>, products: ComputeDType = .float32, roundedScratch: UnsafeMutablePointer<UInt16>? = nil,
+        roundedAlready: Bool = false
     ) {
         let sequences = starts.count - 1
         guard sequences > 0 else { return }
@@ -82,9 +86,10 @@ public enum EncoderKernels {
         let owned = onBFloat16 && roundedScratch == nil ? UnsafeMutablePointer<UInt16>.allocate(capacity: (rows + 16) * stride) : nil
         defer { owned?.deallocate() }
         let rounded = onBFloat16 ? roundedScratch ?? owned : nil
+        precondition(!roundedAlready || (rounded != nil && roundedScratch != nil), "rounded rows come only with bfloat16 on oneDNN")
         if let rounded {
             (rounded + rows * stride).initialize(repeating: 0, count: 16 * stride)
-            roundRows(qkv, bias: bias, rows: rows, cols: stride, into: rounded)
+            if !roundedAlready { roundRows(qkv, bias: bias, rows: rows, cols: stride, into: rounded) }
         } else if let bias {
             addBias(qkv, bias: bias, rows: rows, cols: stride)
         }
@@ -105,6 +110,15 @@ public enum EncoderKernels {
                 return
             }
             let q = qs.pointer + first * stride + head * headDim
+            if roundedAlready, let hs {
+                // This head's queries, keys and values of the sequence, widened from the rounded rows.
+                for row in 0..<n {
+                    for part in 0..<3 {
+                        let offset = row * stride + part * hidden
+                        rk_bf16_to_f32(hs.pointer + first * stride + head * headDim + offset, q + offset, headDim)
+                    }
+                }
+            }
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width)
             defer { scratch.deallocate() }
             let scores = scratch, keysT = scratch + n * width

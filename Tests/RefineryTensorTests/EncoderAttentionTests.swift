@@ -66,6 +66,53 @@ import Testing
             #expect(results[.bfloat16]! == results[.float32]!, "without oneDNN the products stay float32")
         }
     }
+
+    /// Rows a fused product already biased and rounded (`roundedAlready`): the same output as
+    /// rounding them here for the long sequences (the same bfloat16 operands), and the short one
+    /// (float32 attention) runs on their widened values — whatever the float32 scratch held.
+    @Test func roundedRowsFromAFusedProductGiveTheSameAttention() throws {
+        guard ProductBackend.current == .onednn else { return }  // the rounded rows exist only there
+        let heads = 2, headDim = 8, hidden = heads * headDim, stride = 3 * hidden
+        let lengths = [5, 23, 40, 16]
+        var starts = [0]
+        for n in lengths { starts.append(starts[starts.count - 1] + n) }
+        let rows = starts[starts.count - 1]
+        var random = SplitMix64Test(seed: 5)
+        let qkv = (0..<(rows * stride)).map { _ in random.uniform() * 2 - 1 }
+        let bias = (0..<stride).map { _ in random.uniform() - 0.5 }
+        // Here: float32 rows plus bias, rounded by the attention itself.
+        var input = qkv, here = [Float](repeating: .nan, count: rows * hidden)
+        var scratch = [UInt16](repeating: 0, count: (rows + 16) * stride)
+        input.withUnsafeMutableBufferPointer { q in
+            here.withUnsafeMutableBufferPointer { o in
+                scratch.withUnsafeMutableBufferPointer { r in
+                    bias.withUnsafeBufferPointer { b in
+                        EncoderKernels.bidirectionalAttention(qkv: q.baseAddress!, bias: b.baseAddress!, starts: starts, heads: heads,
+                                                              headDim: headDim, into: o.baseAddress!, products: .bfloat16, roundedScratch: r.baseAddress!)
+                    }
+                }
+            }
+        }
+        // Fused: the rounded biased rows given, the float32 scratch full of garbage.
+        var rounded = [UInt16](repeating: 0xFFFF, count: (rows + 16) * stride)
+        for i in 0..<(rows * stride) { rounded[i] = HalfPrecision.floatToBFloat16(qkv[i] + bias[i % stride]) }
+        var garbage = [Float](repeating: .nan, count: rows * stride), fused = [Float](repeating: .nan, count: rows * hidden)
+        garbage.withUnsafeMutableBufferPointer { q in
+            fused.withUnsafeMutableBufferPointer { o in
+                rounded.withUnsafeMutableBufferPointer { r in
+                    EncoderKernels.bidirectionalAttention(qkv: q.baseAddress!, starts: starts, heads: heads, headDim: headDim, into: o.baseAddress!,
+                                                          products: .bfloat16, roundedScratch: r.baseAddress!, roundedAlready: true)
+                }
+            }
+        }
+        let short = 0..<(5 * hidden), long = (5 * hidden)..<(rows * hidden)
+        #expect(Array(fused[long]) == Array(here[long]), "the same bfloat16 operands, the same bits")
+        let widened = (0..<(rows * stride)).map { Double(qkv[$0] + bias[$0 % stride]) }
+        let roundedReference = widened.map { Float(Double(HalfPrecision.bfloat16ToFloat(HalfPrecision.floatToBFloat16(Float($0))))) }
+        let expected = Self.reference(roundedReference, starts: starts, heads: heads, headDim: headDim)
+        let worst = short.map { abs(Double(fused[$0]) - expected[$0]) }.max() ?? .infinity
+        #expect(worst < 1e-5, "the short sequence on the widened rounded rows: largest difference \(worst)")
+    }
 }
 
 /// A seeded generator for test data.

@@ -279,14 +279,15 @@ import Testing
         }
     }
 
-    /// The intermediate layer's fused product (bias, exact-erf GELU and rounding in oneDNN's
-    /// epilogue) against float64 sums through the exact GELU: within one bfloat16 step of the
+    /// The encoder's fused products (bias, with or without the exact-erf GELU, and the rounding in
+    /// oneDNN's epilogue) against float64 sums (through the exact GELU): within one bfloat16 step of the
     /// correctly rounded value, on a product run whole, one cut by columns and one cut by rows. On
     /// OpenBLAS it declines, so the encoder runs the unfused passes.
-    @Test func fusedBiasGELUIsTheLayerRoundedOnce() {
+    @Test func fusedLinearIsTheLayerRoundedOnce() {
         var random = KernelTests.Random(state: 11)
         // Run whole; cut by columns (n·k streamed ≥ 2¹⁷); cut by rows (m·n·k ≥ 2²¹).
-        for (rows, outFeatures, inFeatures) in [(5, 48, 32), (8, 1536, 96), (600, 32, 128)] {
+        let shapes = [(5, 48, 32), (8, 1536, 96), (600, 32, 128)]
+        for ((rows, outFeatures, inFeatures), gelu) in shapes.flatMap({ shape in [(shape, true), (shape, false)] }) {
             let x = (0..<(rows * inFeatures)).map { _ in random.next() }, w = (0..<(outFeatures * inFeatures)).map { _ in random.next() }
             let bias = (0..<outFeatures).map { _ in random.next() }
             let x16 = x.withUnsafeBufferPointer { BFloat16Storage(rounding: $0.baseAddress!, count: x.count) }
@@ -294,8 +295,8 @@ import Testing
             let y = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * outFeatures)
             defer { y.deallocate() }
             let fused = bias.withUnsafeBufferPointer {
-                BLAS.linearBiasGELUBF16(x16.pointer, rows: rows, weight: w16.pointer, outFeatures: outFeatures, inFeatures: inFeatures,
-                                        bias: $0.baseAddress!, into: y)
+                BLAS.linearBiasBF16(x16.pointer, rows: rows, weight: w16.pointer, outFeatures: outFeatures, inFeatures: inFeatures,
+                                    bias: $0.baseAddress!, gelu: gelu, into: y)
             }
             guard ProductBackend.current == .onednn else {
                 #expect(!fused, "only oneDNN fuses")
@@ -309,14 +310,15 @@ import Testing
                 for j in 0..<outFeatures {
                     var sum = Double(bias[j])
                     for p in 0..<inFeatures { sum += xs[i * inFeatures + p] * ws[j * inFeatures + p] }
-                    let want = Double(HalfPrecision.bfloat16ToFloat(HalfPrecision.floatToBFloat16(Float(0.5 * sum * (1 + erf(sum / 2.0.squareRoot()))))))
+                    let exact = gelu ? 0.5 * sum * (1 + erf(sum / 2.0.squareRoot())) : sum
+                    let want = Double(HalfPrecision.bfloat16ToFloat(HalfPrecision.floatToBFloat16(Float(exact))))
                     let got = Double(HalfPrecision.bfloat16ToFloat(y[i * outFeatures + j]))
                     // One step of bfloat16 at this magnitude: 2^-7 of the value (plus a floor near zero).
                     let step = max(abs(want) / 128, 1e-6)
                     worst = max(worst, abs(got - want) / step)
                 }
             }
-            #expect(worst <= 1, "\(rows)×\(outFeatures)×\(inFeatures): off by \(worst) bfloat16 steps")
+            #expect(worst <= 1, "\(rows)×\(outFeatures)×\(inFeatures) gelu \(gelu): off by \(worst) bfloat16 steps")
         }
     }
 

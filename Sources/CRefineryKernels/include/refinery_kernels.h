@@ -182,11 +182,12 @@ int rk_dnnl_available(void);
 int rk_dnnl_gemm(int dtype, int trans_a, int trans_b, long m, long n, long k, float alpha, const void *a, long lda,
                  const void *b, long ldb, float beta, float *c, long ldc);
 
-/// C[m,n] = bfloat16(GELU(A · Wᵀ + bias)) on the calling thread: A [m,k] and W [n,k] (a linear
-/// layer's weight) bfloat16, sums and bias in fp32, GELU with the exact erf, C rounded to bfloat16
-/// to nearest even — product and epilogue in one pass. Returns 1 on success, 0 when oneDNN refused.
-int rk_dnnl_linear_bias_gelu_bf16(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *w, long ldw,
-                                  const float *bias, uint16_t *c, long ldc);
+/// C[m,n] = bfloat16(A · Wᵀ + bias), or bfloat16(GELU(A · Wᵀ + bias)) when `gelu`, on the calling
+/// thread: A [m,k] and W [n,k] (a linear layer's weight) bfloat16, sums and bias in fp32, GELU with
+/// the exact erf, C rounded to bfloat16 to nearest even — product and epilogue in one pass.
+/// Returns 1 on success, 0 when oneDNN refused.
+int rk_dnnl_linear_bias_bf16(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *w, long ldw,
+                             const float *bias, int gelu, uint16_t *c, long ldc);
 #endif
 
 #ifndef REFINERY_KERNELS_CONVERT_H
