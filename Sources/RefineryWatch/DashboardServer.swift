@@ -77,6 +77,8 @@ struct StateFileMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch {
             guard RunStore.isReady(path: path) else { return notYet("the run is still setting up its state file") }
+            // Said where the dashboard's output goes: the reason behind the 500 the client gets.
+            context.logger.error("\(request.uri.path) failed: \(error)")
             throw error
         }
     }
