@@ -46,7 +46,11 @@ public struct RunStatus: Sendable {
 
     /// Reads the state file at `path` without writing to it.
     public static func read(path: String, now: Double = Date().timeIntervalSince1970) throws -> RunStatus {
-        let store = try RunStore(path: path, readOnly: true)
+        try read(store: RunStore(path: path, readOnly: true), now: now)
+    }
+
+    /// Reads through an open store (a reader that keeps its connection, like the dashboard's).
+    public static func read(store: RunStore, now: Double = Date().timeIntervalSince1970) throws -> RunStatus {
         let (requests, usage) = try store.totalUsage()
         let log = try store.timedTrainLog()
         let recent = try store.finishedWork(since: now - 60)

@@ -56,7 +56,7 @@ struct CoordinatorCommand: ParsableCommand {
             pipeline.heartbeat = heartbeat
             pipeline.onEvent = Output.event
             let dashboard = try dashboardOption.start(statePath: pipeline.state)
-            defer { dashboard?.cancel() }
+            defer { dashboard?.stop() }
             let written = try pipeline.run()
             Output.message("run complete; wrote " + written.joined(separator: ", "))
         }
@@ -132,7 +132,7 @@ struct RunCommand: ParsableCommand {
             let processes = LocalWorkers()
             defer { processes.stop() }
             let dashboard = try dashboardOption.start(statePath: pipeline.state)
-            defer { dashboard?.cancel() }
+            defer { dashboard?.stop() }
             let written = try pipeline.run(stopCheck: processes.allExited) { endpoint in
                 try processes.start(count: workers, endpoint: endpoint, slots: slots, model: pipeline.trainModel, nf4Cache: pipeline.nf4Cache,
                                     extraArguments: logFormat.logFormat == "json" ? ["--log-format", "json"] : [])

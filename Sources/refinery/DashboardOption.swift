@@ -22,18 +22,41 @@ struct DashboardOption: ParsableArguments {
     static var token: String? { ProcessInfo.processInfo.environment["REFINERY_DASHBOARD_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
 
     /// Starts serving `statePath` in the background; a port that cannot be bound is reported and the
-    /// run goes on without a dashboard. Cancel the task to stop.
-    func start(statePath: String) throws -> Task<Void, Never>? {
+    /// run goes on without a dashboard. `RunningDashboard.stop` ends it.
+    func start(statePath: String) throws -> RunningDashboard? {
         guard let (host, port) = try address() else { return nil }
-        return Task {
-            do {
-                try await DashboardServer.run(statePath: statePath, host: host, port: port, token: Self.token, requireState: false) { bound in
-                    Output.progress("[dashboard] http://\(host):\(bound)/ (live page), /metrics\n")
-                }
-            } catch is CancellationError {
-            } catch {
+        do {
+            let dashboard = try DashboardServer.start(statePath: statePath, host: host, port: port, token: Self.token) { bound in
+                Output.progress("[dashboard] http://\(host):\(bound)/ (live page), /metrics\n")
+            } onFailure: { error in
                 Output.progress("[dashboard] not served (\(error)); the run goes on without it\n")
             }
+            return RunningDashboard(dashboard: dashboard)
+        } catch {
+            throw CommandError("\(error)")
+        }
+    }
+}
+
+/// The dashboard of a synchronous command (`run`, `coordinator`), stopped from its thread.
+final class RunningDashboard: Sendable {
+    let dashboard: EmbeddedDashboard
+
+    init(dashboard: EmbeddedDashboard) {
+        self.dashboard = dashboard
+    }
+
+    /// Stops the server gracefully (requests in flight are answered first) and waits for it, so
+    /// the process never exits in the middle of a response.
+    func stop() {
+        let stopped = DispatchSemaphore(value: 0)
+        let dashboard = self.dashboard
+        Task {
+            await dashboard.stop()
+            stopped.signal()
+        }
+        if stopped.wait(timeout: .now() + 20) == .timedOut {
+            Output.progress("[dashboard] did not stop within 20 s; exiting without it\n")
         }
     }
 }

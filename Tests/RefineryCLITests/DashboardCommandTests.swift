@@ -204,8 +204,9 @@ import Testing
 
     /// A page request never holds up the run: the same latency-bound run (a 300 ms mock, 1 worker
     /// with 2 slots) takes as long while 4 clients fetch the page, `/api/status`, `/api/train` and
-    /// `/metrics` back to back as it does alone. Each request reads the state file on its own (WAL:
-    /// readers never block the coordinator's writes), so the bound is the run's own noise. The
+    /// `/metrics` back to back as it does alone. The dashboard reads the state file through one connection (WAL:
+    /// readers never block the coordinator's writes) on a thread of its own, so the bound is the run's own noise; the
+    /// run ends with requests in flight, and stops its dashboard gracefully (exit 0). The
     /// clients are threads of their own, so a loaded test machine cannot starve them.
     @Test func hammeringTheDashboardDoesNotSlowTheRun() async throws {
         try await offThePool {
