@@ -116,7 +116,7 @@ def training():
     assert coordinator.wait() == 0, open(log).read()
     for p in procs:
         p.wait(timeout=30)
-    timing = json.loads(re.search(r"\[train\] timing (\{.*\})", open(log).read()).group(1))
+    timing = json.load(open(f"{OUT}/train-adapter/step_timing.json"))
     # Step 1 includes the workers' first parameter transfer and warm-up; the last writes the final checkpoint.
     steps = list(zip(timing["step_seconds"], timing["critical_compute_seconds"]))[1:-1]
     shares = [1 - compute / wall for wall, compute in steps]

@@ -8,6 +8,8 @@ import RefineryStore
 /// and the dollar budget are granted here, as for generation.
 public final class CallStage: ClusterStage {
     public let name: String
+    /// What these calls are within the stage ("rewrites", "answers"), for progress lines.
+    public let step: String?
     public let leaseTimeout: Double
     private let store: RunStore
     private var calls: [Int64: LLMCall] = [:]
@@ -23,9 +25,11 @@ public final class CallStage: ClusterStage {
 
     /// `pending`: the calls to make (ids of the call table). `budget`: dollars the whole run may
     /// spend (generation and curation calls together). `timeout`: seconds one attempt may take.
-    public init(purpose: String, pending: [(id: Int64, call: LLMCall)], store: RunStore, requestsPerMinute: Int? = nil,
+    /// `step`: what these calls are within the stage, when it makes several kinds.
+    public init(purpose: String, step: String? = nil, pending: [(id: Int64, call: LLMCall)], store: RunStore, requestsPerMinute: Int? = nil,
                 tokensPerMinute: Int? = nil, budget: Double? = nil, retry: RetryPolicy = RetryPolicy(), timeout: Double = 120) throws {
         name = purpose
+        self.step = step
         self.store = store
         self.retry = retry
         self.timeout = timeout
@@ -127,6 +131,6 @@ public final class CallStage: ClusterStage {
 
     public var progressLine: String {
         let elapsed = max(Date().timeIntervalSince1970 - started, 1e-9)
-        return String(format: "%d/%d calls answered, %d failed, %.2f calls/s, $%.4f", answered, total, failed, Double(answered + failed) / elapsed, allowance.spent)
+        return (step.map { "\($0): " } ?? "") + String(format: "%d/%d calls answered, %d failed, %.2f calls/s, $%.4f", answered, total, failed, Double(answered + failed) / elapsed, allowance.spent)
     }
 }

@@ -160,7 +160,7 @@ public struct EvolInstruct: Sendable {
             let rewrites = try book.answers(instructions.indices.map { index in
                 call(system: nil, user: prompts.fill(prompts.rewrite, [("method", chosen[index].task), ("instruction", current[index])]),
                      temperature: temperature, maxTokens: maxTokens)
-            }, purpose: purpose)
+            }, purpose: purpose, step: "round \(round) rewrites")
             var evolutions = instructions.indices.map { index -> Evolution in
                 let record = rewrites[index]
                 var evolution = Evolution(round: round, method: chosen[index], instruction: Self.clean(record.reply ?? ""), answer: nil,
@@ -177,7 +177,7 @@ public struct EvolInstruct: Sendable {
             let checks = try book.answers(open.map { index in
                 call(system: nil, user: prompts.fill(prompts.equality, [("first", current[index]), ("second", evolutions[index].instruction)]),
                      temperature: 0, maxTokens: 8)
-            }, purpose: purpose)
+            }, purpose: purpose, step: "round \(round) novelty checks")
             for (index, record) in zip(open, checks) {
                 evolutions[index].cost += record.cost
                 guard record.status == .answered, let reply = record.reply else { evolutions[index].eliminated = .callFailed; continue }
@@ -188,7 +188,7 @@ public struct EvolInstruct: Sendable {
             let survivors = evolutions.indices.filter { evolutions[$0].eliminated == nil }
             let answers = try book.answers(survivors.map { index in
                 call(system: prompts.answerSystem, user: evolutions[index].instruction, temperature: temperature, maxTokens: maxTokens)
-            }, purpose: purpose)
+            }, purpose: purpose, step: "round \(round) answers")
             for (index, record) in zip(survivors, answers) {
                 evolutions[index].cost += record.cost
                 guard record.status == .answered, let reply = record.reply else { evolutions[index].eliminated = .callFailed; continue }

@@ -8,8 +8,9 @@ import RefineryStore
 /// each outcome in the state (`RunStore.commitCall`) as soon as it arrives.
 public protocol LLMCallExecutor: AnyObject {
     /// Makes every call of `pending` (call ids of the state's `llm_call` table); returns when each
-    /// is answered or failed. Throws when the run must stop (bad key, quota, budget).
-    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, store: RunStore) throws
+    /// is answered or failed. Throws when the run must stop (bad key, quota, budget). `step` names
+    /// the calls in progress lines when a stage makes several kinds ("rewrites", "answers").
+    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws
 }
 
 /// The answers of LLM-backed curation stages, each call made at most once per state file: a stage
@@ -26,8 +27,9 @@ public final class LLMCallBook {
         self.executor = executor
     }
 
-    /// The stored record of every call, in order (answered or failed).
-    public func answers(_ calls: [LLMCall], purpose: String) throws -> [LLMCallRecord] {
+    /// The stored record of every call, in order (answered or failed). `step` names these calls in
+    /// progress lines when the stage makes several kinds of call.
+    public func answers(_ calls: [LLMCall], purpose: String, step: String? = nil) throws -> [LLMCallRecord] {
         guard !calls.isEmpty else { return [] }
         let keys = calls.map(\.cacheKey)
         let fresh = Array(Set(keys).subtracting(retried))
@@ -41,7 +43,7 @@ public final class LLMCallBook {
             guard let record = registered[key], record.status == .pending else { return nil }
             return (record.id, call)
         }.sorted { $0.id < $1.id }
-        if !pending.isEmpty { try executor.execute(pending, purpose: purpose, store: store) }
+        if !pending.isEmpty { try executor.execute(pending, purpose: purpose, step: step, store: store) }
         let records = try store.calls(keys: unique.map(\.0))
         return try keys.map { key in
             guard let record = records[key], record.status != .pending else {
@@ -75,11 +77,11 @@ public final class LocalLLMCallExecutor: LLMCallExecutor {
         self.report = report
     }
 
-    public func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, store: RunStore) throws {
+    public func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws {
         let remaining = try budget.map { max(0, $0 - (try store.callCost())) }
         let maker = LLMCallMaker(limiter: RateLimiter(slots: slots, requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute,
                                                       budget: remaining), retry: retry, timeout: timeout)
-        let progress = CallProgress(total: pending.count)
+        let progress = CallProgress(total: pending.count, step: step)
         let report = self.report
         let stop: String? = try waitFor {
             try await withThrowingTaskGroup(of: (Int64, LLMCallResult).self) { group -> String? in
@@ -122,12 +124,16 @@ extension LLMCallOutcomeRow {
 final class CallProgress: @unchecked Sendable {
     private let lock = NSLock()
     private let total: Int
+    private let step: String?
     private var answered = 0, failed = 0
     private var cost = 0.0
     private let started = Date()
     private var lastLine = Date.distantPast
 
-    init(total: Int) { self.total = total }
+    init(total: Int, step: String?) {
+        self.total = total
+        self.step = step
+    }
 
     /// Counts `result`; a progress line when a second has passed since the last.
     func record(_ result: LLMCallResult) -> String? {
@@ -150,7 +156,7 @@ final class CallProgress: @unchecked Sendable {
         let elapsed = max(Date().timeIntervalSince(started), 1e-9)
         let rate = Double(answered + failed) / elapsed
         let eta = rate > 0 && answered + failed < total ? String(format: ", ETA %.0fs", Double(total - answered - failed) / rate) : ""
-        return ProgressBar.render(done: answered + failed, total: total)
+        return ProgressBar.render(done: answered + failed, total: total) + (step.map { " \($0):" } ?? "")
             + String(format: " %d/%d calls answered, %d failed, %.1f calls/s, $%.4f", answered, total, failed, rate, cost) + eta
     }
 }

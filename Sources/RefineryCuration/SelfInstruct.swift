@@ -137,7 +137,7 @@ public struct SelfInstruct: Sendable {
                 let text = JudgePrompt(system: "", user: prompt).messages([("count", String(perPrompt)), ("examples", examples), ("focus", focus)])[1].content
                 return generator.call([ChatMessage(role: "user", content: text)], temperature: temperature, maxTokens: maxTokens, format: .jsonObject)
             }
-            let replies = try book.answers(calls, purpose: purpose)
+            let replies = try book.answers(calls, purpose: purpose, step: "new instructions")
             // 2. The novelty filter, in prompt and reply order.
             var candidates: [SynthesizedTask] = []
             for (item, record) in zip(prompts, replies) {
@@ -171,7 +171,7 @@ public struct SelfInstruct: Sendable {
             let answers = try book.answers(candidates.map {
                 generator.call([ChatMessage(role: "system", content: answerSystem), ChatMessage(role: "user", content: $0.instruction)],
                                temperature: 0.7, maxTokens: maxTokens, format: .text)
-            }, purpose: purpose)
+            }, purpose: purpose, step: "answers")
             for (candidate, record) in zip(candidates, answers) {
                 guard record.status == .answered, let answer = record.reply?.trimmingCharacters(in: .whitespacesAndNewlines), !answer.isEmpty else {
                     tally.unanswered += 1

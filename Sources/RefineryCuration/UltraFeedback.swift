@@ -132,7 +132,7 @@ public struct UltraFeedback: Sendable {
             answerers.map { $0.call([ChatMessage(role: "system", content: answerSystem), ChatMessage(role: "user", content: instruction)],
                                     temperature: temperature, maxTokens: maxTokens, format: .text) }
         }
-        let answered = try book.answers(answerCalls, purpose: purpose)
+        let answered = try book.answers(answerCalls, purpose: purpose, step: "answers")
         var results = instructions.indices.map { index -> FeedbackResult in
             var result = FeedbackResult(answers: [], best: nil, rejected: nil, failure: nil, cost: 0)
             if let mine = own[index] { result.answers.append(RatedAnswer(model: "original", text: mine, ratings: [:], rationales: [:])) }
@@ -169,7 +169,7 @@ public struct UltraFeedback: Sendable {
             let open = threads.indices.filter { !threads[$0].done }
             if open.isEmpty { break }
             let records = try book.answers(open.map { judge.call(threads[$0].messages, temperature: 0, maxTokens: maxTokens, format: .jsonObject) },
-                                           purpose: purpose)
+                                           purpose: purpose, step: "ratings")
             for (index, record) in zip(open, records) {
                 let item = threads[index].item, aspect = threads[index].aspect
                 threads[index].replies += 1

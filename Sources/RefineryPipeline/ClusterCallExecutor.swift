@@ -21,8 +21,8 @@ final class ClusterCallExecutor: LLMCallExecutor {
         self.timeout = timeout
     }
 
-    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, store: RunStore) throws {
-        let stage = try CallStage(purpose: purpose, pending: pending, store: store, requestsPerMinute: requestsPerMinute,
+    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws {
+        let stage = try CallStage(purpose: purpose, step: step, pending: pending, store: store, requestsPerMinute: requestsPerMinute,
                                   tokensPerMinute: tokensPerMinute, budget: budget, timeout: timeout)
         try coordinator.run(stage)
     }

@@ -117,7 +117,15 @@ public struct ClusterPipeline {
                 }
                 coordinator.trainingSettings = Self.trainingSettings(trainer.options, dtype: trainer.engine.model.dtype)
                 try coordinator.run(stage)
-                report("[train] timing \(stage.timingJSON)\n")
+                // Per-step wall and compute time (what `bench/cluster.sh` reads): a file, not a
+                // console line — forty steps of figures are no line for a log.
+                let timing = plan.output.appendingPathComponent("step_timing.json")
+                do {
+                    try Data((stage.timingJSON + "\n").utf8).write(to: timing, options: .atomic)
+                    written.append(timing.path)
+                } catch {
+                    report("[train] could not write \(timing.path): \(error.localizedDescription)\n")
+                }
                 written += plan.writtenFiles
                 if let merged = config.export.merged { written.append(try plan.writeMerged(to: merged, report: report)) }
             }

@@ -427,6 +427,8 @@ import Testing
                 #expect(result.stdout.contains("\(position + 1). \(stage)"), "the summary lists stage \(stage): \(result.stdout)")
             }
             #expect(result.stdout.contains("evolved samples added") && result.stdout.contains("LLM calls of curation: evolve"), "\(result.stdout)")
+            // The workers' calls of each kind say what they are.
+            #expect(result.stderr.contains("round 1 rewrites:") && result.stderr.contains("round 1 answers:"), "\(result.stderr)")
             for name in ["run.yaml", "state.db", "dataset.jsonl", "dataset.test.jsonl", "adapter/adapter_model.safetensors",
                          "adapter/adapter_config.json", "adapter/train_log.jsonl", "merged/model.safetensors"] {
                 let path = out.appendingPathComponent(name).path

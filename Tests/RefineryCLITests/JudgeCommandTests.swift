@@ -199,6 +199,10 @@ import Testing
             #expect(rows.count - evolved.count == 20, "every original is kept")
             #expect(!evolved.isEmpty && evolved.count < 40, "some evolutions survive, some are eliminated: \(evolved.count)")
             #expect(result.stderr.contains("eliminated:"), "\(result.stderr)")
+            // Each kind of call says what it is in its progress line.
+            for step in ["round 1 rewrites:", "round 1 novelty checks:", "round 1 answers:", "round 2 rewrites:"] {
+                #expect(result.stderr.contains(step), "no progress line for \(step) in \(result.stderr)")
+            }
             for row in evolved {
                 let lineage = row["lineage"]
                 let round = lineage?["round"]?.intValue ?? 0

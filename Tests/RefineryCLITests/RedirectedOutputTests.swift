@@ -40,6 +40,11 @@ import Testing
             let config = try ClusterTests.config(dir: dir, name: "r", articles: articles, mock: mock, train: true, steps: 4)
             let run = try CommandLineTests.run(["run", "--config", config.path, "--workers", "2"])
             Self.check(run, "run")
+            // Per-step timings go to a file next to the adapter, not into the log as one long line
+            // (a log wraps it mid-number at 300 characters).
+            #expect(!run.stderr.contains("step_seconds"), "\(run.stderr)")
+            let timing = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("r-adapter/step_timing.json"))) as? [String: [Double]]
+            #expect(timing?["step_seconds"]?.count == 4 && timing?["critical_compute_seconds"]?.count == 4, "\(String(describing: timing))")
         }
     }
 }

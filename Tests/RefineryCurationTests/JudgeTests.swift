@@ -14,7 +14,7 @@ final class ScriptedExecutor: LLMCallExecutor, @unchecked Sendable {
 
     init(_ answer: @escaping (LLMCall) -> String?) { self.answer = answer }
 
-    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, store: RunStore) throws {
+    func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws {
         for (id, call) in pending {
             asked.append(call)
             let reply = answer(call)
