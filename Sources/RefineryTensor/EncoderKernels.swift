@@ -205,15 +205,17 @@ public enum EncoderKernels {
     }
 
     /// One (sequence, head) of attention on bfloat16 operands with float32 sums and a float32
-    /// softmax, as PyTorch's autocast runs it, the two products on oneDNN. `qkv` points at the
-    /// head's queries in the rounded rows (keys `hidden` and values `2 · hidden` further, rows
-    /// `stride` apart); the products run over `width` rows (a multiple of 16, so sequences of
-    /// similar lengths share one oneDNN primitive): rows past `n` belong to the next sequence or
-    /// are zero, their scores are never read and their probabilities are zero. False when oneDNN
-    /// refused (nothing was written).
+    /// softmax, as PyTorch's autocast runs it. `qkv` points at the head's queries in the rounded
+    /// rows (keys `hidden` and values `2 · hidden` further, rows `stride` apart). With AVX512-BF16
+    /// and a head of 16–64 (`useKernel`), both products run in one call of Refinery's own kernel
+    /// (`rk_bf16_attention`); otherwise on oneDNN over `width` rows (a multiple of 16, so sequences
+    /// of similar lengths share one primitive): rows past `n` belong to the next sequence or are
+    /// zero, their scores are never read and their probabilities are zero. False when neither
+    /// could run (nothing was written).
     static func bfloat16Attention(qkv: UnsafePointer<UInt16>, stride: Int, n: Int, width: Int, headDim: Int, scale: Float,
-                                  into out: UnsafeMutablePointer<Float>, ldo: Int) -> Bool {
+                                  into out: UnsafeMutablePointer<Float>, ldo: Int, useKernel: Bool = true) -> Bool {
         let hidden = stride / 3
+        if useKernel && rk_bf16_attention(qkv, stride, hidden, n, headDim, scale, out, ldo) == 1 { return true }
         let probabilities = UnsafeMutablePointer<UInt16>.allocate(capacity: width * width)
         defer { probabilities.deallocate() }
         let floats = UnsafeMutablePointer<Float>.allocate(capacity: width * width + width * headDim)

@@ -19,6 +19,18 @@ void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_
 void rk_single_query_attention(const float *q, const float *k, const float *v, size_t ld, size_t n, size_t head_dim,
                                float scale, int round_probabilities, float *scores, float *out);
 
+/// Whether this CPU has AVX512-BF16 (vdpbf16ps).
+int rk_has_avx512_bf16(void);
+
+/// Bidirectional attention of one head over one sequence of `n` rows, bfloat16 operands with
+/// float32 sums: the head's queries at `qkv`, its keys `hidden` and values `2·hidden` elements
+/// further, rows `ld` apart; out (rows `ldo` apart, float32) = softmax(scale · Q Kᵀ) V with the
+/// probabilities rounded to bfloat16 (rk_softmax_rows_bf16). Reads up to 5 rows of queries past
+/// the sequence (never used). Returns 0, writing nothing, without AVX512-BF16 or for a head
+/// dimension that is not 16, 32, 48 or 64.
+int rk_bf16_attention(const uint16_t *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale,
+                      float *out, size_t ldo);
+
 /// The 16 NF4 levels in code order (bitsandbytes' float32 table).
 const float *rk_nf4_levels(void);
 
