@@ -5,11 +5,12 @@ import RefineryStore
 /// connection opened on first use and kept. A request that waits on SQLite (the run holding a
 /// lock, a slow disk) waits there, never on a thread of Swift's cooperative pool — which has one
 /// thread per core and is shared with the run — and requests never open connections of their own.
+/// A state file replaced by a new one (a run started over in the same place) is opened again.
 final class StateReader: @unchecked Sendable {
     let path: String
     private let queue = DispatchQueue(label: "refinery-dashboard-state")
-    /// Only touched on `queue`.
-    private var store: RunStore?
+    /// The open store and the file it was opened on; only touched on `queue`.
+    private var store: (store: RunStore, file: FileIdentity?)?
 
     init(path: String) {
         self.path = path
@@ -32,9 +33,23 @@ final class StateReader: @unchecked Sendable {
     }
 
     private func openStore() throws -> RunStore {
-        if let store { return store }
+        let file = FileIdentity(path: path)
+        if let store, store.file == file { return store.store }
         let opened = try RunStore(path: path, readOnly: true)
-        store = opened
+        store = (opened, file)
         return opened
+    }
+}
+
+/// Which file a path names (device and inode), to notice a file replaced under the same name.
+struct FileIdentity: Equatable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import RefineryCore
+import RefineryStore
 import Testing
 
 /// `refinery dashboard` on a finished run's state file: `/metrics` in the Prometheus text format
@@ -145,6 +146,13 @@ import Testing
         #expect(try await Self.get(dashboard.base + "/").status == 200)
         let train = try await Self.get(dashboard.base + "/api/train")
         #expect(train.status == 200 && train.body == "[]", "no training rows yet: \(train.body)")
+        // The file replaced by a run's state under the same name (a run started over there): the
+        // dashboard reads the new file, not the one it opened first.
+        let replacement = dir.appendingPathComponent("next.db")
+        try RunStore(path: replacement.path).setMeta("stage", "curate")
+        #expect(rename(replacement.path, empty.path) == 0, "replaced")
+        let status = try await Self.get(dashboard.base + "/api/status")
+        #expect(status.status == 200 && status.body.contains("\"stage\":\"curate\""), "\(status.status) \(status.body)")
         let garbage = dir.appendingPathComponent("notes.db")
         try Data("not a database at all, just some text that is long enough".utf8).write(to: garbage)
         let refused = try CommandLineTests.run(["dashboard", "--state", garbage.path, "--listen", "127.0.0.1:0"])
