@@ -57,7 +57,7 @@ public enum DashboardServer {
         let reader = StateReader(path: statePath)
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(token: token))
-        router.add(middleware: StateFileMiddleware(reader: reader))
+        router.add(middleware: StateFileMiddleware())
         router.get("metrics") { _, _ -> Response in
             let status = try await reader.read { try RunStatus.read(store: $0) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -106,25 +106,19 @@ public struct EmbeddedDashboard: Sendable {
     }
 }
 
-/// Answers 503 for the data routes while the run's state file does not exist yet, or exists but
-/// is still being set up by the run (a read that fails then is the race, not an error).
+/// Answers 503 (with Retry-After) for the data routes while the run's state file does not exist
+/// yet or is still being set up by the run; any other failure is logged with its route (the
+/// reason behind the 500 the client gets).
 struct StateFileMiddleware<Context: RequestContext>: RouterMiddleware {
-    let reader: StateReader
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.uri.path != "/" else { return try await next(request, context) }
-        guard FileManager.default.fileExists(atPath: reader.path) else { return notYet("the run has not created its state file yet") }
         do {
             return try await next(request, context)
+        } catch let notReady as StateNotReady {
+            return Response(status: .serviceUnavailable, headers: [.retryAfter: "2"], body: .init(byteBuffer: ByteBuffer(string: notReady.reason + "\n")))
         } catch {
-            guard await reader.isReady() else { return notYet("the run is still setting up its state file") }
-            // Said where the dashboard's output goes: the reason behind the 500 the client gets.
             context.logger.error("\(request.uri.path) failed: \(error)")
             throw error
         }
-    }
-
-    private func notYet(_ reason: String) -> Response {
-        Response(status: .serviceUnavailable, headers: [.retryAfter: "2"], body: .init(byteBuffer: ByteBuffer(string: reason + "\n")))
     }
 }
