@@ -111,54 +111,77 @@ RK_BF16 static void pack_values(const uint16_t *v, size_t ld, size_t n, size_t w
 
 static size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
+/// Query rows per block: scores, probabilities and context of one block are made before the next
+/// block's, so its scores stay in the first-level cache (24 rows of 512 keys are 48 KiB; the whole
+/// 200 × 200 score matrix was 160 KiB). A multiple of SCORE_ROWS and of every context tile's rows.
+#define BLOCK_ROWS 24
+
+/// This thread's scratch, grown to `bytes` when smaller (kept for the thread's next call: the
+/// encoder calls this once per sequence and head). NULL when memory is short.
+static void *thread_scratch(size_t bytes) {
+    static _Thread_local void *buffer = NULL;
+    static _Thread_local size_t capacity = 0;
+    if (bytes > capacity) {
+        void *grown = aligned_alloc(64, round_up(bytes, 64));
+        if (!grown) return NULL;
+        free(buffer);
+        buffer = grown;
+        capacity = round_up(bytes, 64);
+    }
+    return buffer;
+}
+
 int rk_bf16_attention(const uint16_t *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale,
                       float *out, size_t ldo) {
     if (!rk_has_avx512_bf16() || n == 0 || head_dim == 0 || head_dim % 16 != 0 || head_dim > 64) return 0;
     const size_t width = round_up(n, 16), pairs = head_dim / 2, columns = head_dim / 16;
     const size_t tile = context_rows[columns];
-    const size_t score_rows = round_up(n, SCORE_ROWS), probability_rows = round_up(n, tile);
-    const size_t bytes = score_rows * width * sizeof(float) + probability_rows * width * sizeof(uint16_t)
+    const size_t bytes = BLOCK_ROWS * width * sizeof(float) + BLOCK_ROWS * width * sizeof(uint16_t)
                        + 2 * pairs * width * sizeof(uint32_t);
-    char *scratch = aligned_alloc(64, round_up(bytes, 64));
+    char *scratch = thread_scratch(bytes);
     if (!scratch) return 0;
     float *scores = (float *)scratch;
-    uint16_t *probabilities = (uint16_t *)(scores + score_rows * width);
-    uint32_t *keys = (uint32_t *)(probabilities + probability_rows * width);
+    uint16_t *probabilities = (uint16_t *)(scores + BLOCK_ROWS * width);
+    uint32_t *keys = (uint32_t *)(probabilities + BLOCK_ROWS * width);
     uint32_t *values = keys + pairs * width;
     const uint16_t *q = qkv, *k = qkv + hidden, *v = qkv + 2 * hidden;
 
     pack_keys(k, ld, n, width, pairs, keys);
     pack_values(v, ld, n, width, head_dim, values);
-    // Scores: tiles of SCORE_ROWS queries (rows past n read the next sequence's rows or the zero
-    // rows after the last one, and are never used) by up to 64 keys.
-    for (size_t i = 0; i < n; i += SCORE_ROWS) {
-        for (size_t j = 0; j < width;) {
-            const size_t blocks = (width - j) / 16 >= 4 ? 4 : (width - j) / 16;
-            const uint16_t *rows = q + i * ld;
-            float *target = scores + i * width + j;
-            switch (blocks) {
-            case 4: score_tile_4(rows, ld, keys + j, width, pairs, scale, target, width); break;
-            case 3: score_tile_3(rows, ld, keys + j, width, pairs, scale, target, width); break;
-            case 2: score_tile_2(rows, ld, keys + j, width, pairs, scale, target, width); break;
-            default: score_tile_1(rows, ld, keys + j, width, pairs, scale, target, width); break;
+    for (size_t block = 0; block < n; block += BLOCK_ROWS) {
+        const size_t count = n - block < BLOCK_ROWS ? n - block : BLOCK_ROWS;
+        // Scores: tiles of SCORE_ROWS queries (rows past n read the next sequence's rows or the
+        // zero rows after the last one, and are never used) by up to 64 keys.
+        for (size_t i = 0; i < count; i += SCORE_ROWS) {
+            for (size_t j = 0; j < width;) {
+                const size_t blocks = (width - j) / 16 >= 4 ? 4 : (width - j) / 16;
+                const uint16_t *rows = q + (block + i) * ld;
+                float *target = scores + i * width + j;
+                switch (blocks) {
+                case 4: score_tile_4(rows, ld, keys + j, width, pairs, scale, target, width); break;
+                case 3: score_tile_3(rows, ld, keys + j, width, pairs, scale, target, width); break;
+                case 2: score_tile_2(rows, ld, keys + j, width, pairs, scale, target, width); break;
+                default: score_tile_1(rows, ld, keys + j, width, pairs, scale, target, width); break;
+                }
+                j += 16 * blocks;
             }
-            j += 16 * blocks;
+        }
+        rk_softmax_rows_bf16(scores, width, count, n, width, probabilities);
+        // The context tiles read whole tiles of rows; rows past `count` are zero and never stored.
+        const size_t padded = round_up(count, tile);
+        if (padded > count) memset(probabilities + count * width, 0, (padded - count) * width * sizeof(uint16_t));
+        for (size_t i = 0; i < count; i += tile) {
+            const size_t rows = count - i < tile ? count - i : tile;
+            const uint16_t *weights = probabilities + i * width;
+            float *target = out + (block + i) * ldo;
+            switch (columns) {
+            case 1: context_tile_1(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
+            case 2: context_tile_2(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
+            case 3: context_tile_3(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
+            default: context_tile_4(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
+            }
         }
     }
-    rk_softmax_rows_bf16(scores, width, n, n, width, probabilities);
-    if (probability_rows > n) memset(probabilities + n * width, 0, (probability_rows - n) * width * sizeof(uint16_t));
-    for (size_t i = 0; i < n; i += tile) {
-        const size_t rows = n - i < tile ? n - i : tile;
-        const uint16_t *weights = probabilities + i * width;
-        float *target = out + i * ldo;
-        switch (columns) {
-        case 1: context_tile_1(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
-        case 2: context_tile_2(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
-        case 3: context_tile_3(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
-        default: context_tile_4(weights, width, values, head_dim, width / 2, target, ldo, rows); break;
-        }
-    }
-    free(scratch);
     return 1;
 }
 
