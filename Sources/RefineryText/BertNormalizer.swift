@@ -20,29 +20,30 @@ struct BertNormalizer: Sendable {
 
     func apply(_ text: inout NormalizedText) {
         if cleanText {
-            text.mapScalars { scalar in
-                if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { return [] }
-                return Self.isWhitespace(scalar) ? [" "] : [scalar]
+            text.replaceScalars { scalar in
+                if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { return nil }
+                return Self.isWhitespace(scalar) ? " " : scalar
             }
         }
         if handleChineseCharacters, text.scalars.contains(where: Self.isChineseCharacter) {
             text.mapScalars { Self.isChineseCharacter($0) ? [" ", $0, " "] : [$0] }
         }
-        if stripAccents {
-            if text.scalars.contains(where: { !$0.isASCII }) {
-                text.mapCharacters { $0.decomposedStringWithCanonicalMapping }
-                text.filter { $0.properties.generalCategory != .nonspacingMark }
-            }
+        if stripAccents, text.scalars.contains(where: { !$0.isASCII }) {
+            text.mapCharacters({ $0.decomposedStringWithCanonicalMapping }, ascii: { $0 })
+            text.replaceScalars { $0.properties.generalCategory == .nonspacingMark ? nil : $0 }
         }
         if lowercase {
             if text.scalars.allSatisfy(\.isASCII) {
-                text.mapScalars { scalar in
-                    (65...90).contains(scalar.value) ? [Unicode.Scalar(scalar.value + 32) ?? scalar] : [scalar]
-                }
+                text.replaceScalars(Self.lowercasedASCII)
             } else {
-                text.mapCharacters { $0.lowercased() }
+                text.mapCharacters({ $0.lowercased() }, ascii: Self.lowercasedASCII)
             }
         }
+    }
+
+    /// A–Z lowered; every other scalar as it is.
+    static func lowercasedASCII(_ scalar: Unicode.Scalar) -> Unicode.Scalar {
+        (65...90).contains(scalar.value) ? Unicode.Scalar(UInt8(scalar.value + 32)) : scalar
     }
 
     /// Tab, newline and carriage return count as whitespace, as does every White_Space character.

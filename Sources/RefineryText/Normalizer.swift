@@ -48,11 +48,13 @@ indirect enum Normalizer: Sendable {
         case let .sequence(items): for item in items { item.apply(&text) }
         case let .prepend(prefix): if !text.isEmpty { text.prepend(Array(prefix.unicodeScalars)) }
         case let .replace(pattern, content): text.replace(Array(pattern.unicodeScalars), with: Array(content.unicodeScalars))
-        case .nfc: text.mapCharacters { $0.precomposedStringWithCanonicalMapping }
-        case .nfkc: text.mapCharacters { $0.precomposedStringWithCompatibilityMapping }
-        case .nfd: text.mapCharacters { $0.decomposedStringWithCanonicalMapping }
-        case .nfkd: text.mapCharacters { $0.decomposedStringWithCompatibilityMapping }
-        case .lowercase: text.mapCharacters { $0.lowercased() }
+        case .nfc: text.mapCharacters({ $0.precomposedStringWithCanonicalMapping }, ascii: { $0 })
+        // NFKC as NFC of NFKD: Foundation on Linux does not compose after a compatibility decomposition
+        // (halfwidth ｶﾞ stayed カ + U+3099, not ガ).
+        case .nfkc: text.mapCharacters({ $0.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping }, ascii: { $0 })
+        case .nfd: text.mapCharacters({ $0.decomposedStringWithCanonicalMapping }, ascii: { $0 })
+        case .nfkd: text.mapCharacters({ $0.decomposedStringWithCompatibilityMapping }, ascii: { $0 })
+        case .lowercase: text.mapCharacters({ $0.lowercased() }, ascii: BertNormalizer.lowercasedASCII)
         case let .strip(left, right):
             var start = 0, end = text.scalars.count
             if left { while start < end && text.scalars[start].properties.isWhitespace { start += 1 } }

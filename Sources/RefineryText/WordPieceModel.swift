@@ -10,6 +10,11 @@ struct WordPieceModel: Sendable {
     let unknownID: Int
     let continuingPrefix: String
     let maxCharactersPerWord: Int
+    /// The vocabulary as two tries of scalars: entries that start a word, and the continuing
+    /// entries without their prefix — the longest entry at a position is one walk, not a string
+    /// built and hashed for every shorter candidate.
+    let wordStarts: ScalarTrie
+    let continuations: ScalarTrie
 
     init(json: JSONValue) throws {
         guard let vocabPairs = json["vocab"]?.objectValue else {
@@ -38,8 +43,19 @@ struct WordPieceModel: Sendable {
         self.vocab = vocab
         self.idToToken = idToToken
         self.unknownID = unknownID
-        continuingPrefix = json["continuing_subword_prefix"]?.stringValue ?? "##"
+        let prefix = json["continuing_subword_prefix"]?.stringValue ?? "##"
+        continuingPrefix = prefix
         maxCharactersPerWord = maxCharacters
+        var starts = ScalarTrie(), continuing = ScalarTrie()
+        for (token, id) in vocab {
+            starts.insert(Array(token.unicodeScalars), id: id)
+            if !prefix.isEmpty, token.unicodeScalars.starts(with: prefix.unicodeScalars) {
+                continuing.insert(Array(token.unicodeScalars.dropFirst(prefix.unicodeScalars.count)), id: id)
+            }
+        }
+        // An empty prefix makes every entry a continuation too.
+        wordStarts = starts
+        continuations = prefix.isEmpty ? starts : continuing
     }
 
     /// The pieces of one word: `scalars` with, for each, its `[start, end)` in the input.
@@ -50,15 +66,7 @@ struct WordPieceModel: Sendable {
         var pieces: [Symbol] = []
         var start = 0
         while start < scalars.count {
-            var end = scalars.count
-            var found: Int? = nil
-            while start < end {
-                var candidate = start > 0 ? continuingPrefix : ""
-                candidate.unicodeScalars.append(contentsOf: scalars[start..<end])
-                if let id = vocab[candidate] { found = id; break }
-                end -= 1
-            }
-            guard let id = found else { return whole }
+            guard let (id, end) = (start == 0 ? wordStarts : continuations).longestEntry(in: scalars, from: start) else { return whole }
             pieces.append(Symbol(id: id, start: ranges[start].0, end: ranges[end - 1].1))
             start = end
         }
@@ -93,5 +101,43 @@ enum TokenModel: Sendable {
         case let .bpe(model): return model.idToToken
         case let .wordPiece(model): return model.idToToken
         }
+    }
+}
+
+/// A trie of scalar sequences with an id at each node that ends an entry.
+struct ScalarTrie: Sendable {
+    /// Children of each node by scalar value; node 0 is the root.
+    private var children: [[UInt32: Int32]] = [[:]]
+    /// The entry's id at each node, -1 where no entry ends.
+    private var ids: [Int32] = [-1]
+
+    /// Adds `entry` (a non-empty sequence) with `id`; a repeated entry keeps the last id.
+    mutating func insert(_ entry: [Unicode.Scalar], id: Int) {
+        guard !entry.isEmpty else { return }
+        var node = 0
+        for scalar in entry {
+            if let child = children[node][scalar.value] {
+                node = Int(child)
+            } else {
+                children.append([:])
+                ids.append(-1)
+                children[node][scalar.value] = Int32(children.count - 1)
+                node = children.count - 1
+            }
+        }
+        ids[node] = Int32(id)
+    }
+
+    /// The longest entry that `scalars[start...]` begins with: its id and where it ends; nil
+    /// when no entry does.
+    func longestEntry(in scalars: [Unicode.Scalar], from start: Int) -> (id: Int, end: Int)? {
+        var node = 0, best: (id: Int, end: Int)? = nil
+        var position = start
+        while position < scalars.count, let child = children[node][scalars[position].value] {
+            node = Int(child)
+            position += 1
+            if ids[node] >= 0 { best = (Int(ids[node]), position) }
+        }
+        return best
     }
 }
