@@ -59,10 +59,11 @@ public struct NormalizedText: Sendable {
     }
 
     /// Maps each character through `transform` (e.g. Unicode normalization forms, lowercasing),
-    /// each output scalar pointing at an input scalar of its character as `tokenizers` aligns them — for a transform
-    /// that maps a character of ASCII scalars scalar by scalar through `ascii` (every normalization
-    /// form leaves ASCII as it is; lowercasing lowers A–Z). Only the stretches around non-ASCII
-    /// scalars are split into characters; the rest is mapped scalar by scalar, each pointing at itself.
+    /// each output scalar pointing at an input scalar of its character as `tokenizers` aligns
+    /// them — for a transform that maps a character of ASCII scalars scalar by scalar through
+    /// `ascii` (every normalization form leaves ASCII as it is; lowercasing lowers A–Z). Only the
+    /// stretches around non-ASCII scalars are split into characters; the rest is mapped scalar by
+    /// scalar, each pointing at itself.
     ///
     /// A stretch takes one ASCII scalar on each side of a run of non-ASCII ones, the scalars a
     /// non-ASCII one can join into a character (a base before a combining mark, a scalar after a
@@ -116,8 +117,8 @@ public struct NormalizedText: Sendable {
             let count = character.unicodeScalars.count
             let output = transform(String(character)).unicodeScalars
             // As `tokenizers` aligns them: the first output scalar to the first input scalar; when
-            // fewer come out (composition), the rest to the last input scalars; when more (decomposition),
-            // the extra ones to the last input scalar.
+            // fewer come out (composition), the rest to the last input scalars; when more
+            // (decomposition), the extra ones to the last input scalar.
             let skipped = max(0, count - output.count)
             for (index, scalar) in output.enumerated() {
                 newScalars.append(scalar)
