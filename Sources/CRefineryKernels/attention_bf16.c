@@ -5,6 +5,7 @@
 // sequence of 200 tokens and a head of 32 is 2.6 MFLOP a product).
 #include "refinery_kernels.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,19 +117,39 @@ static size_t round_up(size_t value, size_t multiple) { return (value + multiple
 /// 200 × 200 score matrix was 160 KiB). A multiple of SCORE_ROWS and of every context tile's rows.
 #define BLOCK_ROWS 24
 
-/// This thread's scratch, grown to `bytes` when smaller (kept for the thread's next call: the
+/// The scratch of each thread, freed when the thread ends.
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
+static int scratch_key_made = 0;
+
+struct scratch { void *buffer; size_t capacity; };
+
+static void free_scratch(void *value) {
+    struct scratch *scratch = value;
+    free(scratch->buffer);
+    free(scratch);
+}
+
+static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scratch_key, free_scratch) == 0; }
+
+/// This thread's scratch, grown to `bytes` when smaller and kept for the thread's next call (the
 /// encoder calls this once per sequence and head). NULL when memory is short.
 static void *thread_scratch(size_t bytes) {
-    static _Thread_local void *buffer = NULL;
-    static _Thread_local size_t capacity = 0;
-    if (bytes > capacity) {
+    pthread_once(&scratch_key_once, make_scratch_key);
+    if (!scratch_key_made) return NULL;
+    struct scratch *scratch = pthread_getspecific(scratch_key);
+    if (!scratch) {
+        scratch = calloc(1, sizeof *scratch);
+        if (!scratch || pthread_setspecific(scratch_key, scratch) != 0) { free(scratch); return NULL; }
+    }
+    if (bytes > scratch->capacity) {
         void *grown = aligned_alloc(64, round_up(bytes, 64));
         if (!grown) return NULL;
-        free(buffer);
-        buffer = grown;
-        capacity = round_up(bytes, 64);
+        free(scratch->buffer);
+        scratch->buffer = grown;
+        scratch->capacity = round_up(bytes, 64);
     }
-    return buffer;
+    return scratch->buffer;
 }
 
 int rk_bf16_attention(const uint16_t *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale,
