@@ -128,20 +128,6 @@ public struct NormalizedText: Sendable {
         }
     }
 
-    /// Keeps only the scalars for which `keep` holds.
-    public mutating func filter(_ keep: (Unicode.Scalar) -> Bool) {
-        var newScalars: [Unicode.Scalar] = []
-        var newOrigins: [Int] = []
-        newScalars.reserveCapacity(scalars.count)
-        newOrigins.reserveCapacity(scalars.count)
-        for (scalar, origin) in zip(scalars, origins) where keep(scalar) {
-            newScalars.append(scalar)
-            newOrigins.append(origin)
-        }
-        scalars = newScalars
-        origins = newOrigins
-    }
-
     /// Replaces each scalar by the scalars `transform` gives for it (none removes it); the new
     /// scalars point at the scalar they replace.
     public mutating func mapScalars(_ transform: (Unicode.Scalar) -> [Unicode.Scalar]) {

@@ -8,7 +8,6 @@ struct WordPieceModel: Sendable {
     let vocab: [String: Int]
     let idToToken: [String]
     let unknownID: Int
-    let continuingPrefix: String
     let maxCharactersPerWord: Int
     /// The vocabulary as two tries of scalars: entries that start a word, and the continuing
     /// entries without their prefix — the longest entry at a position is one walk, not a string
@@ -44,7 +43,6 @@ struct WordPieceModel: Sendable {
         self.idToToken = idToToken
         self.unknownID = unknownID
         let prefix = json["continuing_subword_prefix"]?.stringValue ?? "##"
-        continuingPrefix = prefix
         maxCharactersPerWord = maxCharacters
         var starts = ScalarTrie(), continuing = ScalarTrie()
         for (token, id) in vocab {
