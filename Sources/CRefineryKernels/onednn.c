@@ -34,13 +34,13 @@ typedef struct rk_dnnl_entry {
 enum { RK_DNNL_BUCKETS = 1024, RK_DNNL_LIMIT = 4096 };
 
 static struct {
-    pthread_once_t once;
-    int available;
+    pthread_once_t once, bf16_once;
+    int available, bf16;
     dnnl_engine_t engine;
     pthread_rwlock_t lock;
     rk_dnnl_entry *buckets[RK_DNNL_BUCKETS];
     long entries;
-} dn = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_RWLOCK_INITIALIZER};
+} dn = {.once = PTHREAD_ONCE_INIT, .bf16_once = PTHREAD_ONCE_INIT, .lock = PTHREAD_RWLOCK_INITIALIZER};
 
 static __thread dnnl_stream_t thread_stream;
 static __thread int thread_ready;
@@ -170,9 +170,34 @@ static int insert(const rk_dnnl_key *key, uint64_t hash) {
     return 1;
 }
 
+/// Builds (and drops) one small bfloat16 product: oneDNN refuses them on a CPU without AVX-512.
+static void bf16_probe(void) {
+    rk_dnnl_key key;
+    memset(&key, 0, sizeof(key));
+    key.dtype = RK_DNNL_BF16;
+    key.m = key.n = key.k = key.lda = key.ldb = key.ldc = 16;
+    float one = 1.0f;
+    memcpy(&key.alpha_bits, &one, 4);
+    rk_dnnl_entry *entry = build(&key);
+    dn.bf16 = entry != NULL;
+    if (entry) {
+        dnnl_primitive_destroy(entry->primitive);
+        free(entry);
+    }
+}
+
+int rk_dnnl_bf16_available(void) {
+    if (!rk_dnnl_available()) return 0;
+    pthread_once(&dn.bf16_once, bf16_probe);
+    return dn.bf16;
+}
+
 /// Runs the product of `key` (building its primitive on first use); `bias` only when key->bias.
+/// A bfloat16 product on a CPU where oneDNN has none is refused at once, without asking oneDNN
+/// to build a primitive it will refuse again.
 static int execute(const rk_dnnl_key *key_in, const void *a, const void *b, const float *bias, void *c) {
     if (!rk_dnnl_available() || !prepare_thread()) return 0;
+    if (key_in->dtype == RK_DNNL_BF16 && !rk_dnnl_bf16_available()) return 0;
     rk_dnnl_key key;
     memcpy(&key, key_in, sizeof(key));  // byte for byte: the padding is hashed and compared too
     // The read lock is held for the whole execution: entries are freed only under the write

@@ -109,7 +109,7 @@ public enum Attention {
             probabilityLayout(tasks, queryCount: queryCount, keyCount: keyCount, heads: heads, kvHeads: kvHeads, keyStart: keyStart)
         }
         // bfloat16 copies of Kᵀ and V, rounded once for all tasks.
-        let halves = products == .bfloat16 && queryCount >= bfloat16MinimumRows && ProductBackend.current == .onednn
+        let halves = products == .bfloat16 && queryCount >= bfloat16MinimumRows && ProductBackend.current.hasBFloat16Kernels
             ? (keys: BFloat16Storage(rounding: keysT, count: kvHeads * headDim * keyCount),
                values: BFloat16Storage(rounding: v, count: (keyCount - 1) * kvStride + kvHeads * headDim))
             : nil

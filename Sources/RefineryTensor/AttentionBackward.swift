@@ -23,7 +23,7 @@ extension Attention {
             LowRank.transpose(v + kvHead * headDim, lds: kvStride, rows: t, cols: headDim, into: valuesT + kvHead * headDim * t, ldd: t)
         }
         // bfloat16 copies of Vᵀ and K, rounded once for all tasks.
-        let halves = products == .bfloat16 && t >= bfloat16MinimumRows && ProductBackend.current == .onednn
+        let halves = products == .bfloat16 && t >= bfloat16MinimumRows && ProductBackend.current.hasBFloat16Kernels
             ? (valuesT: BFloat16Storage(rounding: valuesT, count: kvHeads * headDim * t),
                keys: BFloat16Storage(rounding: k, count: (t - 1) * kvStride + kvHeads * headDim))
             : nil

@@ -67,7 +67,7 @@ public enum EncoderKernels {
     /// `bias` (`3 × heads × headDim` values), it is first added to every row of `qkv`. In
     /// bfloat16, `roundedScratch` (at least `(rows + 16) × 3 × heads × headDim` values; allocated
     /// per call when nil) receives the rounded `qkv`; with `roundedAlready` it already holds the
-    /// biased, rounded rows (a fused product made them; bfloat16 on oneDNN only) and `qkv` is
+    /// biased, rounded rows (a fused product made them; only with oneDNN's bfloat16 kernels) and `qkv` is
     /// scratch, filled from them where a sequence runs in float32 (shorter than
     /// `Attention.bfloat16MinimumRows`).
     public static func bidirectionalAttention(
@@ -82,11 +82,11 @@ public enum EncoderKernels {
         // In bfloat16 the biased queries, keys and values are rounded once, whole rows at a time, and
         // every head reads its columns in place; 16 zero rows follow the last sequence, so a product
         // over a sequence padded to a multiple of 16 rows reads the next sequence's rows or zeros.
-        let onBFloat16 = products == .bfloat16 && ProductBackend.current == .onednn
+        let onBFloat16 = products == .bfloat16 && ProductBackend.current.hasBFloat16Kernels
         let owned = onBFloat16 && roundedScratch == nil ? UnsafeMutablePointer<UInt16>.allocate(capacity: (rows + 16) * stride) : nil
         defer { owned?.deallocate() }
         let rounded = onBFloat16 ? roundedScratch ?? owned : nil
-        precondition(!roundedAlready || (rounded != nil && roundedScratch != nil), "rounded rows come only with bfloat16 on oneDNN")
+        precondition(!roundedAlready || (rounded != nil && roundedScratch != nil), "rounded rows come only with oneDNN's bfloat16 kernels")
         if let rounded {
             (rounded + rows * stride).initialize(repeating: 0, count: 16 * stride)
             if !roundedAlready { roundRows(qkv, bias: bias, rows: rows, cols: stride, into: rounded) }

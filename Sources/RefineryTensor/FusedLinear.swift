@@ -6,13 +6,13 @@ extension BLAS {
     /// `y[rows, out] = bfloat16(x · Wᵀ + bias)` or `bfloat16(GELU(x · Wᵀ + bias))` (`x` rows
     /// `inFeatures` apart, `y` rows `outFeatures` apart), the product's float32 sums never stored —
     /// oneDNN applies the bias, the GELU and the rounding as the product's epilogue. Cut over the
-    /// pool like `gemmBF16`. Returns false, with `y` unspecified, when oneDNN is not the backend or
+    /// pool like `gemmBF16`. Returns false, with `y` unspecified, when the backend has no bfloat16 kernels or
     /// refuses the product: the caller then computes it unfused.
     public static func linearBiasBF16(_ x: UnsafePointer<UInt16>, rows: Int, weight w: UnsafePointer<UInt16>, outFeatures: Int,
                                       inFeatures: Int, bias: UnsafePointer<Float>, gelu: Bool,
                                       into y: UnsafeMutablePointer<UInt16>) -> Bool {
         let gelu: Int32 = gelu ? 1 : 0
-        guard ProductBackend.current == .onednn else { return false }
+        guard ProductBackend.current.hasBFloat16Kernels else { return false }
         if rows == 0 || outFeatures == 0 { return true }
         let cut = Cut(m: rows, n: outFeatures, k: inFeatures, parts: threadCount)
         guard cut.parallel else {

@@ -21,6 +21,11 @@ public enum ProductBackend: String, Sendable, CaseIterable {
         return rk_dnnl_available() != 0 ? .onednn : .openblas
     }()
 
+    /// Whether this backend multiplies bfloat16 operands as they are: oneDNN on a CPU where it has
+    /// bfloat16 kernels (AVX-512). Otherwise bfloat16 operands are widened to float32 block by block,
+    /// which gives float32 products of the rounded operands, at float32 speed.
+    public var hasBFloat16Kernels: Bool { self == .onednn && rk_dnnl_bf16_available() != 0 }
+
     /// The backend's library and version, e.g. "oneDNN 2.6.3" (for benchmark headers and logs).
     public var libraryVersion: String {
         switch self {

@@ -229,7 +229,8 @@ import Testing
     /// `/metrics` back to back as it does alone. The dashboard reads the state file through one connection (WAL:
     /// readers never block the coordinator's writes) on a thread of its own, so the bound is the run's own noise; the
     /// run ends with requests in flight, and stops its dashboard gracefully (exit 0). The
-    /// clients are threads of their own, so a loaded test machine cannot starve them.
+    /// clients are threads of their own with sockets of their own (not URLSession's shared queue),
+    /// so the rest of a busy test run cannot starve them.
     @Test func hammeringTheDashboardDoesNotSlowTheRun() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
@@ -252,7 +253,7 @@ import Testing
                             let paths = ["/", "/api/status", "/api/train", "/metrics"]
                             var index = client
                             while !counts.finished {
-                                counts.add(status: Self.blockingGet(root + paths[index % paths.count]))
+                                counts.add(status: PlainHTTPGet.status(root + paths[index % paths.count]))
                                 index += 1
                             }
                             clients.leave()
@@ -275,19 +276,6 @@ import Testing
             print("dashboard hammer: alone \(alone.seconds) s, hammered \(hammered.seconds) s, \(hammered.answered) pages")
         }
     }
-
-    /// The status code of a GET, waiting on a thread of the caller's (nil: no answer).
-    static func blockingGet(_ url: String) -> Int? {
-        guard let address = URL(string: url) else { return nil }
-        let done = DispatchSemaphore(value: 0)
-        let status = HammerCounts()
-        URLSession.shared.dataTask(with: address) { _, response, _ in
-            status.code = (response as? HTTPURLResponse)?.statusCode
-            done.signal()
-        }.resume()
-        done.wait()
-        return status.code
-    }
 }
 
 /// The hammering clients' tallies: pages answered (200) and refused (any other answer than the
@@ -295,11 +283,6 @@ import Testing
 final class HammerCounts: @unchecked Sendable {
     private let lock = NSLock()
     private var ok = 0, other: [Int] = [], done = false
-    private var lastCode: Int?
-    var code: Int? {
-        get { lock.lock(); defer { lock.unlock() }; return lastCode }
-        set { lock.lock(); lastCode = newValue; lock.unlock() }
-    }
     var answered: Int { lock.lock(); defer { lock.unlock() }; return ok }
     /// The status codes of the refused requests.
     var refused: [Int] { lock.lock(); defer { lock.unlock() }; return other }

@@ -187,6 +187,10 @@ enum { RK_DNNL_F32 = 0, RK_DNNL_BF16 = 1 };
 /// 1 when oneDNN's CPU engine could be created.
 int rk_dnnl_available(void);
 
+/// 1 when oneDNN builds bfloat16 products on this CPU (it needs AVX-512; without it every
+/// RK_DNNL_BF16 call returns 0 and the caller widens the operands to float32).
+int rk_dnnl_bf16_available(void);
+
 /// C[m,n] = alpha · op(A) · op(B) + beta · C, row-major, on the calling thread alone. A and B hold
 /// floats (`dtype` RK_DNNL_F32) or bfloat16 bits (RK_DNNL_BF16, accumulated in fp32); C is fp32.
 /// op(A) is [m,k]: A stored [m,k] (trans_a 0, lda ≥ k) or [k,m]; op(B) is [k,n]: B stored [k,n]
