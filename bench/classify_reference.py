@@ -14,8 +14,9 @@ transformers as the reference.
     classify_reference.py run MODEL_DIR IN.jsonl OUT.f32 MODE BATCH
         AutoModelForSequenceClassification on the CPU with torch.set_num_threads($REFINERY_THREADS),
         texts sorted by length and batched (least padding, as a careful user does), inference mode;
-        MODE fp32, bf16-autocast (torch.autocast("cpu", dtype=torch.bfloat16)) or bf16 (weights in
-        bfloat16). Writes the logits as float32 rows in input order and prints
+        MODE fp32, fp32-compile (torch.compile), bf16-autocast (torch.autocast("cpu",
+        dtype=torch.bfloat16)), bf16 (weights in bfloat16) or bf16-compile. Writes the logits as
+        float32 rows in input order and prints
         {"seconds", "texts_per_second"}.
     classify_reference.py compare A.f32 B.f32
         Prints the largest absolute difference between two logit files.
@@ -72,7 +73,8 @@ def run(model_dir, path, out, mode, batch):
     net.eval()
     # torch.compile (inductor, dynamic shapes): the fastest eager-free setting on CPU; compiled
     # during a first, untimed pass over every text so no recompilation lands in the timed one.
-    forward = torch.compile(net, dynamic=True) if mode == "bf16-compile" else net
+    compiled = mode in ("bf16-compile", "fp32-compile")
+    forward = torch.compile(net, dynamic=True) if compiled else net
 
     def score(items):
         lengths = [len(ids) for ids in tokenizer(items, truncation=True, max_length=512)["input_ids"]]
@@ -91,7 +93,7 @@ def run(model_dir, path, out, mode, batch):
                     results[i] = row
         return np.stack(results)
 
-    score(texts if mode == "bf16-compile" else texts[:16])
+    score(texts if compiled else texts[:16])
     start = time.perf_counter()
     logits = score(texts)
     seconds = time.perf_counter() - start

@@ -22,18 +22,20 @@ typedef float rk_v16 __attribute__((vector_size(64)));
 
 // --- expand: y[t, n] (+)= alpha · Σ_j u[t, j] · m[j, n] ----------------------------------------
 // Each element: acc = 0; acc = fma(u[t, j], m[j, n], acc) for j in order; then y = fma(alpha, acc, y)
-// (accumulate) or y = alpha · acc. Tiles: 4 rows × 32 columns, a last 16-column strip 8 rows at a
-// time (the thin case, m with 16 columns), single rows, and scalar columns past the last 16.
+// (accumulate) or y = alpha · acc. Tiles: 4 rows × 32 columns (WIDE), then 16-column strips
+// STRIP rows at a time (the thin case, m with 16 columns), single rows, and scalar columns past
+// the last 16. AVX2 has 16 vector registers, not 32: it runs 16-column strips 6 rows at a time
+// only (12 registers of sums), where the 4 × 32 tile would spill its sums on every step.
 
 #define RK_EXPAND_STORE(DST, ACC)                                                           \
     rk_store16((DST), accumulate ? rk_fma16(rk_splat16(alpha), (ACC), rk_load16(DST))       \
                                  : rk_splat16(alpha) * (ACC))
 
-#define RK_DEFINE_EXPAND(SUFFIX, ATTR)                                                      \
+#define RK_DEFINE_EXPAND(SUFFIX, ATTR, WIDE, STRIP)                                        \
     ATTR static void expand_##SUFFIX(const float *u, size_t ldu, const float *m, size_t ldm, \
                                      float *y, size_t ldy, size_t rows, size_t cols,        \
                                      size_t rank, float alpha, int accumulate) {            \
-        const size_t body = cols & ~(size_t)15, wide = cols & ~(size_t)31;                  \
+        const size_t body = cols & ~(size_t)15, wide = (WIDE) ? cols & ~(size_t)31 : 0;    \
         size_t t = 0;                                                                       \
         for (; t + 4 <= rows; t += 4) {                                                     \
             const float *u0 = u + t * ldu, *u1 = u0 + ldu, *u2 = u1 + ldu, *u3 = u2 + ldu;  \
@@ -61,16 +63,15 @@ typedef float rk_v16 __attribute__((vector_size(64)));
                 RK_EXPAND_STORE(y + t * ldy + n, a);                                        \
             }                                                                               \
         }                                                                                   \
-        if (body > wide) {                                                                  \
-            const size_t n = wide;                                                          \
-            for (t = 0; t + 8 <= rows; t += 8) {                                            \
+        for (size_t n = wide; n < body; n += 16) {                                          \
+            for (t = 0; t + (STRIP) <= rows; t += (STRIP)) {                                \
                 const float *ut = u + t * ldu;                                              \
-                rk_v16 a[8] = {{0}};                                                        \
+                rk_v16 a[STRIP] = {{0}};                                                    \
                 for (size_t j = 0; j < rank; j++) {                                         \
                     rk_v16 mj = rk_load16(m + j * ldm + n);                                 \
-                    for (int r = 0; r < 8; r++) a[r] = rk_fma16(rk_splat16(ut[r * ldu + j]), mj, a[r]); \
+                    for (int r = 0; r < (STRIP); r++) a[r] = rk_fma16(rk_splat16(ut[r * ldu + j]), mj, a[r]); \
                 }                                                                           \
-                for (int r = 0; r < 8; r++) RK_EXPAND_STORE(y + (t + r) * ldy + n, a[r]);   \
+                for (int r = 0; r < (STRIP); r++) RK_EXPAND_STORE(y + (t + r) * ldy + n, a[r]); \
             }                                                                               \
             for (; t < rows; t++) {                                                         \
                 rk_v16 a = {0};                                                             \
@@ -93,38 +94,38 @@ typedef float rk_v16 __attribute__((vector_size(64)));
 
 #define RK_GRAM_STORE(DST, ACC) rk_store16((DST), rk_fma16(rk_splat16(alpha), (ACC), rk_load16(DST)))
 
-#define RK_DEFINE_GRAM(SUFFIX, ATTR)                                                        \
+#define RK_DEFINE_GRAM(SUFFIX, ATTR, WIDE, STRIP)                                          \
     ATTR static void gram_##SUFFIX(const float *p, size_t ldp, const float *q, size_t ldq,  \
                                    float *c, size_t ldc, size_t depth, size_t rank, size_t cols, \
                                    float alpha) {                                           \
         const size_t body = cols & ~(size_t)15;                                             \
         size_t j = 0;                                                                       \
-        for (; j + 8 <= rank; j += 8) {                                                     \
+        for (; j + (STRIP) <= rank; j += (STRIP)) {                                         \
             size_t n = 0;                                                                   \
-            for (; n + 32 <= body; n += 32) {                                               \
-                rk_v16 a[8] = {{0}}, b[8] = {{0}};                                          \
+            for (; (WIDE) && n + 32 <= body; n += 32) {                                     \
+                rk_v16 a[STRIP] = {{0}}, b[STRIP] = {{0}};                                  \
                 for (size_t t = 0; t < depth; t++) {                                        \
                     const float *pt = p + t * ldp + j;                                      \
                     rk_v16 qa = rk_load16(q + t * ldq + n), qb = rk_load16(q + t * ldq + n + 16); \
-                    for (int r = 0; r < 8; r++) {                                           \
+                    for (int r = 0; r < (STRIP); r++) {                                     \
                         rk_v16 s = rk_splat16(pt[r]);                                       \
                         a[r] = rk_fma16(s, qa, a[r]);                                       \
                         b[r] = rk_fma16(s, qb, b[r]);                                       \
                     }                                                                       \
                 }                                                                           \
-                for (int r = 0; r < 8; r++) {                                               \
+                for (int r = 0; r < (STRIP); r++) {                                         \
                     RK_GRAM_STORE(c + (j + r) * ldc + n, a[r]);                             \
                     RK_GRAM_STORE(c + (j + r) * ldc + n + 16, b[r]);                        \
                 }                                                                           \
             }                                                                               \
             for (; n < body; n += 16) {                                                     \
-                rk_v16 a[8] = {{0}};                                                        \
+                rk_v16 a[STRIP] = {{0}};                                                    \
                 for (size_t t = 0; t < depth; t++) {                                        \
                     const float *pt = p + t * ldp + j;                                      \
                     rk_v16 qa = rk_load16(q + t * ldq + n);                                 \
-                    for (int r = 0; r < 8; r++) a[r] = rk_fma16(rk_splat16(pt[r]), qa, a[r]); \
+                    for (int r = 0; r < (STRIP); r++) a[r] = rk_fma16(rk_splat16(pt[r]), qa, a[r]); \
                 }                                                                           \
-                for (int r = 0; r < 8; r++) RK_GRAM_STORE(c + (j + r) * ldc + n, a[r]);     \
+                for (int r = 0; r < (STRIP); r++) RK_GRAM_STORE(c + (j + r) * ldc + n, a[r]); \
             }                                                                               \
         }                                                                                   \
         for (; j < rank; j++) {                                                             \
@@ -145,37 +146,52 @@ typedef float rk_v16 __attribute__((vector_size(64)));
         }                                                                                   \
     }
 
-RK_DEFINE_EXPAND(generic, )
-RK_DEFINE_GRAM(generic, )
+RK_DEFINE_EXPAND(generic, , 1, 8)
+RK_DEFINE_GRAM(generic, , 1, 8)
 #if defined(__x86_64__)
 #define RK_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #define RK_AVX2 __attribute__((target("avx2,fma")))
-RK_DEFINE_EXPAND(avx512, RK_AVX512)
-RK_DEFINE_GRAM(avx512, RK_AVX512)
-RK_DEFINE_EXPAND(avx2, RK_AVX2)
-RK_DEFINE_GRAM(avx2, RK_AVX2)
+RK_DEFINE_EXPAND(avx512, RK_AVX512, 1, 8)
+RK_DEFINE_GRAM(avx512, RK_AVX512, 1, 8)
+// 16 vector registers: 16-column strips of 6 rows (12 registers of sums, 2 of the loaded row, 1 splat).
+RK_DEFINE_EXPAND(avx2, RK_AVX2, 0, 6)
+RK_DEFINE_GRAM(avx2, RK_AVX2, 0, 6)
 #endif
 
-void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, float *y, size_t ldy,
-                       size_t rows, size_t cols, size_t rank, float alpha, int accumulate) {
+int rk_lowrank_expand_at(int level, const float *u, size_t ldu, const float *m, size_t ldm, float *y, size_t ldy,
+                         size_t rows, size_t cols, size_t rank, float alpha, int accumulate) {
+    if (level < 0 || level > rk_simd_level()) return 0;
 #if defined(__x86_64__)
-    switch (rk_simd_level()) {
-    case 2: expand_avx512(u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate); return;
-    case 1: expand_avx2(u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate); return;
+    switch (level) {
+    case 2: expand_avx512(u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate); return 1;
+    case 1: expand_avx2(u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate); return 1;
     default: break;
     }
 #endif
     expand_generic(u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate);
+    return 1;
 }
 
-void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
-                     size_t depth, size_t rank, size_t cols, float alpha) {
+void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, float *y, size_t ldy,
+                       size_t rows, size_t cols, size_t rank, float alpha, int accumulate) {
+    rk_lowrank_expand_at(rk_simd_level(), u, ldu, m, ldm, y, ldy, rows, cols, rank, alpha, accumulate);
+}
+
+int rk_lowrank_gram_at(int level, const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
+                       size_t depth, size_t rank, size_t cols, float alpha) {
+    if (level < 0 || level > rk_simd_level()) return 0;
 #if defined(__x86_64__)
-    switch (rk_simd_level()) {
-    case 2: gram_avx512(p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha); return;
-    case 1: gram_avx2(p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha); return;
+    switch (level) {
+    case 2: gram_avx512(p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha); return 1;
+    case 1: gram_avx2(p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha); return 1;
     default: break;
     }
 #endif
     gram_generic(p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha);
+    return 1;
+}
+
+void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
+                     size_t depth, size_t rank, size_t cols, float alpha) {
+    rk_lowrank_gram_at(rk_simd_level(), p, ldp, q, ldq, c, ldc, depth, rank, cols, alpha);
 }

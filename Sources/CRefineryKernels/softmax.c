@@ -1,7 +1,7 @@
 // Softmax of rows: in place in float32, or written as bfloat16 probabilities for the next product.
 // AVX-512 paths are written with intrinsics (whole vectors plus one masked tail: clang's
 // vectorisation of the max reduction and of the exp loop ran at ~0.9 ns per element, these at
-// ~0.27); other CPUs run the scalar loops clang vectorises for them.
+// ~0.27), and so is AVX2's softmax; other CPUs run the scalar loops clang vectorises for them.
 #include "refinery_kernels.h"
 
 #include <math.h>
@@ -32,10 +32,66 @@
 
 #pragma clang fp reassociate(on)
 RK_DEFINE_SOFTMAX(generic, )
-#if defined(__x86_64__)
-RK_DEFINE_SOFTMAX(avx2, __attribute__((target("avx2,fma"))))
-#endif
 #pragma clang fp reassociate(off)
+
+#if defined(__x86_64__)
+#define RK_AVX2 __attribute__((target("avx2,fma")))
+
+/// RK_EXP_BODY on 8 lanes: the same clamp, reduction, polynomial and zero below -87.34 (exp16's
+/// instructions at AVX2's width).
+RK_AVX2 static inline __m256 exp8(__m256 x) {
+    const __m256 low = _mm256_set1_ps(-87.336544f);
+    __m256 cx = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.72284f)), low);
+    __m256 t = _mm256_fmadd_ps(cx, _mm256_set1_ps(1.44269504f), _mm256_set1_ps(12582912.0f));
+    __m256 fn = _mm256_sub_ps(t, _mm256_set1_ps(12582912.0f));
+    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000));
+    __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693359375f), cx);
+    r = _mm256_fmadd_ps(fn, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+    return _mm256_and_ps(_mm256_mul_ps(e, scale), _mm256_cmp_ps(x, low, _CMP_GE_OQ));
+}
+
+/// The softmax of v[0..n) in place: whole vectors of 8 through exp8, the last n mod 8 values
+/// through the scalar body (clang's vectorisation of the scalar loops: 1.2–1.35 ns per element
+/// on a 229-wide row on Zen 3; this: 0.9–1.0).
+RK_AVX2 static void softmax_avx2(float *v, size_t n) {
+    const size_t whole = n & ~(size_t)7;
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (size_t i = 0; i < whole; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(v + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float m = _mm_cvtss_f32(m4);
+    for (size_t i = whole; i < n; i++) m = v[i] > m ? v[i] : m;
+    const __m256 max = _mm256_set1_ps(m);
+    __m256 sum8 = _mm256_setzero_ps();
+    for (size_t i = 0; i < whole; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(v + i), max));
+        _mm256_storeu_ps(v + i, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    float sum = _mm_cvtss_f32(s4);
+    for (size_t i = whole; i < n; i++) {
+        float x = v[i] - m, result;
+        RK_EXP_BODY;
+        v[i] = result;
+        sum += result;
+    }
+    const __m256 scale = _mm256_set1_ps(1.0f / sum);
+    for (size_t i = 0; i < whole; i += 8) _mm256_storeu_ps(v + i, _mm256_mul_ps(_mm256_loadu_ps(v + i), scale));
+    for (size_t i = whole; i < n; i++) v[i] *= 1.0f / sum;
+}
+#endif
 
 #if defined(__x86_64__)
 

@@ -8,8 +8,8 @@ import CRefineryKernels
 @Suite struct LowRankTests {
     typealias Random = KernelTests.Random
 
-    /// Shapes that reach every tile of the kernel: 4×32 tiles, the 16-column strip, single rows,
-    /// scalar columns, and inner sizes below and above 16.
+    /// Shapes that reach every tile of the kernel: 4×32 tiles, 16-column strips of 8 rows (6 on
+    /// AVX2), single rows, scalar columns, and inner sizes below and above 16.
     static let multiplyShapes: [(rows: Int, cols: Int, inner: Int)] = [(37, 53, 9), (19, 16, 70), (5, 45, 3), (8, 7, 16)]
 
     @Test(arguments: multiplyShapes)
@@ -75,6 +75,37 @@ import CRefineryKernels
         }
         #expect(gramWhole.array == gramByColumn.array)
         #expect(gramWhole.array == gramByRank.array)
+    }
+
+    /// Every instruction set this CPU has (portable, AVX2, AVX-512: each with its own tiles) gives
+    /// the portable build's bits, on shapes that reach every tile of each.
+    @Test func everyInstructionSetGivesThePortableBits() {
+        var random = Random(state: 14)
+        for (rows, cols, inner) in Self.multiplyShapes + [(228, 240, 32), (228, 32, 228), (13, 97, 40)] {
+            let u = random.tensor([rows, inner]), m = random.tensor([inner, cols]), start = random.tensor([rows, cols])
+            for accumulate: Int32 in [0, 1] {
+                let portable = start.copy()
+                #expect(rk_lowrank_expand_at(0, u.pointer, inner, m.pointer, cols, portable.pointer, cols, rows, cols, inner, 0.75, accumulate) == 1)
+                for level: Int32 in 1...2 {
+                    let y = start.copy()
+                    guard rk_lowrank_expand_at(level, u.pointer, inner, m.pointer, cols, y.pointer, cols, rows, cols, inner, 0.75, accumulate) == 1 else {
+                        #expect(level > rk_simd_level(), "level \(level) refused on a CPU that has it")
+                        continue
+                    }
+                    #expect(y.array == portable.array, "expand \(rows)×\(cols)×\(inner) accumulate \(accumulate) at level \(level)")
+                }
+            }
+            // gram: pᵀ·q with p [depth = rows, rank = inner].
+            let p = random.tensor([rows, inner]), q = random.tensor([rows, cols]), begin = random.tensor([inner, cols])
+            let portable = begin.copy()
+            #expect(rk_lowrank_gram_at(0, p.pointer, inner, q.pointer, cols, portable.pointer, cols, rows, inner, cols, 1.5) == 1)
+            for level: Int32 in 1...2 {
+                let c = begin.copy()
+                guard rk_lowrank_gram_at(level, p.pointer, inner, q.pointer, cols, c.pointer, cols, rows, inner, cols, 1.5) == 1 else { continue }
+                #expect(c.array == portable.array, "gram \(rows)×\(inner)×\(cols) at level \(level)")
+            }
+        }
+        #expect(rk_lowrank_expand_at(3, nil, 0, nil, 0, nil, 0, 0, 0, 0, 1, 0) == 0, "no level above AVX-512")
     }
 
     /// Attention's backward against the gradients written out by hand, in Double, over two query

@@ -177,6 +177,14 @@ void rk_lowrank_expand(const float *u, size_t ldu, const float *m, size_t ldm, f
 /// (pᵀ·q with p thin: the LoRA weight gradients).
 void rk_lowrank_gram(const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
                      size_t depth, size_t rank, size_t cols, float alpha);
+
+/// `rk_lowrank_expand` and `rk_lowrank_gram` at a chosen instruction set (0 portable, 1 AVX2,
+/// 2 AVX-512), for tests that check every level gives the same bits; 0 (nothing written) when
+/// this CPU lacks that level.
+int rk_lowrank_expand_at(int level, const float *u, size_t ldu, const float *m, size_t ldm, float *y, size_t ldy,
+                         size_t rows, size_t cols, size_t rank, float alpha, int accumulate);
+int rk_lowrank_gram_at(int level, const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
+                       size_t depth, size_t rank, size_t cols, float alpha);
 #endif
 
 #ifndef REFINERY_KERNELS_ONEDNN_H
