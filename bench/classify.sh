@@ -55,7 +55,9 @@ for side in $SIDES; do : > "bench/out/classify-$side.jsonl"; done
 for round in $(seq "$ROUNDS"); do
   for side in $SIDES; do run_side "$side"; done
 done
-families=$(for side in $SIDES; do [ "$side" = hf-fp32-b32 ] || [ "$side" = hf-fp32-b16 ] || echo "${side%-b*}"; done | sort -u)
+families=$(for side in $SIDES; do
+  case "$side" in refinery-*) echo "$side" ;; hf-fp32-*) ;; *) echo "${side%-b*}" ;; esac
+done | sort -u)
 for family in $families; do
   echo "$family vs transformers fp32: $("$PYTHON" bench/classify_reference.py compare bench/out/classify-$family.f32 bench/out/classify-hf-fp32.f32)"
 done
