@@ -226,7 +226,7 @@ import Testing
 
     /// A page request never holds up the run: the same latency-bound run (a 300 ms mock, 1 worker
     /// with 2 slots) takes as long while 4 clients fetch the page, `/api/status`, `/api/train` and
-    /// `/metrics` back to back as it does alone. The dashboard reads the state file through one connection (WAL:
+    /// `/metrics` back to back (10 ms apart) as it does alone. The dashboard reads the state file through one connection (WAL:
     /// readers never block the coordinator's writes) on a thread of its own, so the bound is the run's own noise; the
     /// run ends with requests in flight, and stops its dashboard gracefully (exit 0). The
     /// clients are threads of their own with sockets of their own (not URLSession's shared queue),
@@ -255,6 +255,9 @@ import Testing
                             while !counts.finished {
                                 counts.add(status: PlainHTTPGet.status(root + paths[index % paths.count]))
                                 index += 1
+                                // A page every 10 ms or so per client, hundreds in a run: the clients' own
+                                // loops do not take the 2 cores the run under test needs.
+                                usleep(10_000)
                             }
                             clients.leave()
                         }
