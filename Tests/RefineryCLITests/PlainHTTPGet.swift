@@ -10,10 +10,11 @@ enum PlainHTTPGet {
     /// The status code of `GET url` (an `http://IPv4:port/path` address), reading the answer to its
     /// end; nil when the address is not one, or nothing answered within `timeoutSeconds`.
     static func status(_ url: String, timeoutSeconds: Int = 10) -> Int? {
-        guard let parts = URLComponents(string: url), parts.scheme == "http", let host = parts.host, let port = parts.port else { return nil }
+        guard let parts = URLComponents(string: url), parts.scheme == "http", let host = parts.host,
+              let port = parts.port.flatMap({ UInt16(exactly: $0) }) else { return nil }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_port = in_port_t(port.bigEndian)
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return nil }
         let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socketFD >= 0 else { return nil }
