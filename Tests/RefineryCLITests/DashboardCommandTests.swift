@@ -224,59 +224,70 @@ import Testing
         }
     }
 
-    /// A page request never holds up the run: the same latency-bound run (a 300 ms mock, 1 worker
-    /// with 2 slots) takes as long while 4 clients fetch the page, `/api/status`, `/api/train` and
-    /// `/metrics` back to back (10 ms apart) as it does alone. The dashboard reads the state file through one connection (WAL:
-    /// readers never block the coordinator's writes) on a thread of its own, so the bound is the run's own noise; the
-    /// run ends with requests in flight, and stops its dashboard gracefully (exit 0). The
-    /// clients are threads of their own with sockets of their own (not URLSession's shared queue),
-    /// so the rest of a busy test run cannot starve them.
+    /// A page request never holds up the run: two copies of the same latency-bound run (each its
+    /// own 300 ms mock, 1 worker with 2 slots) start together, and while they run 4 clients fetch
+    /// one copy's page, `/api/status`, `/api/train` and `/metrics` back to back (10 ms apart). The
+    /// hammered copy takes as long as the one left alone. Both copies run at the same moment, so
+    /// both see the same load from the rest of a busy test run (two runs one after the other saw
+    /// different loads, and their gap was noise). The dashboard reads the state file through one
+    /// connection (WAL: readers never block the coordinator's writes) on a thread of its own, so the
+    /// bound is the runs' own noise; the run ends with requests in flight, and stops its dashboard
+    /// gracefully (exit 0). The clients are threads of their own with sockets of their own (not
+    /// URLSession's shared queue), so the rest of a busy test run cannot starve them.
     @Test func hammeringTheDashboardDoesNotSlowTheRun() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
             let articles = dir.appendingPathComponent("articles.json")
             try ClusterTests.writeArticles(articles, count: 30)
-            let mock = try ClusterTests.Mock(latencyMs: 300)
-            func timedRun(_ name: String, hammer: Bool) throws -> (seconds: Double, answered: Int, refused: [Int]) {
+            func start(_ name: String, mock: ClusterTests.Mock) throws -> ClusterTests.Background {
                 let config = try ClusterTests.config(dir: dir, name: name, articles: articles, mock: mock, train: false)
-                let started = Date()
-                let run = try ClusterTests.Background(["run", "--config", config.path, "--workers", "1", "--slots", "2", "--dashboard", "127.0.0.1:0"],
-                                                      log: dir.appendingPathComponent("\(name).log"))
-                defer { run.kill9() }
-                let counts = HammerCounts()
-                let clients = DispatchGroup()
-                if hammer {
-                    let root = try #require(run.address(after: "[dashboard] http://", before: "/ (live page)"), "the run names its dashboard: \(run.output)")
-                    for client in 0..<4 {
-                        clients.enter()
-                        Thread.detachNewThread {
-                            let paths = ["/", "/api/status", "/api/train", "/metrics"]
-                            var index = client
-                            while !counts.finished {
-                                counts.add(status: PlainHTTPGet.status(root + paths[index % paths.count]))
-                                index += 1
-                                // A page every 10 ms or so per client, hundreds in a run: the clients' own
-                                // loops do not take the 2 cores the run under test needs.
-                                usleep(10_000)
-                            }
-                            clients.leave()
-                        }
-                    }
-                }
-                #expect(run.wait(seconds: 120), "the run finishes: \(run.output.suffix(500))")
-                let seconds = Date().timeIntervalSince(started)
-                counts.finish()
-                clients.wait()
-                #expect(run.status == 0, "\(run.output.suffix(800))")
-                return (seconds, counts.answered, counts.refused)
+                return try ClusterTests.Background(["run", "--config", config.path, "--workers", "1", "--slots", "2", "--dashboard", "127.0.0.1:0"],
+                                                   log: dir.appendingPathComponent("\(name).log"))
             }
-            let alone = try timedRun("alone", hammer: false)
-            let hammered = try timedRun("hammered", hammer: true)
-            #expect(hammered.answered >= 100 && hammered.refused.isEmpty, "\(hammered.answered) pages served, refused with \(hammered.refused)")
+            let aloneMock = try ClusterTests.Mock(latencyMs: 300), hammeredMock = try ClusterTests.Mock(latencyMs: 300)
+            let started = Date()
+            let alone = try start("alone", mock: aloneMock), hammered = try start("hammered", mock: hammeredMock)
+            defer { alone.kill9(); hammered.kill9() }
+            let counts = HammerCounts()
+            let clients = DispatchGroup()
+            let root = try #require(hammered.address(after: "[dashboard] http://", before: "/ (live page)"), "the run names its dashboard: \(hammered.output)")
+            for client in 0..<4 {
+                clients.enter()
+                Thread.detachNewThread {
+                    let paths = ["/", "/api/status", "/api/train", "/metrics"]
+                    var index = client
+                    while !counts.finished {
+                        counts.add(status: PlainHTTPGet.status(root + paths[index % paths.count]))
+                        index += 1
+                        // A page every 10 ms or so per client, hundreds in a run: the clients' own
+                        // loops do not take the 2 cores the runs under test need.
+                        usleep(10_000)
+                    }
+                    clients.leave()
+                }
+            }
+            // Each run's time from the common start to its exit, watched every 20 ms.
+            var aloneSeconds: Double?, hammeredSeconds: Double?
+            let deadline = started.addingTimeInterval(120)
+            while (aloneSeconds == nil || hammeredSeconds == nil) && Date() < deadline {
+                if aloneSeconds == nil, alone.status != nil { aloneSeconds = Date().timeIntervalSince(started) }
+                if hammeredSeconds == nil, hammered.status != nil {
+                    hammeredSeconds = Date().timeIntervalSince(started)
+                    counts.finish()
+                }
+                usleep(20_000)
+            }
+            counts.finish()
+            clients.wait()
+            let aloneTime = try #require(aloneSeconds, "the run left alone finishes: \(alone.output.suffix(500))")
+            let hammeredTime = try #require(hammeredSeconds, "the hammered run finishes: \(hammered.output.suffix(500))")
+            #expect(alone.status == 0, "\(alone.output.suffix(800))")
+            #expect(hammered.status == 0, "\(hammered.output.suffix(800))")
+            #expect(counts.answered >= 100 && counts.refused.isEmpty, "\(counts.answered) pages served, refused with \(counts.refused)")
             // 30 chunks at 300 ms over 2 slots: ~4.5 s of calls plus start-up; a page request that
             // held the coordinator's loop (or its state file) would add up over hundreds of requests.
-            #expect(hammered.seconds <= alone.seconds * 1.5 + 2, "alone \(alone.seconds) s, hammered \(hammered.seconds) s")
-            print("dashboard hammer: alone \(alone.seconds) s, hammered \(hammered.seconds) s, \(hammered.answered) pages")
+            #expect(hammeredTime <= aloneTime * 1.5 + 2, "alone \(aloneTime) s, hammered \(hammeredTime) s")
+            print("dashboard hammer: alone \(aloneTime) s, hammered \(hammeredTime) s, \(counts.answered) pages")
         }
     }
 }
