@@ -15,7 +15,10 @@ transformers as the reference.
         AutoModelForSequenceClassification on the CPU with torch.set_num_threads($REFINERY_THREADS),
         texts sorted by length and batched (least padding, as a careful user does), inference mode;
         MODE fp32, fp32-compile (torch.compile), bf16-autocast (torch.autocast("cpu",
-        dtype=torch.bfloat16)), bf16 (weights in bfloat16) or bf16-compile. Writes the logits as
+        dtype=torch.bfloat16)), bf16 (weights in bfloat16), bf16-compile, or int8-dynamic
+        (torch.ao.quantization.quantize_dynamic: every Linear's weights in int8, activations
+        quantized per batch — PyTorch's own recipe for BERT on CPU; it changes the scores, see
+        classify.sh). Writes the logits as
         float32 rows in input order and prints
         {"seconds", "texts_per_second"}.
     classify_reference.py compare A.f32 B.f32
@@ -71,6 +74,8 @@ def run(model_dir, path, out, mode, batch):
     if mode in ("bf16", "bf16-compile"):
         net = net.to(torch.bfloat16)
     net.eval()
+    if mode == "int8-dynamic":
+        net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
     # torch.compile (inductor, dynamic shapes): the fastest eager-free setting on CPU; compiled
     # during a first, untimed pass over every text so no recompilation lands in the timed one.
     compiled = mode in ("bf16-compile", "fp32-compile")
