@@ -23,13 +23,25 @@ typedef float rk_v16 __attribute__((vector_size(64)));
 // --- expand: y[t, n] (+)= alpha · Σ_j u[t, j] · m[j, n] ----------------------------------------
 // Each element: acc = 0; acc = fma(u[t, j], m[j, n], acc) for j in order; then y = fma(alpha, acc, y)
 // (accumulate) or y = alpha · acc. Tiles: 4 rows × 32 columns (WIDE), then 16-column strips
-// STRIP rows at a time (the thin case, m with 16 columns), single rows, and scalar columns past
-// the last 16. AVX2 has 16 vector registers, not 32: it runs 16-column strips 6 rows at a time
+// STRIP rows at a time (the thin case, m with 16 columns) with their last rows in blocks of 4, 2
+// and 1, and scalar columns past the last 16. AVX2 has 16 vector registers, not 32: it runs 16-column strips 6 rows at a time
 // only (12 registers of sums), where the 4 × 32 tile would spill its sums on every step.
 
 #define RK_EXPAND_STORE(DST, ACC)                                                           \
     rk_store16((DST), accumulate ? rk_fma16(rk_splat16(alpha), (ACC), rk_load16(DST))       \
                                  : rk_splat16(alpha) * (ACC))
+
+// One block of R rows (t..t+R) of the 16-column strip at column n: R chains of sums, one per row.
+#define RK_EXPAND_STRIP_ROWS(R)                                                             \
+    do {                                                                                    \
+        const float *ut = u + t * ldu;                                                      \
+        rk_v16 a[R] = {{0}};                                                                \
+        for (size_t j = 0; j < rank; j++) {                                                 \
+            rk_v16 mj = rk_load16(m + j * ldm + n);                                         \
+            for (int r = 0; r < (R); r++) a[r] = rk_fma16(rk_splat16(ut[r * ldu + j]), mj, a[r]); \
+        }                                                                                   \
+        for (int r = 0; r < (R); r++) RK_EXPAND_STORE(y + (t + r) * ldy + n, a[r]);         \
+    } while (0)
 
 #define RK_DEFINE_EXPAND(SUFFIX, ATTR, WIDE, STRIP)                                        \
     ATTR static void expand_##SUFFIX(const float *u, size_t ldu, const float *m, size_t ldm, \
@@ -64,21 +76,13 @@ typedef float rk_v16 __attribute__((vector_size(64)));
             }                                                                               \
         }                                                                                   \
         for (size_t n = wide; n < body; n += 16) {                                          \
-            for (t = 0; t + (STRIP) <= rows; t += (STRIP)) {                                \
-                const float *ut = u + t * ldu;                                              \
-                rk_v16 a[STRIP] = {{0}};                                                    \
-                for (size_t j = 0; j < rank; j++) {                                         \
-                    rk_v16 mj = rk_load16(m + j * ldm + n);                                 \
-                    for (int r = 0; r < (STRIP); r++) a[r] = rk_fma16(rk_splat16(ut[r * ldu + j]), mj, a[r]); \
-                }                                                                           \
-                for (int r = 0; r < (STRIP); r++) RK_EXPAND_STORE(y + (t + r) * ldy + n, a[r]); \
-            }                                                                               \
-            for (; t < rows; t++) {                                                         \
-                rk_v16 a = {0};                                                             \
-                for (size_t j = 0; j < rank; j++)                                           \
-                    a = rk_fma16(rk_splat16(u[t * ldu + j]), rk_load16(m + j * ldm + n), a); \
-                RK_EXPAND_STORE(y + t * ldy + n, a);                                        \
-            }                                                                               \
+            t = 0;                                                                          \
+            for (; t + (STRIP) <= rows; t += (STRIP)) RK_EXPAND_STRIP_ROWS(STRIP);          \
+            /* The last rows in blocks of 4, 2 and 1: independent chains of sums, where one \
+               row at a time waits on each multiply-add's latency (8x slower per row). */  \
+            if (t + 4 <= rows) { RK_EXPAND_STRIP_ROWS(4); t += 4; }                         \
+            if (t + 2 <= rows) { RK_EXPAND_STRIP_ROWS(2); t += 2; }                         \
+            if (t < rows) { RK_EXPAND_STRIP_ROWS(1); t += 1; }                              \
         }                                                                                   \
         for (size_t tt = 0; tt < rows; tt++) {                                              \
             for (size_t n = body; n < cols; n++) {                                          \

@@ -119,14 +119,17 @@ public enum EncoderKernels {
                     }
                 }
             }
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width + n * headDim)
             defer { scratch.deallocate() }
-            let scores = scratch, keysT = scratch + n * width
+            let scores = scratch, keysT = scratch + n * width, values = keysT + headDim * width
             if width > n { for d in 0..<headDim { (keysT + d * width + n).initialize(repeating: 0, count: width - n) } }
             LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
+            // The values side by side: read in place, rows 3 × hidden floats apart fall in a few
+            // cache sets and evict each other (measured at 228 rows: 82 → 97 GFLOP/s on one core).
+            for row in 0..<n { (values + row * headDim).initialize(from: q + 2 * hidden + row * stride, count: headDim) }
             rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)
             for row in 0..<n { rk_softmax(scores + row * width, n) }
-            rk_lowrank_expand(scores, width, q + 2 * hidden, stride, target, hidden, n, headDim, n, 1, 0)
+            rk_lowrank_expand(scores, width, values, headDim, target, hidden, n, headDim, n, 1, 0)
         }
     }
 

@@ -9,8 +9,11 @@ import CRefineryKernels
     typealias Random = KernelTests.Random
 
     /// Shapes that reach every tile of the kernel: 4×32 tiles, 16-column strips of 8 rows (6 on
-    /// AVX2), single rows, scalar columns, and inner sizes below and above 16.
-    static let multiplyShapes: [(rows: Int, cols: Int, inner: Int)] = [(37, 53, 9), (19, 16, 70), (5, 45, 3), (8, 7, 16)]
+    /// AVX2) with their last rows in blocks of 4, 2 and 1, scalar columns, and inner sizes below
+    /// and above 16.
+    static let multiplyShapes: [(rows: Int, cols: Int, inner: Int)] = [
+        (37, 53, 9), (19, 16, 70), (5, 45, 3), (8, 7, 16), (23, 48, 12), (10, 16, 5),
+    ]
 
     @Test(arguments: multiplyShapes)
     func multiplyMatchesNaiveProduct(shape: (rows: Int, cols: Int, inner: Int)) {
@@ -49,9 +52,11 @@ import CRefineryKernels
 
     /// One call over everything versus one call per row or per column: identical bits, so no cut
     /// of the work over threads can change a result.
-    @Test func resultsDoNotDependOnHowTheWorkIsCut() {
-        let (rows, cols, inner) = (37, 53, 21)
-        var random = Random(state: 13)
+    /// Rows 29...37 leave every remainder of the 6- and 8-row strips (blocks of 4, 2 and 1).
+    @Test(arguments: 29...37)
+    func resultsDoNotDependOnHowTheWorkIsCut(rows: Int) {
+        let (cols, inner) = (53, 21)
+        var random = Random(state: UInt64(13 + rows))
         let u = random.tensor([rows, inner]), m = random.tensor([inner, cols])
         let whole = Tensor(zeros: [rows, cols]), byRow = Tensor(zeros: [rows, cols]), byColumn = Tensor(zeros: [rows, cols])
         rk_lowrank_expand(u.pointer, inner, m.pointer, cols, whole.pointer, cols, rows, cols, inner, 0.5, 0)
