@@ -40,11 +40,16 @@ public enum ZMQSocketType: Int32, Sendable {
 public final class ZMQSocket: @unchecked Sendable {
     private var handle: UnsafeMutableRawPointer?
     public let type: ZMQSocketType
+    /// Held so the context outlives the socket: `zmq_ctx_term` waits for every socket of the
+    /// context to close, so a context released first (an initializer that threw after making
+    /// both, e.g. on a port in use) would wait forever.
+    private let context: ZMQContext
 
     public init(context: ZMQContext, type: ZMQSocketType) throws {
         guard let handle = zmq_socket(context.handle, type.rawValue) else { throw ZMQError("cannot create a ZeroMQ socket") }
         self.handle = handle
         self.type = type
+        self.context = context
         try setOption(ZMQ_LINGER, 0)
     }
 

@@ -205,7 +205,7 @@ import Testing
                 #expect((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("nf4").path))?.count == 1)
             }
             // Workers on "machines" with other BLAS thread counts compute with the run's count: the same bits.
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try Background(["coordinator", "--config", try config("mixed").path, "--state", dir.appendingPathComponent("mixed.db").path,
                                               "--listen", endpoint], log: dir.appendingPathComponent("mixed.log"), environment: ["OPENBLAS_NUM_THREADS": "2"])
             let workers = try ["1", "3"].map { threads in
@@ -233,7 +233,7 @@ import Testing
             let mock = try Mock(latencyMs: 600)
             let config = try Self.config(dir: dir, name: "crash", articles: articles, mock: mock, train: true, steps: 60)
             let state = dir.appendingPathComponent("crash.db").path
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let workers = try (1...2).map { i in
                 try Background(["worker", "--coordinator", endpoint, "--slots", "3", "--model", TrainCommandTests.llama, "--name", "crash-w\(i)"],
                                log: dir.appendingPathComponent("worker\(i).log"))
@@ -292,7 +292,7 @@ import Testing
 
             let mock = try Mock(latencyMs: 400)
             let config = try Self.config(dir: dir, name: "kw", articles: articles, mock: mock, train: false)
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
             let victim = try Background(["worker", "--coordinator", endpoint, "--slots", "4", "--name", "victim"], log: dir.appendingPathComponent("v.log"))
             let survivor = try Background(["worker", "--coordinator", endpoint, "--slots", "2", "--name", "survivor"], log: dir.appendingPathComponent("s.log"))
@@ -344,7 +344,7 @@ import Testing
             try Self.writeArticles(articles, count: 6)
             let mock = try Mock(latencyMs: 20, extra: ["--require-key-env", "MOCK_KEY"], environment: ["MOCK_KEY": secret])
             let config = try Self.config(dir: dir, name: "sec", articles: articles, mock: mock, train: false)
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint,
                                               "--keys", dir.appendingPathComponent("coordinator.key").path,
                                               "--allow", dir.appendingPathComponent("allow.txt").path],
@@ -493,7 +493,7 @@ import Testing
             try yaml.write(to: config, atomically: true, encoding: .utf8)
             let single = try CommandLineTests.run(["train", "--config", config.path, "--output", dir.appendingPathComponent("single").path])
             #expect(single.status == 0, "\(single.stderr)")
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--state", dir.appendingPathComponent("s.db").path,
                                                            "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
             let fetched = dir.appendingPathComponent("fetched")

@@ -21,7 +21,7 @@ import Testing
         let mock = try ClusterTests.Mock(latencyMs: 800)
         let config = try ClusterTests.config(dir: dir, name: "outage", articles: articles, mock: mock, train: true, steps: 20)
         let state = dir.appendingPathComponent("outage.db").path
-        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let endpoint = FreePort.endpoint()
         let workers = try (1...2).map { i in
             try Background(["worker", "--coordinator", endpoint, "--slots", "3", "--model", TrainCommandTests.llama, "--name", "outage-w\(i)"],
                            log: dir.appendingPathComponent("worker\(i).log"))
@@ -79,7 +79,7 @@ import Testing
         let (dir, articles) = try ClusterTests.uninterruptedRun(articles: 12, train: true, steps: 10)
         let mock = try ClusterTests.Mock(latencyMs: 5)
         let config = try ClusterTests.config(dir: dir, name: "flooded", articles: articles, mock: mock, train: true, steps: 10)
-        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+        let endpoint = FreePort.endpoint()
         let coordinator = try Background(["coordinator", "--config", config.path, "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
         let workers = try (1...2).map { i in
             try Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama, "--name", "fw\(i)"],

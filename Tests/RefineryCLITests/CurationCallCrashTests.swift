@@ -65,7 +65,7 @@ import Testing
             let mock = try Mock(latencyMs: 250)
             let crashConfig = try config("crash", mock: mock)
             let state = dir.appendingPathComponent("crash.db").path
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let workers = try (1...2).map { i in
                 try Background(["worker", "--coordinator", endpoint, "--slots", "4", "--name", "\(stage)-w\(i)"], log: dir.appendingPathComponent("worker\(i).log"))
             }

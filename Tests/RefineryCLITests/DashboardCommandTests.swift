@@ -186,7 +186,7 @@ import Testing
             try ClusterTests.writeArticles(articles, count: 60)
             let mock = try ClusterTests.Mock(latencyMs: 2000)
             let config = try ClusterTests.config(dir: dir, name: "live", articles: articles, mock: mock, train: false)
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--listen", endpoint, "--dashboard", "127.0.0.1:0"],
                                                           log: dir.appendingPathComponent("coordinator.log"))
             defer { coordinator.kill9() }

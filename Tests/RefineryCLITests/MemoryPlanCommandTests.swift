@@ -125,7 +125,7 @@ import Testing
             """
             let config = dir.appendingPathComponent("t.yaml")
             try yaml.write(to: config, atomically: true, encoding: .utf8)
-            let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20000...40000))"
+            let endpoint = FreePort.endpoint()
             let coordinator = try ClusterTests.Background(["coordinator", "--config", config.path, "--state", dir.appendingPathComponent("s.db").path,
                                                            "--listen", endpoint], log: dir.appendingPathComponent("c.log"))
             let small = try ClusterTests.Background(["worker", "--coordinator", endpoint, "--model", TrainCommandTests.llama, "--memory-limit", "1M"],

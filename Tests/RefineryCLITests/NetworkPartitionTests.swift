@@ -59,7 +59,7 @@ enum TestNetwork {
                                             prefix: ["netns", "exec", ns, executable])
             }
             // The mock LLM on host c, reachable from both workers at 10.231.1.1.
-            let port = Int.random(in: 20000...40000)
+            let port = FreePort.pick()
             let mock = try inside(c, ["mock-llm", "--host", "0.0.0.0", "--port", String(port), "--latency-ms", "300"], log: "mock.log")
             Thread.sleep(forTimeInterval: 1)
             let remote = try ClusterTests.Mock.remote(base: "http://10.231.1.1:\(port)/v1")
