@@ -10,7 +10,10 @@ import Glibc
 enum FreePort {
     /// A loopback TCP port below the ephemeral range that nothing holds at the moment.
     static func pick() -> Int {
-        let range = 20_000..<max(20_001, min(ephemeralStart(), 32_768))
+        // Where the ephemeral range starts at or below 20000 nothing is safe from it; the free
+        // check below is then all there is.
+        let start = ephemeralStart()
+        let range = 20_000..<(start > 20_000 ? min(start, 32_768) : 32_768)
         for _ in 0..<100 {
             let port = Int.random(in: range)
             if isFree(port) { return port }
