@@ -10,8 +10,8 @@ struct DataCurateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "curate", abstract: "Run the curate: stages of a run config on a dataset, storing every decision in a state file.",
         discussion: """
-        The stages run in order, each on what the one before kept. With --state, a stage whose \\
-        settings and input are unchanged since the last run reuses its stored decisions: rerun after \\
+        The stages run in order, each on what the one before kept. With --state, a stage whose \
+        settings and input are unchanged since the last run reuses its stored decisions: rerun after \
         a kill, or after changing one stage, and only what changed is computed again.
         """)
 

@@ -10,15 +10,15 @@ struct DataEvolveCommand: ParsableCommand {
         commandName: "evolve",
         abstract: "Evolve instructions (Evol-Instruct): harder in depth, new in breadth, answers regenerated, failed evolutions eliminated.",
         discussion: """
-        Each round rewrites every sample's latest surviving instruction by one method, chosen per \\
-        sample and round from a seeded hash: add_constraints, deepen, concretize, \\
-        increase_reasoning, complicate_input (in depth) or breadth (a new instruction of the same \\
-        domain). The answer is regenerated for each evolved instruction. An evolution is \\
-        eliminated when it copies the rewriting prompt or is empty (copied_prompt), asks for the \\
-        same as before (no_information_gain: the LLM says "Equal"), is answered with a refusal \\
-        under 80 words (refusal), or its answer is only stop words and punctuation or under \\
-        --min-answer-words words (too_short). Evolved rows carry their lineage: id, evolved_from, \\
-        parent, round, method. Every call is kept in the state file: run again after a kill and \\
+        Each round rewrites every sample's latest surviving instruction by one method, chosen per \
+        sample and round from a seeded hash: add_constraints, deepen, concretize, \
+        increase_reasoning, complicate_input (in depth) or breadth (a new instruction of the same \
+        domain). The answer is regenerated for each evolved instruction. An evolution is \
+        eliminated when it copies the rewriting prompt or is empty (copied_prompt), asks for the \
+        same as before (no_information_gain: the LLM says "Equal"), is answered with a refusal \
+        under 80 words (refusal), or its answer is only stop words and punctuation or under \
+        --min-answer-words words (too_short). Evolved rows carry their lineage: id, evolved_from, \
+        parent, round, method. Every call is kept in the state file: run again after a kill and \
         only calls never answered are made.
         """)
 

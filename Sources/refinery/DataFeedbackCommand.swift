@@ -10,12 +10,12 @@ struct DataFeedbackCommand: ParsableCommand {
         commandName: "feedback",
         abstract: "Answer each instruction with several models, rate the answers (UltraFeedback), keep the best, write preference pairs.",
         discussion: """
-        Every --model answers every instruction (with the sample's own answer as one more \\
-        candidate unless --no-include-original). The --judge rates all answers of an instruction \\
-        on instruction_following, truthfulness, honesty and helpfulness (1–5, a rationale each). \\
-        The best mean rating replaces the sample's answer in --output; best vs worst goes to \\
-        --preferences as {"prompt", "chosen", "rejected"} in the conversational layout TRL's DPO \\
-        trainer reads (with both scores and models). Every call is kept in the state file: run \\
+        Every --model answers every instruction (with the sample's own answer as one more \
+        candidate unless --no-include-original). The --judge rates all answers of an instruction \
+        on instruction_following, truthfulness, honesty and helpfulness (1–5, a rationale each). \
+        The best mean rating replaces the sample's answer in --output; best vs worst goes to \
+        --preferences as {"prompt", "chosen", "rejected"} in the conversational layout TRL's DPO \
+        trainer reads (with both scores and models). Every call is kept in the state file: run \
         again after a kill and only calls never answered are made.
         """)
 

@@ -10,15 +10,15 @@ struct DataJudgeCommand: ParsableCommand {
         commandName: "judge",
         abstract: "Score samples with an LLM judge or a jury (1–4 rubric), or compare two answers pairwise in both orders.",
         discussion: """
-        Rubric: each judge writes feedback, then a score from 1 to --scale; the jury's score is \\
-        the --aggregate of theirs. Pairwise: the answer and the --candidate field's answer are \\
-        compared twice, each in first place once; a verdict counts only when both orders agree \\
-        (else a tie), so a judge's preference for a position cancels out. An unreadable reply is \\
-        answered with what was wrong and asked again (--max-invalid times), then recorded as a \\
-        failure, never as a score. Each row gets a "judge" field (score, verdict, every judge's \\
-        score and rationale, cost); --min-score drops rows below it. With several judges the \\
-        agreement between them (percent and Cohen's kappa) is printed, and with --human against \\
-        that column too. Every call is kept in the state file: run again after a kill, or with \\
+        Rubric: each judge writes feedback, then a score from 1 to --scale; the jury's score is \
+        the --aggregate of theirs. Pairwise: the answer and the --candidate field's answer are \
+        compared twice, each in first place once; a verdict counts only when both orders agree \
+        (else a tie), so a judge's preference for a position cancels out. An unreadable reply is \
+        answered with what was wrong and asked again (--max-invalid times), then recorded as a \
+        failure, never as a score. Each row gets a "judge" field (score, verdict, every judge's \
+        score and rationale, cost); --min-score drops rows below it. With several judges the \
+        agreement between them (percent and Cohen's kappa) is printed, and with --human against \
+        that column too. Every call is kept in the state file: run again after a kill, or with \
         other settings, and only calls never answered are made.
         """)
 

@@ -9,9 +9,9 @@ struct DataMixCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mix", abstract: "Mix datasets in stated amounts (e.g. your generated set with a general instruction set), deterministically by seed.",
         discussion: """
-        Each --source is FILE, FILE:COUNT (exactly COUNT rows) or FILE:xRATIO (RATIO times the first \\
-        source's size). The first source is the base (all of it unless an amount is given). A source \\
-        asked for more rows than it has is repeated, then sampled. Every row gets lineage.source; \\
+        Each --source is FILE, FILE:COUNT (exactly COUNT rows) or FILE:xRATIO (RATIO times the first \
+        source's size). The first source is the base (all of it unless an amount is given). A source \
+        asked for more rows than it has is repeated, then sampled. Every row gets lineage.source; \
         the mix is shuffled by --seed.
         """)
 

@@ -10,13 +10,13 @@ struct DataSynthesizeCommand: ParsableCommand {
         commandName: "synthesize",
         abstract: "Make new instruction–answer samples from seed tasks (self-instruct), keeping only novel instructions (ROUGE-L).",
         discussion: """
-        Each prompt shows --examples instructions from the pool (seed tasks, and from the second \\
-        round some generated ones) and asks for --per-prompt new ones; a candidate is kept when its \\
-        ROUGE-L F (rouge-score's, no stemmer) with every instruction already in the pool is below \\
-        --max-similarity, is 3 to 150 words and needs no image, file or audio; then it is \\
-        answered. With --topic and --task-type (repeatable) or --taxonomy FILE ({"topics": […], \\
-        "task_types": […]}), every prompt names one topic and task type in turn. Rows carry their \\
-        lineage (round, the examples shown, topic, task type, closest ROUGE-L). Every call is kept \\
+        Each prompt shows --examples instructions from the pool (seed tasks, and from the second \
+        round some generated ones) and asks for --per-prompt new ones; a candidate is kept when its \
+        ROUGE-L F (rouge-score's, no stemmer) with every instruction already in the pool is below \
+        --max-similarity, is 3 to 150 words and needs no image, file or audio; then it is \
+        answered. With --topic and --task-type (repeatable) or --taxonomy FILE ({"topics": […], \
+        "task_types": […]}), every prompt names one topic and task type in turn. Rows carry their \
+        lineage (round, the examples shown, topic, task type, closest ROUGE-L). Every call is kept \
         in the state file: run again after a kill and only calls never answered are made.
         """)
 
