@@ -137,7 +137,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RefineryCurationTests",
-            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore", "RefineryModel", "RefineryLLM"],
+            dependencies: ["RefineryCore", "RefineryCuration", "RefineryData", "RefineryText", "RefineryStore", "RefineryModel", "RefineryLLM",
+                           "RefineryMockLLM"],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "RefineryStoreTests", dependencies: ["RefineryStore", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -79,10 +79,13 @@ public final class LocalLLMCallExecutor: LLMCallExecutor {
 
     public func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws {
         let remaining = try budget.map { max(0, $0 - (try store.callCost())) }
-        let maker = LLMCallMaker(limiter: RateLimiter(slots: slots, requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute,
-                                                      budget: remaining), retry: retry, timeout: timeout)
-        let progress = CallProgress(total: pending.count, step: step)
+        let progress = CallProgress(total: pending.count, step: step, maxAttempts: retry.maxAttempts)
         let report = self.report
+        let maker = LLMCallMaker(limiter: RateLimiter(slots: slots, requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute,
+                                                      budget: remaining), retry: retry, timeout: timeout,
+                                 onRetry: { error, attempt, delay in
+                                     if let line = progress.retrying(error, attempt: attempt, delay: delay) { report("[\(purpose)] \(line)") }
+                                 })
         let stop: String? = try waitFor {
             try await withThrowingTaskGroup(of: (Int64, LLMCallResult).self) { group -> String? in
                 var next = 0
@@ -108,6 +111,7 @@ public final class LocalLLMCallExecutor: LLMCallExecutor {
         }
         if let stop { throw CoreError("\(purpose) stopped: \(stop)") }
         report("\r[\(purpose)] \(progress.line)\n")
+        if let failures = progress.failureSummary { report("[\(purpose)] \(failures)") }
     }
 }
 
@@ -125,25 +129,55 @@ final class CallProgress: @unchecked Sendable {
     private let lock = NSLock()
     private let total: Int
     private let step: String?
+    private let maxAttempts: Int
     private var answered = 0, failed = 0
     private var cost = 0.0
     private let started = Date()
     private var lastLine = Date.distantPast
+    private var lastRetryNotice = Date.distantPast
+    private var retriesSinceNotice = 0
+    private var lastFailure: String?
 
-    init(total: Int, step: String?) {
+    /// Seconds between two notices of retried attempts (the first is told at once).
+    static let retryNoticeInterval = 5.0
+
+    init(total: Int, step: String?, maxAttempts: Int) {
         self.total = total
         self.step = step
+        self.maxAttempts = maxAttempts
     }
 
     /// Counts `result`; a progress line when a second has passed since the last.
     func record(_ result: LLMCallResult) -> String? {
         lock.lock()
         defer { lock.unlock() }
-        if result.status == .answered { answered += 1 } else { failed += 1 }
+        if result.status == .answered { answered += 1 } else { failed += 1; lastFailure = result.error }
         cost += result.cost
         guard Date().timeIntervalSince(lastLine) >= 1 else { return nil }
         lastLine = Date()
         return unlockedLine
+    }
+
+    /// Counts a failed attempt that will be tried again; a notice naming the error when
+    /// `retryNoticeInterval` has passed since the last, so a dead endpoint is seen at once and
+    /// a busy one does not flood the terminal.
+    func retrying(_ error: LLMError, attempt: Int, delay: Double) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        retriesSinceNotice += 1
+        guard Date().timeIntervalSince(lastRetryNotice) >= Self.retryNoticeInterval else { return nil }
+        lastRetryNotice = Date()
+        let others = retriesSinceNotice > 1 ? String(format: "; %d attempts retried since the last notice", retriesSinceNotice) : ""
+        retriesSinceNotice = 0
+        return String(format: "retrying: %@ (attempt %d of %d failed, next in %.1f s%@)", error.description, attempt, maxAttempts, delay, others)
+    }
+
+    /// After the calls: how many failed and the last error, with what to do (nil: none failed).
+    var failureSummary: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard failed > 0 else { return nil }
+        return "\(failed) of \(total) calls failed (last: \(lastFailure ?? "no error text")); they are kept as failures, and running the same command again tries them once more"
     }
 
     var line: String {

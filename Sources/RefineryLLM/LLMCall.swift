@@ -142,13 +142,18 @@ public struct LLMCallMaker: Sendable {
     public let retry: RetryPolicy
     public let timeout: Double
     public let key: @Sendable (String) -> String?
+    /// Told of every failed attempt that will be tried again: the error, the attempt that failed
+    /// (from 1) and the seconds until the next.
+    public let onRetry: @Sendable (_ error: LLMError, _ attempt: Int, _ delay: Double) -> Void
 
     public init(limiter: RateLimiter, retry: RetryPolicy = RetryPolicy(), timeout: Double = 120,
-                key: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0].flatMap { $0.isEmpty ? nil : $0 } }) {
+                key: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0].flatMap { $0.isEmpty ? nil : $0 } },
+                onRetry: @escaping @Sendable (_ error: LLMError, _ attempt: Int, _ delay: Double) -> Void = { _, _, _ in }) {
         self.limiter = limiter
         self.retry = retry
         self.timeout = timeout
         self.key = key
+        self.onRetry = onRetry
     }
 
     /// Makes `call`, retrying what can be retried; never throws.
@@ -177,10 +182,12 @@ public struct LLMCallMaker: Sendable {
                     return LLMCallResult(status: .stopped, error: error.description, errorClass: error.errorClass, attempts: attempts)
                 }
                 if attempts >= retry.maxAttempts {
-                    return LLMCallResult(status: .failed, error: "\(error.description) after \(attempts) attempts", errorClass: error.errorClass,
+                    return LLMCallResult(status: .failed, error: "\(attempts) attempts failed, the last with: \(error.description)", errorClass: error.errorClass,
                                          attempts: attempts)
                 }
-                try? await Task.sleep(nanoseconds: UInt64(retry.delay(afterAttempt: attempts, error: error) * 1e9))
+                let delay = retry.delay(afterAttempt: attempts, error: error)
+                onRetry(error, attempts, delay)
+                try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             }
         }
     }

@@ -49,7 +49,7 @@ public struct LLMClient: Sendable {
         let headers: HTTPHeaders
         let text: String
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(endpoint.timeout * 1000)))
+            let response = try await llmHTTPClient.execute(request, timeout: .milliseconds(Int64(endpoint.timeout * 1000)))
             status = Int(response.status.code)
             headers = response.headers
             let buffer = try await response.body.collect(upTo: 64 << 20)
@@ -57,12 +57,21 @@ public struct LLMClient: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw .timeout
         } catch {
-            throw .connection(Self.redact(String(describing: error), key: endpoint.apiKey))
+            throw .connection(Self.redact(Self.describeConnectionFailure(error, baseURL: endpoint.baseURL), key: endpoint.apiKey))
         }
         guard (200..<300).contains(status) else {
             throw Self.classify(status: status, headers: headers, body: Self.redact(text, key: endpoint.apiKey))
         }
         return text
+    }
+
+    /// "cannot reach URL: Connection refused (errno 111)" for a socket error; the error's own
+    /// description otherwise.
+    static func describeConnectionFailure(_ error: any Error, baseURL: String) -> String {
+        if let io = error as? IOError {
+            return "cannot reach \(baseURL): \(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode)); is the server running, and is --base-url right?"
+        }
+        return "\(baseURL): \(String(describing: error))"
     }
 
     static func redact(_ text: String, key: String?) -> String {
