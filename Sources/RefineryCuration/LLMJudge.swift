@@ -129,6 +129,13 @@ public struct LLMJudge: Sendable {
         guard !judges.isEmpty else { throw CoreError("a judge needs at least one model") }
         var threads: [Thread] = []
         for (index, item) in items.enumerated() {
+            if let missing = missingText(of: item) {
+                // Nothing to ask about: a failure from the start, and no call is paid for.
+                for judge in judges.indices {
+                    threads.append(Thread(item: index, judge: judge, order: 0, messages: [], failure: "nothing to judge: the sample has no \(missing)"))
+                }
+                continue
+            }
             for judge in judges.indices {
                 if mode == .rubric {
                     threads.append(Thread(item: index, judge: judge, order: 0,
@@ -182,6 +189,15 @@ public struct LLMJudge: Sendable {
         }
         if lengthNormalize && mode == .rubric { normalizeLength(&judgments, items: items) }
         return judgments
+    }
+
+    /// What `item` lacks for this mode's question ("instruction", "answer", "candidate answer"), if anything.
+    func missingText(of item: JudgeItem) -> String? {
+        func blank(_ text: String) -> Bool { text.allSatisfy(\.isWhitespace) }
+        if blank(item.instruction) { return "instruction" }
+        if blank(item.answer) { return "answer" }
+        if mode == .pairwise, let candidate = item.candidate, blank(candidate) { return "candidate answer" }
+        return nil
     }
 
     func opinion(judge: Int, threads: [Thread]) -> JudgeOpinion {

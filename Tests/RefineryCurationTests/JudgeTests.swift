@@ -136,6 +136,25 @@ final class ScriptedExecutor: LLMCallExecutor, @unchecked Sendable {
         #expect(judgments[0].failure?.contains("the call failed") == true)
     }
 
+    /// A sample without an instruction or an answer (an empty conversation, a question left
+    /// unanswered) is a failure that names what is missing, and no call is paid for it.
+    @Test func aSampleWithNothingToJudgeFailsWithoutACall() throws {
+        let executor = ScriptedExecutor { _ in #"{"feedback": "Fine.", "score": 4}"# }
+        let jury = [Self.judge, JudgeModel(baseURL: "http://127.0.0.1:9/v1", model: "judge-b")]
+        let items = [JudgeItem(instruction: "Q?", answer: "A."), JudgeItem(instruction: "Q?", answer: " \n"),
+                     JudgeItem(instruction: "", answer: "A.")]
+        let judgments = try LLMJudge(judges: jury).judge(items, book: LLMCallBook(store: try Self.store(), executor: executor))
+        #expect(judgments.map(\.score) == [4, nil, nil])
+        #expect(judgments[1].failure?.contains("nothing to judge: the sample has no answer") == true, "\(judgments[1].failure ?? "")")
+        #expect(judgments[2].failure?.contains("nothing to judge: the sample has no instruction") == true, "\(judgments[2].failure ?? "")")
+        #expect(executor.asked.count == 2, "one call per judge, for the first sample only")
+        let pairwise = ScriptedExecutor { _ in #"{"feedback": "", "winner": "A"}"# }
+        let compared = try LLMJudge(mode: .pairwise, judges: [Self.judge])
+            .judge([JudgeItem(instruction: "Q?", answer: "A.", candidate: "")], book: LLMCallBook(store: try Self.store(), executor: pairwise))
+        #expect(compared[0].verdict == nil && compared[0].failure?.contains("no candidate answer") == true)
+        #expect(pairwise.asked.isEmpty)
+    }
+
     /// Pairwise judging runs both orders: a judge that always prefers the first position yields
     /// ties only; a consistent one yields its winner whichever order the answers came in.
     @Test func swappedOrdersCancelPositionBias() throws {
