@@ -71,7 +71,7 @@ public struct ChunkProcessor: Sendable {
                 guard error.isRetryable else { throw GenerationStopped(error: error) }
                 transportFailures += 1
                 if transportFailures >= settings.retry.maxAttempts {
-                    try ledger.failChunk(chunkID, reason: "\(error.description) after \(transportFailures) attempts", rawReply: lastRaw)
+                    try ledger.failChunk(chunkID, reason: "\(transportFailures) attempts failed, the last with: \(error.description)", rawReply: lastRaw)
                     return .failed
                 }
                 try await Task.sleep(nanoseconds: UInt64(settings.retry.delay(afterAttempt: transportFailures, error: error) * 1e9))

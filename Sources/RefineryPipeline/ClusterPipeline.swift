@@ -24,6 +24,8 @@ public struct ClusterPipeline {
     public let generation: GenerationJob?
     /// The state file.
     public let state: String
+    /// Send the chunks an earlier run gave up on again (refused once training has begun).
+    public var retryFailed = false
 
     /// Resolves what the run will do before anything starts; `statePath` overrides `data.state`.
     public init(config: RunConfig, statePath: String?, listen: String, security: CurveServerSecurity?, report: @escaping ProgressReport) throws {
@@ -92,11 +94,21 @@ public struct ClusterPipeline {
         do {
             if let job = generation {
                 try job.ingest(into: store, report: report)
+                if retryFailed {
+                    if let step = try store.trainingCheckpointStep() {
+                        throw PipelineError("--retry-failed: training has already begun (checkpoint at step \(step) in \(state)) on the dataset made without those chunks; start a new state file to generate them again")
+                    }
+                    report("[generate] \(try store.requeueFailed()) failed chunks queued again\n")
+                }
                 let stage = try GenerationStage(store: store, requestsPerMinute: job.generate.rpm, tokensPerMinute: job.generate.tpm,
                                                 tokenEstimate: job.tokenEstimate, budget: job.generate.budget)
                 try coordinator.run(stage)
                 report("[generate] " + (try job.writeDataset(from: store)) + "\n")
                 written += [job.out, DatasetExport.testPath(for: job.out)]
+                do { try job.checkFailures(in: store, report: report) } catch {
+                    coordinator.finish(reason: "generation failed for every chunk")
+                    throw error
+                }
                 let calls = LLMCallBook(store: store, executor: ClusterCallExecutor(
                     coordinator: coordinator, requestsPerMinute: job.generate.rpm, tokensPerMinute: job.generate.tpm,
                     budget: job.generate.budget, timeout: job.generate.timeout))

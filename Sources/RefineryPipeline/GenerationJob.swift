@@ -49,6 +49,20 @@ public struct GenerationJob: Sendable {
         return "wrote \(out) (\(trainCount) samples) and \(DatasetExport.testPath(for: out)) (\(testCount)); chunks: \(counts[.done] ?? 0) done, \(counts[.failed] ?? 0) failed, \(counts[.pending] ?? 0) pending; \(usage.requests) requests, \(usage.usage.promptTokens)+\(usage.usage.completionTokens) tokens, $\(String(format: "%.4f", usage.usage.cost))"
     }
 
+    /// After generation: an error when every chunk failed (nothing to curate or train on), a
+    /// line naming the failures and the way to send them again when some did, nil otherwise.
+    public func checkFailures(in store: RunStore, report: ProgressReport) throws {
+        let counts = try store.chunkCounts()
+        let failed = counts[.failed] ?? 0
+        guard failed > 0 else { return }
+        let last = try store.lastChunkFailure() ?? "no error recorded"
+        if (counts[.done] ?? 0) == 0 {
+            throw PipelineError("every chunk failed (\(failed)), the last with: \(last). There is nothing to curate or train on. "
+                                + "Fix the cause, then run the same command again with --retry-failed: failed chunks are sent again, nothing finished is paid twice")
+        }
+        report("[generate] \(failed) chunk\(failed == 1 ? "" : "s") failed, the last with: \(last); --retry-failed on the next run sends them again\n")
+    }
+
     /// The whole job on this machine: ingest, send every pending chunk (at most `slots` calls in
     /// flight), write the dataset. Returns the summary line; a run-stopping error is thrown
     /// after the dataset of what finished is written.
@@ -81,6 +95,7 @@ public struct GenerationJob: Sendable {
         report(String(format: "[generate] %d chunks in %.2f s: %.2f chunks/s\n", pending, seconds, Double(pending) / max(seconds, 1e-9)))
         let summary = try writeDataset(from: store)
         if let stopped { throw stopped }
+        try checkFailures(in: store, report: report)
         return summary
     }
 }

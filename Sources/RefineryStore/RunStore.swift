@@ -318,6 +318,13 @@ public final class RunStore: Sendable {
         }
     }
 
+    /// Why the most recently given-up chunk failed (nil: none failed).
+    public func lastChunkFailure() throws -> String? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT error FROM chunk WHERE status = 'failed' ORDER BY id DESC LIMIT 1")
+        }
+    }
+
     /// Usage and cost summed over all requests.
     public func totalUsage() throws -> (requests: Int, usage: Usage) {
         try read { db in

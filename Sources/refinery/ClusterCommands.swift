@@ -44,6 +44,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "ZeroMQ endpoint to listen on.") var listen: String = "tcp://127.0.0.1:5555"
     @Option(help: "Seconds between heartbeats.") var heartbeat: Double = 1
+    @Flag(help: "Send the chunks an earlier run gave up on again (before training has begun).") var retryFailed = false
     @OptionGroup var security: CoordinatorSecurityOptions
     @OptionGroup var dashboardOption: DashboardOption
     @OptionGroup var logFormat: LogFormatOption
@@ -54,6 +55,7 @@ struct CoordinatorCommand: ParsableCommand {
             var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: listen,
                                                security: try security.resolve(listen: listen), report: Output.progress)
             pipeline.heartbeat = heartbeat
+            pipeline.retryFailed = retryFailed
             pipeline.onEvent = Output.event
             let dashboard = try dashboardOption.start(statePath: pipeline.state)
             defer { dashboard?.stop() }
@@ -118,6 +120,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Worker processes to start.") var workers: Int = 2
     @Option(help: "SQLite state file (default: data.state of the config).") var state: String?
     @Option(help: "LLM calls in flight per worker.") var slots: Int = 4
+    @Flag(help: "Send the chunks an earlier run gave up on again (before training has begun).") var retryFailed = false
     @OptionGroup var dashboardOption: DashboardOption
     @OptionGroup var logFormat: LogFormatOption
 
@@ -129,6 +132,7 @@ struct RunCommand: ParsableCommand {
             var pipeline = try ClusterPipeline(config: try RunConfig(path: config, overrides: ["train": dtype.map { ["dtype": $0] } ?? [:]]), statePath: state, listen: "tcp://127.0.0.1:*", security: nil,
                                                report: Output.progress)
             pipeline.onEvent = Output.event
+            pipeline.retryFailed = retryFailed
             let processes = LocalWorkers()
             defer { processes.stop() }
             let dashboard = try dashboardOption.start(statePath: pipeline.state)

@@ -19,7 +19,7 @@ final class ScriptedExecutor: LLMCallExecutor, @unchecked Sendable {
             asked.append(call)
             let reply = answer(call)
             try store.commitCall(id: id, outcome: LLMCallOutcomeRow(answered: reply != nil, reply: reply, finishReason: "stop",
-                                                                    error: reply == nil ? "server error 500 after 8 attempts" : nil,
+                                                                    error: reply == nil ? "8 attempts failed, the last with: server error 500" : nil,
                                                                     promptTokens: 10, completionTokens: 5, cost: 0.001, attempts: 1),
                                  workerID: nil)
         }
