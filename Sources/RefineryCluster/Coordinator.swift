@@ -361,6 +361,9 @@ public final class Coordinator {
                           fields: [("worker", worker.id), ("task", lease.task.key), ("reason", reason)]))
         }
         if case .stored = verdict, case let .generation(generated) = result { reportFailedRequests(generated, worker: worker) }
+        if case .stored = verdict, case let .call(call) = result, call.outcome == "failed" {
+            reportFailedCall(call, purpose: stage?.name ?? "curation", worker: worker)
+        }
         var ack = Refinery_Cluster_ResultAck()
         ack.lease = lease.message
         send(.resultAck(ack), to: worker)
@@ -379,6 +382,15 @@ public final class Coordinator {
                           fields: [("chunk", String(result.chunkID)), ("worker", worker.id), ("attempt", String(index + 1)),
                                    ("error_class", errorClass), ("reason", String(request.error.prefix(500))), ("retried", String(retried))]))
         }
+    }
+
+    /// One event per curation call that failed for good on a worker (its retries spent): why.
+    private func reportFailedCall(_ result: Refinery_Cluster_CallResult, purpose: String, worker: ConnectedWorker) {
+        let errorClass = result.errorClass.isEmpty ? "other" : result.errorClass
+        emit(RunEvent(source: "cluster", name: "call_failed", level: .warning,
+                      message: "\(purpose) call \(result.callID) on \(worker.id) failed (\(errorClass): \(result.error.prefix(200)))",
+                      fields: [("call", String(result.callID)), ("purpose", purpose), ("worker", worker.id), ("attempts", String(result.attempts)),
+                               ("error_class", errorClass), ("reason", String(result.error.prefix(500)))]))
     }
 
     private func release(_ task: TaskID) {

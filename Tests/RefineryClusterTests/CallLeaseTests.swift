@@ -1,5 +1,6 @@
 import Foundation
 @testable import RefineryCluster
+import RefineryCore
 import RefineryLLM
 import RefineryStore
 import RefineryText
@@ -98,5 +99,40 @@ import Testing
         #expect(judgingAgain.isComplete)
         let stored = try store.calls(ids: ids)
         #expect(ids.allSatisfy { stored[$0]?.status == .answered && stored[$0]?.workerID == "w1" })
+    }
+
+    /// A call that failed for good on a worker (its retries spent) is a warning event naming the
+    /// stage, the call, the worker and the error: the coordinator's console says why calls fail.
+    @Test func aFailedCallIsAWarningThatSaysWhy() throws {
+        let store = try ProtocolTests.store(chunks: 0)
+        let call = Self.call("question")
+        let records = try store.registerCalls([(key: call.cacheKey, purpose: "judge", call: call.json.compactText)])
+        let id = try #require(records[call.cacheKey]?.id)
+        let transport = InMemoryTransport()
+        let coordinator = try Self.coordinator(store, transport, ManualClock())
+        var events: [RunEvent] = []
+        coordinator.onEvent = { events.append($0) }
+        let judging = try CallStage(purpose: "judge", pending: [(id: id, call: call)], store: store)
+        try coordinator.begin(judging)
+        try Self.hello("w1", on: transport)
+        try coordinator.turn(judging)
+        let lease = try #require(try Self.callTasks(transport, "w1").first)
+        var result = Refinery_Cluster_CallResult()
+        result.lease = lease.message
+        result.callID = id
+        result.outcome = "failed"
+        result.error = "8 attempts failed, the last with: connection failed: cannot reach http://127.0.0.1:9/v1: Connection refused (errno 111)"
+        result.errorClass = "connection"
+        result.attempts = 8
+        try Self.send(.callResult(result), from: "w1", on: transport)
+        try coordinator.turn(judging)
+        #expect(judging.isComplete)
+        let failed = events.filter { $0.name == "call_failed" }
+        #expect(failed.count == 1, "\(events.map { $0.name })")
+        let event = try #require(failed.first)
+        #expect(event.level == .warning)
+        #expect(event.message.contains("judge call \(id) on w1 failed (connection: 8 attempts failed"), "\(event.message)")
+        let attempts = event.fields.first { $0.0 == "attempts" }?.1
+        #expect(attempts == "8")
     }
 }
