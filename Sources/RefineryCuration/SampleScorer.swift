@@ -38,8 +38,11 @@ public struct SampleScorer: Sendable {
         }
     }
 
-    /// Every line's outputs, in order; `source` names the input in errors, `progress` counts samples.
-    public func scores(_ lines: [DatasetLine], source: String, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
+    /// Every line's outputs, in order; `source` names the input in errors, `progress` counts
+    /// samples, `warn` hears of samples longer than a reward model's trained context (scored
+    /// whole, as transformers does, but less reliably).
+    public func scores(_ lines: [DatasetLine], source: String, progress: (Int) -> Void = { _ in },
+                       warn: (String) -> Void = { _ in }) throws -> [[Float]] {
         switch model {
         case let .encoder(classifier):
             return try classifier.logits(try text.texts(of: lines, source: source), progress: progress)
@@ -50,7 +53,19 @@ public struct SampleScorer: Sendable {
                 case let .text(text): return scorer.chat.tokenizer.encode(text).ids
                 }
             }
+            if let note = Self.contextNote(lengths: ids.map(\.count), lines: lines, context: scorer.model.config.maxPositionEmbeddings, source: source) {
+                warn(note)
+            }
             return try scorer.scores(ids, progress: progress)
         }
+    }
+
+    /// "N samples are longer than …" when any of `lengths` exceeds `context`, naming the longest.
+    static func contextNote(lengths: [Int], lines: [DatasetLine], context: Int, source: String) -> String? {
+        let over = lengths.indices.filter { lengths[$0] > context }
+        guard let longest = over.max(by: { lengths[$0] < lengths[$1] }) else { return nil }
+        return "\(over.count) of \(lengths.count) samples are longer than the model's \(context) positions (max_position_embeddings); "
+            + "the longest, \(source):\(lines[longest].lineNumber), has \(lengths[longest]) tokens. They are scored whole, "
+            + "but past the trained context a score says little: drop or shorten them first (`refinery data filter --max-instruction-tokens N --max-answer-tokens N --tokenizer MODEL`)"
     }
 }

@@ -47,6 +47,10 @@ public struct ScoreStage: CurationStage {
     }
 
     public func decide(_ lines: [DatasetLine], store: RunStore?) throws -> [StageDecision] {
+        try decide(lines, context: CurationContext(store: store))
+    }
+
+    public func decide(_ lines: [DatasetLine], context: CurationContext) throws -> [StageDecision] {
         guard !lines.isEmpty else { return [] }
         let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: try DTypeChoice(parsing: dtype, source: "dtype"),
                                       field: field)
@@ -59,7 +63,7 @@ public struct ScoreStage: CurationStage {
         } else {
             column = 0
         }
-        let scores = try scorer.scores(lines, source: "score input").map { Double($0[column]) }
+        let scores = try scorer.scores(lines, source: "score input", warn: { context.report("[score] warning: \($0)\n") }).map { Double($0[column]) }
         var cutoff = -Double.infinity
         if let topFraction {
             let keep = max(1, Int((Double(scores.count) * topFraction).rounded(.up)))

@@ -30,9 +30,9 @@ struct DataScoreCommand: ParsableCommand {
             let lines = try DatasetInput.read(input)
             let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: choice, field: field)
             let labels = scorer.labels
-            let logits = try scorer.scores(lines, source: input) { done in
+            let logits = try scorer.scores(lines, source: input, progress: { done in
                 Output.progress("\r[score] " + ProgressBar.render(done: done, total: lines.count) + " \(done)/\(lines.count) samples")
-            }
+            }, warn: { Output.progress("[score] warning: \($0)\n") })
             if !lines.isEmpty { Output.progress("\n") }
             var rows: [String] = []
             for (line, values) in zip(lines, logits) {

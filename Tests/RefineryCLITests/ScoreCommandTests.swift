@@ -35,6 +35,30 @@ import Testing
         }
     }
 
+    /// A reward model scores a sample longer than its trained context whole (as transformers
+    /// does), and says so, naming the longest such sample.
+    @Test func samplesPastTheRewardModelsContextAreScoredAndWarnedOf() async throws {
+        try await offThePool {
+            let dir = try TrainCommandTests.temporary()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let input = dir.appendingPathComponent("in.jsonl"), output = dir.appendingPathComponent("out.jsonl")
+            let long = (0..<300).map { "word\($0)" }.joined(separator: " ")
+            let rows = ["Name a colour.", "Summarize: " + long, "Count to three."].map { instruction in
+                JSONValue.object([("instruction", .string(instruction)), ("output", .string("An answer."))]).compactText
+            }
+            try EmbedCommandTests.write(rows, to: input)
+            let reward = TrainCommandTests.fixtures.appendingPathComponent("llama-reward")
+            let result = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("warning: 1 of 3 samples are longer than the model's 256 positions")
+                    && result.stderr.contains("\(input.path):2, has "), "\(result.stderr)")
+            #expect(try String(contentsOf: output, encoding: .utf8).split(separator: "\n").count == 3, "every sample is scored")
+            try EmbedCommandTests.write([rows[0], rows[2]], to: input)
+            let short = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path])
+            #expect(short.status == 0 && !short.stderr.contains("warning"), "short samples, no note: \(short.stderr)")
+        }
+    }
+
     @Test func scoresAreTheClassifiersLogits() async throws {
         try await offThePool {
             let dir = try TrainCommandTests.temporary()
