@@ -55,7 +55,7 @@ chunks = con.execute("SELECT count(*) FROM chunk").fetchone()[0]
 done = con.execute("SELECT count(*) FROM chunk WHERE status = 'done'").fetchone()[0]
 import re
 log = open(db.replace(".db", ".log")).read()
-match = re.search(r"chunks in ([0-9.]+) s", log)
+match = re.search(r"chunks settled \(done or failed\) in ([0-9.]+) s", log)
 seconds = float(match.group(1)) if match else end - start
 rate = chunks / seconds
 ideal = 4 / (latency / 1000)

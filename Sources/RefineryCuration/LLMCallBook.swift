@@ -78,11 +78,11 @@ public final class LocalLLMCallExecutor: LLMCallExecutor {
     }
 
     public func execute(_ pending: [(id: Int64, call: LLMCall)], purpose: String, step: String?, store: RunStore) throws {
-        let remaining = try budget.map { max(0, $0 - (try store.callCost())) }
+        let alreadySpent = budget == nil ? 0 : try store.callCost()
         let progress = CallProgress(total: pending.count, step: step, maxAttempts: retry.maxAttempts)
         let report = self.report
         let maker = LLMCallMaker(limiter: RateLimiter(slots: slots, requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute,
-                                                      budget: remaining), retry: retry, timeout: timeout,
+                                                      budget: budget, alreadySpent: alreadySpent), retry: retry, timeout: timeout,
                                  onRetry: { error, attempt, delay in
                                      if let line = progress.retrying(error, attempt: attempt, delay: delay) { report("[\(purpose)] \(line)") }
                                  })

@@ -178,6 +178,10 @@ public struct LLMCallMaker: Sendable {
                                      promptTokens: reply.promptTokens, completionTokens: reply.completionTokens, cost: cost, attempts: attempts)
             } catch {
                 await limiter.release(maxCost: maxCost, actualCost: 0)
+                // The caller gave up on the call (another call stopped the run): no retry, nothing to tell.
+                if Task.isCancelled {
+                    return LLMCallResult(status: .stopped, error: "cancelled", errorClass: error.errorClass, attempts: attempts)
+                }
                 guard error.isRetryable else {
                     return LLMCallResult(status: .stopped, error: error.description, errorClass: error.errorClass, attempts: attempts)
                 }

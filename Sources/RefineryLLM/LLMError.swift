@@ -16,8 +16,8 @@ public enum LLMError: Error, Sendable, Equatable, CustomStringConvertible {
     case badRequest(status: Int, message: String)
     /// The body is not a chat-completions reply.
     case malformedResponse(String)
-    /// The run's dollar budget is spent.
-    case budgetExhausted(spent: Double, limit: Double)
+    /// The run's dollar budget has no room for the next call (`needed`: the most it may cost).
+    case budgetExhausted(spent: Double, limit: Double, needed: Double)
 
     /// Worth another attempt after a pause.
     public var isRetryable: Bool {
@@ -37,7 +37,9 @@ public enum LLMError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .quotaExhausted(message): return "the account's quota is exhausted (\(message)); add credit or use another key — not retrying"
         case let .badRequest(status, message): return "the server refused the request (\(status)): \(message); check --model and --base-url"
         case let .malformedResponse(message): return "malformed reply: \(message)"
-        case let .budgetExhausted(spent, limit): return String(format: "the dollar budget is spent ($%.4f of $%.4f); raise it to continue", spent, limit)
+        case let .budgetExhausted(spent, limit, needed):
+            return String(format: "the dollar budget has no room for another call: $%.4f of $%.4f spent, and a call may cost up to $%.4f "
+                          + "(its prompt and max_tokens at the given prices); raise the budget to continue", spent, limit, needed)
         }
     }
 }

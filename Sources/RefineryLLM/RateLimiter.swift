@@ -9,6 +9,8 @@ public actor RateLimiter {
     public let budget: Double?
     private var inFlight = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Calls waiting for reservations of calls in flight to settle before the budget has room.
+    private var budgetWaiters: [CheckedContinuation<Void, Never>] = []
     private var recent: [(time: Double, tokens: Int)] = []
     private var spent = 0.0
     private var reserved = 0.0
@@ -17,18 +19,28 @@ public actor RateLimiter {
     /// Most calls in flight at once so far.
     public private(set) var peakInFlight = 0
 
-    public init(slots: Int = 4, requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil, budget: Double? = nil) {
+    /// `alreadySpent`: dollars the budget paid before this limiter (earlier runs on the same state).
+    public init(slots: Int = 4, requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil, budget: Double? = nil, alreadySpent: Double = 0) {
         self.slots = max(1, slots)
         self.requestsPerMinute = requestsPerMinute
         self.tokensPerMinute = tokensPerMinute
         self.budget = budget
+        spent = alreadySpent
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
 
     /// Waits for a slot and for room under the per-minute limits, and reserves `maxCost` dollars.
+    /// When calls in flight hold the budget's room (their reservations, mostly returned when they
+    /// settle), it waits for them; it throws only when what is spent leaves no room for this call.
     public func acquire(estimatedTokens: Int, maxCost: Double) async throws(LLMError) {
-        if let budget, spent + reserved + maxCost > budget { throw .budgetExhausted(spent: spent, limit: budget) }
+        if let budget {
+            while spent + reserved + maxCost > budget {
+                if spent + maxCost > budget { throw .budgetExhausted(spent: spent, limit: budget, needed: maxCost) }
+                await withCheckedContinuation { budgetWaiters.append($0) }
+                if Task.isCancelled { throw .connection("cancelled while waiting for the budget") }
+            }
+        }
         reserved += maxCost
         if inFlight >= slots {
             await withCheckedContinuation { waiters.append($0) }
@@ -57,6 +69,9 @@ public actor RateLimiter {
     public func release(maxCost: Double, actualCost: Double) {
         reserved -= maxCost
         spent += actualCost
+        let budgetWaiting = budgetWaiters
+        budgetWaiters = []
+        for waiter in budgetWaiting { waiter.resume() }
         if waiters.isEmpty {
             inFlight -= 1
         } else {

@@ -63,6 +63,12 @@ public struct GenerationJob: Sendable {
         report("[generate] \(failed) chunk\(failed == 1 ? "" : "s") failed, the last with: \(last); --retry-failed on the next run sends them again\n")
     }
 
+    /// Chunks done or failed.
+    static func settled(in store: RunStore) throws -> Int {
+        let counts = try store.chunkCounts()
+        return (counts[.done] ?? 0) + (counts[.failed] ?? 0)
+    }
+
     /// The whole job on this machine: ingest, send every pending chunk (at most `slots` calls in
     /// flight), write the dataset. Returns the summary line; a run-stopping error is thrown
     /// after the dataset of what finished is written.
@@ -70,10 +76,13 @@ public struct GenerationJob: Sendable {
         let store = try RunStore(path: state)
         try ingest(into: store, report: report)
         if retryFailed { report("[generate] \(try store.requeueFailed()) failed chunks queued again\n") }
-        let limiter = RateLimiter(slots: generate.slots, requestsPerMinute: generate.rpm, tokensPerMinute: generate.tpm, budget: generate.budget)
+        // The budget covers the whole state: what earlier runs spent counts.
+        let limiter = RateLimiter(slots: generate.slots, requestsPerMinute: generate.rpm, tokensPerMinute: generate.tpm, budget: generate.budget,
+                                  alreadySpent: generate.budget == nil ? 0 : try store.totalUsage().usage.cost)
         let client = LLMClient(endpoint: LLMEndpoint(baseURL: generate.baseURL, apiKey: generate.apiKey, timeout: generate.timeout))
         let generator = Generator(store: store, client: client, limiter: limiter, settings: generate.settings)
         let pending = try store.pendingChunks().count
+        let settledBefore = try Self.settled(in: store)
         report("[generate] \(pending) chunks to send to \(generate.settings.model) at \(generate.baseURL) with \(generate.slots) slots\n")
         let throttle = ProgressThrottle()
         let started = Date()
@@ -92,7 +101,9 @@ public struct GenerationJob: Sendable {
         }
         let seconds = Date().timeIntervalSince(started)
         report("\n")
-        report(String(format: "[generate] %d chunks in %.2f s: %.2f chunks/s\n", pending, seconds, Double(pending) / max(seconds, 1e-9)))
+        let settled = try Self.settled(in: store) - settledBefore
+        report(String(format: "[generate] %d of %d chunks settled (done or failed) in %.2f s: %.2f chunks/s\n", settled, pending, seconds,
+                      Double(settled) / max(seconds, 1e-9)))
         let summary = try writeDataset(from: store)
         if let stopped { throw stopped }
         try checkFailures(in: store, report: report)
