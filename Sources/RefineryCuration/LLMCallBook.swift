@@ -132,7 +132,8 @@ final class CallProgress: @unchecked Sendable {
     private let maxAttempts: Int
     private var answered = 0, failed = 0
     private var cost = 0.0
-    private let started = Date()
+    private let now: @Sendable () -> Date
+    private let started: Date
     private var lastLine = Date.distantPast
     private var lastRetryNotice = Date.distantPast
     private var retriesSinceNotice = 0
@@ -141,10 +142,13 @@ final class CallProgress: @unchecked Sendable {
     /// Seconds between two notices of retried attempts (the first is told at once).
     static let retryNoticeInterval = 5.0
 
-    init(total: Int, step: String?, maxAttempts: Int) {
+    /// `now`: the clock (injected by tests).
+    init(total: Int, step: String?, maxAttempts: Int, now: @escaping @Sendable () -> Date = { Date() }) {
         self.total = total
         self.step = step
         self.maxAttempts = maxAttempts
+        self.now = now
+        started = now()
     }
 
     /// Counts `result`; a progress line when a second has passed since the last.
@@ -153,8 +157,8 @@ final class CallProgress: @unchecked Sendable {
         defer { lock.unlock() }
         if result.status == .answered { answered += 1 } else { failed += 1; lastFailure = result.error }
         cost += result.cost
-        guard Date().timeIntervalSince(lastLine) >= 1 else { return nil }
-        lastLine = Date()
+        guard now().timeIntervalSince(lastLine) >= 1 else { return nil }
+        lastLine = now()
         return unlockedLine
     }
 
@@ -165,8 +169,8 @@ final class CallProgress: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         retriesSinceNotice += 1
-        guard Date().timeIntervalSince(lastRetryNotice) >= Self.retryNoticeInterval else { return nil }
-        lastRetryNotice = Date()
+        guard now().timeIntervalSince(lastRetryNotice) >= Self.retryNoticeInterval else { return nil }
+        lastRetryNotice = now()
         let others = retriesSinceNotice > 1 ? String(format: "; %d attempts retried since the last notice", retriesSinceNotice) : ""
         retriesSinceNotice = 0
         return String(format: "retrying: %@ (attempt %d of %d failed, next in %.1f s%@)", error.description, attempt, maxAttempts, delay, others)
@@ -187,7 +191,7 @@ final class CallProgress: @unchecked Sendable {
     }
 
     private var unlockedLine: String {
-        let elapsed = max(Date().timeIntervalSince(started), 1e-9)
+        let elapsed = max(now().timeIntervalSince(started), 1e-9)
         let rate = Double(answered + failed) / elapsed
         let eta = rate > 0 && answered + failed < total ? String(format: ", ETA %.0fs", Double(total - answered - failed) / rate) : ""
         return ProgressBar.render(done: answered + failed, total: total) + (step.map { " \($0):" } ?? "")

@@ -1,5 +1,5 @@
 import Foundation
-import RefineryCuration
+@testable import RefineryCuration
 import RefineryLLM
 import RefineryText
 import RefineryMockLLM
@@ -30,12 +30,39 @@ import Testing
         #expect(statuses == ["failed", "failed"])
         #expect(await state.requests == 6, "3 attempts of each call")
         let notices = lines.all.filter { $0.hasPrefix("[judge] retrying: server error 500") }
-        // The first notice comes at once; the rest of the retries fall within the notice interval.
-        #expect(notices.count == 1, "\(lines.all)")
+        // The first notice comes at once; the rest are throttled (see the clock-driven test below),
+        // so at most one per retried attempt, however slowly a loaded machine runs them.
+        #expect((1...4).contains(notices.count), "\(lines.all)")
         #expect(notices.first?.contains("attempt 1 of 3 failed") == true, "\(notices)")
         let summary = lines.all.first { $0.hasPrefix("[judge] 2 of 2 calls failed (last: 3 attempts failed, the last with: server error 500") }
         #expect(summary != nil, "\(lines.all)")
     }
+}
+
+/// The throttle of retry notices, on an injected clock.
+@Suite struct RetryNoticeThrottleTests {
+    @Test func theFirstRetryIsToldAtOnceThenAtMostOneNoticePerInterval() {
+        let clock = ManualDate()
+        let progress = CallProgress(total: 3, step: nil, maxAttempts: 8, now: { clock.now })
+        let refused = LLMError.connection("cannot reach http://127.0.0.1:1/v1: Connection refused (errno 111)")
+        let first = progress.retrying(refused, attempt: 1, delay: 0.5)
+        #expect(first == "retrying: connection failed: cannot reach http://127.0.0.1:1/v1: Connection refused (errno 111) (attempt 1 of 8 failed, next in 0.5 s)")
+        clock.advance(1)
+        #expect(progress.retrying(refused, attempt: 1, delay: 0.5) == nil)
+        clock.advance(1)
+        #expect(progress.retrying(refused, attempt: 2, delay: 1) == nil)
+        clock.advance(CallProgress.retryNoticeInterval)
+        let later = progress.retrying(.server(status: 503, message: "overloaded"), attempt: 3, delay: 2)
+        #expect(later == "retrying: server error 503: overloaded (attempt 3 of 8 failed, next in 2.0 s; 3 attempts retried since the last notice)")
+    }
+}
+
+/// A clock tests move by hand.
+final class ManualDate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = Date(timeIntervalSince1970: 1_000_000)
+    var now: Date { lock.lock(); defer { lock.unlock() }; return current }
+    func advance(_ seconds: Double) { lock.lock(); current += seconds; lock.unlock() }
 }
 
 /// Report lines, from any thread.
