@@ -50,7 +50,7 @@ public struct GenerationJob: Sendable {
     }
 
     /// After generation: an error when every chunk failed (nothing to curate or train on), a
-    /// line naming the failures and the way to send them again when some did, nil otherwise.
+    /// line naming the failures and the way to send them again when some did, nothing otherwise.
     public func checkFailures(in store: RunStore, report: ProgressReport) throws {
         let counts = try store.chunkCounts()
         let failed = counts[.failed] ?? 0

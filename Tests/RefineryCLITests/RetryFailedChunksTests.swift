@@ -32,4 +32,15 @@ import Testing
             #expect(data.split(separator: "\n").count >= 4, "the dataset holds the retried chunks' pairs: \(data.prefix(300))")
         }
     }
+
+    /// Once training has a checkpoint, new chunks would change the dataset under it: refused.
+    @Test func retryFailedIsRefusedOnceTrainingHasBegun() async throws {
+        try await offThePool {
+            let (dir, _) = try ClusterTests.uninterruptedRun(articles: 20, train: true, steps: 2)
+            let config = dir.appendingPathComponent("ref.yaml")
+            let result = try CommandLineTests.run(["run", "--config", config.path, "--workers", "1", "--dashboard", "off", "--retry-failed"])
+            #expect(result.status != 0 && result.stderr.contains("--retry-failed: training has already begun (checkpoint at step 2"),
+                    "\(result.stderr)")
+        }
+    }
 }
