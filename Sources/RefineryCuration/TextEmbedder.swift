@@ -42,14 +42,18 @@ public struct EndpointTextEmbedder: TextEmbedder {
     public let model: String
     public let batchSize: Int
     public let retry: RetryPolicy
+    /// Told of each failed attempt that will be tried again, as a sentence.
+    public let onRetry: @Sendable (String) -> Void
     public var key: String { "endpoint:\(client.endpoint.baseURL):\(model)" }
     public var preferredChunk: Int { batchSize }
 
-    public init(endpoint: LLMEndpoint, model: String, batchSize: Int = 64, retry: RetryPolicy = RetryPolicy()) {
+    public init(endpoint: LLMEndpoint, model: String, batchSize: Int = 64, retry: RetryPolicy = RetryPolicy(),
+                onRetry: @escaping @Sendable (String) -> Void = { _ in }) {
         client = LLMClient(endpoint: endpoint)
         self.model = model
         self.batchSize = max(1, batchSize)
         self.retry = retry
+        self.onRetry = onRetry
     }
 
     public func embed(_ texts: [String], progress: (Int) -> Void) throws -> [[Float]] {
@@ -72,7 +76,10 @@ public struct EndpointTextEmbedder: TextEmbedder {
                 guard error.isRetryable, attempt < retry.maxAttempts else {
                     throw CoreError("the embeddings endpoint \(client.endpoint.baseURL) failed for model \(model) after \(attempt) attempt\(attempt == 1 ? "" : "s"): \(error)")
                 }
-                try await Task.sleep(nanoseconds: UInt64(retry.delay(afterAttempt: attempt, error: error) * 1e9))
+                let delay = retry.delay(afterAttempt: attempt, error: error)
+                onRetry(String(format: "retrying a batch of %d texts: %@ (attempt %d of %d failed, next in %.1f s)",
+                               batch.count, error.description, attempt, retry.maxAttempts, delay))
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
                 attempt += 1
             }
         }

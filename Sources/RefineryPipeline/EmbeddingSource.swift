@@ -30,8 +30,8 @@ public enum EmbeddingSource: Sendable, Equatable {
         }
     }
 
-    /// The embedder, loaded now.
-    public func makeEmbedder() throws -> any TextEmbedder {
+    /// The embedder, loaded now; `onRetry` hears of an endpoint's retried attempts.
+    public func makeEmbedder(onRetry: @escaping @Sendable (String) -> Void = { _ in }) throws -> any TextEmbedder {
         switch self {
         case let .local(directory, dtype):
             return try LocalTextEmbedder(directory: URL(fileURLWithPath: directory), dtype: try DTypeChoice(parsing: dtype, source: "dtype"))
@@ -43,7 +43,7 @@ public enum EmbeddingSource: Sendable, Equatable {
                 }
                 key = value
             }
-            return EndpointTextEmbedder(endpoint: LLMEndpoint(baseURL: baseURL, apiKey: key), model: model, batchSize: batchSize)
+            return EndpointTextEmbedder(endpoint: LLMEndpoint(baseURL: baseURL, apiKey: key), model: model, batchSize: batchSize, onRetry: onRetry)
         }
     }
 

@@ -39,7 +39,7 @@ public struct SemanticDedupPlan: Sendable, Equatable {
     func decide(_ lines: [DatasetLine], rule: KeepRule, lengths: [Int], scores: [Double?], store: RunStore?) throws -> [StageDecision] {
         guard !lines.isEmpty else { return [] }
         let texts = try text.texts(of: lines, source: "dedup input")
-        let embedder = try source.makeEmbedder()
+        let embedder = try source.makeEmbedder(onRetry: { FileHandle.standardError.write(Data("[dedup] \($0)\n".utf8)) })
         let vectors = try CachedEmbeddings.vectors(of: texts, embedder: embedder, store: store,
                                                    report: { FileHandle.standardError.write(Data($0.utf8)) })
         let outcome = try SemanticDeduplicator(settings: settings).run(vectors, rule: rule, lengths: lengths, scores: scores)

@@ -30,7 +30,7 @@ struct DataEmbedCommand: ParsableCommand {
             let lines = try DatasetInput.read(input)
             let texts = try embedding.embeddedText.texts(of: lines, source: input)
             let store = try state.map { try RunStore(path: $0) }
-            let embedder = try source.makeEmbedder()
+            let embedder = try source.makeEmbedder(onRetry: { Output.progress("[embed] \($0)\n") })
             let vectors = try CachedEmbeddings.vectors(of: texts, embedder: embedder, store: store, report: { Output.progress($0) })
             var rows: [String] = []
             rows.reserveCapacity(lines.count)

@@ -36,7 +36,7 @@ struct DataReportCommand: ParsableCommand {
             if embedding.model != nil || embedding.baseURL != nil {
                 var settings = embedding.settings
                 settings["field"] = nil
-                let embedder = try EmbeddingSource.fromSettings(settings, source: "refinery data report").makeEmbedder()
+                let embedder = try EmbeddingSource.fromSettings(settings, source: "refinery data report").makeEmbedder(onRetry: { Output.progress("[report] \($0)\n") })
                 vectors = try CachedEmbeddings.vectors(of: try embedding.embeddedText.texts(of: lines, source: input), embedder: embedder,
                                                       store: store, report: { Output.progress($0) })
                 source = "Embeddings of \(embedder.key)"

@@ -39,6 +39,30 @@ import Testing
     }
 }
 
+/// An embeddings endpoint that is gone (a mock server, stopped): each retried batch is told, then
+/// the error names the endpoint.
+@Suite struct EmbeddingRetryNoticeTests {
+    @Test func retriedEmbeddingBatchesAreTold() async throws {
+        let (url, _, server) = try await MockLLMServer.start(MockLLMOptions())
+        server.cancel()
+        _ = await server.result
+        let lines = ReportLines()
+        let failure = try await onOwnThread { () -> String in
+            let embedder = EndpointTextEmbedder(endpoint: LLMEndpoint(baseURL: url, apiKey: nil, timeout: 60), model: "e", batchSize: 4,
+                                                retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.02), onRetry: { lines.add($0) })
+            do {
+                _ = try embedder.embed(["a", "b"], progress: { _ in })
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure.contains("failed for model e after 3 attempts") && failure.contains("cannot reach \(url)"), "\(failure)")
+        #expect(lines.all.count == 2 && lines.all.allSatisfy { $0.hasPrefix("retrying a batch of 2 texts: connection failed: cannot reach") }, "\(lines.all)")
+        #expect(lines.all.first?.contains("attempt 1 of 3 failed") == true)
+    }
+}
+
 /// The throttle of retry notices, on an injected clock.
 @Suite struct RetryNoticeThrottleTests {
     @Test func theFirstRetryIsToldAtOnceThenAtMostOneNoticePerInterval() {
