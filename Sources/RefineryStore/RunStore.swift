@@ -318,7 +318,7 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Why the most recently given-up chunk failed (nil: none failed).
+    /// Why the failed chunk with the highest id failed (nil: none failed).
     public func lastChunkFailure() throws -> String? {
         try read { db in
             try String.fetchOne(db, sql: "SELECT error FROM chunk WHERE status = 'failed' ORDER BY id DESC LIMIT 1")
