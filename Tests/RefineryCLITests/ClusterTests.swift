@@ -81,6 +81,14 @@ import Testing
         try JSONValue.object([("artifact_data", .array(rows))]).compactText.write(to: url, atomically: true, encoding: .utf8)
     }
 
+    /// A new temporary folder holding `articles.json` with `count` articles (see `writeArticles`).
+    static func folderWithArticles(count: Int) throws -> (dir: URL, articles: URL) {
+        let dir = try TrainCommandTests.temporary()
+        let articles = dir.appendingPathComponent("articles.json")
+        try writeArticles(articles, count: count)
+        return (dir, articles)
+    }
+
     /// A run config: generation from `articles` through `mock`, exact dedup, and (optionally) LoRA training on the result.
     static func config(dir: URL, name: String, articles: URL, mock: Mock, train: Bool, steps: Int = 8) throws -> URL {
         let out = dir.appendingPathComponent("\(name)-data.jsonl").path
@@ -127,9 +135,7 @@ import Testing
     /// A new folder with `articles` articles and the outputs of an uninterrupted `run` over them
     /// (named "ref"), to compare an interrupted run with.
     static func uninterruptedRun(articles count: Int, train: Bool, steps: Int = 8) throws -> (URL, URL) {
-        let dir = try TrainCommandTests.temporary()
-        let articles = dir.appendingPathComponent("articles.json")
-        try writeArticles(articles, count: count)
+        let (dir, articles) = try folderWithArticles(count: count)
         let mock = try Mock(latencyMs: 5)
         let reference = try CommandLineTests.run(["run", "--config", try config(dir: dir, name: "ref", articles: articles, mock: mock, train: train, steps: steps).path,
                                                   "--workers", "2"])

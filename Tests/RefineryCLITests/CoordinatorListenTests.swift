@@ -11,9 +11,7 @@ import Testing
     /// socket to close forever.)
     @Test func aPortInUseIsAnErrorNotAHang() async throws {
         try await offThePool {
-            let dir = try TrainCommandTests.temporary()
-            let articles = dir.appendingPathComponent("articles.json")
-            try ClusterTests.writeArticles(articles, count: 2)
+            let (dir, articles) = try ClusterTests.folderWithArticles(count: 2)
             let mock = try ClusterTests.Mock(latencyMs: 0)
             let config = try ClusterTests.config(dir: dir, name: "busy", articles: articles, mock: mock, train: false)
             var held: (port: Int, socket: Int32)?

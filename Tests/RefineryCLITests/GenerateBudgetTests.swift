@@ -7,9 +7,7 @@ import Testing
 @Suite struct GenerateBudgetTests {
     @Test func aRerunDoesNotSpendTheBudgetAgain() async throws {
         try await offThePool {
-            let dir = try TrainCommandTests.temporary()
-            let articles = dir.appendingPathComponent("articles.json")
-            try ClusterTests.writeArticles(articles, count: 12)
+            let (dir, articles) = try ClusterTests.folderWithArticles(count: 12)
             let mock = try ClusterTests.Mock(latencyMs: 0)
             let arguments = ["data", "generate", "--articles", articles.path, "--state", dir.appendingPathComponent("s.db").path,
                              "--out", dir.appendingPathComponent("d.jsonl").path, "--base-url", mock.base, "--model", "mock-model",

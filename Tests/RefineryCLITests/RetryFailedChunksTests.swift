@@ -7,9 +7,7 @@ import Testing
 @Suite struct RetryFailedChunksTests {
     @Test func aRunWhereEveryChunkFailedStopsAndRetryFailedFinishesIt() async throws {
         try await offThePool {
-            let dir = try TrainCommandTests.temporary()
-            let articles = dir.appendingPathComponent("articles.json")
-            try ClusterTests.writeArticles(articles, count: 2)
+            let (dir, articles) = try ClusterTests.folderWithArticles(count: 2)
             // A server whose every reply holds no pairs: each chunk fails after its invalid replies.
             let empty = try ClusterTests.Mock(latencyMs: 0, extra: ["--pairs", "0"])
             let config = try ClusterTests.config(dir: dir, name: "retry", articles: articles, mock: empty, train: false)
