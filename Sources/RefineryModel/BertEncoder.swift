@@ -7,12 +7,16 @@ import RefineryTensor
 /// Sequences run packed: the rows of every sequence of a batch lie end to end and each attends
 /// only to its own rows, so there is no padding and no mask — the same values as transformers'
 /// padded batch with an attention mask, without the padded work. Products run in the weights'
-/// precision (bfloat16 operands with float32 sums, or float32); LayerNorm, softmax and GELU in float32.
+/// precision (bfloat16 operands with float32 sums, or float32), or, with `int8Products`, the four
+/// weight products of each layer are dynamically quantized (`Int8Matrix`, as PyTorch's
+/// `quantize_dynamic`) and everything else runs in float32; LayerNorm, softmax and GELU in float32.
 public final class BertEncoder: @unchecked Sendable {
     /// The architecture.
     public let config: BertConfig
-    /// The precision of the products.
+    /// The precision of the products (float32 when `int8Products`: attention's own products).
     public let dtype: ComputeDType
+    /// Whether the layers' weight products are dynamically quantized int8.
+    public let int8Products: Bool
     let wordEmbeddings: Tensor
     let positionEmbeddings: Tensor
     let tokenTypeEmbeddings: Tensor
@@ -21,24 +25,41 @@ public final class BertEncoder: @unchecked Sendable {
     /// Scratch buffers kept between calls.
     private let workspaces = EncoderWorkspaces()
 
+    /// A layer's weight as its products read it.
+    enum Weight {
+        case matrix(WeightMatrix)
+        case int8(Int8Matrix)
+
+        /// The bfloat16 values, when the products run in bfloat16.
+        var bfloat16: BFloat16Storage? {
+            if case let .matrix(matrix) = self { return matrix.bfloat16 }
+            return nil
+        }
+    }
+
     struct Layer {
         /// Queries, keys and values stacked: `[3 × hidden, hidden]`, one product for all three.
-        let qkv: WeightMatrix
+        let qkv: Weight
         let qkvBias: Tensor
-        let attentionOutput: WeightMatrix
+        let attentionOutput: Weight
         let attentionOutputBias: Tensor
         let attentionNorm: (weight: Tensor, bias: Tensor)
-        let intermediate: WeightMatrix
+        let intermediate: Weight
         let intermediateBias: Tensor
-        let output: WeightMatrix
+        let output: Weight
         let outputBias: Tensor
         let outputNorm: (weight: Tensor, bias: Tensor)
     }
 
-    /// Loads the weights of `checkpoint` (names with or without the `bert.` prefix of task models).
-    public init(config: BertConfig, checkpoint: Checkpoint, dtype: ComputeDType) throws {
+    /// Loads the weights of `checkpoint` (names with or without the `bert.` prefix of task models);
+    /// with `int8Products` the layers' weights are quantized (and `dtype` must be float32).
+    public init(config: BertConfig, checkpoint: Checkpoint, dtype: ComputeDType, int8Products: Bool = false) throws {
+        guard !int8Products || dtype == .float32 else {
+            throw ModelError("int8 products run with float32 everything else; bfloat16 does not combine with them")
+        }
         self.config = config
         self.dtype = dtype
+        self.int8Products = int8Products
         let prefix = checkpoint.contains("embeddings.word_embeddings.weight") || !checkpoint.contains("bert.embeddings.word_embeddings.weight")
             ? "" : "bert."
         let h = config.hiddenSize, inner = config.intermediateSize
@@ -46,8 +67,12 @@ public final class BertEncoder: @unchecked Sendable {
         func norm(_ name: String) throws -> (weight: Tensor, bias: Tensor) {
             (try vector(name + ".weight", h), try vector(name + ".bias", h))
         }
-        func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
-            try checkpoint.matrix(prefix + name, shape: shape, dtype: dtype, keepFloat: false)
+        func weight(_ values: Tensor) -> Weight {
+            int8Products ? .int8(Int8Matrix(quantizing: values)) : .matrix(WeightMatrix(values, dtype: dtype, keepFloat: false))
+        }
+        func matrix(_ name: String, _ shape: [Int]) throws -> Weight {
+            int8Products ? .int8(Int8Matrix(quantizing: try checkpoint.tensor(prefix + name, shape: shape)))
+                : .matrix(try checkpoint.matrix(prefix + name, shape: shape, dtype: dtype, keepFloat: false))
         }
         wordEmbeddings = try checkpoint.tensor(prefix + "embeddings.word_embeddings.weight", shape: [config.vocabSize, h])
         positionEmbeddings = try checkpoint.tensor(prefix + "embeddings.position_embeddings.weight", shape: [config.maxPositionEmbeddings, h])
@@ -62,7 +87,7 @@ public final class BertEncoder: @unchecked Sendable {
             let stackedBias = Tensor(uninitialized: [3 * h])
             for (i, part) in biases.enumerated() { (stackedBias.pointer + i * h).update(from: part.pointer, count: h) }
             return Layer(
-                qkv: WeightMatrix(stacked, dtype: dtype, keepFloat: false), qkvBias: stackedBias,
+                qkv: weight(stacked), qkvBias: stackedBias,
                 attentionOutput: try matrix(p + "attention.output.dense.weight", [h, h]),
                 attentionOutputBias: try vector(p + "attention.output.dense.bias", h),
                 attentionNorm: try norm(p + "attention.output.LayerNorm"),
@@ -205,8 +230,15 @@ public final class BertEncoder: @unchecked Sendable {
 
     /// `c[:, 0..<outputRows.count] = input · weight[outputRows]ᵀ` (row stride `ldc`): some output
     /// features of a linear layer, from the input's bfloat16 rounding with a bfloat16 weight.
-    private func product(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ weight: WeightMatrix,
+    private func product(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ layerWeight: Weight,
                          outputRows: Range<Int>, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let weight: WeightMatrix
+        switch layerWeight {
+        case let .int8(quantized):
+            quantized.product(input, rows: rows, outputs: outputRows, into: c, ldy: ldc)
+            return
+        case let .matrix(matrix): weight = matrix
+        }
         let inFeatures = weight.shape[1], offset = outputRows.lowerBound * inFeatures
         if let rounded, let w = weight.bfloat16 {
             BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outputRows.count, k: inFeatures, a: rounded, lda: inFeatures,
@@ -219,8 +251,15 @@ public final class BertEncoder: @unchecked Sendable {
     }
 
     /// `out (+)= input · weightᵀ`, from the input's bfloat16 rounding when one is given (a bfloat16 weight).
-    private func linear(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ weight: WeightMatrix,
+    private func linear(_ input: UnsafeMutablePointer<Float>, _ rounded: UnsafeMutablePointer<UInt16>?, rows: Int, _ layerWeight: Weight,
                         into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        let weight: WeightMatrix
+        switch layerWeight {
+        case let .int8(quantized):
+            quantized.product(input, rows: rows, into: out, accumulate: accumulate)
+            return
+        case let .matrix(matrix): weight = matrix
+        }
         if let rounded, let w = weight.bfloat16 {
             let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
             BLAS.gemmBF16(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: rounded, lda: inFeatures,

@@ -18,8 +18,9 @@ public final class BertSequenceClassifier: @unchecked Sendable {
     let pooler: (weight: WeightMatrix, bias: Tensor)
     let classifier: (weight: WeightMatrix, bias: Tensor)
 
-    /// Loads a Hugging Face folder with a `BertForSequenceClassification` checkpoint.
-    public init(directory: URL, dtype: DTypeChoice = .auto) throws {
+    /// Loads a Hugging Face folder with a `BertForSequenceClassification` checkpoint; with
+    /// `int8Products` the encoder's layers run dynamically quantized (`BertEncoder`), the rest in float32.
+    public init(directory: URL, dtype: DTypeChoice = .auto, int8Products: Bool = false) throws {
         let json = try ModelConfig.json(directory: directory)
         let config = try BertConfig.parse(json, directory: directory)
         let architecture = json["architectures"]?.arrayValue?.first?.stringValue ?? ""
@@ -30,9 +31,9 @@ public final class BertSequenceClassifier: @unchecked Sendable {
         let resolved: ComputeDType
         switch dtype {
         case .fixed(let chosen): resolved = chosen
-        case .auto: resolved = checkpoint.storedDType == .bf16 ? .bfloat16 : .float32
+        case .auto: resolved = int8Products || checkpoint.storedDType != .bf16 ? .float32 : .bfloat16
         }
-        encoder = try BertEncoder(config: config, checkpoint: checkpoint, dtype: resolved)
+        encoder = try BertEncoder(config: config, checkpoint: checkpoint, dtype: resolved, int8Products: int8Products)
         let h = config.hiddenSize
         guard let classifierShape = checkpoint.shape(of: "classifier.weight"), classifierShape.count == 2, classifierShape[1] == h,
               classifierShape[0] >= 1 else {

@@ -185,6 +185,30 @@ int rk_lowrank_expand_at(int level, const float *u, size_t ldu, const float *m, 
                          size_t rows, size_t cols, size_t rank, float alpha, int accumulate);
 int rk_lowrank_gram_at(int level, const float *p, size_t ldp, const float *q, size_t ldq, float *c, size_t ldc,
                        size_t depth, size_t rank, size_t cols, float alpha);
+
+/// Dynamically quantized int8 products (int8_products.c). A weight `[n, k]` is quantized per
+/// output feature to −63…63 (`scales[j]` · q ≈ w) into `rk_i8_packed_bytes(n, k)` bytes, with the
+/// sum of each feature's integers in `sums[j]`.
+size_t rk_i8_depth(size_t k);
+size_t rk_i8_padded_rows(size_t rows);
+size_t rk_i8_packed_bytes(size_t n, size_t k);
+void rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums);
+/// Quantizes rows of `x` (row stride `ldx`) to 0…255 with a scale and zero point per row, into `q`
+/// (row stride `ldq` ≥ `rk_i8_depth(k)`, `rk_i8_padded_rows(rows)` rows). Runs on the pool.
+void rk_i8_quantize_rows(const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq, float *scales,
+                         int32_t *zeros);
+/// `out[r, c − n0] (+)= Σ_i x[r, i] · w[c, i]` for features c in [n0, n1), from quantized rows and a
+/// packed weight: exact int32 sums, then `(sum − zero_r · sums_c) · (scale_r · scale_c)`. Runs on the pool.
+void rk_i8_product(const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
+                   const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
+                   float *out, size_t ldo, int accumulate);
+/// The two above at a chosen instruction set (0 portable, 1 AVX2 and up); 0 when this CPU lacks it
+/// or the arguments do not fit. Every level computes the same bytes and the same floats.
+int rk_i8_quantize_rows_at(int level, const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq,
+                           float *scales, int32_t *zeros);
+int rk_i8_product_at(int level, const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
+                     const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
+                     float *out, size_t ldo, int accumulate);
 #endif
 
 #ifndef REFINERY_KERNELS_ONEDNN_H
