@@ -24,15 +24,26 @@ public struct SampleScorer: Sendable {
 
     /// Loads the checkpoint in `directory`, choosing the family from its `config.json`.
     public init(directory: URL, dtype: DTypeChoice = .auto, field: String? = nil) throws {
+        try self.init(directory: directory, precision: .float(dtype), field: field)
+    }
+
+    /// Loads the checkpoint in `directory` in `precision` (`int8` only for a BERT-family classifier).
+    public init(directory: URL, precision: ScorerPrecision, field: String? = nil) throws {
         let url = directory.appendingPathComponent("config.json")
         guard let data = try? Data(contentsOf: url) else {
             throw CoreError("no config.json in \(directory.path): point the scorer at a *ForSequenceClassification folder")
         }
         if (try? JSONValue.parse(bytes: Array(data)))?["model_type"]?.stringValue == "bert" {
-            model = .encoder(try BertSequenceClassifier(directory: directory, dtype: dtype))
+            switch precision {
+            case .int8: model = .encoder(try BertSequenceClassifier(directory: directory, dtype: .float32, int8Products: true))
+            case let .float(dtype): model = .encoder(try BertSequenceClassifier(directory: directory, dtype: dtype))
+            }
             text = field.map(EmbeddedText.field) ?? .instructionAndAnswer
         } else {
             guard field == nil else { throw CoreError("a field applies to BERT-family classifiers; a reward model scores the whole conversation") }
+            guard case let .float(dtype) = precision else {
+                throw CoreError("int8 products are for BERT-family classifiers; \(directory.path) is a reward model: use auto, float32 or bfloat16")
+            }
             model = .decoder(try LlamaSequenceScorer(directory: directory, dtype: dtype))
             text = .instructionAndAnswer
         }

@@ -29,7 +29,7 @@ public struct ScoreStage: CurationStage {
         }
         self.model = model
         dtype = try s.string("dtype") ?? "auto"
-        _ = try DTypeChoice(parsing: dtype, source: "\(s.path): \(s.name).dtype")
+        _ = try ScorerPrecision(parsing: dtype, source: "\(s.path): \(s.name).dtype")
         field = try s.string("field")
         output = try s.string("output")
         minimum = try s.double("min")
@@ -52,7 +52,7 @@ public struct ScoreStage: CurationStage {
 
     public func decide(_ lines: [DatasetLine], context: CurationContext) throws -> [StageDecision] {
         guard !lines.isEmpty else { return [] }
-        let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: try DTypeChoice(parsing: dtype, source: "dtype"),
+        let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), precision: try ScorerPrecision(parsing: dtype, source: "dtype"),
                                       field: field)
         let column: Int
         if let output {

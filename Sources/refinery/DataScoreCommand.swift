@@ -22,13 +22,13 @@ struct DataScoreCommand: ParsableCommand {
     @Option(help: "Input JSONL (any supported format).") var input: String
     @Option(help: "Output JSONL: the input rows with a \"score\" added.") var output: String
     @Option(help: "Score this top-level field instead of the instruction and answer.") var field: String?
-    @Option(help: "Precision: auto, float32 or bfloat16.") var dtype: String = "auto"
+    @Option(help: "Precision: auto, float32, bfloat16, or int8 (BERT-family classifiers: layer products dynamically quantized, ~1.5× float32's speed on AVX2).") var dtype: String = "auto"
 
     func run() throws {
         try reportingErrors {
-            let choice = try DTypeChoice(parsing: dtype, source: "--dtype")
+            let precision = try ScorerPrecision(parsing: dtype, source: "--dtype")
             let lines = try DatasetInput.read(input)
-            let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), dtype: choice, field: field)
+            let scorer = try SampleScorer(directory: URL(fileURLWithPath: model), precision: precision, field: field)
             let labels = scorer.labels
             let logits = try scorer.scores(lines, source: input, progress: { done in
                 Output.progress("\r[score] " + ProgressBar.render(done: done, total: lines.count) + " \(done)/\(lines.count) samples")

@@ -79,6 +79,17 @@ import Testing
                 #expect(abs(score - Double(logits[0])) < 1e-5)
                 #expect(row["instruction"] != nil, "input fields kept")
             }
+            // --dtype int8: the classifier with its layer products dynamically quantized.
+            let quantized = try CommandLineTests.run(["data", "score", "--model", regression.path, "--input", input.path, "--output", output.path,
+                                                      "--dtype", "int8", "--field", "output"])
+            #expect(quantized.status == 0, "\(quantized.stderr)")
+            let int8Scores = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0))["score"]?.doubleValue }
+            let int8Want = try BertSequenceClassifier(directory: regression, dtype: .float32, int8Products: true)
+                .logits(rows.map { (try? JSONValue.parse($0))?["output"]?.stringValue ?? "" })
+            #expect(int8Scores == int8Want.map { Double($0[0]) }, "the scores of the int8 classifier, written exactly")
+            let badPrecision = try CommandLineTests.run(["data", "score", "--model", regression.path, "--input", input.path, "--output", output.path,
+                                                         "--dtype", "int4"])
+            #expect(badPrecision.status != 0 && badPrecision.stderr.contains("--dtype int4 is not a precision"), "\(badPrecision.stderr)")
             let classes = TrainCommandTests.fixtures.appendingPathComponent("bert-classifier-classes")
             let multi = try CommandLineTests.run(["data", "score", "--model", classes.path, "--input", input.path, "--output", output.path])
             #expect(multi.status == 0, "\(multi.stderr)")
@@ -102,6 +113,9 @@ import Testing
             let withField = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path,
                                                       "--field", "output"])
             #expect(withField.status != 0 && withField.stderr.contains("applies to BERT-family"), "\(withField.stderr)")
+            let int8Reward = try CommandLineTests.run(["data", "score", "--model", reward.path, "--input", input.path, "--output", output.path,
+                                                       "--dtype", "int8"])
+            #expect(int8Reward.status != 0 && int8Reward.stderr.contains("int8 products are for BERT-family classifiers"), "\(int8Reward.stderr)")
             try EmbedCommandTests.write(rows, to: input)
 
             let noHead = try CommandLineTests.run(["data", "score", "--model", EmbedCommandTests.minibert.path, "--input", input.path,
