@@ -8,7 +8,7 @@
 # (inductor, dynamic shapes; compiled in an untimed first pass) at batch 16 and 32, and (on CPUs
 # with AVX-512) bfloat16 autocast and bfloat16 weights at batch 8, 16 and 32 and bfloat16 weights
 # under torch.compile at batch 16 and 32, and int8 dynamic quantization (quantize_dynamic on every
-# Linear) at batch 16 and 32 (texts sorted by length). Two ratios: against transformers' fastest
+# Linear) at batch 8, 16 and 32 (texts sorted by length). Two ratios: against transformers' fastest
 # side that keeps float weights (float32 or bfloat16), and against its fastest side of all, int8
 # included — int8 changes the scores far more than bfloat16 does (the logit differences printed
 # for each side from transformers' float32 show by how much), so the first is like for like.
@@ -36,7 +36,7 @@ BF16_SIDES=${BF16_SIDES:-auto}
 if [ "$BF16_SIDES" = auto ]; then
   if grep -qw avx512f /proc/cpuinfo; then BF16_SIDES=yes; else BF16_SIDES=no; fi
 fi
-SIDES="refinery-fp32 refinery-bf16 refinery-int8 hf-fp32-b16 hf-fp32-b32 hf-compile32-b16 hf-compile32-b32 hf-int8-b16 hf-int8-b32"
+SIDES="refinery-fp32 refinery-bf16 refinery-int8 hf-fp32-b16 hf-fp32-b32 hf-compile32-b16 hf-compile32-b32 hf-int8-b8 hf-int8-b16 hf-int8-b32"
 if [ "$BF16_SIDES" = yes ]; then
   SIDES="$SIDES hf-autocast-b8 hf-autocast-b16 hf-autocast-b32 hf-bf16-b8 hf-bf16-b16 hf-bf16-b32 hf-compile-b16 hf-compile-b32"
 else

@@ -249,6 +249,8 @@ typedef struct {
     size_t ldo;
     int accumulate, level;
     size_t first_panel, panels, col_block_panels, col_blocks;
+    const float *bias;
+    int gelu;
 } product_job;
 
 static void product_block(void *context, long index) {
@@ -292,11 +294,23 @@ static void product_block(void *context, long index) {
             }
         }
     }
+    // The bias (and GELU) over this task's block while it is still in L2: the same kernels as a
+    // separate pass over the whole output, so the same floats, without reading it back from memory.
+    if (job->bias) {
+        size_t c_first = panel_first * PANEL > job->n0 ? panel_first * PANEL : job->n0;
+        size_t c_end = panel_end * PANEL < job->n1 ? panel_end * PANEL : job->n1;
+        size_t r_end = tile_end * TILE_ROWS < job->rows ? tile_end * TILE_ROWS : job->rows;
+        for (size_t r = tile_first * TILE_ROWS; r < r_end; r++) {
+            float *o = job->out + r * job->ldo + (c_first - job->n0);
+            if (job->gelu) rk_bias_gelu(o, job->bias + c_first, c_end - c_first);
+            else rk_add_bias(o, job->bias + c_first, c_end - c_first);
+        }
+    }
 }
 
 int rk_i8_product_at(int level, const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
                      const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
-                     float *out, size_t ldo, int accumulate) {
+                     float *out, size_t ldo, int accumulate, const float *bias, int gelu) {
     if (level < 0 || level > rk_simd_level() || n1 <= n0 || ldq < rk_i8_depth(k)) return 0;
     if (rows == 0) return 1;
     size_t first_panel = n0 / PANEL, panels = (n1 + PANEL - 1) / PANEL - first_panel;
@@ -306,14 +320,14 @@ int rk_i8_product_at(int level, const uint8_t *q, size_t ldq, size_t rows, const
     if (col_block_panels == 0) col_block_panels = 1;
     size_t col_blocks = (panels + col_block_panels - 1) / col_block_panels;
     product_job job = {q, ldq, rows, row_scales, row_zeros, packed, col_scales, col_sums, n0, n1, rk_i8_depth(k),
-                       out, ldo, accumulate, level, first_panel, panels, col_block_panels, col_blocks};
+                       out, ldo, accumulate, level, first_panel, panels, col_block_panels, col_blocks, bias, gelu};
     rk_pool_run((long)(row_blocks * col_blocks), &job, product_block);
     return 1;
 }
 
 void rk_i8_product(const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
                    const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
-                   float *out, size_t ldo, int accumulate) {
+                   float *out, size_t ldo, int accumulate, const float *bias, int gelu) {
     rk_i8_product_at(rk_simd_level(), q, ldq, rows, row_scales, row_zeros, packed, col_scales, col_sums, k, n0, n1, out,
-                     ldo, accumulate);
+                     ldo, accumulate, bias, gelu);
 }

@@ -192,8 +192,17 @@ public final class BertEncoder: @unchecked Sendable {
             fused = BLAS.linearBiasBF16(halves.x.pointer, rows: rows, weight: w.pointer, outFeatures: 3 * config.hiddenSize,
                                         inFeatures: config.hiddenSize, bias: layer.qkvBias.pointer, gelu: false, into: halves.qkv.pointer)
         }
-        if !fused { linear(x, space.halves?.x.pointer, rows: rows, layer.qkv, into: space.qkv.pointer) }
-        EncoderKernels.bidirectionalAttention(qkv: space.qkv.pointer, bias: fused ? nil : layer.qkvBias.pointer, starts: starts,
+        // With int8 products the product adds the bias itself, while its rows are still in cache.
+        var biased = fused
+        if !fused {
+            if case let .int8(quantized) = layer.qkv {
+                quantized.product(x, rows: rows, into: space.qkv.pointer, bias: layer.qkvBias.pointer)
+                biased = true
+            } else {
+                linear(x, space.halves?.x.pointer, rows: rows, layer.qkv, into: space.qkv.pointer)
+            }
+        }
+        EncoderKernels.bidirectionalAttention(qkv: space.qkv.pointer, bias: biased ? nil : layer.qkvBias.pointer, starts: starts,
                                               heads: config.headCount, headDim: config.headDim, into: space.context.pointer, products: dtype,
                                               roundedScratch: space.halves?.qkv.pointer, roundedAlready: fused)
         finish(layer, rows: rows, x: x, residualIsOutput: true, into: x, space: space)
@@ -213,10 +222,13 @@ public final class BertEncoder: @unchecked Sendable {
                                          normBias: layer.attentionNorm.bias.pointer, rows: rows, dim: h, eps: config.layerNormEps,
                                          into: attended, bfloat16: halves?.attended.pointer)
         // In bfloat16 on oneDNN the intermediate product adds its bias, applies GELU and rounds in
-        // its own epilogue (only the rounding is read next); otherwise three passes.
+        // its own epilogue (only the rounding is read next); int8 products add the bias and apply
+        // GELU per block while it is in cache; otherwise three passes.
         if let halves, let w = layer.intermediate.bfloat16,
            BLAS.linearBiasBF16(halves.attended.pointer, rows: rows, weight: w.pointer, outFeatures: config.intermediateSize,
                                inFeatures: h, bias: layer.intermediateBias.pointer, gelu: true, into: halves.inner.pointer) {
+        } else if case let .int8(quantized) = layer.intermediate {
+            quantized.product(attended, rows: rows, into: inner, bias: layer.intermediateBias.pointer, gelu: true)
         } else {
             linear(attended, halves?.attended.pointer, rows: rows, layer.intermediate, into: inner)
             EncoderKernels.biasGELU(inner, bias: layer.intermediateBias.pointer, rows: rows, cols: config.intermediateSize,

@@ -33,9 +33,12 @@ public final class Int8Matrix: @unchecked Sendable {
     }
 
     /// `y[r, c − outputs.lowerBound] (+)= Σ_i x[r, i] · w[c, i]` for the output features `outputs`,
-    /// rows of `x` at stride `inFeatures`, rows of `y` at stride `ldy`.
+    /// rows of `x` at stride `inFeatures`, rows of `y` at stride `ldy`; then `bias[c]` (one value per
+    /// output feature of the weight) added, and with `gelu` the exact-erf GELU applied, as
+    /// `EncoderKernels.addBias` / `biasGELU` would in a pass of their own (the same floats).
     public func product(_ x: UnsafePointer<Float>, rows: Int, outputs: Range<Int>? = nil,
-                        into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false) {
+                        into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
+                        bias: UnsafePointer<Float>? = nil, gelu: Bool = false) {
         let outputs = outputs ?? 0..<outFeatures
         precondition(outputs.lowerBound >= 0 && outputs.upperBound <= outFeatures, "Int8Matrix: outputs \(outputs) outside 0..<\(outFeatures)")
         guard rows > 0, !outputs.isEmpty else { return }
@@ -51,6 +54,6 @@ public final class Int8Matrix: @unchecked Sendable {
         }
         rk_i8_quantize_rows(x, inFeatures, rows, inFeatures, quantized, depth, rowScales, rowZeros)
         rk_i8_product(quantized, depth, rows, rowScales, rowZeros, packed, scales, sums, inFeatures,
-                      outputs.lowerBound, outputs.upperBound, y, ldy ?? outputs.count, accumulate ? 1 : 0)
+                      outputs.lowerBound, outputs.upperBound, y, ldy ?? outputs.count, accumulate ? 1 : 0, bias, gelu ? 1 : 0)
     }
 }

@@ -26,7 +26,7 @@ import Testing
                 var rowScales = [Float](repeating: 0, count: rows), zeros = [Int32](repeating: 0, count: rows)
                 guard rk_i8_quantize_rows_at(level, x.pointer, k, rows, k, &q, depth, &rowScales, &zeros) == 1 else { return nil }
                 let out = start.copy()
-                guard rk_i8_product_at(level, q, depth, rows, rowScales, zeros, packed, scales, sums, k, 0, n, out.pointer, n, accumulate) == 1 else {
+                guard rk_i8_product_at(level, q, depth, rows, rowScales, zeros, packed, scales, sums, k, 0, n, out.pointer, n, accumulate, nil, 0) == 1 else {
                     return nil
                 }
                 return (q, out.array)
@@ -47,7 +47,7 @@ import Testing
                 }
             }
         }
-        #expect(rk_i8_product_at(3, nil, 0, 0, nil, nil, nil, nil, nil, 0, 0, 1, nil, 0, 0) == 0, "no level above AVX-512")
+        #expect(rk_i8_product_at(3, nil, 0, 0, nil, nil, nil, nil, nil, 0, 0, 1, nil, 0, 0, nil, 0) == 0, "no level above AVX-512")
     }
 
     /// Inputs 0…255 and weights ±63 quantize exactly (scale 1, zero point 0), so the product must be
@@ -72,6 +72,25 @@ import Testing
                 for i in 0..<k { exact += Int(x.pointer[r * k + i]) * Int(w.pointer[j * k + i]) }
                 #expect(y.pointer[r * n + j] == Float(exact), "row \(r) feature \(j)")
             }
+        }
+    }
+
+    /// The bias (and GELU) the product applies equal the separate passes on its output.
+    @Test func biasAndGELUEqualTheirOwnPasses() {
+        var random = Random(state: 9)
+        let rows = 47, n = 50, k = 40
+        let x = random.tensor([rows, k]), w = random.tensor([n, k]), bias = random.tensor([n])
+        let matrix = Int8Matrix(quantizing: w)
+        for gelu in [false, true] {
+            let separate = Tensor(zeros: [rows, n]), fused = Tensor(zeros: [rows, n])
+            matrix.product(x.pointer, rows: rows, into: separate.pointer)
+            if gelu {
+                EncoderKernels.biasGELU(separate.pointer, bias: bias.pointer, rows: rows, cols: n, bfloat16: nil)
+            } else {
+                EncoderKernels.addBias(separate.pointer, bias: bias.pointer, rows: rows, cols: n)
+            }
+            matrix.product(x.pointer, rows: rows, into: fused.pointer, bias: bias.pointer, gelu: gelu)
+            #expect(fused.array == separate.array, "gelu \(gelu)")
         }
     }
 

@@ -198,17 +198,19 @@ void rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float
 void rk_i8_quantize_rows(const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq, float *scales,
                          int32_t *zeros);
 /// `out[r, c − n0] (+)= Σ_i x[r, i] · w[c, i]` for features c in [n0, n1), from quantized rows and a
-/// packed weight: exact int32 sums, then `(sum − zero_r · sums_c) · (scale_r · scale_c)`. Runs on the pool.
+/// packed weight: exact int32 sums, then `(sum − zero_r · sums_c) · (scale_r · scale_c)`; then, with
+/// `bias` (one value per feature c of the weight), `rk_add_bias` — or `rk_bias_gelu` when `gelu` —
+/// on each output row. Runs on the pool.
 void rk_i8_product(const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
                    const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
-                   float *out, size_t ldo, int accumulate);
+                   float *out, size_t ldo, int accumulate, const float *bias, int gelu);
 /// The two above at a chosen instruction set (0 portable, 1 AVX2 and up); 0 when this CPU lacks it
 /// or the arguments do not fit. Every level computes the same bytes and the same floats.
 int rk_i8_quantize_rows_at(int level, const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq,
                            float *scales, int32_t *zeros);
 int rk_i8_product_at(int level, const uint8_t *q, size_t ldq, size_t rows, const float *row_scales, const int32_t *row_zeros,
                      const int8_t *packed, const float *col_scales, const int32_t *col_sums, size_t k, size_t n0, size_t n1,
-                     float *out, size_t ldo, int accumulate);
+                     float *out, size_t ldo, int accumulate, const float *bias, int gelu);
 #endif
 
 #ifndef REFINERY_KERNELS_ONEDNN_H
