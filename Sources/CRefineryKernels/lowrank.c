@@ -28,9 +28,9 @@ typedef float rk_v16 __attribute__((vector_size(64)));
 // Each element: acc = 0; acc = fma(u[t, j], m[j, n], acc) for j in order; then y = fma(alpha, acc, y)
 // (accumulate) or y = alpha · acc. Tiles: 4 rows × 32 columns (WIDE), then 16-column strips
 // STRIP rows at a time (the thin case, m with 16 columns) with their last rows in blocks of 4, 2
-// and 1, and scalar columns past the last 16. AVX2 has 16 vector registers, not 32: it runs
-// 16-column strips 6 rows at a time only (12 registers of sums), where the 4 × 32 tile would spill
-// its sums on every step.
+// and 1, and scalar columns past the last 16. AVX2 has 16 vector registers, not 32: the 4 × 32
+// tile would spill its sums on every step, so it runs a 3 × 32 tile written in intrinsics
+// (`expand_wide3_avx2`) and 16-column strips 6 rows at a time (12 registers of sums) for the rest.
 
 #define RK_EXPAND_STORE(DST, ACC)                                                           \
     rk_store16((DST), accumulate ? rk_fma16(rk_splat16(alpha), (ACC), rk_load16(DST))       \
