@@ -37,9 +37,11 @@ size_t rk_i8_padded_rows(size_t rows) { return (rows + TILE_ROWS - 1) / TILE_ROW
 
 size_t rk_i8_packed_bytes(size_t n, size_t k) { return (n + PANEL - 1) / PANEL * PANEL * rk_i8_depth(k); }
 
-void rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums) {
+size_t rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums) {
     size_t kp = rk_i8_depth(k);
     memset(packed, 0, rk_i8_packed_bytes(n, k));
+    for (size_t i = 0; i < n * k; i++)
+        if (!isfinite(w[i])) return i + 1;
     for (size_t j = 0; j < n; j++) {
         const float *row = w + j * k;
         float peak = 0;
@@ -57,17 +59,26 @@ void rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float
         scales[j] = scale;
         sums[j] = sum;
     }
+    return 0;
 }
 
 // --- quantizing input rows ------------------------------------------------------------------
 // Row r: lo = min(0, min x), hi = max(0, max x), scale = (hi − lo) / 255 (1 for an all-zero row),
 // zero = round(−lo / scale), q = clamp(round(x · (1 / scale)) + zero, 0, 255). The same float
 // operations in every path, rounding to nearest even, so the bytes agree across instruction sets.
+// A row holding a NaN or an infinity gets scale NaN and zero bytes, so its outputs are NaN, as a
+// float32 product's would be, and the caller's check of the results sees it.
 
-static inline void row_range_generic(const float *x, size_t k, float *lo, float *hi) {
-    float a = 0, b = 0;
-    for (size_t i = 0; i < k; i++) { a = fminf(a, x[i]); b = fmaxf(b, x[i]); }
-    *lo = a; *hi = b;
+static inline void row_range_generic(const float *x, size_t k, float *lo, float *hi, int *finite) {
+    float a = 0, b = 0, probe = 0;
+    for (size_t i = 0; i < k; i++) { a = fminf(a, x[i]); b = fmaxf(b, x[i]); probe += x[i] * 0.0f; }
+    *lo = a; *hi = b; *finite = probe == 0;
+}
+
+static inline void non_finite_row(size_t kp, uint8_t *q, float *scale, int32_t *zero) {
+    memset(q, 0, kp);
+    *scale = NAN;
+    *zero = 0;
 }
 
 static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zero) {
@@ -81,7 +92,9 @@ static inline void row_parameters(float lo, float hi, float *scale, float *inver
 
 static void quantize_row_generic(const float *x, size_t k, size_t kp, uint8_t *q, float *scale, int32_t *zero) {
     float lo, hi, inverse;
-    row_range_generic(x, k, &lo, &hi);
+    int finite;
+    row_range_generic(x, k, &lo, &hi, &finite);
+    if (!finite) { non_finite_row(kp, q, scale, zero); return; }
     row_parameters(lo, hi, scale, &inverse, zero);
     for (size_t i = 0; i < k; i++) {
         float v = nearbyintf(x[i] * inverse) + (float)*zero;
@@ -93,18 +106,21 @@ static void quantize_row_generic(const float *x, size_t k, size_t kp, uint8_t *q
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma")))
 static void quantize_row_avx2(const float *x, size_t k, size_t kp, uint8_t *q, float *scale, int32_t *zero) {
-    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps(), vprobe = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= k; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
         vlo = _mm256_min_ps(vlo, v);
         vhi = _mm256_max_ps(vhi, v);
+        vprobe = _mm256_add_ps(vprobe, _mm256_mul_ps(v, _mm256_setzero_ps()));
     }
-    float los[8], his[8], lo = 0, hi = 0;
+    float los[8], his[8], probes[8], lo = 0, hi = 0, probe = 0;
     _mm256_storeu_ps(los, vlo);
     _mm256_storeu_ps(his, vhi);
-    for (int l = 0; l < 8; l++) { lo = fminf(lo, los[l]); hi = fmaxf(hi, his[l]); }
-    for (size_t t = i; t < k; t++) { lo = fminf(lo, x[t]); hi = fmaxf(hi, x[t]); }
+    _mm256_storeu_ps(probes, vprobe);
+    for (int l = 0; l < 8; l++) { lo = fminf(lo, los[l]); hi = fmaxf(hi, his[l]); probe += probes[l]; }
+    for (size_t t = i; t < k; t++) { lo = fminf(lo, x[t]); hi = fmaxf(hi, x[t]); probe += x[t] * 0.0f; }
+    if (probe != 0) { non_finite_row(kp, q, scale, zero); return; }
     float inverse;
     row_parameters(lo, hi, scale, &inverse, zero);
     const __m256 vinv = _mm256_set1_ps(inverse);

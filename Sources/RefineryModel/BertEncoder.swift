@@ -67,11 +67,11 @@ public final class BertEncoder: @unchecked Sendable {
         func norm(_ name: String) throws -> (weight: Tensor, bias: Tensor) {
             (try vector(name + ".weight", h), try vector(name + ".bias", h))
         }
-        func weight(_ values: Tensor) -> Weight {
-            int8Products ? .int8(Int8Matrix(quantizing: values)) : .matrix(WeightMatrix(values, dtype: dtype, keepFloat: false))
+        func quantized(_ values: Tensor, _ name: String) throws -> Int8Matrix {
+            do { return try Int8Matrix(quantizing: values) } catch { throw ModelError("\(prefix + name): \(error)") }
         }
         func matrix(_ name: String, _ shape: [Int]) throws -> Weight {
-            int8Products ? .int8(Int8Matrix(quantizing: try checkpoint.tensor(prefix + name, shape: shape)))
+            int8Products ? .int8(try quantized(try checkpoint.tensor(prefix + name, shape: shape), name))
                 : .matrix(try checkpoint.matrix(prefix + name, shape: shape, dtype: dtype, keepFloat: false))
         }
         wordEmbeddings = try checkpoint.tensor(prefix + "embeddings.word_embeddings.weight", shape: [config.vocabSize, h])
@@ -87,7 +87,8 @@ public final class BertEncoder: @unchecked Sendable {
             let stackedBias = Tensor(uninitialized: [3 * h])
             for (i, part) in biases.enumerated() { (stackedBias.pointer + i * h).update(from: part.pointer, count: h) }
             return Layer(
-                qkv: weight(stacked), qkvBias: stackedBias,
+                qkv: int8Products ? .int8(try quantized(stacked, p + "attention.self.{query,key,value}.weight"))
+                    : .matrix(WeightMatrix(stacked, dtype: dtype, keepFloat: false)), qkvBias: stackedBias,
                 attentionOutput: try matrix(p + "attention.output.dense.weight", [h, h]),
                 attentionOutputBias: try vector(p + "attention.output.dense.bias", h),
                 attentionNorm: try norm(p + "attention.output.LayerNorm"),

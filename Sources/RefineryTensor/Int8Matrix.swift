@@ -15,15 +15,28 @@ public final class Int8Matrix: @unchecked Sendable {
     private let scales: UnsafeMutablePointer<Float>
     private let sums: UnsafeMutablePointer<Int32>
 
-    /// Quantizes `weight` (`[out, in]`, float32).
-    public init(quantizing weight: Tensor) {
-        precondition(weight.shape.count == 2, "Int8Matrix: a weight has two dimensions, not \(weight.shape)")
-        outFeatures = weight.shape[0]
-        inFeatures = weight.shape[1]
-        packed = .allocate(capacity: max(1, rk_i8_packed_bytes(outFeatures, inFeatures)))
-        scales = .allocate(capacity: max(1, outFeatures))
-        sums = .allocate(capacity: max(1, outFeatures))
-        rk_i8_pack_weight(weight.pointer, outFeatures, inFeatures, packed, scales, sums)
+    /// Quantizes `weight` (`[out, in]`, float32); throws when a value is NaN or infinite (it has no
+    /// integer to stand for it, where a float32 product would carry it into every output).
+    public init(quantizing weight: Tensor) throws {
+        guard weight.shape.count == 2 else { throw TensorError("an int8 weight has two dimensions, not \(weight.shape)") }
+        let (rows, columns) = (weight.shape[0], weight.shape[1])
+        // Filled in locals, stored only on success: a throw after every property is set would run deinit.
+        let packed = UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rk_i8_packed_bytes(rows, columns)))
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows))
+        let sums = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, rows))
+        let bad = rk_i8_pack_weight(weight.pointer, rows, columns, packed, scales, sums)
+        guard bad == 0 else {
+            packed.deallocate()
+            scales.deallocate()
+            sums.deallocate()
+            let (row, column) = (bad - 1).quotientAndRemainder(dividingBy: max(1, columns))
+            throw TensorError("the weight holds \(weight.pointer[bad - 1]) at [\(row), \(column)]; int8 products need finite values")
+        }
+        outFeatures = rows
+        inFeatures = columns
+        self.packed = packed
+        self.scales = scales
+        self.sums = sums
     }
 
     deinit {

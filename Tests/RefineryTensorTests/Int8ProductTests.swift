@@ -20,7 +20,7 @@ import Testing
             let depth = rk_i8_depth(k), padded = rk_i8_padded_rows(rows)
             var packed = [Int8](repeating: 0, count: rk_i8_packed_bytes(n, k))
             var scales = [Float](repeating: 0, count: n), sums = [Int32](repeating: 0, count: n)
-            rk_i8_pack_weight(w.pointer, n, k, &packed, &scales, &sums)
+            #expect(rk_i8_pack_weight(w.pointer, n, k, &packed, &scales, &sums) == 0)
             func run(_ level: Int32, accumulate: Int32, start: Tensor) -> (bytes: [UInt8], out: [Float])? {
                 var q = [UInt8](repeating: 7, count: padded * depth)
                 var rowScales = [Float](repeating: 0, count: rows), zeros = [Int32](repeating: 0, count: rows)
@@ -53,7 +53,7 @@ import Testing
     /// Inputs 0…255 and weights ±63 quantize exactly (scale 1, zero point 0), so the product must be
     /// the exact integer sum. Every pair at the extremes (255 · 63 · 2 = 32130) is the case where
     /// AVX2's saturating 16-bit pair sums would clip if the weights had 8 bits.
-    @Test func extremeValuesNeverSaturate() {
+    @Test func extremeValuesNeverSaturate() throws {
         let rows = 11, n = 18, k = 1000
         let x = Tensor(shape: [rows, k], values: (0..<(rows * k)).map { index in
             let (r, i) = index.quotientAndRemainder(dividingBy: k)
@@ -65,7 +65,7 @@ import Testing
             return j.isMultiple(of: 2) ? (i.isMultiple(of: 3) ? -63 : 63) : Float((j * 13 + i * 7) % 127 - 63)
         })
         let y = Tensor(zeros: [rows, n])
-        Int8Matrix(quantizing: w).product(x.pointer, rows: rows, into: y.pointer)
+        try Int8Matrix(quantizing: w).product(x.pointer, rows: rows, into: y.pointer)
         for r in 0..<rows {
             for j in 0..<n {
                 var exact = 0
@@ -76,11 +76,11 @@ import Testing
     }
 
     /// The bias (and GELU) the product applies equal the separate passes on its output.
-    @Test func biasAndGELUEqualTheirOwnPasses() {
+    @Test func biasAndGELUEqualTheirOwnPasses() throws {
         var random = Random(state: 9)
         let rows = 47, n = 50, k = 40
         let x = random.tensor([rows, k]), w = random.tensor([n, k]), bias = random.tensor([n])
-        let matrix = Int8Matrix(quantizing: w)
+        let matrix = try Int8Matrix(quantizing: w)
         for gelu in [false, true] {
             let separate = Tensor(zeros: [rows, n]), fused = Tensor(zeros: [rows, n])
             matrix.product(x.pointer, rows: rows, into: separate.pointer)
@@ -96,11 +96,11 @@ import Testing
 
     /// On random values the product stays within 2% of the largest output of the exact product
     /// (7-bit weights per feature, 8-bit rows), and a range of outputs equals those columns of the whole.
-    @Test func closeToTheFloatProductAndRangesAgree() {
+    @Test func closeToTheFloatProductAndRangesAgree() throws {
         var random = Random(state: 5)
         let rows = 37, n = 70, k = 300
         let x = random.tensor([rows, k]), w = random.tensor([n, k])
-        let matrix = Int8Matrix(quantizing: w)
+        let matrix = try Int8Matrix(quantizing: w)
         let whole = Tensor(zeros: [rows, n])
         matrix.product(x.pointer, rows: rows, into: whole.pointer)
         var worst = 0.0, largest = 0.0
@@ -118,6 +118,36 @@ import Testing
         for r in 0..<rows {
             for j in 21..<58 { #expect(part.pointer[r * 2 * n + 3 + j - 21] == whole.pointer[r * n + j], "row \(r) feature \(j)") }
             #expect(part.pointer[r * 2 * n + 2] == 0 && part.pointer[r * 2 * n + 3 + 37] == 0, "nothing written outside the range")
+        }
+    }
+
+    /// A NaN or infinite weight is refused, naming where it is; a non-finite input row gives NaN
+    /// outputs (as a float32 product would) on every instruction set, and the other rows are untouched.
+    @Test func nonFiniteValuesAreRefusedOrCarried() throws {
+        var random = Random(state: 3)
+        let bad = random.tensor([4, 9])
+        bad.pointer[2 * 9 + 5] = .nan
+        #expect { try Int8Matrix(quantizing: bad) } throws: { "\($0)".contains("[2, 5]") && "\($0)".contains("finite") }
+        bad.pointer[2 * 9 + 5] = -.infinity
+        #expect(throws: (any Error).self) { try Int8Matrix(quantizing: bad) }
+        let rows = 6, n = 20, k = 24
+        let w = random.tensor([n, k]), matrix = try Int8Matrix(quantizing: w)
+        let x = random.tensor([rows, k])
+        let clean = Tensor(zeros: [rows, n])
+        matrix.product(x.pointer, rows: rows, into: clean.pointer)
+        for (row, value) in [(1, Float.nan), (4, Float.infinity)] {
+            x.pointer[row * k + 7] = value
+        }
+        let y = Tensor(zeros: [rows, n])
+        matrix.product(x.pointer, rows: rows, into: y.pointer)
+        for r in 0..<rows {
+            let outputs = (0..<n).map { y.pointer[r * n + $0] }
+            let allNaN = outputs.allSatisfy { $0.isNaN }
+            if r == 1 || r == 4 {
+                #expect(allNaN, "row \(r) holds a non-finite input")
+            } else {
+                #expect(outputs == (0..<n).map { clean.pointer[r * n + $0] }, "row \(r)")
+            }
         }
     }
 }

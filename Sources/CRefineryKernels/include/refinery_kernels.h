@@ -188,13 +188,15 @@ int rk_lowrank_gram_at(int level, const float *p, size_t ldp, const float *q, si
 
 /// Dynamically quantized int8 products (int8_products.c). A weight `[n, k]` is quantized per
 /// output feature to −63…63 (`scales[j]` · q ≈ w) into `rk_i8_packed_bytes(n, k)` bytes, with the
-/// sum of each feature's integers in `sums[j]`.
+/// sum of each feature's integers in `sums[j]`; returns 0, or 1 + the index of the first value that
+/// is NaN or infinite (nothing packed then).
 size_t rk_i8_depth(size_t k);
 size_t rk_i8_padded_rows(size_t rows);
 size_t rk_i8_packed_bytes(size_t n, size_t k);
-void rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums);
+size_t rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums);
 /// Quantizes rows of `x` (row stride `ldx`) to 0…255 with a scale and zero point per row, into `q`
-/// (row stride `ldq` ≥ `rk_i8_depth(k)`, `rk_i8_padded_rows(rows)` rows). Runs on the pool.
+/// (row stride `ldq` ≥ `rk_i8_depth(k)`, `rk_i8_padded_rows(rows)` rows); a row holding a NaN or an
+/// infinity gets scale NaN (its outputs are NaN). Runs on the pool.
 void rk_i8_quantize_rows(const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq, float *scales,
                          int32_t *zeros);
 /// `out[r, c − n0] (+)= Σ_i x[r, i] · w[c, i]` for features c in [n0, n1), from quantized rows and a
