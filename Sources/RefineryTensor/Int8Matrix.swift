@@ -7,6 +7,10 @@ import CRefineryKernels
 /// scaled back to float32. On AVX2 the products run at ~1.8–1.95× the float32 rate; values move
 /// by about 1% of a row's largest output (the bench prints the effect on a classifier's logits).
 public final class Int8Matrix: @unchecked Sendable {
+    /// The most input features whose exact sums fit an int32: ⌊(2³¹ − 1) / (2 · 255 · 63)⌋ (the sum
+    /// and the zero point's correction are each at most 255 · 63 per feature).
+    public static let maximumInFeatures = Int(Int32.max) / (2 * 255 * 63)
+
     /// Output features (rows of the float weight).
     public let outFeatures: Int
     /// Input features (columns of the float weight).
@@ -20,6 +24,10 @@ public final class Int8Matrix: @unchecked Sendable {
     public init(quantizing weight: Tensor) throws {
         guard weight.shape.count == 2 else { throw TensorError("an int8 weight has two dimensions, not \(weight.shape)") }
         let (rows, columns) = (weight.shape[0], weight.shape[1])
+        // A sum of `columns` products of at most 255 · 63 each must fit an int32 (and its scaling).
+        guard columns <= Self.maximumInFeatures else {
+            throw TensorError("an int8 weight takes at most \(Self.maximumInFeatures) input features, not \(columns): its int32 sums would overflow")
+        }
         // Filled in locals, stored only on success: a throw after every property is set would run deinit.
         let packed = UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rk_i8_packed_bytes(rows, columns)))
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows))

@@ -130,6 +130,8 @@ import Testing
         #expect { try Int8Matrix(quantizing: bad) } throws: { "\($0)".contains("[2, 5]") && "\($0)".contains("finite") }
         bad.pointer[2 * 9 + 5] = -.infinity
         #expect(throws: (any Error).self) { try Int8Matrix(quantizing: bad) }
+        let wide = Tensor(zeros: [1, Int8Matrix.maximumInFeatures + 1])
+        #expect { try Int8Matrix(quantizing: wide) } throws: { "\($0)".contains("overflow") }
         let rows = 6, n = 20, k = 24
         let w = random.tensor([n, k]), matrix = try Int8Matrix(quantizing: w)
         let x = random.tensor([rows, k])
