@@ -1,20 +1,23 @@
 // Dynamically quantized int8 products (what PyTorch's quantize_dynamic does to a Linear): the
 // weight is quantized once, per output feature, to signed 7-bit integers (−63…63); each call
-// quantizes every input row on its own to unsigned 8-bit with a zero point; the product is summed
-// exactly in int32 and scaled back to float.
+// quantizes every input row on its own to unsigned 7-bit integers (0…127) with a zero point; the
+// product is summed exactly in int32 and scaled back to float.
 //
-// Why 7-bit weights: AVX2 has no int8 dot-product instruction with 32-bit sums. vpmaddubsw
-// multiplies u8 × s8 and adds neighbouring pairs into a *saturating* int16; with |w| ≤ 63 and
-// x ≤ 255 a pair is at most 2 · 255 · 63 = 32130 < 32767, so nothing ever saturates and every
-// path (AVX2, portable) computes the same integers. vpmaddwd against ones then widens the pairs
-// to int32. On Zen 3 this runs at ~1.9× the float32 FMA rate: 164 GOP/s on one core in a 5 × 16
-// tile from L1 (10 registers of sums, 2 of weights, the ones, the input word and one product: the
-// 16 of AVX2, where a 6-row tile spilled a register on every step and ran at 151).
+// Why 7 bits on both sides: AVX2 has no int8 dot-product instruction with 32-bit sums. vpmaddubsw
+// multiplies u8 × s8 and adds neighbouring pairs into a *saturating* int16; a pair is at most
+// 2 · 127 · 63 = 16002, so two of them (from two groups of 4 depths) still add exactly in int16
+// (32004 < 32767) before vpmaddwd against ones widens them to int32. Nothing ever saturates and
+// every path (AVX2, portable) computes the same integers. The AVX2 loop is bound by instructions
+// issued (~3.5 a cycle on Zen 3), not by the multipliers: the 16-bit sum saves a widening and an
+// add per 32 multiply-adds. On one Zen 3 core from L1, 4 × 16 tiles: 200–220 GOP/s, where 8-bit
+// rows (one vpmaddwd per vpmaddubsw) in 5 × 16 tiles ran at 155–165. PyTorch's fbgemm does the
+// same on AVX2 with 8-bit weights, so its activations are 7-bit too (`reduce_range`), with one
+// scale for a whole batch where these have one per row.
 //
 // Layouts. The packed weight is in panels of 16 output features; inside a panel, for each group
-// of 4 depths, 16 features × 4 bytes (depth padded to a multiple of 4 with zero weights). The
+// of 4 depths, 16 features × 4 bytes (depth padded to a multiple of 8 with zero weights). The
 // quantized input has its rows at stride `ldq` (≥ the padded depth), and as many rows as the
-// caller allocates (rounded up to whole 5-row tiles: `rk_i8_padded_rows`).
+// caller allocates (rounded up to whole 4-row tiles: `rk_i8_padded_rows`).
 #include "refinery_kernels.h"
 
 #include <math.h>
@@ -27,11 +30,13 @@
 
 // A task of the pool: 8 tiles of rows against every panel (the rows stay in L1/L2 while the
 // weight streams from L2), or, when there are too few rows to keep the threads busy, against a
-// share of the panels. Measured on Zen 3 at the MiniLM-L6 shapes (4096 rows, 2 cores): 280–340
-// GOP/s, against 250–320 for 3 or 4 tiles and 225–300 for 4 panels per task (noisy machine).
-enum { TILE_ROWS = 5, PANEL = 16, WEIGHT_MAX = 63, ROW_BLOCK_TILES = 8, MIN_TASKS = 8 };
+// share of the panels. Measured on Zen 3 at the MiniLM-L6 shapes (4096 rows, 2 cores) with 5-row
+// tiles of 8-bit rows: 280–340 GOP/s, against 250–320 for 3 or 4 tiles and 225–300 for 4 panels
+// per task; with 4-row tiles of 7-bit rows 8 and 12 tiles a task both gave 250–420 (this machine's
+// noise).
+enum { TILE_ROWS = 4, PANEL = 16, WEIGHT_MAX = 63, INPUT_MAX = 127, ROW_BLOCK_TILES = 8, MIN_TASKS = 8 };
 
-size_t rk_i8_depth(size_t k) { return (k + 3) & ~(size_t)3; }
+size_t rk_i8_depth(size_t k) { return (k + 7) & ~(size_t)7; }
 
 size_t rk_i8_padded_rows(size_t rows) { return (rows + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS; }
 
@@ -63,8 +68,8 @@ size_t rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, flo
 }
 
 // --- quantizing input rows ------------------------------------------------------------------
-// Row r: lo = min(0, min x), hi = max(0, max x), scale = (hi − lo) / 255 (1 for an all-zero row),
-// zero = round(−lo / scale), q = clamp(round(x · (1 / scale)) + zero, 0, 255). The same float
+// Row r: lo = min(0, min x), hi = max(0, max x), scale = (hi − lo) / 127 (1 for an all-zero row),
+// zero = round(−lo / scale), q = clamp(round(x · (1 / scale)) + zero, 0, 127). The same float
 // operations in every path, rounding to nearest even, so the bytes agree across instruction sets.
 // A row holding a NaN or an infinity gets scale NaN and zero bytes, so its outputs are NaN, as a
 // float32 product's would be, and the caller's check of the results sees it.
@@ -82,12 +87,12 @@ static inline void non_finite_row(size_t kp, uint8_t *q, float *scale, int32_t *
 }
 
 static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zero) {
-    float s = (hi - lo) / 255.0f;
+    float s = (hi - lo) / (float)INPUT_MAX;
     if (!(s > 0) || !isfinite(s)) s = 1.0f;
     float z = nearbyintf(-lo / s);
     *scale = s;
     *inverse = 1.0f / s;
-    *zero = z < 0 ? 0 : z > 255 ? 255 : (int32_t)z;
+    *zero = z < 0 ? 0 : z > INPUT_MAX ? INPUT_MAX : (int32_t)z;
 }
 
 static void quantize_row_generic(const float *x, size_t k, size_t kp, uint8_t *q, float *scale, int32_t *zero) {
@@ -98,7 +103,7 @@ static void quantize_row_generic(const float *x, size_t k, size_t kp, uint8_t *q
     row_parameters(lo, hi, scale, &inverse, zero);
     for (size_t i = 0; i < k; i++) {
         float v = nearbyintf(x[i] * inverse) + (float)*zero;
-        q[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        q[i] = (uint8_t)(v < 0 ? 0 : v > INPUT_MAX ? INPUT_MAX : v);
     }
     for (size_t i = k; i < kp; i++) q[i] = (uint8_t)*zero;
 }
@@ -130,15 +135,16 @@ static void quantize_row_avx2(const float *x, size_t k, size_t kp, uint8_t *q, f
         __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vinv)), vzero);
         __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vinv)), vzero);
         __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vinv)), vzero);
-        // Saturating packs clamp to 0…255; the lane interleaving of the packs is undone by the permute.
+        // Saturating packs clamp to 0…255, the minimum to 0…127; the lane interleaving of the
+        // packs is undone by the permute.
         __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        __m256i bytes = _mm256_packus_epi16(ab, cd);
+        __m256i bytes = _mm256_min_epu8(_mm256_packus_epi16(ab, cd), _mm256_set1_epi8(INPUT_MAX));
         bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + i), bytes);
     }
     for (; i < k; i++) {
         float v = nearbyintf(x[i] * inverse) + (float)*zero;
-        q[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        q[i] = (uint8_t)(v < 0 ? 0 : v > INPUT_MAX ? INPUT_MAX : v);
     }
     for (i = k; i < kp; i++) q[i] = (uint8_t)*zero;
 }
@@ -185,7 +191,7 @@ void rk_i8_quantize_rows(const float *x, size_t ldx, size_t rows, size_t k, uint
 }
 
 // --- the product ----------------------------------------------------------------------------
-// One tile: 5 input rows × one 16-feature panel, exact int32 sums of q · w over the padded depth.
+// One tile: 4 input rows × one 16-feature panel, exact int32 sums of q · w over the padded depth.
 
 static void tile_generic(const uint8_t *q, size_t ldq, const int8_t *panel, size_t kp, int32_t sums[TILE_ROWS][PANEL]) {
     for (int r = 0; r < TILE_ROWS; r++)
@@ -204,28 +210,30 @@ static void tile_generic(const uint8_t *q, size_t ldq, const int8_t *panel, size
 __attribute__((target("avx2,fma")))
 static void tile_avx2(const uint8_t *q, size_t ldq, const int8_t *panel, size_t kp, int32_t sums[TILE_ROWS][PANEL]) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
-    __m256i s30 = s00, s31 = s00, s40 = s00, s41 = s00;
-    const uint8_t *q0 = q, *q1 = q + ldq, *q2 = q + 2 * ldq, *q3 = q + 3 * ldq, *q4 = q + 4 * ldq;
-    for (size_t i = 0; i < kp; i += 4) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)panel), w1 = _mm256_loadu_si256((const __m256i *)(panel + 32));
-        panel += 64;
-        __m256i a;
-        int32_t word;
-#define RK_I8_ROW(P, S0, S1)                                                                    \
-        memcpy(&word, (P) + i, 4);                                                              \
-        a = _mm256_set1_epi32(word);                                                            \
-        S0 = _mm256_add_epi32(S0, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w0), ones));       \
-        S1 = _mm256_add_epi32(S1, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w1), ones));
-        RK_I8_ROW(q0, s00, s01) RK_I8_ROW(q1, s10, s11) RK_I8_ROW(q2, s20, s21)
-        RK_I8_ROW(q3, s30, s31) RK_I8_ROW(q4, s40, s41)
+    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    const uint8_t *q0 = q, *q1 = q + ldq, *q2 = q + 2 * ldq, *q3 = q + 3 * ldq;
+    for (size_t i = 0; i < kp; i += 8) {
+        // Two groups of 4 depths: weights of features 0–7 and 8–15 for each.
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)panel), w1 = _mm256_loadu_si256((const __m256i *)(panel + 32));
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)(panel + 64)), v1 = _mm256_loadu_si256((const __m256i *)(panel + 96));
+        panel += 128;
+        __m256i a, b;
+        int32_t first, second;
+        // The two groups' pair sums (each at most 2 · 127 · 63 = 16002) add exactly in int16.
+#define RK_I8_ROW(P, S0, S1)                                                                                     \
+        memcpy(&first, (P) + i, 4);                                                                              \
+        memcpy(&second, (P) + i + 4, 4);                                                                         \
+        a = _mm256_set1_epi32(first);                                                                            \
+        b = _mm256_set1_epi32(second);                                                                           \
+        S0 = _mm256_add_epi32(S0, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a, w0), _mm256_maddubs_epi16(b, v0)), ones)); \
+        S1 = _mm256_add_epi32(S1, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a, w1), _mm256_maddubs_epi16(b, v1)), ones));
+        RK_I8_ROW(q0, s00, s01) RK_I8_ROW(q1, s10, s11) RK_I8_ROW(q2, s20, s21) RK_I8_ROW(q3, s30, s31)
 #undef RK_I8_ROW
     }
     _mm256_storeu_si256((__m256i *)sums[0], s00); _mm256_storeu_si256((__m256i *)(sums[0] + 8), s01);
     _mm256_storeu_si256((__m256i *)sums[1], s10); _mm256_storeu_si256((__m256i *)(sums[1] + 8), s11);
     _mm256_storeu_si256((__m256i *)sums[2], s20); _mm256_storeu_si256((__m256i *)(sums[2] + 8), s21);
     _mm256_storeu_si256((__m256i *)sums[3], s30); _mm256_storeu_si256((__m256i *)(sums[3] + 8), s31);
-    _mm256_storeu_si256((__m256i *)sums[4], s40); _mm256_storeu_si256((__m256i *)(sums[4] + 8), s41);
 }
 
 // Scales one tile's sums for a whole panel of 16 features, the same operations as the scalar loop.

@@ -2,14 +2,15 @@ import CRefineryKernels
 
 /// A linear layer's weight `[out, in]` for dynamically quantized int8 products — what PyTorch's
 /// `quantize_dynamic` does to a `Linear`, with finer scales: each output feature is quantized on
-/// its own to −63…63 (7 bits, so AVX2's 8-bit multiply-adds can never saturate), and every call
-/// quantizes each input row on its own to 0…255 with a zero point. Sums are exact in int32 and
-/// scaled back to float32. On AVX2 the products run at ~1.8–1.95× the float32 rate; values move
-/// by about 1% of a row's largest output (the bench prints the effect on a classifier's logits).
+/// its own to −63…63, and every call quantizes each input row on its own to 0…127 with a zero
+/// point (7 bits each, so AVX2's 8-bit multiply-adds can never saturate, even two of them summed
+/// in 16 bits). Sums are exact in int32 and scaled back to float32. On AVX2 the products run at
+/// ~2.2× the float32 rate; values move by about 1% of a row's largest output (the bench prints
+/// the effect on a classifier's logits).
 public final class Int8Matrix: @unchecked Sendable {
-    /// The most input features whose exact sums fit an int32: ⌊(2³¹ − 1) / (2 · 255 · 63)⌋ (the sum
-    /// and the zero point's correction are each at most 255 · 63 per feature).
-    public static let maximumInFeatures = Int(Int32.max) / (2 * 255 * 63)
+    /// The most input features whose exact sums fit an int32: ⌊(2³¹ − 1) / (2 · 127 · 63)⌋ (the sum
+    /// and the zero point's correction are each at most 127 · 63 per feature).
+    public static let maximumInFeatures = Int(Int32.max) / (2 * 127 * 63)
 
     /// Output features (rows of the float weight).
     public let outFeatures: Int
@@ -24,7 +25,7 @@ public final class Int8Matrix: @unchecked Sendable {
     public init(quantizing weight: Tensor) throws {
         guard weight.shape.count == 2 else { throw TensorError("an int8 weight has two dimensions, not \(weight.shape)") }
         let (rows, columns) = (weight.shape[0], weight.shape[1])
-        // A sum of `columns` products of at most 255 · 63 each must fit an int32 (and its scaling).
+        // A sum of `columns` products of at most 127 · 63 each must fit an int32 (and its scaling).
         guard columns <= Self.maximumInFeatures else {
             throw TensorError("an int8 weight takes at most \(Self.maximumInFeatures) input features, not \(columns): its int32 sums would overflow")
         }

@@ -50,14 +50,14 @@ import Testing
         #expect(rk_i8_product_at(3, nil, 0, 0, nil, nil, nil, nil, nil, 0, 0, 1, nil, 0, 0, nil, 0) == 0, "no level above AVX-512")
     }
 
-    /// Inputs 0…255 and weights ±63 quantize exactly (scale 1, zero point 0), so the product must be
-    /// the exact integer sum. Every pair at the extremes (255 · 63 · 2 = 32130) is the case where
-    /// AVX2's saturating 16-bit pair sums would clip if the weights had 8 bits.
+    /// Inputs 0…127 and weights ±63 quantize exactly (scale 1, zero point 0), so the product must be
+    /// the exact integer sum. Pairs at the extremes, two of them added in 16 bits (4 · 127 · 63 =
+    /// 32004), are the case where AVX2's 16-bit sums would clip if either side had 8 bits.
     @Test func extremeValuesNeverSaturate() throws {
         let rows = 11, n = 18, k = 1000
         let x = Tensor(shape: [rows, k], values: (0..<(rows * k)).map { index in
             let (r, i) = index.quotientAndRemainder(dividingBy: k)
-            return r == 0 || i == 0 ? 255 : Float((r * 37 + i * 11) % 256)
+            return r == 0 || i == 0 ? 127 : Float((r * 37 + i * 11) % 128)
         })
         let w = Tensor(shape: [n, k], values: (0..<(n * k)).map { index in
             let (j, i) = index.quotientAndRemainder(dividingBy: k)
@@ -95,7 +95,7 @@ import Testing
     }
 
     /// On random values the product stays within 2% of the largest output of the exact product
-    /// (7-bit weights per feature, 8-bit rows), and a range of outputs equals those columns of the whole.
+    /// (7-bit weights per feature, 7-bit rows), and a range of outputs equals those columns of the whole.
     @Test func closeToTheFloatProductAndRangesAgree() throws {
         var random = Random(state: 5)
         let rows = 37, n = 70, k = 300
