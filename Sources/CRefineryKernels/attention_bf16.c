@@ -4,8 +4,8 @@
 // oneDNN's bfloat16 products, without two library calls per head on products this small (a
 // sequence of 200 tokens and a head of 32 is 2.6 MFLOP a product).
 #include "refinery_kernels.h"
+#include "thread_scratch.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,41 +117,6 @@ static size_t round_up(size_t value, size_t multiple) { return (value + multiple
 /// 200 × 200 score matrix was 160 KiB). A multiple of SCORE_ROWS and of every context tile's rows.
 #define BLOCK_ROWS 24
 
-/// The scratch of each thread, freed when the thread ends.
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
-static int scratch_key_made = 0;
-
-struct scratch { void *buffer; size_t capacity; };
-
-static void free_scratch(void *value) {
-    struct scratch *scratch = value;
-    free(scratch->buffer);
-    free(scratch);
-}
-
-static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scratch_key, free_scratch) == 0; }
-
-/// This thread's scratch, grown to `bytes` when smaller and kept for the thread's next call (the
-/// encoder calls this once per sequence and head). NULL when memory is short.
-static void *thread_scratch(size_t bytes) {
-    pthread_once(&scratch_key_once, make_scratch_key);
-    if (!scratch_key_made) return NULL;
-    struct scratch *scratch = pthread_getspecific(scratch_key);
-    if (!scratch) {
-        scratch = calloc(1, sizeof *scratch);
-        if (!scratch || pthread_setspecific(scratch_key, scratch) != 0) { free(scratch); return NULL; }
-    }
-    if (bytes > scratch->capacity) {
-        void *grown = aligned_alloc(64, round_up(bytes, 64));
-        if (!grown) return NULL;
-        free(scratch->buffer);
-        scratch->buffer = grown;
-        scratch->capacity = round_up(bytes, 64);
-    }
-    return scratch->buffer;
-}
-
 int rk_bf16_attention(const uint16_t *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale,
                       float *out, size_t ldo) {
     if (!rk_has_avx512_bf16() || n == 0 || head_dim == 0 || head_dim % 16 != 0 || head_dim > 64) return 0;
@@ -159,7 +124,7 @@ int rk_bf16_attention(const uint16_t *qkv, size_t ld, size_t hidden, size_t n, s
     const size_t tile = context_rows[columns];
     const size_t bytes = BLOCK_ROWS * width * sizeof(float) + BLOCK_ROWS * width * sizeof(uint16_t)
                        + 2 * pairs * width * sizeof(uint32_t);
-    char *scratch = thread_scratch(bytes);
+    char *scratch = rk_thread_scratch(bytes);
     if (!scratch) return 0;
     float *scores = (float *)scratch;
     uint16_t *probabilities = (uint16_t *)(scores + BLOCK_ROWS * width);

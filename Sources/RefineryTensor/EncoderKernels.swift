@@ -100,8 +100,7 @@ public enum EncoderKernels {
             let s = task / heads, head = task % heads
             let first = starts[s], n = starts[s + 1] - first
             if n == 0 { return }
-            // Score rows padded to a multiple of 16 keys (zero keys, never read by the softmax)
-            // so every product runs on whole vectors.
+            // Rows padded to a multiple of 16 for oneDNN's bfloat16 primitives.
             let width = (n + 15) & ~15
             let target = os.pointer + first * hidden + head * headDim
             if let hs, n >= Attention.bfloat16MinimumRows,
@@ -119,17 +118,10 @@ public enum EncoderKernels {
                     }
                 }
             }
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * width + headDim * width + n * headDim)
-            defer { scratch.deallocate() }
-            let scores = scratch, keysT = scratch + n * width, values = keysT + headDim * width
-            if width > n { for d in 0..<headDim { (keysT + d * width + n).initialize(repeating: 0, count: width - n) } }
-            LowRank.transpose(q + hidden, lds: stride, rows: n, cols: headDim, into: keysT, ldd: width)
-            // The values side by side: read in place, rows 3 × hidden floats apart fall in a few
-            // cache sets and evict each other (measured at 228 rows: 82 → 97 GFLOP/s on one core).
-            for row in 0..<n { (values + row * headDim).initialize(from: q + 2 * hidden + row * stride, count: headDim) }
-            rk_lowrank_expand(q, stride, keysT, width, scores, width, n, width, headDim, scale, 0)
-            for row in 0..<n { rk_softmax(scores + row * width, n) }
-            rk_lowrank_expand(scores, width, values, headDim, target, hidden, n, headDim, n, 1, 0)
+            // Scores, softmax and P V a block of query rows at a time, in this thread's scratch.
+            // (The call is not inside the precondition: release builds are -Ounchecked, which skips it.)
+            let done = rk_f32_attention(q, stride, hidden, n, headDim, scale, target, hidden)
+            precondition(done == 1, "out of memory for attention's scratch (\(n) rows)")
         }
     }
 

@@ -7,6 +7,22 @@
 /// Softmax of x[0..n) in place (max-subtracted). Vectorised; exp has ~2e-7 relative error.
 void rk_softmax(float *x, size_t n);
 
+/// `rk_softmax` at a chosen instruction set (0 portable, 1 AVX2, 2 AVX-512); 0 (nothing
+/// written) when this CPU lacks that level.
+int rk_softmax_at(int level, float *x, size_t n);
+
+/// Bidirectional attention of one head over one sequence of `n` rows in float32: the head's
+/// queries at `qkv`, its keys `hidden` and values `2·hidden` elements further, rows `ld` apart;
+/// out (rows `ldo` apart) = softmax(scale · Q Kᵀ) V. Each element has the bits of
+/// rk_lowrank_expand (scores, alpha = scale), rk_softmax over each row's n scores and
+/// rk_lowrank_expand (P V) run over the whole sequence, keys padded with zeros to a multiple of
+/// 16. Returns 0, writing nothing, when its scratch (~(2·head_dim + 24) · n floats, kept per
+/// thread) cannot be allocated. `_at`: at a chosen instruction set (0 when this CPU lacks it).
+int rk_f32_attention(const float *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale, float *out,
+                     size_t ldo);
+int rk_f32_attention_at(int level, const float *qkv, size_t ld, size_t hidden, size_t n, size_t head_dim, float scale,
+                        float *out, size_t ldo);
+
 /// For each of `rows` rows of `scores` (row stride `ld`): the softmax of its first `n` values
 /// (the row is used as scratch), written to `out` (row stride `width` ≥ n) as bfloat16 rounded
 /// like rk_f32_to_bf16, columns n..<width zero. Attention probabilities for a bfloat16 product; its exp
@@ -194,7 +210,7 @@ size_t rk_i8_depth(size_t k);
 size_t rk_i8_padded_rows(size_t rows);
 size_t rk_i8_packed_bytes(size_t n, size_t k);
 size_t rk_i8_pack_weight(const float *w, size_t n, size_t k, int8_t *packed, float *scales, int32_t *sums);
-/// Quantizes rows of `x` (row stride `ldx`) to 0…255 with a scale and zero point per row, into `q`
+/// Quantizes rows of `x` (row stride `ldx`) to 0…127 with a scale and zero point per row, into `q`
 /// (row stride `ldq` ≥ `rk_i8_depth(k)`, `rk_i8_padded_rows(rows)` rows); a row holding a NaN or an
 /// infinity gets scale NaN (its outputs are NaN). Runs on the pool.
 void rk_i8_quantize_rows(const float *x, size_t ldx, size_t rows, size_t k, uint8_t *q, size_t ldq, float *scales,
