@@ -197,21 +197,17 @@ RK_AVX512 static void scale_to_bf16_avx512(const float *v, float scale, size_t n
 }
 #endif
 
-int rk_softmax_at(int level, float *x, size_t n) {
-    if (level < 0 || level > rk_simd_level()) return 0;
-    if (n == 0) return 1;
+void rk_softmax(float *x, size_t n) {
+    if (n == 0) return;
 #if defined(__x86_64__)
-    switch (level) {
-    case 2: softmax_avx512(x, n); return 1;
-    case 1: softmax_avx2(x, n); return 1;
+    switch (rk_simd_level()) {
+    case 2: softmax_avx512(x, n); return;
+    case 1: softmax_avx2(x, n); return;
     default: break;
     }
 #endif
     softmax_generic(x, n);
-    return 1;
 }
-
-void rk_softmax(float *x, size_t n) { rk_softmax_at(rk_simd_level(), x, n); }
 
 void rk_softmax_rows_bf16(float *scores, size_t ld, size_t rows, size_t n, size_t width, uint16_t *out) {
     for (size_t row = 0; row < rows; row++) {

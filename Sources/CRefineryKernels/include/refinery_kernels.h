@@ -7,10 +7,6 @@
 /// Softmax of x[0..n) in place (max-subtracted). Vectorised; exp has ~2e-7 relative error.
 void rk_softmax(float *x, size_t n);
 
-/// `rk_softmax` at a chosen instruction set (0 portable, 1 AVX2, 2 AVX-512); 0 (nothing
-/// written) when this CPU lacks that level.
-int rk_softmax_at(int level, float *x, size_t n);
-
 /// Bidirectional attention of one head over one sequence of `n` rows in float32: the head's
 /// queries at `qkv`, its keys `hidden` and values `2·hidden` elements further, rows `ld` apart;
 /// out (rows `ldo` apart) = softmax(scale · Q Kᵀ) V: the products by rk_lowrank_expand, the
