@@ -3,16 +3,13 @@
 // first-level cache between the two products, with the keys and values packed once into this
 // thread's scratch (not into memory allocated for every sequence and head).
 //
-// The softmax is its own, not rk_softmax: the scores minus their row's maximum are ≤ 0 (or NaN),
-// so exp needs no upper clamp; a degree-5 polynomial (relative error ≤ 1.7e-7, where rk_softmax's
-// degree 7 has 0.9e-7; PyTorch's vectorised exp is ~1 ulp too) with the power of two added into
-// the exponent bits (exact: every kept result is a normal float) takes 0.50 ns an element on a
-// Zen 3 core where rk_softmax's exp took 0.74. The probabilities are left unnormalised, and each
-// row of P V is multiplied by 1 / its sum instead: head_dim multiplies a row, not n.
+// The softmax is not rk_softmax but rk_softmax_numerators (softmax.c): its exp takes only the
+// arguments ≤ 0 a score minus its row's maximum can be, 0.50 ns an element on a Zen 3 core where
+// rk_softmax's took 0.74, and it leaves the probabilities unnormalised: each row of P V is
+// multiplied by 1 / its sum instead, head_dim multiplies a row, not n.
 #include "refinery_kernels.h"
 #include "thread_scratch.h"
 
-#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -29,94 +26,7 @@ static void transpose_keys_generic(const float *k, size_t ld, size_t n, size_t h
         for (size_t d = 0; d < head_dim; d++) keys_t[d * width + j] = k[j * ld + d];
 }
 
-// exp(x) for x ≤ 0 or NaN: 0 below −87.336544 (ln of the smallest normal float) and for NaN and −∞.
-// Range reduction by ln 2 in two parts, then a degree-5 polynomial; t carries n = round(x / ln 2)
-// in its low mantissa bits, so t << 23 adds n to the polynomial's exponent.
-#define EXP_LOW -87.336544f
-#define EXP_SHIFTER 12582912.0f
-#define EXP_C5 8.33384e-3f
-#define EXP_C4 4.189858e-2f
-#define EXP_C3 1.6666886e-1f
-#define EXP_C2 4.9999143e-1f
-
-static inline float exp_nonpositive(float x) {
-    float cx = x > EXP_LOW ? x : EXP_LOW;  // NaN takes EXP_LOW, as _mm256_max_ps(x, low) does
-    float t = __builtin_fmaf(cx, 1.44269504f, EXP_SHIFTER);
-    float fn = t - EXP_SHIFTER;
-    float r = __builtin_fmaf(-fn, 0.693359375f, cx);
-    r = __builtin_fmaf(fn, 2.12194440e-4f, r);
-    float p = __builtin_fmaf(EXP_C5, r, EXP_C4);
-    p = __builtin_fmaf(p, r, EXP_C3);
-    p = __builtin_fmaf(p, r, EXP_C2);
-    p = __builtin_fmaf(p, r, 1.0f);
-    p = __builtin_fmaf(p, r, 1.0f);
-    uint32_t bits, shift;
-    memcpy(&bits, &p, 4);
-    memcpy(&shift, &t, 4);
-    bits += shift << 23;
-    memcpy(&p, &bits, 4);
-    return x >= EXP_LOW ? p : 0.0f;
-}
-
-/// Replaces v[0..n) by exp(v − max v) and returns 1 / their sum.
-static float exponentiate_generic(float *v, size_t n) {
-    float m = -INFINITY, sum = 0;
-    for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
-    for (size_t i = 0; i < n; i++) {
-        v[i] = exp_nonpositive(v[i] - m);
-        sum += v[i];
-    }
-    return 1.0f / sum;
-}
-
 #if defined(__x86_64__)
-/// exp_nonpositive on 8 lanes: the same operations.
-__attribute__((target("avx2,fma")))
-static inline __m256 exp8_nonpositive(__m256 x) {
-    const __m256 low = _mm256_set1_ps(EXP_LOW);
-    const __m256 cx = _mm256_max_ps(x, low);
-    const __m256 t = _mm256_fmadd_ps(cx, _mm256_set1_ps(1.44269504f), _mm256_set1_ps(EXP_SHIFTER));
-    const __m256 fn = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFTER));
-    __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693359375f), cx);
-    r = _mm256_fmadd_ps(fn, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
-    return _mm256_and_ps(_mm256_castsi256_ps(bits), _mm256_cmp_ps(x, low, _CMP_GE_OQ));
-}
-
-/// exponentiate_generic with whole vectors of 8 (the last n mod 8 values through the scalar exp).
-__attribute__((target("avx2,fma")))
-static float exponentiate_avx2(float *v, size_t n) {
-    const size_t whole = n & ~(size_t)7;
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    for (size_t i = 0; i < whole; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(v + i));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    float m = _mm_cvtss_f32(m4);
-    for (size_t i = whole; i < n; i++) m = v[i] > m ? v[i] : m;
-    const __m256 max = _mm256_set1_ps(m);
-    __m256 sum8 = _mm256_setzero_ps();
-    for (size_t i = 0; i < whole; i += 8) {
-        const __m256 e = exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(v + i), max));
-        _mm256_storeu_ps(v + i, e);
-        sum8 = _mm256_add_ps(sum8, e);
-    }
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-    float sum = _mm_cvtss_f32(s4);
-    for (size_t i = whole; i < n; i++) {
-        v[i] = exp_nonpositive(v[i] - m);
-        sum += v[i];
-    }
-    return 1.0f / sum;
-}
-
 /// The same, 8 keys × 8 dimensions at a time through registers (head_dim a multiple of 8).
 __attribute__((target("avx2,fma")))
 static void transpose_keys_avx2(const float *k, size_t ld, size_t n, size_t head_dim, float *keys_t, size_t width) {
@@ -175,12 +85,7 @@ int rk_f32_attention_at(int level, const float *qkv, size_t ld, size_t hidden, s
     for (size_t block = 0; block < n; block += BLOCK_ROWS) {
         const size_t rows = n - block < BLOCK_ROWS ? n - block : BLOCK_ROWS;
         rk_lowrank_expand_at(level, q + block * ld, ld, keys_t, width, scores, width, rows, width, head_dim, scale, 0);
-        for (size_t r = 0; r < rows; r++) {
-#if defined(__x86_64__)
-            if (level >= 1) { inverse_sums[r] = exponentiate_avx2(scores + r * width, n); continue; }
-#endif
-            inverse_sums[r] = exponentiate_generic(scores + r * width, n);
-        }
+        for (size_t r = 0; r < rows; r++) inverse_sums[r] = rk_softmax_numerators_at(level, scores + r * width, n);
         float *target = out + block * ldo;
         rk_lowrank_expand_at(level, scores, width, values, head_dim, target, ldo, rows, head_dim, n, 1, 0);
         for (size_t r = 0; r < rows; r++)

@@ -7,6 +7,12 @@
 /// Softmax of x[0..n) in place (max-subtracted). Vectorised; exp has ~2e-7 relative error.
 void rk_softmax(float *x, size_t n);
 
+/// A softmax's numerators: v[0..n) replaced by exp(v − max v), with an exp for arguments ≤ 0 only
+/// (degree 5, relative error ≤ 1.7e-7), returning 1 / their sum, so a caller can scale what it
+/// makes of them instead of the n values. At instruction set `level` (0 portable, 1 and up AVX2),
+/// which the caller has checked this CPU has.
+float rk_softmax_numerators_at(int level, float *v, size_t n);
+
 /// Bidirectional attention of one head over one sequence of `n` rows in float32: the head's
 /// queries at `qkv`, its keys `hidden` and values `2·hidden` elements further, rows `ld` apart;
 /// out (rows `ldo` apart) = softmax(scale · Q Kᵀ) V: the products by rk_lowrank_expand, the
